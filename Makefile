@@ -1,0 +1,50 @@
+# tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
+#   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080
+#   make test   the test suite (what CI runs)
+#   make bench  the all-in-one benchmark (figures go to BENCHMARKS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= deploy/config/all-in-one.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test bench typecheck validate-configs clean install install-test
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tracehouse needs Python >= 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=69" wheel
+
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e . --config-settings editable_mode=strict
+	@touch $@
+
+$(VENV)/.deps-test: pyproject.toml $(VENV)/.deps
+	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=strict
+	@touch $@
+
+# The strict editable install links every module into build/__editable__*; relinking
+# is cheap (~1 s) and picks up modules added since the last install.
+install: $(VENV)/.deps
+	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+install-test: $(VENV)/.deps-test install
+
+run: install
+	$(BIN)/tracehouse run --config $(CONFIG)
+
+test: install-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+typecheck: install-test
+	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench
+
+validate-configs: install
+	@for f in deploy/config/*.yaml; do $(BIN)/tracehouse validate-config $$f || exit 1; done
+
+bench: install-test
+	$(BIN)/python -m tracehouse.bench.run_all_in_one --json-out bench-results.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis

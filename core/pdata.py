@@ -1,0 +1,91 @@
+"""The unit of data flowing between pipeline stages.
+
+A `TraceBatch` wraps one parsed OTLP `ExportTraceServiceRequest` and keeps the wire
+bytes it came from, so stages that only forward (the sidecar's Kafka exporter) never
+re-serialize and nobody materializes per-span Python objects unless it has to. Crossing
+from protobuf (upb) into Python objects is the dominant cost on the hot path; see
+../shared/reference/architecture-anchors.md §4.3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
+
+from tracehouse.core.errors import BadRequestError
+
+TRACE_ID_LEN = 16
+SPAN_ID_LEN = 8
+
+
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+@dataclass(slots=True)
+class TraceBatch:
+    """One or more OTLP export requests' worth of spans.
+
+    `raw` is the serialized form while it is known to match `request`; a stage that
+    changes the request must call `mark_mutated()` so the bytes are rebuilt on demand.
+    `extras` is where enrichment processors hang column-wise results (e.g. GenAI
+    columns) aligned with `iter_spans()` order, so later stages never rescan attributes.
+    """
+
+    request: ExportTraceServiceRequest
+    span_count: int
+    raw: bytes | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TraceBatch:
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(raw)
+        except DecodeError as exc:
+            raise BadRequestError(f"malformed OTLP protobuf: {exc}") from None
+        return cls(request=request, span_count=count_spans(request), raw=raw)
+
+    @classmethod
+    def from_request(cls, request: ExportTraceServiceRequest) -> TraceBatch:
+        return cls(request=request, span_count=count_spans(request))
+
+    @classmethod
+    def merge(cls, batches: Iterable[TraceBatch]) -> TraceBatch:
+        """Concatenate batches. Serialized protobuf messages concatenate into the merge of
+        their repeated fields, so merging raw bytes is exact and avoids a re-serialize."""
+        parts = list(batches)
+        if len(parts) == 1:
+            return parts[0]
+        request = ExportTraceServiceRequest()
+        for part in parts:
+            request.resource_spans.extend(part.request.resource_spans)
+        raw: bytes | None = None
+        if all(p.raw is not None for p in parts):
+            raw = b"".join(p.raw for p in parts)  # type: ignore[misc]
+        return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw)
+
+    @property
+    def nbytes(self) -> int:
+        """Wire size; what queues and memory limits are measured in."""
+        return len(self.raw) if self.raw is not None else self.request.ByteSize()
+
+    def to_bytes(self) -> bytes:
+        if self.raw is None:
+            self.raw = self.request.SerializeToString()
+        return self.raw
+
+    def mark_mutated(self) -> None:
+        self.raw = None
+
+    def iter_spans(self) -> Iterator[tuple[ResourceSpans, Any, Span]]:
+        """(resource_spans, scope_spans, span) in wire order."""
+        for rs in self.request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    yield rs, ss, span

@@ -1,0 +1,42 @@
+"""Component types by name.
+
+Factories are imported on first use, so a process loads only the components its config
+names: the sidecar never imports the embedded ClickHouse engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tracehouse.core.component import Factory, Kind
+
+_REGISTRY: dict[Kind, dict[str, str]] = {
+    Kind.RECEIVER: {
+        "otlp": "tracehouse.ingest.otlp.factory:factory",
+    },
+    Kind.PROCESSOR: {
+        "batch": "tracehouse.processors.batch.factory:factory",
+        "memory_limiter": "tracehouse.processors.memory_limiter.factory:factory",
+    },
+    Kind.EXPORTER: {
+        "clickhouse": "tracehouse.sinks.clickhouse.factory:factory",
+        "debug": "tracehouse.sinks.debug.exporter:factory",
+    },
+    Kind.EXTENSION: {
+        "query_api": "tracehouse.query.factory:factory",
+    },
+}
+
+
+def known_types(kind: Kind) -> list[str]:
+    return sorted(_REGISTRY[kind])
+
+
+def get_factory(kind: Kind, type_name: str) -> Factory[Any] | None:
+    target = _REGISTRY[kind].get(type_name)
+    if target is None:
+        return None
+    module_name, _, attr = target.partition(":")
+    factory: Factory[Any] = getattr(importlib.import_module(module_name), attr)
+    return factory

@@ -1,0 +1,80 @@
+"""Exporter-side retry with exponential backoff and jitter (the Collector's retry_on_failure).
+
+Receivers never retry: only exporters do, and only within the caller's deadline, so a
+client is answered before its own timeout and can retry elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tracehouse.core.component import ComponentConfig
+from tracehouse.core.config import Duration
+from tracehouse.core.errors import PermanentError, RetryableError
+
+T = TypeVar("T")
+
+
+class RetryConfig(ComponentConfig):
+    enabled: bool = True
+    initial_interval: Duration = 1.0
+    randomization_factor: float = 0.5
+    multiplier: float = 1.5
+    max_interval: Duration = 30.0
+    max_elapsed_time: Duration = 120.0
+
+
+def backoff_delays(cfg: RetryConfig, rng: random.Random | None = None) -> list[float]:
+    """The sleep before each retry, jittered, until max_elapsed_time is spent."""
+    rng = rng or random.Random()
+    delays: list[float] = []
+    interval, total = cfg.initial_interval, 0.0
+    while total < cfg.max_elapsed_time and len(delays) < 1000:
+        jitter = interval * cfg.randomization_factor
+        delay = min(cfg.max_interval, max(0.0, interval + rng.uniform(-jitter, jitter)))
+        delays.append(delay)
+        total += delay
+        interval = min(cfg.max_interval, interval * cfg.multiplier)
+    return delays
+
+
+async def call_with_retry(
+    attempt: Callable[[], Awaitable[T]],
+    cfg: RetryConfig,
+    *,
+    deadline: float | None = None,
+    on_retry: Callable[[Exception, float], None] | None = None,
+) -> T:
+    """Run `attempt` until it succeeds, fails permanently, or time runs out.
+
+    Anything but a PermanentError is retried. When retries are exhausted the last error
+    is raised as a RetryableError, so the client is told to come back later.
+    """
+    delays = backoff_delays(cfg) if cfg.enabled else []
+    for i in range(len(delays) + 1):
+        try:
+            return await attempt()
+        except PermanentError:
+            raise
+        except Exception as exc:
+            if i == len(delays):
+                raise _exhausted(exc) from exc
+            delay = delays[i]
+            if isinstance(exc, RetryableError) and exc.retry_after:
+                delay = max(delay, exc.retry_after)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise _exhausted(exc) from exc
+            if on_retry:
+                on_retry(exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _exhausted(exc: Exception) -> RetryableError:
+    if isinstance(exc, RetryableError):
+        return exc
+    return RetryableError(f"export failed, retries exhausted: {exc}", retry_after=5.0)

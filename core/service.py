@@ -1,0 +1,179 @@
+"""Builds the component graph from a Config and runs it.
+
+As in the Collector: receivers and exporters are shared by every pipeline that names
+them, each pipeline gets its own processor instances, and a fanout sits wherever one
+component feeds several. Start goes exporters -> processors -> receivers (each stage
+starts before anything can send to it); shutdown goes the other way, so every stage
+drains into a consumer that is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from tracehouse.core.component import Component, ComponentID, Kind, Settings, Status, TracesConsumer
+from tracehouse.core.config import Config
+from tracehouse.core.fanout import fanout
+from tracehouse.core.registry import get_factory
+from tracehouse.core.telemetry import Telemetry
+
+log = structlog.get_logger("tracehouse.service")
+
+_HEALTHY = {Status.OK, Status.RECOVERABLE_ERROR}
+
+
+@dataclass
+class _Node:
+    id: ComponentID
+    kind: Kind
+    component: Component
+    pipeline: str | None = None
+
+
+@dataclass
+class Service:
+    """A running set of pipelines. Implements the `Host` protocol for its components."""
+
+    config: Config
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    _nodes: list[_Node] = field(default_factory=list)
+    _status: dict[str, tuple[Status, str | None]] = field(default_factory=dict)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _started: bool = False
+
+    # -- Host ------------------------------------------------------------------------
+    def report_status(self, component: ComponentID, kind: Kind, status: Status, error: str | None = None) -> None:
+        key = f"{kind.value}/{component}"
+        previous = self._status.get(key)
+        self._status[key] = (status, error)
+        if previous is None or previous[0] != status:
+            level = "warning" if status in (Status.RECOVERABLE_ERROR, Status.PERMANENT_ERROR, Status.FATAL_ERROR) else "debug"
+            getattr(log, level)("component status", component=key, status=status.value, error=error)
+
+    def statuses(self) -> dict[str, tuple[Status, str | None]]:
+        return dict(self._status)
+
+    def healthy(self) -> bool:
+        """Liveness: false only when something failed fatally."""
+        return all(s != Status.FATAL_ERROR for s, _ in self._status.values())
+
+    def ready(self) -> bool:
+        """Readiness: every component started and none failed permanently."""
+        return self._started and all(s in _HEALTHY for s, _ in self._status.values())
+
+    # -- graph -----------------------------------------------------------------------
+    def _create(self, kind: Kind, cid: ComponentID, next_consumer: TracesConsumer | None,
+                pipeline: str | None = None) -> Component:
+        entry = self.config.entry(kind, cid)
+        factory = get_factory(kind, cid.type)
+        assert factory is not None, f"{kind.value} {cid} passed validation without a factory"
+        component = factory.create(Settings(cid, kind, pipeline), entry.config, next_consumer)
+        self._nodes.append(_Node(cid, kind, component, pipeline))
+        return component
+
+    def build(self) -> None:
+        exporters: dict[ComponentID, Component] = {}
+        pipeline_heads: dict[str, TracesConsumer] = {}
+        for name, pipeline in self.config.pipelines.items():
+            consumers: list[TracesConsumer] = []
+            for ref in pipeline.exporters:
+                cid = ComponentID.parse(ref)
+                if cid not in exporters:
+                    exporters[cid] = self._create(Kind.EXPORTER, cid, None)
+                consumers.append(_as_consumer(exporters[cid], Kind.EXPORTER, cid))
+            head: TracesConsumer = fanout(consumers)
+            for ref in reversed(pipeline.processors):
+                cid = ComponentID.parse(ref)
+                head = _as_consumer(self._create(Kind.PROCESSOR, cid, head, name), Kind.PROCESSOR, cid)
+            pipeline_heads[name] = head
+
+        receiver_targets: dict[ComponentID, list[str]] = {}
+        for name, pipeline in self.config.pipelines.items():
+            for ref in pipeline.receivers:
+                receiver_targets.setdefault(ComponentID.parse(ref), []).append(name)
+        for cid, names in receiver_targets.items():
+            self._create(Kind.RECEIVER, cid, fanout([pipeline_heads[n] for n in names]))
+
+        for ref in self.config.service.extensions:
+            cid = ComponentID.parse(ref)
+            self._create(Kind.EXTENSION, cid, None)
+
+    def _ordered(self, *kinds: Kind) -> list[_Node]:
+        return [n for k in kinds for n in self._nodes if n.kind is k]
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self._nodes:
+            self.build()
+        # Extensions first (the query API answers probes while the rest starts), then
+        # exporters, processors in reverse pipeline order, receivers last.
+        order = self._ordered(Kind.EXTENSION, Kind.EXPORTER)
+        order += list(reversed(self._ordered(Kind.PROCESSOR))) + self._ordered(Kind.RECEIVER)
+        for node in order:
+            self.report_status(node.id, node.kind, Status.STARTING)
+        for node in order:
+            t0 = time.perf_counter()
+            try:
+                await node.component.start(self)
+            except Exception as exc:
+                self.report_status(node.id, node.kind, Status.PERMANENT_ERROR, str(exc))
+                log.error("component failed to start", component=f"{node.kind.value}/{node.id}", error=str(exc))
+                await self.shutdown()
+                raise
+            if self._status[f"{node.kind.value}/{node.id}"][0] == Status.STARTING:
+                self.report_status(node.id, node.kind, Status.OK)
+            log.info("component started", component=f"{node.kind.value}/{node.id}",
+                     pipeline=node.pipeline, seconds=round(time.perf_counter() - t0, 3))
+        self._started = True
+        log.info("service started", pipelines=sorted(self.config.pipelines), config=self.config.source)
+
+    async def shutdown(self) -> None:
+        order = self._ordered(Kind.RECEIVER) + self._ordered(Kind.PROCESSOR)
+        order += self._ordered(Kind.EXPORTER, Kind.EXTENSION)
+        timeout = self.config.service.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        for node in order:
+            self.report_status(node.id, node.kind, Status.STOPPING)
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(node.component.shutdown(), remaining)
+            except TimeoutError:
+                log.error("component did not drain within the shutdown timeout",
+                          component=f"{node.kind.value}/{node.id}", timeout_s=timeout)
+            except Exception as exc:  # keep shutting the rest down
+                log.error("component failed to shut down", component=f"{node.kind.value}/{node.id}", error=str(exc))
+            self.report_status(node.id, node.kind, Status.STOPPED)
+        self._started = False
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, then drain and stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            log.info("draining: stopping receivers, flushing batches, closing exporters")
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            log.info("service stopped")
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("signal received, shutting down", signal=sig.name)
+        self._stop.set()
+
+
+def _as_consumer(component: Component, kind: Kind, cid: ComponentID) -> TracesConsumer:
+    if not isinstance(component, TracesConsumer):
+        raise TypeError(f"{kind.value} {cid} cannot consume traces")
+    return component

@@ -1,0 +1,66 @@
+"""The pipeline's own metrics, exposed as Prometheus text on the query service's /metrics.
+
+Declared in one place (like the Collector's metadata.yaml) so names stay consistent:
+`tracehouse_<kind>_<what>_<unit>` with component ids as labels. Each Service owns its
+registry, so several services in one process (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_SIZE_BUCKETS = (10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.receiver_accepted_spans = Counter(
+            "tracehouse_receiver_accepted_spans", "Spans accepted and durably handed on.",
+            ["receiver", "transport"], registry=r)
+        self.receiver_refused_spans = Counter(
+            "tracehouse_receiver_refused_spans", "Spans refused with an error to the client.",
+            ["receiver", "transport", "reason"], registry=r)
+        self.receiver_requests = Counter(
+            "tracehouse_receiver_requests", "Export requests by response status.",
+            ["receiver", "transport", "status"], registry=r)
+        self.receiver_request_duration = Histogram(
+            "tracehouse_receiver_request_duration_seconds", "Time from request to response.",
+            ["receiver", "transport"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.processor_refused_spans = Counter(
+            "tracehouse_processor_refused_spans", "Spans a processor refused (back-pressure).",
+            ["processor", "pipeline"], registry=r)
+        self.processor_dropped_spans = Counter(
+            "tracehouse_processor_dropped_spans", "Spans a processor dropped on purpose.",
+            ["processor", "pipeline"], registry=r)
+        self.memory_limiter_in_flight_spans = Gauge(
+            "tracehouse_memory_limiter_in_flight_spans", "Spans admitted and not yet handed on.",
+            ["processor", "pipeline"], registry=r)
+        self.memory_limiter_in_flight_bytes = Gauge(
+            "tracehouse_memory_limiter_in_flight_bytes", "Wire bytes admitted and not yet handed on.",
+            ["processor", "pipeline"], registry=r)
+        self.batch_send_size = Histogram(
+            "tracehouse_processor_batch_send_size_spans", "Spans per batch sent downstream.",
+            ["processor", "pipeline"], buckets=_SIZE_BUCKETS, registry=r)
+        self.batch_send_trigger = Counter(
+            "tracehouse_processor_batch_send_trigger", "Why a batch was sent (size, timeout, shutdown).",
+            ["processor", "pipeline", "trigger"], registry=r)
+        self.queued_spans = Gauge(
+            "tracehouse_queued_spans", "Spans waiting in a component's buffer.",
+            ["component"], registry=r)
+        self.exporter_sent_spans = Counter(
+            "tracehouse_exporter_sent_spans", "Spans the exporter durably wrote.",
+            ["exporter"], registry=r)
+        self.exporter_send_failed_spans = Counter(
+            "tracehouse_exporter_send_failed_spans", "Spans whose export failed after retries.",
+            ["exporter"], registry=r)
+        self.exporter_send_retries = Counter(
+            "tracehouse_exporter_send_retries", "Export attempts that failed and were retried.",
+            ["exporter"], registry=r)
+        self.exporter_send_duration = Histogram(
+            "tracehouse_exporter_send_duration_seconds", "Duration of one export attempt.",
+            ["exporter"], buckets=_LATENCY_BUCKETS, registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

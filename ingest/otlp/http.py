@@ -1,0 +1,221 @@
+"""OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, gzip or deflate encoded.
+
+A plain ASGI app (no framework): this is the hot path, and every check that can refuse
+a request cheaply (path, method, content type, declared length, concurrency) runs
+before the body is read. Status codes follow the OTLP spec: 400 for bad data, 413 over
+the size limit, 415 for an unsupported content type, 429 / 503 with Retry-After when the
+pipeline cannot take more right now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.rpc import code_pb2
+
+from tracehouse.core.asgi_server import AsgiServer
+from tracehouse.core.context import request_deadline
+from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.ingest.otlp.config import HttpConfig
+from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
+from tracehouse.ingest.otlp.receiver import ExportHandler, refusal_reason
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_SUPPORTED = f"{PROTOBUF}, {JSON}"
+# Bodies this large are decompressed and parsed on a worker thread, so one big request
+# does not stall every other connection (zlib releases the GIL).
+_OFFLOAD_BYTES = 1 << 20
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, *, grpc_code: int, retry_after: float | None = None,
+                 refused_spans: int = 0, reason: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.grpc_code = grpc_code
+        self.retry_after = retry_after
+        self.refused_spans = refused_spans
+        self.reason = reason
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate gzip/deflate with a hard cap on the output, so a gzip bomb costs nothing."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise HttpError(415, f"unsupported Content-Encoding {encoding!r}; supported: gzip, deflate, identity",
+                        grpc_code=code_pb2.INVALID_ARGUMENT)
+    try:
+        out = inflater.decompress(body, limit + 1)
+        if len(out) > limit:
+            raise HttpError(413, f"decompressed body exceeds the limit of {limit} bytes",
+                            grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+        if not inflater.eof:
+            raise HttpError(400, f"invalid {encoding} body: truncated stream", grpc_code=code_pb2.INVALID_ARGUMENT)
+    except zlib.error as exc:
+        raise HttpError(400, f"invalid {encoding} body: {exc}", grpc_code=code_pb2.INVALID_ARGUMENT) from None
+    return out
+
+
+def decode_body(body: bytes, encoding: str, is_json: bool, limit: int) -> TraceBatch:
+    data = decompress(body, encoding, limit)
+    if is_json:
+        return TraceBatch.from_request(decode_json(data))
+    return TraceBatch.from_bytes(data)
+
+
+class OtlpHttpApp:
+    """The ASGI application; one instance per receiver."""
+
+    def __init__(self, config: HttpConfig, handler: ExportHandler, logger: Any):
+        self._config = config
+        self._handler = handler
+        self._log = logger
+        self._active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        is_json = _media_type(_header(scope, b"content-type")) == JSON
+        refused, reason = 0, ""
+        try:
+            status, body, headers = await self._handle(scope, receive, is_json)
+        except HttpError as exc:
+            refused, reason = exc.refused_spans, exc.reason
+            status = exc.status
+            headers = [(b"content-type", (JSON if is_json else PROTOBUF).encode())]
+            if exc.retry_after is not None:
+                headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+            body = encode_status(exc.grpc_code, str(exc), json=is_json, retry_after_s=exc.retry_after)
+        self._handler.observe(str(status), started, refused, reason)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive, is_json: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        cfg = self._config
+        if scope["path"] != cfg.traces_url_path:
+            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at {cfg.traces_url_path}",
+                            grpc_code=code_pb2.NOT_FOUND)
+        if scope["method"] != "POST":
+            raise HttpError(405, f"method {scope['method']} not allowed; use POST", grpc_code=code_pb2.UNIMPLEMENTED)
+        media = _media_type(_header(scope, b"content-type"))
+        if media not in (PROTOBUF, JSON):
+            raise HttpError(415, f"unsupported Content-Type {media or '(none)'!r}; supported: {_SUPPORTED}",
+                            grpc_code=code_pb2.INVALID_ARGUMENT)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cfg.max_request_body_size:
+            raise HttpError(413, f"body of {declared} bytes exceeds the limit of {cfg.max_request_body_size} bytes",
+                            grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+        if self._active >= cfg.max_concurrent_requests:
+            raise HttpError(503, "too many concurrent requests; retry later", grpc_code=code_pb2.UNAVAILABLE,
+                            retry_after=1.0)
+        self._active += 1
+        try:
+            body = await self._read_body(receive)
+            encoding = (_header(scope, b"content-encoding") or "").strip().lower()
+            try:
+                if len(body) > _OFFLOAD_BYTES:
+                    batch = await asyncio.to_thread(decode_body, body, encoding, is_json, cfg.max_request_body_size)
+                else:
+                    batch = decode_body(body, encoding, is_json, cfg.max_request_body_size)
+            except BadRequestError as exc:
+                raise HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT) from None
+            token = request_deadline.set(time.monotonic() + cfg.request_timeout)
+            try:
+                rejected, message = await asyncio.wait_for(self._handler.export(batch), cfg.request_timeout)
+            except TimeoutError:
+                raise HttpError(503, "the pipeline did not accept the data in time; retry later",
+                                grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0) from None
+            except (RetryableError, PermanentError) as exc:
+                raise self._map_pipeline_error(exc, batch.span_count) from None
+            except Exception as exc:
+                # A bug, not the client's fault: ask it to retry rather than lose data.
+                self._log.exception("unexpected error in the pipeline", error=str(exc))
+                raise HttpError(503, f"internal error: {exc}", grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0,
+                                refused_spans=batch.span_count, reason="internal") from None
+            finally:
+                request_deadline.reset(token)
+        finally:
+            self._active -= 1
+        content_type = JSON if is_json else PROTOBUF
+        return 200, encode_export_response(rejected, message, json=is_json), [(b"content-type", content_type.encode())]
+
+    @staticmethod
+    def _map_pipeline_error(exc: RetryableError | PermanentError, spans: int) -> HttpError:
+        refused = {"refused_spans": spans, "reason": refusal_reason(exc)}
+        if isinstance(exc, RetryableError):
+            retry_after = exc.retry_after or 1.0
+            if exc.overload:
+                return HttpError(429, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, retry_after=retry_after, **refused)
+            return HttpError(503, str(exc), grpc_code=code_pb2.UNAVAILABLE, retry_after=retry_after, **refused)
+        if isinstance(exc, PayloadTooLargeError):
+            return HttpError(413, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, **refused)
+        return HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT, **refused)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        limit = self._config.max_request_body_size
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HttpError(400, "client disconnected before sending the whole body",
+                                grpc_code=code_pb2.CANCELLED)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"body exceeds the limit of {limit} bytes", grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class OtlpHttpReceiver:
+    def __init__(self, config: HttpConfig, handler: ExportHandler, logger: Any):
+        self.handler = handler
+        self._config = config
+        self._log = logger
+        self._server: AsgiServer | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        app = OtlpHttpApp(self._config, self.handler, self._log)
+        self._server = AsgiServer(app, self._config.endpoint, name="otlp-http",
+                                  timeout_graceful_shutdown=self._config.request_timeout)
+        await self._server.start()
+        self.port = self._server.port
+        self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
+                       path=self._config.traces_url_path)
+
+    async def shutdown(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()

@@ -1,0 +1,124 @@
+"""The `batch` processor: merges requests into larger batches, without giving up acks.
+
+Unlike the Collector's classic batchprocessor (which answers before exporting and so
+swallows errors), every request waits for the export of the batch it joined and gets
+its result, as the Collector's newer queuebatch does with `wait_for_result: true`.
+If a merged batch fails permanently, its requests are retried one by one, so one
+poisoned request cannot fail the others it was merged with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.errors import PermanentError, RetryableError
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.processors.batch.config import BatchConfig
+
+
+@dataclass(slots=True)
+class _Pending:
+    batch: TraceBatch
+    done: asyncio.Future[None]
+
+
+class BatchProcessor:
+    def __init__(self, settings: Settings, config: BatchConfig, next_consumer: TracesConsumer):
+        self._settings = settings
+        self._config = config
+        self._next = next_consumer
+        self._pending: list[_Pending] = []
+        self._pending_spans = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._exports: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.max_concurrent_exports)
+        self._closed = False
+        self._host: Host | None = None
+        self._labels = (str(settings.id), settings.pipeline or "")
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if self._closed:
+            raise RetryableError("the batch processor is shutting down", retry_after=1.0)
+        if batch.span_count == 0:
+            return
+        cfg = self._config
+        if cfg.send_batch_max_size and self._pending_spans + batch.span_count > cfg.send_batch_max_size:
+            self._flush("max_size")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(batch, done))
+        self._pending_spans += batch.span_count
+        self._gauge()
+        if self._pending_spans >= cfg.send_batch_size:
+            self._flush("size")
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(cfg.timeout, self._flush, "timeout")
+        # Shielded: a client that hangs up must not cancel the export others wait on.
+        await asyncio.shield(done)
+
+    def _gauge(self) -> None:
+        if self._host:
+            self._host.telemetry.queued_spans.labels(str(self._settings.id)).set(self._pending_spans)
+
+    def _flush(self, trigger: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        items, self._pending, spans, self._pending_spans = self._pending, [], self._pending_spans, 0
+        self._gauge()
+        if self._host:
+            t = self._host.telemetry
+            t.batch_send_size.labels(*self._labels).observe(spans)
+            t.batch_send_trigger.labels(*self._labels, trigger).inc()
+        task = asyncio.create_task(self._export(items), name=f"batch-export-{self._settings.id}")
+        self._exports.add(task)
+        task.add_done_callback(self._exports.discard)
+
+    async def _export(self, items: list[_Pending]) -> None:
+        async with self._slots:
+            try:
+                await self._next.consume(TraceBatch.merge(p.batch for p in items))
+            except PermanentError as exc:
+                if len(items) == 1:
+                    _resolve(items[0].done, exc)
+                    return
+                self._settings.logger.warning("merged batch failed permanently; retrying its requests one by one",
+                                              requests=len(items), error=str(exc))
+                for item in items:
+                    try:
+                        await self._next.consume(item.batch)
+                    except Exception as one:
+                        _resolve(item.done, one)
+                    else:
+                        _resolve(item.done, None)
+                return
+            except Exception as exc:
+                for item in items:
+                    _resolve(item.done, exc)
+                return
+        for item in items:
+            _resolve(item.done, None)
+
+    async def shutdown(self) -> None:
+        """Flush what is waiting and wait for every export in flight."""
+        self._closed = True
+        self._flush("shutdown")
+        while self._exports:
+            await asyncio.gather(*list(self._exports), return_exceptions=True)
+
+
+def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+        # The waiter may have gone away (client hung up); don't warn about an unread error.
+        fut.exception()

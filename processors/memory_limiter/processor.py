@@ -1,0 +1,99 @@
+"""The `memory_limiter` processor: refuses, never drops.
+
+Python's RSS barely shrinks after a burst, so polling RSS (the Collector's method) is a
+weak control on its own. The primary limit here is admission: spans and wire bytes that
+were accepted and are still on their way to the durable point. Because every stage
+downstream acknowledges only after the data is safe (batch waits for the export, the
+exporter for ClickHouse or Kafka), the in-flight count bounds what the process holds.
+Over the limit, a request is refused with a retryable error that receivers answer as
+HTTP 429 / gRPC RESOURCE_EXHAUSTED with a retry delay. RSS polling stays as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import psutil
+
+from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.errors import RetryableError
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.processors.memory_limiter.config import MemoryLimiterConfig
+
+_MIB = 1024 * 1024
+
+
+class MemoryLimiterProcessor:
+    def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: TracesConsumer):
+        self._settings = settings
+        self._config = config
+        self._next = next_consumer
+        self._spans = 0
+        self._bytes = 0
+        self._max_bytes = int(config.max_in_flight_mib * _MIB)
+        self._rss_over = False
+        self._poller: asyncio.Task[None] | None = None
+        self._host: Host | None = None
+        self._labels = (str(settings.id), settings.pipeline or "")
+
+    @property
+    def in_flight_spans(self) -> int:
+        return self._spans
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+        if self._config.limit_mib:
+            self._poller = asyncio.create_task(self._poll_rss(), name=f"memory-limiter-{self._settings.id}")
+
+    async def _poll_rss(self) -> None:
+        process = psutil.Process()
+        threshold = (self._config.limit_mib - self._config.spike_limit_mib) * _MIB
+        while True:
+            over = process.memory_info().rss > threshold
+            if over != self._rss_over:
+                self._rss_over = over
+                self._settings.logger.warning("memory above soft limit, refusing data" if over
+                                              else "memory back below soft limit, accepting data",
+                                              limit_mib=self._config.limit_mib)
+            await asyncio.sleep(self._config.check_interval)
+
+    def _refuse(self, batch: TraceBatch, why: str) -> RetryableError:
+        if self._host:
+            self._host.telemetry.processor_refused_spans.labels(*self._labels).inc(batch.span_count)
+        return RetryableError(f"data refused due to high memory usage: {why}",
+                              retry_after=self._config.retry_after, overload=True)
+
+    async def consume(self, batch: TraceBatch) -> None:
+        n, size = batch.span_count, batch.nbytes
+        # Something must always be admissible, or one oversized request would wedge the
+        # pipeline: with nothing in flight, admit whatever comes.
+        if self._spans and (self._spans + n > self._config.max_in_flight_spans
+                            or self._bytes + size > self._max_bytes):
+            raise self._refuse(batch, f"{self._spans} spans / {self._bytes // _MIB} MiB in flight "
+                                      f"(limits {self._config.max_in_flight_spans} spans / "
+                                      f"{self._config.max_in_flight_mib:g} MiB)")
+        if self._rss_over:
+            raise self._refuse(batch, f"process memory above {self._config.limit_mib - self._config.spike_limit_mib:g} MiB")
+        self._spans += n
+        self._bytes += size
+        self._gauges()
+        try:
+            await self._next.consume(batch)
+        finally:
+            self._spans -= n
+            self._bytes -= size
+            self._gauges()
+
+    def _gauges(self) -> None:
+        if self._host:
+            t = self._host.telemetry
+            t.memory_limiter_in_flight_spans.labels(*self._labels).set(self._spans)
+            t.memory_limiter_in_flight_bytes.labels(*self._labels).set(self._bytes)
+
+    async def shutdown(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None

@@ -1,0 +1,50 @@
+"""Opening clickhouse-connect clients from an endpoint DSN, embedded (chDB) or remote (HTTP).
+
+Clients are synchronous and not safe for concurrent use: each thread that talks to
+ClickHouse gets its own. chDB allows one data directory per process; every client on
+that directory shares the same engine, which is how the all-in-one's exporter and query
+API see the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+
+def is_embedded(endpoint: str) -> bool:
+    return endpoint.startswith("chdb:")
+
+
+def chdb_path(endpoint: str) -> Path:
+    """`chdb:///abs/dir` -> /abs/dir; `chdb://./rel/dir` and `chdb://rel/dir` -> relative to cwd."""
+    rest = endpoint[len("chdb://"):]
+    return Path(rest).expanduser().resolve()
+
+
+def open_client(endpoint: str, *, username: str = "default", password: str = "",
+                database: str | None = None, settings: dict[str, Any] | None = None,
+                timeout_s: float = 30.0) -> Client:
+    if is_embedded(endpoint):
+        path = chdb_path(endpoint)
+        path.mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(dsn=f"chdb://{os.fspath(path)}", database=database,
+                                             settings=settings)
+    parts = urlsplit(endpoint)
+    return clickhouse_connect.get_client(
+        host=parts.hostname or "localhost",
+        port=parts.port or (8443 if parts.scheme == "https" else 8123),
+        secure=parts.scheme == "https",
+        username=parts.username or username,
+        password=parts.password or password,
+        database=database,
+        settings=settings,
+        connect_timeout=min(timeout_s, 10.0),
+        send_receive_timeout=timeout_s,
+        compress="lz4",
+    )

@@ -1,0 +1,191 @@
+"""OTLP spans -> column lists for a column-oriented ClickHouse insert.
+
+This is the exporter's hot path: one pass over the spans, appending straight into
+per-column lists (no per-span row objects, no transpose). Attribute values become
+strings the way the Collector's clickhouseexporter writes them (pcommon AsString):
+strings as they are, bools `true`/`false`, ints in decimal, doubles shortest, bytes
+base64, arrays and maps as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tracehouse.core.pdata import TraceBatch
+
+SPAN_KIND = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODE = ("Unset", "Ok", "Error")
+
+# Base columns of the Collector's otel_traces table, in insert order.
+BASE_COLUMNS = (
+    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind",
+    "ServiceName", "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes",
+    "Duration", "StatusCode", "StatusMessage",
+    "Events.Timestamp", "Events.Name", "Events.Attributes",
+    "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes",
+)
+
+# Typed GenAI columns an enrichment processor may supply through batch.extras["genai"]
+# (a dict of column name -> list aligned with span order). Missing ones take the
+# column default.
+GENAI_COLUMNS = (
+    "GenAIProvider", "GenAIOperation", "GenAISpanKind", "GenAIRequestModel", "GenAIResponseModel",
+    "GenAIInputTokens", "GenAIOutputTokens", "GenAICachedInputTokens", "GenAIReasoningTokens",
+    "GenAITotalTokens", "GenAITokensEstimated", "GenAIInputCostUSD", "GenAIOutputCostUSD",
+    "GenAITotalCostUSD", "GenAICostSource", "GenAIPromptName", "GenAIPromptVersion",
+    "GenAISessionId", "GenAIUserId",
+)
+
+
+def _format_double(v: float) -> str:
+    # Go's strconv.FormatFloat(v, 'f', -1, 64), which the Collector uses: no exponent.
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(v)
+    if "e" in text or "E" in text:
+        from decimal import Decimal
+
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def _raw(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "double_value":
+        d = v.double_value
+        return d if math.isfinite(d) else _format_double(d)
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    if kind == "array_value":
+        return [_raw(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _raw(kv.value) for kv in v.kvlist_value.values}
+    return None
+
+
+def any_to_str(v: AnyValue) -> str:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return str(v.int_value)
+    if kind == "bool_value":
+        return "true" if v.bool_value else "false"
+    if kind == "double_value":
+        return _format_double(v.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    if kind is None:
+        return ""
+    return json.dumps(_raw(v), separators=(",", ":"), ensure_ascii=False)
+
+
+def attrs_to_map(attrs: Any) -> dict[str, str]:
+    return {kv.key: any_to_str(kv.value) for kv in attrs}
+
+
+def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
+    """Column names and column-oriented data for every span in the batch."""
+    ts: list[int] = []
+    trace_ids: list[str] = []
+    span_ids: list[str] = []
+    parent_ids: list[str] = []
+    trace_states: list[str] = []
+    names: list[str] = []
+    kinds: list[str] = []
+    services: list[str] = []
+    res_attrs: list[dict[str, str]] = []
+    scope_names: list[str] = []
+    scope_versions: list[str] = []
+    span_attrs: list[dict[str, str]] = []
+    durations: list[int] = []
+    status_codes: list[str] = []
+    status_msgs: list[str] = []
+    ev_ts: list[list[int]] = []
+    ev_names: list[list[str]] = []
+    ev_attrs: list[list[dict[str, str]]] = []
+    ln_trace: list[list[str]] = []
+    ln_span: list[list[str]] = []
+    ln_state: list[list[str]] = []
+    ln_attrs: list[list[dict[str, str]]] = []
+    n_kinds, n_codes = len(SPAN_KIND), len(STATUS_CODE)
+
+    for rs in batch.request.resource_spans:
+        # Resource and scope values are shared by all their spans: convert once.
+        resource = attrs_to_map(rs.resource.attributes)
+        service = resource.get("service.name", "")
+        for ss in rs.scope_spans:
+            scope_name, scope_version = ss.scope.name, ss.scope.version
+            for span in ss.spans:
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                ts.append(start)
+                durations.append(end - start if end > start else 0)
+                trace_ids.append(span.trace_id.hex())
+                span_ids.append(span.span_id.hex())
+                parent_ids.append(span.parent_span_id.hex())
+                trace_states.append(span.trace_state)
+                names.append(span.name)
+                k = span.kind
+                kinds.append(SPAN_KIND[k] if 0 <= k < n_kinds else "Unspecified")
+                services.append(service)
+                res_attrs.append(resource)
+                scope_names.append(scope_name)
+                scope_versions.append(scope_version)
+                span_attrs.append({kv.key: any_to_str(kv.value) for kv in span.attributes})
+                status = span.status
+                c = status.code
+                status_codes.append(STATUS_CODE[c] if 0 <= c < n_codes else "Unset")
+                status_msgs.append(status.message)
+                events = span.events
+                if events:
+                    ev_ts.append([e.time_unix_nano for e in events])
+                    ev_names.append([e.name for e in events])
+                    ev_attrs.append([attrs_to_map(e.attributes) for e in events])
+                else:
+                    ev_ts.append([])
+                    ev_names.append([])
+                    ev_attrs.append([])
+                links = span.links
+                if links:
+                    ln_trace.append([lk.trace_id.hex() for lk in links])
+                    ln_span.append([lk.span_id.hex() for lk in links])
+                    ln_state.append([lk.trace_state for lk in links])
+                    ln_attrs.append([attrs_to_map(lk.attributes) for lk in links])
+                else:
+                    ln_trace.append([])
+                    ln_span.append([])
+                    ln_state.append([])
+                    ln_attrs.append([])
+
+    names_out = list(BASE_COLUMNS)
+    data: list[list[Any]] = [
+        ts, trace_ids, span_ids, parent_ids, trace_states, names, kinds, services, res_attrs,
+        scope_names, scope_versions, span_attrs, durations, status_codes, status_msgs,
+        ev_ts, ev_names, ev_attrs, ln_trace, ln_span, ln_state, ln_attrs,
+    ]
+    genai: dict[str, list[Any]] | None = batch.extras.get("genai")
+    if genai:
+        for col in GENAI_COLUMNS:
+            values = genai.get(col)
+            if values is not None:
+                if len(values) != len(ts):
+                    raise ValueError(f"GenAI column {col} has {len(values)} values for {len(ts)} spans")
+                names_out.append(col)
+                data.append(values)
+    return names_out, data

@@ -1,0 +1,46 @@
+"""Config of the `clickhouse` exporter (keys follow the Collector's clickhouseexporter)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import field_validator
+
+from tracehouse.core.component import ComponentConfig
+from tracehouse.core.config import Duration
+from tracehouse.core.retry import RetryConfig
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ClickHouseExporterConfig(ComponentConfig):
+    # `chdb://<path>` runs the embedded engine on a local data directory (relative paths
+    # are relative to the working directory); `http(s)://host:8123` talks to a server.
+    endpoint: str = "chdb://./data/clickhouse"
+    username: str = "default"
+    password: str = ""
+    database: str = "tracehouse"
+    traces_table_name: str = "otel_traces"
+    # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
+    create_schema: bool = True
+    # Keep spans this long (0 = forever); whole parts are dropped (ttl_only_drop_parts).
+    ttl: Duration = 0
+    # Per-insert timeout, and the time a request may spend retrying in total.
+    timeout: Duration = 30.0
+    retry_on_failure: RetryConfig = RetryConfig()
+    # How many recent insert blocks ClickHouse remembers to drop exact replays.
+    deduplication_window: int = 1000
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, v: str) -> str:
+        if not re.match(r"^(chdb|https?)://", v):
+            raise ValueError(f"expected chdb://<path> or http(s)://host:port, got {v!r}")
+        return v
+
+    @field_validator("database", "traces_table_name")
+    @classmethod
+    def _check_identifier(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
+        return v

@@ -1,0 +1,99 @@
+"""Versioned schema migrations, applied at start.
+
+Migrations are `migrations/NNN_name.sql` files; `${db}`, `${traces}` and the TTL
+placeholders are filled from config. Every statement is idempotent (IF NOT EXISTS), so
+writers that start at the same time may both apply a migration safely; the ledger table
+records what ran and is consulted to skip work on later starts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+
+import structlog
+from clickhouse_connect.driver.client import Client
+
+log = structlog.get_logger("tracehouse.sinks.clickhouse.schema")
+
+LEDGER = "tracehouse_schema_migrations"
+_NAME_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self, params: dict[str, str]) -> list[str]:
+        text = Template(self.sql).substitute(params)
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+        return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
+
+
+def load_migrations() -> list[Migration]:
+    folder = resources.files("tracehouse.sinks.clickhouse").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        m = _NAME_RE.match(entry.name)
+        if m:
+            found.append(Migration(int(m[1]), m[2], entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+def ttl_clause(ttl_seconds: float, column_expr: str) -> str:
+    """The Collector's TTL rule: the largest whole unit that divides the duration."""
+    if ttl_seconds <= 0:
+        return ""
+    seconds = int(ttl_seconds)
+    for unit, size in (("Day", 86400), ("Hour", 3600), ("Minute", 60)):
+        if seconds % size == 0:
+            return f"TTL {column_expr} + toInterval{unit}({seconds // size})"
+    return f"TTL {column_expr} + toIntervalSecond({seconds})"
+
+
+def schema_params(database: str, traces_table: str, ttl_seconds: float, dedup_window: int) -> dict[str, str]:
+    return {
+        "db": database,
+        "traces": traces_table,
+        "ttl_timestamp": ttl_clause(ttl_seconds, "toDateTime(Timestamp)"),
+        "ttl_start": ttl_clause(ttl_seconds, "toDateTime(Start)"),
+        "dedup_window": str(int(dedup_window)),
+    }
+
+
+def applied_versions(client: Client, database: str) -> set[int]:
+    rows = client.query(f"SELECT DISTINCT version FROM {database}.{LEDGER}").result_rows
+    return {int(r[0]) for r in rows}
+
+
+def migrate(client: Client, params: dict[str, str]) -> list[int]:
+    """Apply pending migrations; returns the versions applied now."""
+    database = params["db"]
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.{LEDGER} "
+        "(version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = applied_versions(client, database)
+    applied = []
+    for mig in load_migrations():
+        if mig.version in done:
+            continue
+        t0 = time.perf_counter()
+        for statement in mig.statements(params):
+            client.command(statement)
+        client.insert(f"{database}.{LEDGER}", [[mig.version, mig.name]], column_names=["version", "name"])
+        applied.append(mig.version)
+        log.info("schema migration applied", version=mig.version, name=mig.name,
+                 database=database, seconds=round(time.perf_counter() - t0, 3))
+    return applied
