@@ -103,17 +103,20 @@ class OtlpHttpApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        is_json = _media_type(_header(scope, b"content-type")) == JSON
+        media = _media_type(_header(scope, b"content-type"))
+        is_json = media == JSON
+        # Replies use the request's content type (OTLP spec); for unsupported types, JSON.
+        reply_json = media != PROTOBUF
         refused, reason = 0, ""
         try:
             status, body, headers = await self._handle(scope, receive, is_json)
         except HttpError as exc:
             refused, reason = exc.refused_spans, exc.reason
             status = exc.status
-            headers = [(b"content-type", (JSON if is_json else PROTOBUF).encode())]
+            headers = [(b"content-type", (JSON if reply_json else PROTOBUF).encode())]
             if exc.retry_after is not None:
                 headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
-            body = encode_status(exc.grpc_code, str(exc), json=is_json, retry_after_s=exc.retry_after)
+            body = encode_status(exc.grpc_code, str(exc), json=reply_json, retry_after_s=exc.retry_after)
         self._handler.observe(str(status), started, refused, reason)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -61,16 +61,31 @@ class ClickHouseExporter:
         self._host = host
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"clickhouse-{self._id}")
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._connect)
+        try:
+            await loop.run_in_executor(self._executor, self._ensure_connected)
+        except Exception as exc:
+            # A server that is not up yet (pod start order) is not fatal: every insert
+            # attempt reconnects, and clients get retryable errors meanwhile.
+            self._set_failing(f"cannot reach ClickHouse: {exc}")
+            self._log.warning("clickhouse not reachable at start; will retry on each insert",
+                              endpoint=_redact(self._config.endpoint), error=str(exc))
+            return
         self._log.info("clickhouse exporter ready", endpoint=_redact(self._config.endpoint), table=self.table)
 
-    def _connect(self) -> None:
+    def _ensure_connected(self) -> Client:
+        if self._client is not None:
+            return self._client
         cfg = self._config
-        self._client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
-                                   timeout_s=cfg.timeout)
-        if cfg.create_schema:
-            migrate(self._client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
-                                                cfg.deduplication_window))
+        client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password, timeout_s=cfg.timeout)
+        try:
+            if cfg.create_schema:
+                migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
+                                              cfg.deduplication_window))
+        except Exception:
+            client.close()
+            raise
+        self._client = client
+        return client
 
     async def consume(self, batch: TraceBatch) -> None:
         if batch.span_count == 0:
@@ -115,18 +130,18 @@ class ClickHouseExporter:
                 self._host.report_status(self._settings.id, Kind.EXPORTER, Status.OK)
 
     def _insert(self, batch: TraceBatch) -> None:
-        assert self._client is not None
+        client = self._ensure_connected()
         names, data = batch_to_columns(batch)
         key = tuple(names)
         context = self._contexts.get(key)
         if context is None:
-            context = self._client.create_insert_context(
+            context = client.create_insert_context(
                 table=self._config.traces_table_name, database=self._config.database,
                 column_names=names, column_oriented=True)
             self._contexts[key] = context
         context.data = data
         try:
-            self._client.insert(context=context)
+            client.insert(context=context)
         finally:
             context.data = None
 

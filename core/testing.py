@@ -1,0 +1,65 @@
+"""Test doubles shipped with the package, as the Collector ships consumertest.
+
+These stand in for *neighbouring components*, never for Kafka or ClickHouse: tests of
+the real engines use the real engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from tracehouse.core.component import ComponentID, Kind, Status
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.telemetry import Telemetry
+
+
+@dataclass
+class TestHost:
+    """A Host for running one component outside a Service."""
+
+    __test__ = False  # not a pytest test class
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    status: dict[str, tuple[Status, str | None]] = field(default_factory=dict)
+
+    def report_status(self, component: ComponentID, kind: Kind, status: Status, error: str | None = None) -> None:
+        self.status[f"{kind.value}/{component}"] = (status, error)
+
+    def statuses(self) -> dict[str, tuple[Status, str | None]]:
+        return dict(self.status)
+
+
+@dataclass
+class TracesSink:
+    """Collects what it consumes. Can be told to block (a stalled exporter) or to fail."""
+
+    batches: list[TraceBatch] = field(default_factory=list)
+    error: Exception | None = None
+    gate: asyncio.Event | None = None
+    delay: float = 0.0
+
+    @property
+    def span_count(self) -> int:
+        return sum(b.span_count for b in self.batches)
+
+    def block(self) -> None:
+        self.gate = asyncio.Event()
+
+    def unblock(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        self.batches.append(batch)
+
+    async def start(self, host: object) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        self.unblock()

@@ -1,0 +1,50 @@
+"""Every registered component honours the lifecycle contract (the Collector's generated tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tracehouse.core.component import ComponentID, Kind, Settings
+from tracehouse.core.registry import get_factory, known_types
+from tracehouse.core.testing import TestHost, TracesSink
+
+ALL = [(kind, t) for kind in Kind for t in known_types(kind)]
+
+
+def overrides(type_name: str, chdb_endpoint: str, database: str) -> dict[str, Any]:
+    """Settings that let a component run here: free ports, the session's chDB directory."""
+    clickhouse = {"endpoint": chdb_endpoint, "database": database}
+    return {
+        "otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
+        "clickhouse": clickhouse,
+        "query_api": {"endpoint": "127.0.0.1:0", "clickhouse": clickhouse},
+    }.get(type_name, {})
+
+
+@pytest.mark.parametrize(("kind", "type_name"), ALL, ids=lambda v: str(v))
+def test_default_config_validates_and_round_trips_through_yaml(kind: Kind, type_name: str) -> None:
+    factory = get_factory(kind, type_name)
+    assert factory is not None and factory.type == type_name and factory.kind is kind
+    default = factory.config_type()
+    dumped = yaml.safe_dump(default.model_dump(mode="json"))
+    assert factory.config_type.model_validate(yaml.safe_load(dumped)) == default
+
+
+@pytest.mark.parametrize(("kind", "type_name"), ALL, ids=lambda v: str(v))
+async def test_lifecycle(kind: Kind, type_name: str, chdb_endpoint: str, database: str) -> None:
+    factory = get_factory(kind, type_name)
+    assert factory is not None
+    config = factory.config_type.model_validate(overrides(type_name, chdb_endpoint, database))
+    settings = Settings(ComponentID(type_name), kind, "traces")
+    sink = TracesSink()
+
+    never_started = factory.create(settings, config, sink)
+    await never_started.shutdown()  # safe before start
+
+    component = factory.create(settings, config, sink)
+    await component.start(TestHost())
+    await component.shutdown()
+    await component.shutdown()  # safe twice

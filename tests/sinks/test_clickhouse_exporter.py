@@ -1,0 +1,141 @@
+"""ClickHouse exporter on the real engine (chDB): schema, column mapping, failures."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from conftest import FIXTURES
+from tracehouse.core.component import ComponentID, Kind, Settings, Status as ComponentStatus
+from tracehouse.core.errors import RetryableError
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.retry import RetryConfig
+from tracehouse.core.testing import TestHost
+from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
+from tracehouse.sinks.clickhouse.schema import LEDGER, load_migrations, ttl_clause
+
+T0 = 1_795_364_734_925_268_129
+
+
+def kv(key: str, **value: object) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(**value))  # type: ignore[arg-type]
+
+
+def rich_request() -> ExportTraceServiceRequest:
+    span = Span(
+        trace_id=bytes.fromhex("52aed636f507702527ef4b00ae12f4f9"), span_id=bytes.fromhex("fd8f76e86b045671"),
+        parent_span_id=bytes.fromhex("fcabc958b50572e8"), trace_state="k=v", name="chat gpt-4o",
+        kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=T0, end_time_unix_nano=T0 + 1_234_567,
+        attributes=[
+            kv("s", string_value="text"), kv("i", int_value=-42), kv("b", bool_value=True),
+            kv("d", double_value=0.2), kv("big", double_value=1e21), kv("raw", bytes_value=b"\x00\x01"),
+            kv("arr", array_value=ArrayValue(values=[AnyValue(string_value="a"), AnyValue(int_value=1)])),
+            kv("map", kvlist_value=KeyValueList(values=[kv("x", bool_value=False)])),
+        ],
+        events=[Span.Event(time_unix_nano=T0 + 5, name="exception", attributes=[kv("exception.type", string_value="E")])],
+        links=[Span.Link(trace_id=b"\x0a" * 16, span_id=b"\x0b" * 8, trace_state="x=1",
+                         attributes=[kv("l", int_value=1)])],
+        status=Status(code=Status.STATUS_CODE_ERROR, message="boom"),
+    )
+    rs = ResourceSpans(resource=Resource(attributes=[kv("service.name", string_value="svc"),
+                                                     kv("deployment.environment", string_value="test")]),
+                       scope_spans=[ScopeSpans(scope=InstrumentationScope(name="lib", version="1.2"), spans=[span])])
+    return ExportTraceServiceRequest(resource_spans=[rs])
+
+
+@pytest.fixture
+async def exporter(chdb_endpoint: str, database: str):
+    exp = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+                             ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database), None)
+    await exp.start(TestHost())
+    yield exp
+    await exp.shutdown()
+
+
+@pytest.fixture
+def client(chdb_endpoint: str):
+    c = open_client(chdb_endpoint)
+    yield c
+    c.close()
+
+
+async def test_spans_are_stored_in_collector_compatible_columns(exporter, client, database) -> None:
+    await exporter.consume(TraceBatch.from_request(rich_request()))
+    row = client.query(f"""
+        SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind,
+               ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode,
+               StatusMessage, arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`), `Events.Name`,
+               `Events.Attributes`, `Links.TraceId`, `Links.SpanId`, `Links.TraceState`, `Links.Attributes`
+        FROM {database}.otel_traces""").result_rows
+    assert row == [(
+        T0, "52aed636f507702527ef4b00ae12f4f9", "fd8f76e86b045671", "fcabc958b50572e8", "k=v", "chat gpt-4o",
+        "Client", "svc", {"service.name": "svc", "deployment.environment": "test"}, "lib", "1.2",
+        {"s": "text", "i": "-42", "b": "true", "d": "0.2", "big": "1000000000000000000000", "raw": "AAE=",
+         "arr": '["a",1]', "map": '{"x":false}'},
+        1_234_567, "Error", "boom", [T0 + 5], ["exception"], [{"exception.type": "E"}],
+        ["0a" * 16], ["0b" * 8], ["x=1"], [{"l": "1"}],
+    )]
+    lookup = client.query(f"SELECT TraceId FROM {database}.otel_traces_trace_id_ts").result_rows
+    assert lookup == [("52aed636f507702527ef4b00ae12f4f9",)]
+
+
+async def test_every_fixture_is_stored_span_for_span(exporter, client, database) -> None:
+    expected = 0
+    for path in sorted(FIXTURES.glob("*/*.pb")):
+        batch = TraceBatch.from_bytes(path.read_bytes())
+        expected += batch.span_count
+        await exporter.consume(batch)
+    got = client.query(f"SELECT count() FROM {database}.otel_traces").result_rows[0][0]
+    assert got == expected == 24
+
+
+async def test_genai_columns_exist_and_default_to_unknown(exporter, client, database) -> None:
+    await exporter.consume(TraceBatch.from_request(rich_request()))
+    row = client.query(f"SELECT GenAIProvider, GenAIInputTokens, GenAITotalCostUSD, GenAITokensEstimated "
+                       f"FROM {database}.otel_traces").result_rows
+    assert row == [("", None, None, False)]
+
+
+def test_migrations_are_recorded_and_idempotent(client, chdb_endpoint, database) -> None:
+    from tracehouse.sinks.clickhouse.schema import migrate, schema_params
+
+    params = schema_params(database, "otel_traces", 0, 100)
+    assert migrate(client, params) == [m.version for m in load_migrations()]
+    assert migrate(client, params) == []
+    versions = client.query(f"SELECT version FROM {database}.{LEDGER} FINAL").result_rows
+    assert [v for (v,) in versions] == [m.version for m in load_migrations()]
+
+
+def test_ttl_uses_the_largest_whole_unit() -> None:
+    assert ttl_clause(0, "x") == ""
+    assert ttl_clause(72 * 3600, "x") == "TTL x + toIntervalDay(3)"
+    assert ttl_clause(90 * 60, "x") == "TTL x + toIntervalMinute(90)"
+    assert ttl_clause(61, "x") == "TTL x + toIntervalSecond(61)"
+
+
+async def test_an_unreachable_server_does_not_fail_start_and_refuses_retryably() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    host = TestHost()
+    exp = ClickHouseExporter(
+        Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+        ClickHouseExporterConfig(endpoint=f"http://127.0.0.1:{port}", timeout=2,
+                                 retry_on_failure=RetryConfig(initial_interval=0.05, max_elapsed_time=0.3)),
+        None)
+    await exp.start(host)
+    assert host.status["exporter/clickhouse"][0] is ComponentStatus.RECOVERABLE_ERROR
+    t0 = time.monotonic()
+    with pytest.raises(RetryableError):
+        await exp.consume(TraceBatch.from_request(rich_request()))
+    assert time.monotonic() - t0 < 10
+    assert "tracehouse_exporter_send_failed_spans_total" in host.telemetry.render().decode()
+    await exp.shutdown()
