@@ -84,7 +84,7 @@ def _tracehouse_exe() -> list[str]:
 
 
 def server_command(template: str | None, config: str) -> list[str]:
-    """The server argv: `tracehouse run --config <config>`, or `--server-cmd` with {config}/{python} filled in."""
+    """The server argv: `tracehouse run --config <config>`, or `--server-cmd` with {config}/{python} set."""
     if template is None:
         return [*_tracehouse_exe(), "run", "--config", config]
     return shlex.split(template.format(config=shlex.quote(config), python=shlex.quote(sys.executable)))
@@ -96,7 +96,10 @@ def split_cores(server_cores: int) -> tuple[list[int], list[int]]:
     if server_cores <= 0:  # no pinning
         return avail, avail
     if server_cores >= len(avail):
-        raise BenchError(f"--server-cores {server_cores}: only {len(avail)} CPU(s) available, none left for the load generator")
+        raise BenchError(
+            f"--server-cores {server_cores}: only {len(avail)} CPU(s) available, "
+            "none left for the load generator"
+        )
     return avail[:server_cores], avail[server_cores:]
 
 
@@ -114,7 +117,7 @@ def start_server(info: ServerInfo, env: dict[str, str], log_path: Path) -> subpr
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=pin,
+            preexec_fn=pin,  # noqa: PLW1509 -- we have started no threads at this point
             start_new_session=True,  # Ctrl-C reaches us only; we stop the server with SIGTERM ourselves
         )
 
@@ -135,7 +138,10 @@ def wait_ready(proc: subprocess.Popen[bytes], query_url: str, timeout_s: float, 
     with httpx.Client(trust_env=False, timeout=2.0) as client:
         while time.monotonic() - t0 < timeout_s:
             if proc.poll() is not None:
-                raise BenchError(f"server exited with code {proc.returncode} before {url} was ready; log tail:\n{_log_tail(log_path)}")
+                raise BenchError(
+                    f"server exited with code {proc.returncode} before {url} was ready; "
+                    f"log tail:\n{_log_tail(log_path)}"
+                )
             try:
                 resp = client.get(url)
                 if resp.status_code == 200:
@@ -144,7 +150,10 @@ def wait_ready(proc: subprocess.Popen[bytes], query_url: str, timeout_s: float, 
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(READY_POLL_S)
-    raise BenchError(f"server not ready: GET {url} did not return 200 within {timeout_s:.0f} s (last: {last}); log tail:\n{_log_tail(log_path)}")
+    raise BenchError(
+        f"server not ready: GET {url} did not return 200 within {timeout_s:.0f} s (last: {last}); "
+        f"log tail:\n{_log_tail(log_path)}"
+    )
 
 
 def stop_server(proc: subprocess.Popen[bytes], info: ServerInfo, timeout_s: float) -> None:
@@ -168,22 +177,38 @@ def stop_server(proc: subprocess.Popen[bytes], info: ServerInfo, timeout_s: floa
 # --------------------------------------------------------------------------- runs
 
 
-def run_protocols(base: LoadConfig, protocols: Sequence[Literal["http", "grpc"]], endpoints: dict[str, str]) -> list[LoadResult]:
+def run_protocols(
+    base: LoadConfig,
+    protocols: Sequence[Literal["http", "grpc"]],
+    endpoints: dict[str, str],
+    info: ServerInfo,
+) -> list[LoadResult]:
+    """One loadgen run per protocol; an unreachable endpoint skips that run (noted) instead of the rest."""
     results = []
     for i, proto in enumerate(protocols):
         # A distinct seed per run: the same server must never receive the same trace ids twice.
         cfg = replace(base, protocol=proto, endpoint=endpoints[proto], seed=base.seed + i)
         t0 = time.perf_counter()
         payloads = generate(cfg)
-        print(f"[{proto}] generated {sum(p.span_count for p in payloads):,} spans in {len(payloads)} requests in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        result = asyncio.run(run_load(cfg, payloads))
-        del payloads
+        print(
+            f"[{proto}] generated {sum(p.span_count for p in payloads):,} spans "
+            f"in {len(payloads)} requests in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
+        try:
+            result = asyncio.run(run_load(cfg, payloads))
+        except ConnectionError as exc:
+            info.notes.append(f"{proto} run skipped: {exc}")
+            print(f"[{proto}] skipped: {exc}", file=sys.stderr)
+            continue
+        finally:
+            del payloads
         print(f"\n[{proto}]\n{format_result(result)}\n", file=sys.stderr)
         results.append(result)
     return results
 
 
-def _fmt(v: float | int | None, nd: int = 1) -> str:
+def _fmt(v: float | None, nd: int = 1) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, int):
@@ -201,6 +226,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _row_cells(r: LoadResult) -> list[str]:
+    return [
+        "OTLP/HTTP" if r.protocol == "http" else "OTLP/gRPC",
+        _fmt(r.spans),
+        _fmt(r.requests),
+        f"{r.spans_per_request:.0f}",
+        str(r.concurrency),
+        _fmt(r.spans_per_s, 0),
+        _fmt(r.p50_ms),
+        _fmt(r.p99_ms),
+        str(r.retries),
+        _fmt(r.queryable_after_s, 2),
+        _fmt(r.peak_rss_mb, 0),
+        _fmt(r.cpu_s_per_10k_spans, 2),
+    ]
+
+
 def markdown_table(results: Sequence[LoadResult], info: ServerInfo) -> str:
     """The runs as a Markdown table plus a one-line setup caption."""
     head = (
@@ -208,15 +250,11 @@ def markdown_table(results: Sequence[LoadResult], info: ServerInfo) -> str:
         "| queryable after (s) | peak RSS (MB) | CPU s / 10k spans |"
     )
     sep = "|" + "---|" * 12
-    rows = [
-        f"| OTLP/{r.protocol.upper() if r.protocol == 'http' else 'gRPC'} | {_fmt(r.spans)} | {_fmt(r.requests)} "
-        f"| {r.spans_per_request:.0f} | {r.concurrency} | {_fmt(r.spans_per_s, 0)} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} "
-        f"| {r.retries} | {_fmt(r.queryable_after_s, 2)} | {_fmt(r.peak_rss_mb, 0)} | {_fmt(r.cpu_s_per_10k_spans, 2)} |"
-        for r in results
-    ]
+    rows = ["| " + " | ".join(_row_cells(r)) + " |" for r in results]
     caption = (
         f"tracehouse all-in-one (`{info.config}`), server pinned to {len(info.cores)} core(s) {info.cores}, "
-        f"load generator on {info.loadgen_cores}; {_cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"load generator on {info.loadgen_cores}; {_cpu_model()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; "
         f"GenAI agent traces of ~6 spans, ~1 KB of message content per chat span."
     )
     return "\n".join([caption, "", head, sep, *rows])
@@ -228,13 +266,15 @@ def markdown_table(results: Sequence[LoadResult], info: ServerInfo) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tracehouse.bench.run_all_in_one",
-        description="Start tracehouse all-in-one, benchmark OTLP/HTTP and OTLP/gRPC ingestion, stop it, print a Markdown table.",
+        description="Start tracehouse all-in-one, benchmark OTLP/HTTP and OTLP/gRPC ingestion, "
+        "stop it, print a Markdown table.",
     )
     p.add_argument("--config", default="deploy/config/bench.yaml", help="tracehouse config for the server")
     p.add_argument(
         "--server-cmd",
         default=None,
-        help="override the server command; {config} and {python} are substituted (default: tracehouse run --config {config})",
+        help="override the server command; {config} and {python} are substituted "
+        "(default: tracehouse run --config {config})",
     )
     p.add_argument("--server-cores", type=int, default=1, help="CPUs the server is pinned to (0: no pinning)")
     p.add_argument("--protocols", default="http,grpc", help="comma-separated, run in this order")
@@ -245,11 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-endpoint", default=DEFAULT_GRPC_ENDPOINT)
     p.add_argument("--query-url", default=DEFAULT_QUERY_URL)
     p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for GET /readyz == 200")
-    p.add_argument("--query-timeout", type=float, default=120.0, help="seconds to wait for spans to be queryable")
+    p.add_argument(
+        "--query-timeout", type=float, default=120.0, help="seconds to wait for spans to be queryable"
+    )
     p.add_argument("--max-duration", type=float, default=600.0, help="max seconds of sending per run")
-    p.add_argument("--shutdown-timeout", type=float, default=60.0, help="seconds to wait after SIGTERM before SIGKILL")
+    p.add_argument(
+        "--shutdown-timeout", type=float, default=60.0, help="seconds to wait after SIGTERM before SIGKILL"
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the first run (each further run uses seed+1)")
-    p.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and server log")
+    p.add_argument(
+        "--keep-data", action="store_true", help="keep the temporary data directory and server log"
+    )
     p.add_argument("--json-out", default=None, help="write all figures as JSON here")
     return p
 
@@ -268,6 +314,9 @@ def _protocols(value: str) -> list[Literal["http", "grpc"]]:
 
 def run(args: argparse.Namespace) -> tuple[list[LoadResult], ServerInfo]:
     protocols = _protocols(args.protocols)
+    for flag in ("spans", "spans_per_request", "concurrency"):
+        if getattr(args, flag) < 1:
+            raise BenchError(f"--{flag.replace('_', '-')} must be >= 1")
     endpoints = {"http": args.http_endpoint, "grpc": args.grpc_endpoint}
     base = LoadConfig(
         spans=args.spans,
@@ -297,10 +346,16 @@ def run(args: argparse.Namespace) -> tuple[list[LoadResult], ServerInfo]:
     try:
         os.sched_setaffinity(0, load_cores)
         info.ready_after_s = round(wait_ready(proc, args.query_url, args.ready_timeout, log_path), 3)
-        print(f"server pid {proc.pid} ready after {info.ready_after_s:.1f} s (cores {server_cores}, data {data_dir})", file=sys.stderr)
-        results = run_protocols(replace(base, server_pid=proc.pid), protocols, endpoints)
+        print(
+            f"server pid {proc.pid} ready after {info.ready_after_s:.1f} s "
+            f"(cores {server_cores}, data {data_dir})",
+            file=sys.stderr,
+        )
+        results = run_protocols(replace(base, server_pid=proc.pid), protocols, endpoints, info)
         if proc.poll() is not None:
-            raise BenchError(f"server died during the benchmark (code {proc.returncode}); log tail:\n{_log_tail(log_path)}")
+            raise BenchError(
+                f"server died during the benchmark (code {proc.returncode}); log tail:\n{_log_tail(log_path)}"
+            )
     finally:
         stop_server(proc, info, args.shutdown_timeout)
         if not args.keep_data:
@@ -312,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         results, info = run(args)
-    except (BenchError, ValueError) as exc:
+    except (BenchError, ValueError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(markdown_table(results, info))
@@ -329,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpu_model": _cpu_model(),
             },
         )
-    clean = all(r.failed_requests == 0 and r.query_pending_traces == 0 for r in results)
+    clean = len(results) == len(_protocols(args.protocols)) and all(
+        r.failed_requests == 0 and r.query_pending_traces == 0 for r in results
+    )
     return 0 if clean and info.exit_code == 0 else 1
 
 

@@ -60,7 +60,11 @@ AGENTS: tuple[str, ...] = ("triage", "researcher", "planner", "reviewer", "booki
 
 # provider -> [(request model, response model)], response models are dated snapshots as providers report them.
 MODELS: dict[str, tuple[tuple[str, str], ...]] = {
-    "openai": (("gpt-4o", "gpt-4o-2024-08-06"), ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"), ("o3-mini", "o3-mini-2025-01-31")),
+    "openai": (
+        ("gpt-4o", "gpt-4o-2024-08-06"),
+        ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        ("o3-mini", "o3-mini-2025-01-31"),
+    ),
     "anthropic": (
         ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
         ("claude-3-5-haiku-latest", "claude-3-5-haiku-20241022"),
@@ -129,6 +133,9 @@ class Payload:
     traces: tuple[TraceRef, ...]
 
 
+_TRACEBACK_HEAD = 'Traceback (most recent call last):\n  File "agent.py", line 88, in run\n'
+
+
 def _any(value: AttrValue) -> AnyValue:
     # bool before int: bool is a subclass of int.
     if isinstance(value, bool):
@@ -178,8 +185,8 @@ class _TraceBuilder:
         # All-zero ids are invalid in OTLP; 64 random bits make that a non-event, but be exact.
         return (self.rng.getrandbits(64) or 1).to_bytes(8, "big")
 
-    def _span(self, name: str, kind: int, parent: bytes, start: int, end: int) -> Span:
-        span = self.scope.spans.add()
+    def _span(self, name: str, kind: Span.SpanKind.ValueType, parent: bytes, start: int, end: int) -> Span:
+        span: Span = self.scope.spans.add()
         span.trace_id = self.trace_id
         span.span_id = self._span_id()
         span.parent_span_id = parent
@@ -205,7 +212,7 @@ class _TraceBuilder:
                 {
                     "exception.type": etype,
                     "exception.message": emsg,
-                    "exception.stacktrace": f'Traceback (most recent call last):\n  File "agent.py", line 88, in run\n{etype}: {emsg}',
+                    "exception.stacktrace": f"{_TRACEBACK_HEAD}{etype}: {emsg}",
                     "exception.escaped": True,
                 }
             )
@@ -218,21 +225,35 @@ class _TraceBuilder:
         dur = rng.randint(300, 4_000) * NS_PER_MS
         span = self._span(f"chat {req_model}", Span.SPAN_KIND_CLIENT, parent, start, start + dur)
         # ~1 KB of content per chat span: ~700 B of input history, ~300 B of output.
-        system = _text(rng, 160)
-        user = _text(rng, 420)
-        tool_ctx = _text(rng, 120)
-        answer = _text(rng, 280)
+        system = _text(rng, 140)
+        user = _text(rng, 380)
+        tool_ctx = _text(rng, 100)
+        answer = _text(rng, 260)
         finish = rng.choice(FINISH_REASONS)
         inputs: list[dict[str, object]] = [
             {"role": "system", "parts": [{"type": "text", "content": system}]},
             {"role": "user", "parts": [{"type": "text", "content": user}]},
         ]
         if step > 0:
-            inputs.append({"role": "tool", "parts": [{"type": "tool_call_response", "id": f"call_{step}", "response": tool_ctx}]})
+            inputs.append(
+                {
+                    "role": "tool",
+                    "parts": [{"type": "tool_call_response", "id": f"call_{step}", "response": tool_ctx}],
+                }
+            )
         out_parts: list[dict[str, object]] = [{"type": "text", "content": answer}]
         if finish == "tool_call":
-            out_parts.append({"type": "tool_call", "id": f"call_{step + 1}", "name": rng.choice(TOOLS), "arguments": {"q": "x"}})
-        outputs: list[dict[str, object]] = [{"role": "assistant", "parts": out_parts, "finish_reason": finish}]
+            out_parts.append(
+                {
+                    "type": "tool_call",
+                    "id": f"call_{step + 1}",
+                    "name": rng.choice(TOOLS),
+                    "arguments": {"q": "x"},
+                }
+            )
+        outputs: list[dict[str, object]] = [
+            {"role": "assistant", "parts": out_parts, "finish_reason": finish}
+        ]
         in_chars = len(system) + len(user) + (len(tool_ctx) if step > 0 else 0)
         attrs: dict[str, AttrValue] = {
             "gen_ai.operation.name": "chat",
@@ -383,14 +404,16 @@ def _new_resource(rs: ResourceSpans, service: tuple[str, str, str]) -> ScopeSpan
             {
                 "service.name": name,
                 "service.version": version,
-                ("deployment.environment" if name in LEGACY_ENV_SERVICES else "deployment.environment.name"): env,
+                (
+                    "deployment.environment" if name in LEGACY_ENV_SERVICES else "deployment.environment.name"
+                ): env,
                 "telemetry.sdk.language": "python",
                 "telemetry.sdk.name": "opentelemetry",
                 "telemetry.sdk.version": "1.45.2",
             }
         )
     )
-    scope = rs.scope_spans.add()
+    scope: ScopeSpans = rs.scope_spans.add()
     scope.scope.name = SCOPE_NAME
     scope.scope.version = SCOPE_VERSION
     return scope

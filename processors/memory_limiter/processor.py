@@ -78,12 +78,19 @@ class MemoryLimiterProcessor:
         self._spans += n
         self._bytes += size
         self._gauges()
-        try:
-            await self._next.consume(batch)
-        finally:
-            self._spans -= n
-            self._bytes -= size
-            self._gauges()
+        # The reservation lives as long as downstream holds the data, not as long as the
+        # caller waits: a client that times out and goes away leaves its batch retrying
+        # in the exporter, and that memory must stay counted.
+        work = asyncio.ensure_future(self._next.consume(batch))
+        work.add_done_callback(lambda done: self._release(done, n, size))
+        await asyncio.shield(work)
+
+    def _release(self, done: asyncio.Future[None], spans: int, size: int) -> None:
+        self._spans -= spans
+        self._bytes -= size
+        self._gauges()
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case the caller went away
 
     def _gauges(self) -> None:
         if self._host:

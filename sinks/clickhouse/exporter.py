@@ -17,7 +17,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from tracehouse.core.component import Host, Kind, Settings, Status
-from tracehouse.core.context import request_deadline
+from tracehouse.core.context import remaining, request_deadline
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.retry import call_with_retry
@@ -99,7 +99,12 @@ class ClickHouseExporter:
         async def attempt() -> None:
             t0 = time.perf_counter()
             try:
-                await loop.run_in_executor(executor, self._insert, batch)
+                # The client's deadline bounds each attempt too (the insert thread may
+                # finish later; the batch is then retried or refused, never half-acked).
+                await asyncio.wait_for(loop.run_in_executor(executor, self._insert, batch),
+                                       max(0.1, remaining(self._config.timeout)))
+            except TimeoutError:
+                raise RetryableError("ClickHouse insert timed out", retry_after=5.0) from None
             except Exception as exc:
                 raise _classify(exc) from exc
             finally:

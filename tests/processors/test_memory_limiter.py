@@ -87,3 +87,20 @@ async def test_rss_safety_net_refuses_above_the_soft_limit() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="spike_limit_mib"):
         MemoryLimiterConfig(limit_mib=100, spike_limit_mib=200)
+
+
+async def test_a_caller_that_gives_up_keeps_its_reservation_until_downstream_is_done() -> None:
+    sink = TracesSink()
+    sink.block()
+    proc, _ = await started(MemoryLimiterConfig(max_in_flight_spans=5), sink)
+    caller = asyncio.create_task(proc.consume(batch_of(4)))
+    await asyncio.sleep(0.05)
+    caller.cancel()  # e.g. the receiver's deadline passed
+    await asyncio.sleep(0.05)
+    assert proc.in_flight_spans == 4, "the data is still held downstream"
+    with pytest.raises(RetryableError):
+        await proc.consume(batch_of(4))
+    sink.unblock()
+    await asyncio.sleep(0.05)
+    assert proc.in_flight_spans == 0
+    await proc.shutdown()

@@ -1,0 +1,112 @@
+"""Start and stop a real all-in-one tracehouse process for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_IN_ONE = REPO / "deploy" / "config" / "all-in-one.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AllInOne:
+    workdir: Path
+    config: Path = ALL_IN_ONE
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    grpc_port: int = 0
+    http_port: int = 0
+    query_port: int = 0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "tracehouse.log"
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def otlp_grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def query(self) -> str:
+        return f"http://127.0.0.1:{self.query_port}"
+
+    def start(self, timeout: float = 90.0) -> AllInOne:
+        self.grpc_port, self.http_port, self.query_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "TRACEHOUSE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}",
+            "TRACEHOUSE_BIND": "127.0.0.1",
+            "TRACEHOUSE_OTLP_GRPC_PORT": str(self.grpc_port),
+            "TRACEHOUSE_OTLP_HTTP_PORT": str(self.http_port),
+            "TRACEHOUSE_QUERY_PORT": str(self.query_port),
+            "TRACEHOUSE_LOG_FORMAT": "json",
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracehouse.core.cli", "run", "--config", str(self.config)],
+            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tracehouse exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.query}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"tracehouse not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for the drain; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"tracehouse did not stop within {timeout}s:\n{self.log_tail()}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
