@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -38,7 +39,7 @@ class AsgiServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app, lifespan="off", log_config=None, access_log=False, server_header=False,
-            timeout_graceful_shutdown=self._grace, timeout_keep_alive=30,
+            timeout_graceful_shutdown=math.ceil(self._grace), timeout_keep_alive=30,
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"asgi-{self._name}")

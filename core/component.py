@@ -9,6 +9,7 @@ handed on, raising means they were not (see tracehouse.core.errors).
 
 from __future__ import annotations
 
+import builtins
 import enum
 import re
 from dataclasses import dataclass, field
@@ -117,12 +118,14 @@ class Settings:
             self.logger = structlog.get_logger("tracehouse").bind(**bound)
 
 
-class Factory(Protocol, Generic[C]):
+class Factory(Protocol):
+    """Builds one component type from its config (the Collector's component.Factory)."""
+
     type: str
     kind: Kind
-    config_type: type[C]
+    config_type: builtins.type[ComponentConfig]
 
-    def create(self, settings: Settings, config: C, next_consumer: TracesConsumer | None) -> Component: ...
+    def create(self, settings: Settings, config: Any, next_consumer: TracesConsumer | None) -> Component: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ class SimpleFactory(Generic[C]):
 
     type: str
     kind: Kind
-    config_type: type[C]
+    config_type: builtins.type[C]
     constructor: Any  # Callable[[Settings, C, TracesConsumer | None], Component]
 
     def create(self, settings: Settings, config: C, next_consumer: TracesConsumer | None) -> Component:

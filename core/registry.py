@@ -33,10 +33,10 @@ def known_types(kind: Kind) -> list[str]:
     return sorted(_REGISTRY[kind])
 
 
-def get_factory(kind: Kind, type_name: str) -> Factory[Any] | None:
+def get_factory(kind: Kind, type_name: str) -> Factory | None:
     target = _REGISTRY[kind].get(type_name)
     if target is None:
         return None
     module_name, _, attr = target.partition(":")
-    factory: Factory[Any] = getattr(importlib.import_module(module_name), attr)
+    factory: Factory = getattr(importlib.import_module(module_name), attr)
     return factory

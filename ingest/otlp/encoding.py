@@ -16,12 +16,18 @@ OTLP/JSON is the proto3 JSON mapping with the deviations the OTLP specification
 * 64-bit integers are decimal strings (numbers accepted); doubles are numbers or the
   strings "NaN", "Infinity", "-Infinity"; `null` means "field not set".
 
-The decoder is a direct JSON-dict to constructor-kwargs translation driven by tables built
-once from the protobuf descriptors, followed by a single `ExportTraceServiceRequest(**kw)`
-call: upb builds the whole tree from nested dicts in C. That is several times faster than
-`json_format.ParseDict` (pure Python, one `setattr` per field), see `_bench_note` below, and
-because it validates every value itself it can name the JSON path of any malformation.
-JSON parsing uses the stdlib `json` module (`orjson` is not a dependency).
+Two choices beyond the spec: lone UTF-16 surrogates (`"\\ud83c"`) become U+FFFD, as in the
+Collector, instead of failing the batch; and nesting deeper than `MAX_NESTING_DEPTH` is
+rejected, because protobuf could not parse the re-serialized request back.
+
+The decoder translates the parsed JSON into constructor kwargs (snake_case keys, converted
+values), driven by tables built once from the protobuf descriptors, then makes a single
+`ExportTraceServiceRequest(**kwargs)` call: upb builds the whole tree from the nested dicts
+in C. Measured on 5000-span bodies this is about 3x faster than rewriting the ids and calling
+`json_format.ParseDict` (pure Python, one `setattr` per field), and because it checks every
+value itself it names the JSON path of any malformation. JSON parsing uses the stdlib `json`
+module (`orjson` is not installed); of the total, parsing takes about a third, the kwargs
+translation two fifths, the constructor a quarter.
 """
 
 from __future__ import annotations
@@ -66,7 +72,9 @@ _HEX_ID_FIELDS: Final = frozenset({"trace_id", "span_id", "parent_span_id"})
 
 _INT32: Final = (-(2**31), 2**31 - 1, "int32")
 _UINT32: Final = (0, 2**32 - 1, "uint32")
-_INT64: Final = (-(2**63), 2**63 - 1, "int64")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INT64: Final = (_INT64_MIN, _INT64_MAX, "int64")
 _UINT64: Final = (0, 2**64 - 1, "uint64")
 
 _T = FieldDescriptor
@@ -149,11 +157,9 @@ def _integer_of(value: Any) -> int:
     """The exact integer a JSON number or string denotes; `_Malformed` if it is not one."""
     t = type(value)
     if t is int:
-        return value  # type: ignore[no-any-return]
+        return value
     if t is str:
-        if value.isascii() and value.isdigit() and len(value) <= 64:  # timestamps: the hot case
-            return int(value)
-        if _INT_STR.match(value) and len(value) <= 64:
+        if _INT_STR.match(value) and len(value) <= 64:  # length: keep int() away from huge inputs
             return int(value)
         if not _NUMBER_STR.match(value):
             raise _Malformed(f"invalid integer {_short(value)}")
@@ -162,17 +168,22 @@ def _integer_of(value: Any) -> int:
         raise _Malformed(f"expected an integer, got {_json_type(value)}")
     # A number with a fraction or exponent: accepted when integral (proto3 JSON).
     if value.adjusted() > 30:  # far out of any range; avoid materializing 10**huge
-        raise _Malformed(f"integer {value} out of range")
+        raise _Malformed(f"integer {_short(str(value))} out of range")
     if value != value.to_integral_value():
-        raise _Malformed(f"invalid integer {value} (has a fraction)")
+        raise _Malformed(f"invalid integer {_short(str(value))} (has a fraction)")
     return int(value)
 
 
 def _int_converter(lo: int, hi: int, type_name: str) -> _Conv:
     def convert(value: Any, depth: int) -> int:
-        n = value if type(value) is int else _integer_of(value)
+        if type(value) is int:
+            n = value
+        elif type(value) is str and len(value) <= 20 and value.isdigit() and value.isascii():
+            n = int(value)  # the usual "1795364734925000000": skip the general parser
+        else:
+            n = _integer_of(value)
         if lo <= n <= hi:
-            return n  # type: ignore[no-any-return]
+            return n
         raise _Malformed(f"{n} out of {type_name} range")
 
     return convert
@@ -189,7 +200,7 @@ def _enum_converter(fd: FieldDescriptor) -> _Conv:
                 raise _Malformed(f"unknown {fd.enum_type.name} value {_short(value)}")
             return number
         # Open proto3 enum: any int32 is kept, known or not.
-        return as_int32(value, depth)  # type: ignore[no-any-return]
+        return as_int32(value, depth)
 
     return convert
 
@@ -202,7 +213,7 @@ def _double(value: Any, depth: int) -> float:
         except OverflowError:
             f = math.inf
         if math.isinf(f):
-            raise _Malformed(f"number {value} out of double range")
+            raise _Malformed(f"number {_short(str(value))} out of double range")
         return f
     if t is str:
         special = _SPECIAL_DOUBLES.get(value)
@@ -216,13 +227,13 @@ def _double(value: Any, depth: int) -> float:
 
 def _string(value: Any, depth: int) -> str:
     if type(value) is str:
-        return value  # type: ignore[no-any-return]
+        return value
     raise _Malformed(f"expected a string, got {_json_type(value)}")
 
 
 def _bool(value: Any, depth: int) -> bool:
     if type(value) is bool:
-        return value  # type: ignore[no-any-return]
+        return value
     raise _Malformed(f"expected true or false, got {_json_type(value)}")
 
 
@@ -257,12 +268,24 @@ def _hex_id(value: Any, depth: int) -> bytes:
 # ---------------------------------------------------------------------------------------
 
 
+# Field kinds whose common, valid JSON form `_MessagePlan.convert` handles inline instead of
+# calling the converter (a Python call costs as much as the conversion itself). Anything the
+# inline test does not accept, valid or not, goes to the converter, which has the final word.
+_K_OTHER: Final = 0
+_K_PASS: Final = 1  # string or bool: the JSON value is the field value
+_K_HEX: Final = 2  # a hex id
+_K_UINT64: Final = 3  # fixed64/uint64 timestamps, usually a digit string
+_K_UINT32: Final = 4  # counts and flags, usually a JSON number
+_K_LIST: Final = 5  # repeated field, often an empty list
+
+
 class _MessagePlan:
     __slots__ = ("fields", "full_name", "oneof_of")
 
     def __init__(self, full_name: str) -> None:
         self.full_name = full_name
-        self.fields: dict[str, tuple[str, _Conv]] = {}
+        # JSON key -> (kwarg, converter, inline kind, the JSON type `_K_PASS` lets through)
+        self.fields: dict[str, tuple[str, _Conv, int, type]] = {}
         self.oneof_of: dict[str, str] = {}  # kwarg -> oneof name, for messages with oneofs
 
     def convert(self, obj: Any, depth: int) -> dict[str, Any]:
@@ -277,8 +300,36 @@ class _MessagePlan:
             entry = fields.get(key)
             if entry is None or value is None:  # unknown key: ignored; null: not set
                 continue
+            name, convert, kind, pass_type = entry
+            if kind == _K_PASS:
+                if type(value) is pass_type:
+                    out[name] = value
+                    continue
+            elif kind == _K_HEX:
+                if type(value) is str:
+                    try:
+                        raw = bytes.fromhex(value)
+                    except ValueError:
+                        pass
+                    else:
+                        if len(raw) * 2 == len(value):  # fromhex skips whitespace; we do not
+                            out[name] = raw
+                            continue
+            elif kind == _K_UINT64:
+                # <= 19 digits is always < 2**64: no range check needed.
+                if type(value) is str and len(value) <= 19 and value.isdigit() and value.isascii():
+                    out[name] = int(value)
+                    continue
+            elif kind == _K_UINT32:
+                if type(value) is int and 0 <= value <= 0xFFFFFFFF:
+                    out[name] = value
+                    continue
+            elif kind == _K_LIST:
+                if type(value) is list and not value:
+                    out[name] = value  # the constructor only reads it
+                    continue
             try:
-                out[entry[0]] = entry[1](value, depth)
+                out[name] = convert(value, depth)
             except _Malformed as exc:
                 exc.segments.append("." + key)
                 raise
@@ -301,24 +352,21 @@ def _repeated(convert_one: _Conv) -> _Conv:
     def convert(value: Any, depth: int) -> list[Any]:
         if type(value) is not list:
             raise _Malformed(f"expected an array, got {_json_type(value)}")
+        out: list[Any] = []
+        append = out.append
         try:
-            return [convert_one(item, depth) for item in value]
-        except _Malformed:
-            pass
-        # Slow path, errors only: redo the items one by one to learn which index failed.
-        for index, item in enumerate(value):
-            try:
-                convert_one(item, depth)
-            except _Malformed as exc:
-                exc.segments.append(f"[{index}]")
-                raise
-        raise AssertionError("converter failed only once")  # pragma: no cover
+            for item in value:
+                append(convert_one(item, depth))
+        except _Malformed as exc:
+            exc.segments.append(f"[{len(out)}]")  # items before the failing one were appended
+            raise
+        return out
 
     return convert
 
 
 _PLANS: dict[str, _MessagePlan] = {}
-# Message types with a hand-written converter (hot path); `_plan_for` routes to them.
+# Message types with a hand-written converter (hot path); `_message_converter` routes to them.
 _SPECIAL: dict[str, _Conv] = {}
 
 
@@ -329,11 +377,29 @@ def _plan_for(desc: Descriptor) -> _MessagePlan:
     plan = _PLANS[desc.full_name] = _MessagePlan(desc.full_name)  # before recursing: types nest
     for fd in desc.fields:
         convert = _field_converter(fd)
-        plan.fields[fd.json_name] = (fd.name, convert)
-        plan.fields.setdefault(fd.name, (fd.name, convert))
+        kind, pass_type = _inline_kind(fd)
+        entry = (fd.name, convert, kind, pass_type)
+        plan.fields[fd.json_name] = entry
+        plan.fields.setdefault(fd.name, entry)
         if fd.containing_oneof is not None:
             plan.oneof_of[fd.name] = fd.containing_oneof.name
     return plan
+
+
+def _inline_kind(fd: FieldDescriptor) -> tuple[int, type]:
+    if fd.is_repeated:
+        return _K_LIST, list
+    if fd.type == _T.TYPE_STRING:
+        return _K_PASS, str
+    if fd.type == _T.TYPE_BOOL:
+        return _K_PASS, bool
+    if fd.type == _T.TYPE_BYTES and fd.name in _HEX_ID_FIELDS:
+        return _K_HEX, str
+    if fd.type in (_T.TYPE_FIXED64, _T.TYPE_UINT64):
+        return _K_UINT64, str
+    if fd.type in (_T.TYPE_FIXED32, _T.TYPE_UINT32):
+        return _K_UINT32, int
+    return _K_OTHER, object
 
 
 def _message_converter(desc: Descriptor) -> _Conv:
@@ -371,17 +437,28 @@ _KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
 
 def _any_value(obj: Any, depth: int) -> dict[str, Any]:
     if type(obj) is dict and len(obj) == 1 and depth < MAX_NESTING_DEPTH:
-        value = obj.get("stringValue")
-        if type(value) is str:
-            return {"string_value": value}
+        [(key, value)] = obj.items()
+        if key == "stringValue":
+            if type(value) is str:
+                return {"string_value": value}
+        elif key == "intValue":
+            if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+                return {"int_value": value}
+        elif key == "boolValue":
+            if type(value) is bool:
+                return {"bool_value": value}
     return _PLANS[_ANY_VALUE].convert(obj, depth)
 
 
 def _key_value(obj: Any, depth: int) -> dict[str, Any]:
-    if type(obj) is dict and len(obj) == 2 and depth < MAX_NESTING_DEPTH:
+    if type(obj) is dict and len(obj) == 2 and depth < MAX_NESTING_DEPTH - 1:
         key = obj.get("key")
         value = obj.get("value")
         if type(key) is str and type(value) is dict:
+            if len(value) == 1:  # inlined `_any_value` string case: most attributes are strings
+                text = value.get("stringValue")
+                if type(text) is str:
+                    return {"key": key, "value": {"string_value": text}}
             try:
                 return {"key": key, "value": _any_value(value, depth + 1)}
             except _Malformed as exc:

@@ -11,4 +11,4 @@ def _create(settings: Settings, config: OtlpReceiverConfig, next_consumer: Trace
     return OtlpReceiver(settings, config, next_consumer)
 
 
-factory = SimpleFactory("otlp", Kind.RECEIVER, OtlpReceiverConfig, _create)
+factory: SimpleFactory[OtlpReceiverConfig] = SimpleFactory("otlp", Kind.RECEIVER, OtlpReceiverConfig, _create)

@@ -173,15 +173,14 @@ class OtlpHttpApp:
 
     @staticmethod
     def _map_pipeline_error(exc: RetryableError | PermanentError, spans: int) -> HttpError:
-        refused = {"refused_spans": spans, "reason": refusal_reason(exc)}
+        reason = refusal_reason(exc)
         if isinstance(exc, RetryableError):
-            retry_after = exc.retry_after or 1.0
-            if exc.overload:
-                return HttpError(429, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, retry_after=retry_after, **refused)
-            return HttpError(503, str(exc), grpc_code=code_pb2.UNAVAILABLE, retry_after=retry_after, **refused)
+            status, code = (429, code_pb2.RESOURCE_EXHAUSTED) if exc.overload else (503, code_pb2.UNAVAILABLE)
+            return HttpError(status, str(exc), grpc_code=code, retry_after=exc.retry_after or 1.0,
+                             refused_spans=spans, reason=reason)
         if isinstance(exc, PayloadTooLargeError):
-            return HttpError(413, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, **refused)
-        return HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT, **refused)
+            return HttpError(413, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, refused_spans=spans, reason=reason)
+        return HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT, refused_spans=spans, reason=reason)
 
     async def _read_body(self, receive: Receive) -> bytes:
         limit = self._config.max_request_body_size

@@ -8,6 +8,7 @@ reached the durable point (ClickHouse in the all-in-one, Kafka in the sidecar).
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
@@ -59,11 +60,20 @@ class ExportHandler:
             t.receiver_refused_spans.labels(self._receiver, self.transport, reason).inc(refused_spans)
 
 
+class _Transport(Protocol):
+    handler: ExportHandler
+    port: int | None
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
 class OtlpReceiver:
     def __init__(self, settings: Settings, config: OtlpReceiverConfig, next_consumer: TracesConsumer):
         # Imported here: a receiver with only one protocol does not load the other stack.
         self._settings = settings
-        self._servers: list = []  # type: ignore[type-arg]
+        self._servers: list[_Transport] = []
         protocols = config.protocols
         if protocols.grpc is not None:
             from tracehouse.ingest.otlp.grpc import OtlpGrpcReceiver

@@ -10,4 +10,4 @@ def _create(settings: Settings, config: BatchConfig, next_consumer: TracesConsum
     return BatchProcessor(settings, config, next_consumer)
 
 
-factory = SimpleFactory("batch", Kind.PROCESSOR, BatchConfig, _create)
+factory: SimpleFactory[BatchConfig] = SimpleFactory("batch", Kind.PROCESSOR, BatchConfig, _create)

@@ -10,4 +10,4 @@ def _create(settings: Settings, config: MemoryLimiterConfig, next_consumer: Trac
     return MemoryLimiterProcessor(settings, config, next_consumer)
 
 
-factory = SimpleFactory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, _create)
+factory: SimpleFactory[MemoryLimiterConfig] = SimpleFactory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, _create)

@@ -13,4 +13,4 @@ def _create(settings: Settings, config: ClickHouseExporterConfig, next_consumer:
     return ClickHouseExporter(settings, config, next_consumer)
 
 
-factory = SimpleFactory("clickhouse", Kind.EXPORTER, ClickHouseExporterConfig, _create)
+factory: SimpleFactory[ClickHouseExporterConfig] = SimpleFactory("clickhouse", Kind.EXPORTER, ClickHouseExporterConfig, _create)

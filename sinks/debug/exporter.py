@@ -32,4 +32,4 @@ class DebugExporter:
         return None
 
 
-factory = SimpleFactory("debug", Kind.EXPORTER, DebugExporterConfig, DebugExporter)
+factory: SimpleFactory[DebugExporterConfig] = SimpleFactory("debug", Kind.EXPORTER, DebugExporterConfig, DebugExporter)
