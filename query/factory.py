@@ -13,4 +13,4 @@ def _create(settings: Settings, config: QueryApiConfig, _next: Any) -> Component
     return QueryApiExtension(settings, config)
 
 
-factory = SimpleFactory("query_api", Kind.EXTENSION, QueryApiConfig, _create)
+factory: SimpleFactory[QueryApiConfig] = SimpleFactory("query_api", Kind.EXTENSION, QueryApiConfig, _create)

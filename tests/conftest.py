@@ -9,16 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
-
-
-def fixture_payloads() -> list[Path]:
-    """Every captured OTLP body: `*.pb` (protobuf) and `*.otlp.json` (OTLP/JSON)."""
-    return sorted([*FIXTURES.glob("*/*.pb"), *FIXTURES.glob("*/*.otlp.json")])
 
 
 @pytest.fixture(scope="session")

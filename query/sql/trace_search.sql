@@ -27,6 +27,7 @@ matched AS (
                    OR (mapContains(ResourceAttributes, k) AND ResourceAttributes[k] = v),
             {attr_keys:Array(String)}, {attr_values:Array(String)})
 ),
+(SELECT (min(Start), max(End) + 1) FROM ${db}.${table}_trace_id_ts WHERE TraceId IN matched) AS trace_bounds,
 spans AS (
     SELECT
         TraceId,
@@ -44,8 +45,8 @@ spans AS (
         GenAIResponseModel
     FROM ${db}.${table}
     WHERE TraceId IN matched
-      AND Timestamp >= (SELECT min(Start) FROM ${db}.${table}_trace_id_ts WHERE TraceId IN matched)
-      AND Timestamp <= (SELECT max(End) + 1 FROM ${db}.${table}_trace_id_ts WHERE TraceId IN matched)
+      AND Timestamp >= trace_bounds.1
+      AND Timestamp <= trace_bounds.2
     LIMIT 1 BY TraceId, SpanId
 )
 SELECT

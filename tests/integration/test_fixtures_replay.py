@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from allinone import AllInOne
-from conftest import FIXTURES, fixture_payloads
+from otlp_fixtures import FIXTURES, fixture_payloads
 from tracehouse.ingest.otlp.encoding import decode_json
 from tracehouse.sinks.clickhouse.columns import SPAN_KIND, STATUS_CODE, attrs_to_map
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from allinone import AllInOne
-from conftest import FIXTURES
+from otlp_fixtures import FIXTURES
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, Instr
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from conftest import FIXTURES
+from otlp_fixtures import FIXTURES
 from tracehouse.core.component import ComponentID, Kind, Settings, Status as ComponentStatus
 from tracehouse.core.errors import RetryableError
 from tracehouse.core.pdata import TraceBatch

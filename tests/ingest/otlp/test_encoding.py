@@ -37,7 +37,7 @@ from tracehouse.ingest.otlp.encoding import (
     encode_status,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "otlp"
+from otlp_fixtures import FIXTURES  # noqa: E402
 JSON_FIXTURE = FIXTURES / "otel-js-vercel-ai-style" / "http-json.otlp.json"
 PB_FIXTURES = sorted(FIXTURES.glob("*/*.pb"))
 

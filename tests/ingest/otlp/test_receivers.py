@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from conftest import FIXTURES, fixture_payloads
+from otlp_fixtures import FIXTURES, fixture_payloads
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.testing import TestHost, TracesSink

@@ -1,0 +1,465 @@
+"""The query HTTP API (FastAPI): trace search, trace detail, health and metrics.
+
+Every error is JSON, `{"error": {"code": ..., "message": ..., "parameter": ...}}`: a bad
+parameter is a 400 naming it (FastAPI's default 422 is replaced), an unknown trace a 404,
+and a ClickHouse failure a 503 with a one-line reason (never a stack trace).
+"""
+
+
+import base64
+import binascii
+import calendar
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+import structlog
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.models import (
+    ComponentStatusModel,
+    ErrorResponse,
+    GenAIFields,
+    HealthResponse,
+    ReadyResponse,
+    SpanDetail,
+    SpanEvent,
+    SpanLink,
+    SpanScope,
+    SpanStatus,
+    TraceDetailResponse,
+    TraceSearchResponse,
+    TraceSummary,
+    TraceTotals,
+)
+from tracehouse.query.store import MAX_TRACE_SPANS, SearchQuery, StoreError, TraceStore
+
+log = structlog.get_logger("tracehouse.query.app")
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_ATTRIBUTE_FILTERS = 32
+# DateTime64(9) ends at 2262-04-11; nanoseconds since the epoch must fit an Int64.
+_MAX_NS = 2**63 - 1
+_NS = 1_000_000_000
+
+
+# ------------------------------------------------------------------------------ host
+
+
+class MetricsSource(Protocol):
+    def render(self) -> bytes: ...
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    """What the API needs from the running service (tracehouse.core.service.Service has it)."""
+
+    @property
+    def telemetry(self) -> MetricsSource: ...
+
+    def healthy(self) -> bool: ...
+
+    def ready(self) -> bool: ...
+
+    def statuses(self) -> Mapping[str, tuple[str, str | None]]: ...
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.parameter = parameter
+
+
+def error_response(code: int, message: str, parameter: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if parameter is not None:
+        error["parameter"] = parameter
+    return JSONResponse({"error": error}, status_code=code, headers=dict(headers) if headers else None)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A parameter is invalid; `error.parameter` names it."},
+    503: {"model": ErrorResponse, "description": "ClickHouse could not answer."},
+}
+
+
+# ------------------------------------------------------------------------------ time
+
+
+_RFC3339_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
+_NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def parse_time_ns(text: str, parameter: str = "time") -> int:
+    """RFC 3339 (nanoseconds kept) or unix seconds (a decimal number) -> ns since the epoch."""
+    value = text.strip()
+    if _NUMBER_RE.match(value):
+        try:
+            ns = int(Decimal(value) * _NS)
+        except InvalidOperation:
+            ns = -1
+    else:
+        m = _RFC3339_RE.match(value)
+        if not m:
+            raise ApiError(400, f"{parameter}: expected an RFC 3339 timestamp (2026-01-02T15:04:05Z) "
+                                f"or unix seconds, got {text!r}", parameter)
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+        try:
+            datetime(year, month, day, hour, minute, second)
+        except ValueError as exc:
+            raise ApiError(400, f"{parameter}: invalid date or time in {text!r}: {exc}", parameter) from None
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        zone = m[8]
+        if zone not in ("Z", "z"):
+            sign = 1 if zone[0] == "+" else -1
+            seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        fraction = (m[7] or "")[:9].ljust(9, "0")
+        ns = seconds * _NS + int(fraction)
+    if not 0 <= ns <= _MAX_NS:
+        raise ApiError(400, f"{parameter}: {text!r} is outside 1970-01-01 .. 2262-04-11", parameter)
+    return ns
+
+
+def format_ns(ns: int) -> str:
+    """Nanoseconds since the epoch -> RFC 3339 UTC with nine fraction digits."""
+    seconds, fraction = divmod(int(ns), _NS)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
+
+
+# ------------------------------------------------------------------------------ cursor
+
+
+_TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def encode_cursor(start_ns: int, trace_id: str, range_start_ns: int, range_end_ns: int) -> str:
+    """Opaque keyset position: the last row's (start, trace id) and the searched range, so
+    later pages keep the same range even when `end` defaulted to "now"."""
+    payload = {"v": 1, "t": start_ns, "id": trace_id, "s": range_start_ns, "e": range_end_ns}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str, int, int]:
+    bad = ApiError(400, "cursor: not a cursor this API returned (pass `next_cursor` unchanged)", "cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise bad
+    t, trace_id, s, e = data.get("t"), data.get("id"), data.get("s"), data.get("e")
+    ints = (t, s, e)
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _MAX_NS for x in ints):
+        raise bad
+    if not isinstance(trace_id, str) or not _TRACE_ID_RE.match(trace_id):
+        raise bad
+    assert isinstance(t, int) and isinstance(s, int) and isinstance(e, int)
+    return t, trace_id.lower(), s, e
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def _cost(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _sum_or_none(values: Sequence[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
+    start_ns = int(row["start_ns"])
+    return TraceSummary(
+        trace_id=row["trace_id"],
+        root_span_name=row["root_span_name"],
+        root_service_name=row["root_service_name"],
+        service_names=list(row["service_names"]),
+        start_time=format_ns(start_ns),
+        start_time_unix_nano=str(start_ns),
+        duration_ns=int(row["duration_ns"]),
+        span_count=int(row["span_count"]),
+        error_count=int(row["error_count"]),
+        status="error" if row["error_count"] else "ok",
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        total_tokens=row["total_tokens"],
+        total_cost_usd=_cost(row["total_cost_usd"]),
+        models=list(row["models"]),
+    )
+
+
+def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
+    start_ns = int(row["start_ns"])
+    duration = int(row["Duration"])
+    events = [
+        SpanEvent(time_unix_nano=str(t), name=n, attributes=dict(a))
+        for t, n, a in zip(row["event_times_ns"], row["Events.Name"], row["Events.Attributes"], strict=False)
+    ]
+    links = [
+        SpanLink(trace_id=t, span_id=s, trace_state=ts, attributes=dict(a))
+        for t, s, ts, a in zip(row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"],
+                               row["Links.Attributes"], strict=False)
+    ]
+    return SpanDetail(
+        trace_id=row["TraceId"],
+        span_id=row["SpanId"],
+        parent_span_id=row["ParentSpanId"],
+        trace_state=row["TraceState"],
+        name=row["SpanName"],
+        kind=row["SpanKind"],
+        service_name=row["ServiceName"],
+        start_time=format_ns(start_ns),
+        start_time_unix_nano=str(start_ns),
+        end_time_unix_nano=str(start_ns + duration),
+        duration_ns=duration,
+        status=SpanStatus(code=row["StatusCode"], message=row["StatusMessage"]),
+        resource_attributes=dict(row["ResourceAttributes"]),
+        scope=SpanScope(name=row["ScopeName"], version=row["ScopeVersion"]),
+        attributes=dict(row["SpanAttributes"]),
+        events=events,
+        links=links,
+        genai=GenAIFields(
+            provider=row["GenAIProvider"],
+            operation=row["GenAIOperation"],
+            span_kind=row["GenAISpanKind"],
+            request_model=row["GenAIRequestModel"],
+            response_model=row["GenAIResponseModel"],
+            input_tokens=row["GenAIInputTokens"],
+            output_tokens=row["GenAIOutputTokens"],
+            cached_input_tokens=row["GenAICachedInputTokens"],
+            reasoning_tokens=row["GenAIReasoningTokens"],
+            total_tokens=row["GenAITotalTokens"],
+            tokens_estimated=bool(row["GenAITokensEstimated"]),
+            input_cost_usd=_cost(row["GenAIInputCostUSD"]),
+            output_cost_usd=_cost(row["GenAIOutputCostUSD"]),
+            total_cost_usd=_cost(row["GenAITotalCostUSD"]),
+            cost_source=row["GenAICostSource"],
+            prompt_name=row["GenAIPromptName"],
+            prompt_version=row["GenAIPromptVersion"],
+            session_id=row["GenAISessionId"],
+            user_id=row["GenAIUserId"],
+        ),
+    )
+
+
+def totals_of(rows: Sequence[Mapping[str, Any]]) -> TraceTotals:
+    """Trace totals from the (already deduplicated) span rows; sums stay exact (Decimal)."""
+    starts = [int(r["start_ns"]) for r in rows]
+    ends = [int(r["start_ns"]) + int(r["Duration"]) for r in rows]
+    start = min(starts)
+    return TraceTotals(
+        span_count=len(rows),
+        error_count=sum(1 for r in rows if r["StatusCode"] == "Error"),
+        start_time_unix_nano=str(start),
+        duration_ns=max(ends) - start,
+        input_tokens=_sum_or_none([r["GenAIInputTokens"] for r in rows]),
+        output_tokens=_sum_or_none([r["GenAIOutputTokens"] for r in rows]),
+        total_tokens=_sum_or_none([r["GenAITotalTokens"] for r in rows]),
+        total_cost_usd=_cost(_sum_or_none([r["GenAITotalCostUSD"] for r in rows])),
+        services=sorted({r["ServiceName"] for r in rows}),
+    )
+
+
+# ------------------------------------------------------------------------------ app
+
+
+def _parse_attributes(values: Sequence[str]) -> list[tuple[str, str]]:
+    if len(values) > MAX_ATTRIBUTE_FILTERS:
+        raise ApiError(400, f"attr: at most {MAX_ATTRIBUTE_FILTERS} attribute filters", "attr")
+    pairs = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ApiError(400, f"attr: expected key=value, got {item!r}", "attr")
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None) -> FastAPI:
+    cfg = settings or QueryApiConfig()
+    lookback_ns = int(cfg.default_lookback * _NS)
+    app = FastAPI(
+        title="tracehouse query API",
+        version="1",
+        description="Search GenAI traces and read them span by span. Every error is "
+                    "`{\"error\": {\"code\", \"message\", \"parameter\"}}`. A span stored twice "
+                    "(same trace id and span id) is shown and counted once.",
+    )
+
+    # -- errors ----------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.code, exc.message, exc.parameter)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return error_response(503, f"the trace store could not answer: {exc}", headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
+        parameter = loc[0] if loc else None
+        message = str(first.get("msg", "invalid request"))
+        return error_response(400, f"{parameter}: {message}" if parameter else message, parameter)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("query API request failed", error=repr(exc))
+        return error_response(500, "internal error (see the service log)")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    # -- health ----------------------------------------------------------------------
+    @app.get("/healthz", response_model=HealthResponse, tags=["health"],
+             responses={503: {"model": HealthResponse, "description": "A component failed fatally."}})
+    async def healthz() -> JSONResponse:
+        """Liveness: 200 unless a component of the service failed fatally."""
+        ok = health.healthy()
+        return JSONResponse({"status": "ok" if ok else "unhealthy"}, status_code=200 if ok else 503)
+
+    @app.get("/readyz", response_model=ReadyResponse, tags=["health"],
+             responses={503: {"model": ReadyResponse,
+                              "description": "Not ready; see the component statuses."}})
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once every component started and none failed permanently."""
+        ready = health.ready()
+        body = ReadyResponse(
+            status="ready" if ready else "not_ready",
+            components={name: ComponentStatusModel(status=str(status), error=error)
+                        for name, (status, error) in sorted(health.statuses().items())},
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response,
+             responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}},
+                              "description": "The pipeline's own metrics, Prometheus text format."}})
+    async def metrics() -> Response:
+        """The pipeline's own metrics (received, refused, dropped, queued, exported)."""
+        return Response(health.telemetry.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    # -- traces ----------------------------------------------------------------------
+    @app.get("/api/v1/traces", response_model=TraceSearchResponse, tags=["traces"], responses=_ERRORS)
+    async def search_traces(
+        start: Annotated[str | None, Query(
+            description="Start of the range (inclusive): RFC 3339 or unix seconds. "
+                        "Default: `end` minus the configured lookback (1h).")] = None,
+        end: Annotated[str | None, Query(
+            description="End of the range (exclusive): RFC 3339 or unix seconds. Default: now.")] = None,
+        service: Annotated[str | None, Query(description="A span's service.name.")] = None,
+        span_name: Annotated[str | None, Query(description="A span's exact name.")] = None,
+        status: Annotated[Literal["ok", "error", "unset"] | None, Query(
+            description="`error`: some span has status Error. `ok`: no span has status Error. "
+                        "`unset`: no span set a status at all.")] = None,
+        provider: Annotated[str | None, Query(description="A span's GenAI provider (e.g. `openai`).")] = None,
+        model: Annotated[str | None, Query(description="A span's GenAI request or response model.")] = None,
+        prompt: Annotated[str | None, Query(description="A span's GenAI prompt name.")] = None,
+        session: Annotated[str | None, Query(description="A span's GenAI session id.")] = None,
+        user: Annotated[str | None, Query(description="A span's GenAI user id.")] = None,
+        min_duration_ms: Annotated[float | None, Query(
+            ge=0, description="Minimum trace duration in milliseconds.")] = None,
+        min_tokens: Annotated[int | None, Query(
+            ge=0, description="Minimum trace total tokens (input + output when totals are missing).")] = None,
+        min_cost_usd: Annotated[float | None, Query(
+            ge=0, description="Minimum trace total cost in USD.")] = None,
+        attr: Annotated[list[str] | None, Query(
+            description="`key=value`, repeatable: a span attribute or resource attribute equals the value. "
+                        "All span-level filters must hold on the same span.")] = None,
+        limit: Annotated[int, Query(ge=1, le=cfg.max_limit, description="Traces per page.")] = 20,
+        cursor: Annotated[str | None, Query(
+            description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
+    ) -> TraceSearchResponse:
+        """Find traces: a trace matches when one of its spans in the range passes every
+        span-level filter (service, span_name, provider, model, prompt, session, user, attr);
+        status, min_duration_ms, min_tokens and min_cost_usd apply to the whole trace.
+        Newest first; page with `cursor`."""
+        keyset: tuple[int, str] | None = None
+        range_start = range_end = None
+        if cursor:
+            cursor_start, cursor_trace, range_start, range_end = decode_cursor(cursor)
+            keyset = (cursor_start, cursor_trace)
+        end_ns = parse_time_ns(end, "end") if end else range_end if range_end is not None else time.time_ns()
+        if start:
+            start_ns = parse_time_ns(start, "start")
+        elif range_start is not None:
+            start_ns = range_start
+        else:
+            start_ns = max(0, end_ns - lookback_ns)
+        if start_ns >= end_ns:
+            raise ApiError(400, "start: must be before end", "start")
+        query = SearchQuery(
+            start_ns=start_ns, end_ns=end_ns, limit=limit + 1,
+            service=service or "", span_name=span_name or "", status=status or "",
+            provider=provider or "", model=model or "", prompt=prompt or "",
+            session=session or "", user=user or "",
+            min_duration_ns=int((min_duration_ms or 0) * 1_000_000),
+            min_tokens=min_tokens or 0, min_cost_usd=min_cost_usd or 0.0,
+            attributes=_parse_attributes(attr or []), cursor=keyset,
+        )
+        rows = await store.search(query)
+        page = [summary_from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and page:
+            last = page[-1]
+            next_cursor = encode_cursor(int(last.start_time_unix_nano), last.trace_id, start_ns, end_ns)
+        return TraceSearchResponse(traces=page, next_cursor=next_cursor, start=format_ns(start_ns),
+                                   end=format_ns(end_ns), limit=limit)
+
+    @app.get("/api/v1/traces/{trace_id}", response_model=TraceDetailResponse, tags=["traces"],
+             responses={**_ERRORS,
+                        404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
+    async def get_trace(
+        trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
+    ) -> TraceDetailResponse:
+        """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
+        if not _TRACE_ID_RE.match(trace_id):
+            raise ApiError(400, f"trace_id: expected 32 hex characters, got {trace_id!r}", "trace_id")
+        tid = trace_id.lower()
+        if tid == "0" * 32:
+            raise ApiError(400, "trace_id: the all-zero trace id is invalid", "trace_id")
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        if not rows:
+            raise ApiError(404, f"trace {tid} not found")
+        kept = rows[:MAX_TRACE_SPANS]
+        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r) for r in kept],
+                                   totals=totals_of(kept),
+                                   truncated=len(rows) > MAX_TRACE_SPANS)
+
+    def openapi() -> dict[str, Any]:
+        # A bad parameter is a 400 here (documented per route), never FastAPI's 422.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,74 @@
+"""The `query_api` extension: serves the query HTTP API inside the service's event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracehouse.core.asgi_server import AsgiServer
+from tracehouse.core.component import Host, Settings, Status
+from tracehouse.query.app import HealthSource, MetricsSource, create_app
+from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.store import TraceStore
+
+_READY = {Status.OK.value, Status.RECOVERABLE_ERROR.value}
+
+
+class _StatusHealth:
+    """Health derived from component statuses, for a host without ready()/healthy()."""
+
+    def __init__(self, host: Host):
+        self._host = host
+
+    @property
+    def telemetry(self) -> MetricsSource:
+        return self._host.telemetry
+
+    def statuses(self) -> Mapping[str, tuple[str, str | None]]:
+        return self._host.statuses()
+
+    def healthy(self) -> bool:
+        return all(str(s) != Status.FATAL_ERROR.value for s, _ in self.statuses().values())
+
+    def ready(self) -> bool:
+        return all(str(s) in _READY for s, _ in self.statuses().values())
+
+
+def health_of(host: Any) -> HealthSource:
+    return host if isinstance(host, HealthSource) else _StatusHealth(host)
+
+
+class QueryApiExtension:
+    def __init__(self, settings: Settings, config: QueryApiConfig):
+        self._settings = settings
+        self._config = config
+        self._log = settings.logger
+        self._store: TraceStore | None = None
+        self._server: AsgiServer | None = None
+        self.port: int | None = None
+
+    async def start(self, host: Host) -> None:
+        cfg = self._config
+        store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers)
+        app = create_app(store, health_of(host), settings=cfg)
+        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id))
+        self._store = store
+        try:
+            await server.start()
+        except BaseException:
+            self._store = None
+            await store.close()
+            raise
+        self._server = server
+        self.port = server.port
+        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port,
+                       database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, finish in-flight requests, close the ClickHouse clients. Safe twice."""
+        server, self._server = self._server, None
+        store, self._store = self._store, None
+        if server is not None:
+            await server.stop()
+        if store is not None:
+            await store.close()

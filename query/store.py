@@ -1,0 +1,182 @@
+"""Read access to the spans table: parameterized SQL on a small dedicated thread pool.
+
+clickhouse-connect clients are synchronous and not safe for concurrent use, so every
+query thread opens its own client (lazily, with `open_client`) and keeps it in a
+thread-local. User input only ever reaches ClickHouse as server-side bound parameters
+(`{name:Type}` placeholders); the SQL text itself lives in `sql/*.sql`, where the only
+substitutions are the database and table identifiers from the validated config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from string import Template
+from typing import Any
+
+import structlog
+from clickhouse_connect.driver.client import Client
+
+from tracehouse.query.config import QueryClickHouseConfig
+from tracehouse.sinks.clickhouse.client import open_client
+
+log = structlog.get_logger("tracehouse.query.store")
+
+# A trace read returns at most this many spans (the response says when it was cut).
+MAX_TRACE_SPANS = 100_000
+
+
+class StoreError(Exception):
+    """ClickHouse could not answer; the API turns this into a 503."""
+
+
+def load_sql(name: str, database: str, table: str) -> str:
+    """`sql/<name>.sql` with `${db}` and `${table}` filled (identifiers from validated config)."""
+    text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
+    return Template(text).substitute(db=database, table=table)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A validated trace search; empty strings / zero mean "no filter"."""
+
+    start_ns: int
+    end_ns: int
+    limit: int
+    service: str = ""
+    span_name: str = ""
+    status: str = ""
+    provider: str = ""
+    model: str = ""
+    prompt: str = ""
+    session: str = ""
+    user: str = ""
+    min_duration_ns: int = 0
+    min_tokens: int = 0
+    min_cost_usd: float = 0.0
+    attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    cursor: tuple[int, str] | None = None  # (start_ns, trace_id) of the last row shown
+
+    def parameters(self) -> dict[str, Any]:
+        cursor_start, cursor_trace = self.cursor if self.cursor else (0, "")
+        return {
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "service": self.service,
+            "span_name": self.span_name,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt": self.prompt,
+            "session": self.session,
+            "user": self.user,
+            "attr_keys": [k for k, _ in self.attributes],
+            "attr_values": [v for _, v in self.attributes],
+            "status": self.status,
+            "min_duration_ns": self.min_duration_ns,
+            "min_tokens": self.min_tokens,
+            "min_cost_usd": float(self.min_cost_usd),
+            "has_cursor": 1 if self.cursor else 0,
+            "cursor_start_ns": cursor_start,
+            "cursor_trace_id": cursor_trace,
+            "limit": self.limit,
+        }
+
+
+class TraceStore:
+    def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4):
+        self._config = config
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers, thread_name_prefix="query-clickhouse")
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._clients_lock = threading.Lock()
+        db, table = config.database, config.traces_table_name
+        self._sql = {name: load_sql(name, db, table) for name in ("trace_search", "trace_spans")}
+
+    @property
+    def config(self) -> QueryClickHouseConfig:
+        return self._config
+
+    # -- running queries -------------------------------------------------------------
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            cfg = self._config
+            client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
+                                 settings={"max_execution_time": max(1, int(cfg.timeout))},
+                                 timeout_s=cfg.timeout)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def _run(self, name: str, parameters: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        t0 = time.perf_counter()
+        try:
+            result = self._client().query(self._sql[name], parameters=dict(parameters))
+        except Exception as exc:
+            log.warning("query failed", query=name, error=str(exc))
+            raise StoreError(_short_error(exc)) from exc
+        log.debug("query done", query=name, rows=len(result.result_rows),
+                  ms=round((time.perf_counter() - t0) * 1000, 2))
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    async def _query(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        executor = self._executor
+        if executor is None:
+            raise StoreError("the query API is shutting down")
+        loop = asyncio.get_running_loop()
+        try:
+            names, rows = await loop.run_in_executor(executor, self._run, name, parameters)
+        except RuntimeError as exc:  # executor shut down between the check and the submit
+            raise StoreError("the query API is shutting down") from exc
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def search(self, query: SearchQuery) -> list[dict[str, Any]]:
+        """Trace summaries, newest first; at most `query.limit` rows."""
+        return await self._query("trace_search", query.parameters())
+
+    async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+        """Every span of the trace (each once), ordered by start time."""
+        return await self._query("trace_spans", {"trace_id": trace_id, "max_spans": max_spans})
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def close(self) -> None:
+        """Wait for running queries, then close every thread's client. Safe twice."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def drain() -> None:
+            executor.shutdown(wait=True)
+            with self._clients_lock:
+                clients, self._clients[:] = list(self._clients), []
+            for client in clients:
+                try:
+                    client.close()
+                except Exception as exc:  # closing must not fail a shutdown
+                    log.debug("closing a ClickHouse client failed", error=str(exc))
+
+        await asyncio.to_thread(drain)
+
+
+_CODE_RE = re.compile(r"Code:\s*(\d+)\.\s*(?:DB::Exception:\s*)?(.*)")
+
+
+def _short_error(exc: Exception) -> str:
+    """A one-line reason for API clients: ClickHouse's code and message, no query text or trace."""
+    text = str(exc).strip()
+    m = _CODE_RE.search(text)
+    if m:
+        reason = m[2].split("\n", 1)[0]
+        reason = re.split(r"\.?\s*\(version [^)]*\)", reason)[0]
+        message = f"ClickHouse error {m[1]}: {reason}"
+    else:
+        message = f"ClickHouse is unavailable: {text.splitlines()[0] if text else type(exc).__name__}"
+    return message if len(message) <= 300 else message[:297] + "..."
