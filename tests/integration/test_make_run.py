@@ -60,9 +60,9 @@ def test_make_run_from_a_fresh_clone_serves_the_default_ports(tmp_path: Path) ->
             export = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
             export((FIXTURES / "otel-genai-openai-v2" / "grpc.pb").read_bytes(), timeout=30)
         page = httpx.get("http://127.0.0.1:8080/api/v1/traces", timeout=30,
-                         params={"start": "2020-01-01T00:00:00Z", "service": "otel-genai-app"})
+                         params={"start": "2020-01-01T00:00:00Z", "service": "otel-openai-v2-app"})
         assert page.status_code == 200, page.text
-        assert len(page.json()["traces"]) >= 2
+        assert len(page.json()["traces"]) == 8  # 4 traces per capture, two captures
         assert (clone / "data" / "clickhouse").is_dir(), "embedded data lives under ./data"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
