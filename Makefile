@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= deploy/config/all-in-one.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test bench typecheck validate-configs clean install install-test
+.PHONY: run test bench typecheck lint validate-configs clean install install-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tracehouse needs Python >= 3.11 (set PYTHON=python3.11)")'
@@ -39,6 +39,9 @@ test: install-test
 
 typecheck: install-test
 	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench
+
+lint: install-test
+	$(BIN)/ruff check core ingest processors sinks query bench tests
 
 validate-configs: install
 	@for f in deploy/config/*.yaml; do $(BIN)/tracehouse validate-config $$f || exit 1; done

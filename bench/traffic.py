@@ -30,8 +30,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from tracehouse.core.pdata import any_value, key_values
 
 __all__ = [
     "Payload",
@@ -136,23 +137,8 @@ class Payload:
 _TRACEBACK_HEAD = 'Traceback (most recent call last):\n  File "agent.py", line 88, in run\n'
 
 
-def _any(value: AttrValue) -> AnyValue:
-    # bool before int: bool is a subclass of int.
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    out = AnyValue()
-    out.array_value.values.extend(AnyValue(string_value=v) for v in value)
-    return out
 
 
-def _kvs(attrs: dict[str, AttrValue]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_any(v)) for k, v in attrs.items()]
 
 
 def _text(rng: random.Random, approx_bytes: int) -> str:
@@ -203,12 +189,12 @@ class _TraceBuilder:
         etype, emsg = self.rng.choice(ERROR_TYPES)
         span.status.code = Status.STATUS_CODE_ERROR
         span.status.message = emsg
-        span.attributes.append(KeyValue(key="error.type", value=_any(etype)))
+        span.attributes.append(KeyValue(key="error.type", value=any_value(etype)))
         event = span.events.add()
         event.name = "exception"
         event.time_unix_nano = end
         event.attributes.extend(
-            _kvs(
+            key_values(
                 {
                     "exception.type": etype,
                     "exception.message": emsg,
@@ -274,7 +260,7 @@ class _TraceBuilder:
         }
         if rng.random() < 0.3:
             attrs["gen_ai.usage.cache_read.input_tokens"] = rng.randint(0, 1024)
-        span.attributes.extend(_kvs(attrs))
+        span.attributes.extend(key_values(attrs))
         return start + dur, self._maybe_fail(span, start + dur)
 
     def _retrieval(self, parent: bytes, start: int) -> int:
@@ -291,7 +277,7 @@ class _TraceBuilder:
             for i in range(3):
                 attrs[f"retrieval.documents.{i}.document.id"] = f"{source}-{rng.getrandbits(24):06x}"
                 attrs[f"retrieval.documents.{i}.document.score"] = round(rng.uniform(0.5, 0.99), 3)
-        span.attributes.extend(_kvs(attrs))
+        span.attributes.extend(key_values(attrs))
         return start + dur
 
     def _tool(self, parent: bytes, start: int, step: int, with_retrieval: bool) -> tuple[int, bool]:
@@ -303,7 +289,7 @@ class _TraceBuilder:
             end = self._retrieval(span.span_id, start + NS_PER_MS) + NS_PER_MS
         span.end_time_unix_nano = end
         span.attributes.extend(
-            _kvs(
+            key_values(
                 {
                     "gen_ai.operation.name": "execute_tool",
                     "gen_ai.tool.name": tool,
@@ -347,7 +333,7 @@ class _TraceBuilder:
                 ev.time_unix_nano += shift
         root.end_time_unix_nano = shift + total
         root.attributes.extend(
-            _kvs(
+            key_values(
                 {
                     "gen_ai.operation.name": "invoke_agent",
                     "gen_ai.provider.name": self.provider,
@@ -400,7 +386,7 @@ def _build(
 def _new_resource(rs: ResourceSpans, service: tuple[str, str, str]) -> ScopeSpans:
     name, version, env = service
     rs.resource.attributes.extend(
-        _kvs(
+        key_values(
             {
                 "service.name": name,
                 "service.version": version,

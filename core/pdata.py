@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from tracehouse.core.errors import BadRequestError
@@ -89,3 +90,28 @@ class TraceBatch:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     yield rs, ss, span
+
+
+def any_value(value: Any) -> AnyValue:
+    """A Python value as an OTLP AnyValue (sequences become arrays, mappings kvlists)."""
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    out = AnyValue()
+    if isinstance(value, dict):
+        out.kvlist_value.values.extend(key_values(value))
+    else:
+        out.array_value.values.extend(any_value(v) for v in value)
+    return out
+
+
+def key_values(attrs: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()]

@@ -7,7 +7,6 @@ names: the sidecar never imports the embedded ClickHouse engine.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from tracehouse.core.component import Factory, Kind
 

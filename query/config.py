@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import field_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.core.netaddr import parse_endpoint
+from tracehouse.sinks.clickhouse.config import ClickHouseConnectionConfig
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class QueryClickHouseConfig(ComponentConfig):
-    """Where the spans are read from; keys match the `clickhouse` exporter's."""
-
-    # `chdb://<path>` reads the embedded engine's data directory (the all-in-one shares it
-    # with the exporter); `http(s)://host:8123` talks to a ClickHouse server.
-    endpoint: str = "chdb://./data/clickhouse"
-    username: str = "default"
-    password: str = ""
-    database: str = "tracehouse"
-    traces_table_name: str = "otel_traces"
-    # Per-query limit, enforced by ClickHouse (max_execution_time) and the HTTP client.
-    timeout: Duration = 30.0
-
-    @field_validator("endpoint")
-    @classmethod
-    def _check_endpoint(cls, v: str) -> str:
-        if not re.match(r"^(chdb|https?)://", v):
-            raise ValueError(f"expected chdb://<path> or http(s)://host:port, got {v!r}")
-        return v
-
-    @field_validator("database", "traces_table_name")
-    @classmethod
-    def _check_identifier(cls, v: str) -> str:
-        if not _IDENT.match(v):
-            raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
-        return v
-
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be greater than zero")
-        return v
+class QueryClickHouseConfig(ClickHouseConnectionConfig):
+    """Where the spans are read from. With `chdb://` the query API opens the same data
+    directory as the exporter: in the all-in-one both share the process's one engine."""
 
 
 class QueryApiConfig(ComponentConfig):

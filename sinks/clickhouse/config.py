@@ -13,7 +13,9 @@ from tracehouse.core.retry import RetryConfig
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ClickHouseExporterConfig(ComponentConfig):
+class ClickHouseConnectionConfig(ComponentConfig):
+    """Where the spans live; shared by the exporter and the query API, so keys match."""
+
     # `chdb://<path>` runs the embedded engine on a local data directory (relative paths
     # are relative to the working directory); `http(s)://host:8123` talks to a server.
     endpoint: str = "chdb://./data/clickhouse"
@@ -21,15 +23,8 @@ class ClickHouseExporterConfig(ComponentConfig):
     password: str = ""
     database: str = "tracehouse"
     traces_table_name: str = "otel_traces"
-    # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
-    create_schema: bool = True
-    # Keep spans this long (0 = forever); whole parts are dropped (ttl_only_drop_parts).
-    ttl: Duration = 0
-    # Per-insert timeout, and the time a request may spend retrying in total.
+    # Per-statement timeout (inserts for the exporter, queries for the query API).
     timeout: Duration = 30.0
-    retry_on_failure: RetryConfig = RetryConfig()
-    # How many recent insert blocks ClickHouse remembers to drop exact replays.
-    deduplication_window: int = 1000
 
     @field_validator("endpoint")
     @classmethod
@@ -44,3 +39,20 @@ class ClickHouseExporterConfig(ComponentConfig):
         if not _IDENT.match(v):
             raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
         return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be greater than zero")
+        return v
+
+
+class ClickHouseExporterConfig(ClickHouseConnectionConfig):
+    # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
+    create_schema: bool = True
+    # Keep spans this long (0 = forever); whole parts are dropped (ttl_only_drop_parts).
+    ttl: Duration = 0
+    retry_on_failure: RetryConfig = RetryConfig()
+    # How many recent insert blocks ClickHouse remembers to drop exact replays.
+    deduplication_window: int = 1000

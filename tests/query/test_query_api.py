@@ -11,18 +11,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.config import load_config_dict
 from tracehouse.core.errors import ConfigError
+from otlp_fixtures import FIXTURES
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.registry import get_factory
 from tracehouse.core.telemetry import Telemetry
@@ -34,8 +33,8 @@ from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import GENAI_COLUMNS, SPAN_KIND, STATUS_CODE, attrs_to_map
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
+from tracehouse.core.pdata import key_values
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "otlp"
 PAYLOADS = sorted(FIXTURES.glob("*/*.pb"))
 # The fixtures were captured on 2026-11-22 between 16:23 and 16:25 UTC.
 FIX_START, FIX_END = "2026-11-22T16:00:00Z", "2026-11-22T17:00:00Z"
@@ -67,18 +66,8 @@ class FakeHost:
         return self._healthy
 
 
-def _any(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
 
 
-def _kvs(attrs: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_any(v)) for k, v in attrs.items()]
 
 
 _GENAI_DEFAULTS: dict[str, Any] = {
@@ -115,7 +104,7 @@ def build_batch(specs: list[SpanSpec], scope: tuple[str, str] = ("test.scope", "
     ordered: list[SpanSpec] = []
     for service in dict.fromkeys(s.service for s in specs):
         rs = request.resource_spans.add()
-        rs.resource.attributes.extend(_kvs({"service.name": service, "deployment.environment": "test"}))
+        rs.resource.attributes.extend(key_values({"service.name": service, "deployment.environment": "test"}))
         ss = rs.scope_spans.add()
         ss.scope.name, ss.scope.version = scope
         by_service[service] = rs
@@ -133,15 +122,15 @@ def build_batch(specs: list[SpanSpec], scope: tuple[str, str] = ("test.scope", "
             span.end_time_unix_nano = spec.start_ns + spec.duration_ns
             span.status.code = spec.code
             span.status.message = spec.message
-            span.attributes.extend(_kvs(spec.attrs))
+            span.attributes.extend(key_values(spec.attrs))
             for t, n, a in spec.events:
                 ev = span.events.add()
                 ev.time_unix_nano, ev.name = t, n
-                ev.attributes.extend(_kvs(a))
+                ev.attributes.extend(key_values(a))
             for lt, ls, lst, la in spec.links:
                 lk = span.links.add()
                 lk.trace_id, lk.span_id, lk.trace_state = bytes.fromhex(lt), bytes.fromhex(ls), lst
-                lk.attributes.extend(_kvs(la))
+                lk.attributes.extend(key_values(la))
     batch = TraceBatch.from_request(request)
     if any(s.genai for s in ordered):
         batch.extras["genai"] = {c: [s.genai.get(c, d) for s in ordered] for c, d in _GENAI_DEFAULTS.items()}
