@@ -1,0 +1,37 @@
+"""The top-level folders import as one `tracehouse` namespace, for Python and for mypy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = {"core", "ingest", "processors", "sinks", "query", "bench"}
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = setuptools["package-dir"]
+    assert {v for v in mapping.values()} == ROOTS
+    folders = {
+        ".".join(("tracehouse", root, *init.parent.relative_to(REPO / root).parts))
+        for root in ROOTS for init in (REPO / root).rglob("__init__.py")
+    }
+    listed = {p.rstrip(".") for p in setuptools["packages"]}
+    assert folders == listed, f"missing from pyproject: {folders - listed}; stale: {listed - folders}"
+
+
+def test_mypy_resolves_the_namespace(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from tracehouse.core.pdata import TraceBatch\n"
+        "from tracehouse.ingest.otlp.receiver import OtlpReceiver\n"
+        "from tracehouse.sinks.clickhouse.columns import SPAN_KIND\n"
+        "count: str = TraceBatch.from_bytes(b'').span_count\n"  # a deliberate type error
+    )
+    result = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(probe)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert "Cannot find implementation" not in result.stdout, result.stdout
+    assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in result.stdout
