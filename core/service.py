@@ -133,22 +133,33 @@ class Service:
         log.info("service started", pipelines=sorted(self.config.pipelines), config=self.config.source)
 
     async def shutdown(self) -> None:
-        order = self._ordered(Kind.RECEIVER) + self._ordered(Kind.PROCESSOR)
-        order += self._ordered(Kind.EXPORTER, Kind.EXTENSION)
-        timeout = self.config.service.shutdown_timeout
-        deadline = time.monotonic() + timeout
-        for node in order:
-            self.report_status(node.id, node.kind, Status.STOPPING)
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                await asyncio.wait_for(node.component.shutdown(), remaining)
-            except TimeoutError:
-                log.error("component did not drain within the shutdown timeout",
-                          component=f"{node.kind.value}/{node.id}", timeout_s=timeout)
-            except Exception as exc:  # keep shutting the rest down
-                log.error("component failed to shut down", component=f"{node.kind.value}/{node.id}", error=str(exc))
-            self.report_status(node.id, node.kind, Status.STOPPED)
+        """Drain in topological order, within `service.shutdown_timeout`.
+
+        Receivers stop accepting at once, but their in-flight requests may be waiting on a
+        batch that only the processors' drain will send: so receivers finish *while*
+        processors flush, and exporters close only after both.
+        """
+        deadline = time.monotonic() + self.config.service.shutdown_timeout
+        receivers = [asyncio.create_task(self._stop_node(node, deadline)) for node in self._ordered(Kind.RECEIVER)]
+        await asyncio.sleep(0.05)  # let receivers close their listeners first
+        for node in self._ordered(Kind.PROCESSOR):
+            await self._stop_node(node, deadline)
+        await asyncio.gather(*receivers)
+        for node in self._ordered(Kind.EXPORTER, Kind.EXTENSION):
+            await self._stop_node(node, deadline)
         self._started = False
+
+    async def _stop_node(self, node: _Node, deadline: float) -> None:
+        component = f"{node.kind.value}/{node.id}"
+        self.report_status(node.id, node.kind, Status.STOPPING)
+        try:
+            await asyncio.wait_for(node.component.shutdown(), max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            log.error("component did not drain within the shutdown timeout", component=component,
+                      timeout_s=self.config.service.shutdown_timeout)
+        except Exception as exc:  # keep shutting the rest down
+            log.error("component failed to shut down", component=component, error=str(exc))
+        self.report_status(node.id, node.kind, Status.STOPPED)
 
     def request_stop(self) -> None:
         self._stop.set()
