@@ -128,7 +128,7 @@ class Service:
             if self._status[f"{node.kind.value}/{node.id}"][0] == Status.STARTING:
                 self.report_status(node.id, node.kind, Status.OK)
             log.info("component started", component=f"{node.kind.value}/{node.id}",
-                     pipeline=node.pipeline, seconds=round(time.perf_counter() - t0, 3))
+                     seconds=round(time.perf_counter() - t0, 3), **({"pipeline": node.pipeline} if node.pipeline else {}))
         self._started = True
         log.info("service started", pipelines=sorted(self.config.pipelines), config=self.config.source)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -44,8 +45,12 @@ def test_sigterm_flushes_batches_before_exit(tmp_path: Path) -> None:
     response = result["response"]
     assert isinstance(response, httpx.Response) and response.status_code == 200
     assert time.monotonic() - started < 30, "drained without waiting for the batch timeout"
-    log = server.log_tail(200)
-    assert "draining" in log and "service stopped" in log
+    records = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    events = [r["event"] for r in records]
+    assert "draining: stopping receivers, flushing batches, closing exporters" in events
+    assert events[-1] == "service stopped"
+    assert any(r.get("otelcol.component.id") == "otlp" and r.get("otelcol.component.kind") == "receiver"
+               for r in records), "component logs carry their bound context"
 
     again = AllInOne(tmp_path, config=path).start()
     try:

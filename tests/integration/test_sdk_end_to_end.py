@@ -162,6 +162,13 @@ def test_sdk_over_otlp_http(all_in_one: AllInOne) -> None:
     assert len(rows) == TRACES == len({r["trace_id"] for r in rows})
     assert all(r["root_span_name"] == "POST /chat" and r["span_count"] == 7 for r in rows)
     assert sum(r["status"] == "error" for r in rows) == math.ceil(TRACES / 10)
+    metrics = httpx.get(f"{all_in_one.query}/metrics", timeout=10).text
+    accepted = [line for line in metrics.splitlines()
+                if line.startswith('tracehouse_receiver_accepted_spans_total{receiver="otlp",transport="http"}')]
+    assert accepted and float(accepted[0].split()[-1]) >= len(spans)
+    for name in ("tracehouse_exporter_sent_spans_total", "tracehouse_processor_batch_send_size_spans_bucket",
+                 "tracehouse_receiver_refused_spans", "tracehouse_exporter_send_failed_spans"):
+        assert name in metrics
 
 
 def test_sdk_over_otlp_grpc(all_in_one: AllInOne) -> None:
