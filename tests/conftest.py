@@ -22,3 +22,36 @@ def chdb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
 def database() -> Iterator[str]:
     """A database name no other test uses."""
     yield f"t_{uuid.uuid4().hex[:12]}"
+
+
+CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8.2.29"
+
+
+def docker_unavailable_reason() -> str | None:
+    """Why testcontainers cannot run here, or None when a Docker engine answers."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:
+        return f"no Docker engine reachable ({type(exc).__name__}: {exc}); testcontainers tests skipped"
+    return None
+
+
+@pytest.fixture(scope="session", params=["chdb", pytest.param("clickhouse-server", marks=pytest.mark.docker)])
+def clickhouse_endpoint(request: pytest.FixtureRequest, chdb_endpoint: str) -> Iterator[str]:
+    """The embedded engine always; a real ClickHouse server in a container where Docker runs."""
+    if request.param == "chdb":
+        yield chdb_endpoint
+        return
+    reason = docker_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        from testcontainers.community.clickhouse import ClickHouseContainer
+    except ImportError:  # testcontainers < 4.10
+        from testcontainers.clickhouse import ClickHouseContainer
+
+    with ClickHouseContainer(CLICKHOUSE_IMAGE, port=8123, username="tracehouse", password="tracehouse") as server:
+        host, port = server.get_container_host_ip(), server.get_exposed_port(8123)
+        yield f"http://tracehouse:tracehouse@{host}:{port}"

@@ -52,17 +52,17 @@ def rich_request() -> ExportTraceServiceRequest:
 
 
 @pytest.fixture
-async def exporter(chdb_endpoint: str, database: str):
+async def exporter(clickhouse_endpoint: str, database: str):
     exp = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
-                             ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database), None)
+                             ClickHouseExporterConfig(endpoint=clickhouse_endpoint, database=database), None)
     await exp.start(TestHost())
     yield exp
     await exp.shutdown()
 
 
 @pytest.fixture
-def client(chdb_endpoint: str):
-    c = open_client(chdb_endpoint)
+def client(clickhouse_endpoint: str):
+    c = open_client(clickhouse_endpoint)
     yield c
     c.close()
 
@@ -104,7 +104,7 @@ async def test_genai_columns_exist_and_default_to_unknown(exporter, client, data
     assert row == [("", None, None, False)]
 
 
-def test_migrations_are_recorded_and_idempotent(client, chdb_endpoint, database) -> None:
+def test_migrations_are_recorded_and_idempotent(client, database) -> None:
     from tracehouse.sinks.clickhouse.schema import migrate, schema_params
 
     params = schema_params(database, "otel_traces", 0, 100)
