@@ -46,8 +46,11 @@ lint: install-test
 validate-configs: install
 	@for f in deploy/config/*.yaml; do $(BIN)/tracehouse validate-config $$f || exit 1; done
 
+# Two load shapes: 8 clients (latency-bound, like a few app instances) and 32 clients
+# (enough to saturate the one server core). Figures go to BENCHMARKS.md by hand.
 bench: install-test
-	$(BIN)/python -m tracehouse.bench.run_all_in_one --json-out bench-results.json
+	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 8 --json-out bench-results-c8.json
+	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 32 --json-out bench-results-c32.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis
