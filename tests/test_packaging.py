@@ -19,7 +19,8 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
         ".".join(("tracehouse", root, *init.parent.relative_to(REPO / root).parts))
         for root in ROOTS for init in (REPO / root).rglob("__init__.py")
     }
-    listed = {p.rstrip(".") for p in setuptools["packages"]}
+    data_folders = {"tracehouse.sinks.clickhouse.migrations", "tracehouse.query.sql"}
+    listed = {p for p in setuptools["packages"]} - data_folders
     assert folders == listed, f"missing from pyproject: {folders - listed}; stale: {listed - folders}"
 
 
@@ -35,3 +36,11 @@ def test_mypy_resolves_the_namespace(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=tmp_path)
     assert "Cannot find implementation" not in result.stdout, result.stdout
     assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in result.stdout
+
+
+def test_sql_files_ship_with_the_package() -> None:
+    from importlib import resources
+
+    migrations = resources.files("tracehouse.sinks.clickhouse").joinpath("migrations")
+    assert any(f.name.endswith(".sql") for f in migrations.iterdir())
+    assert resources.files("tracehouse.query").joinpath("sql", "trace_search.sql").is_file()
