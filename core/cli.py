@@ -7,17 +7,23 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tracehouse.core.config import load_config
+from tracehouse.core.config import Config, load_config
 from tracehouse.core.errors import ConfigError
 
 DEFAULT_CONFIG = "deploy/config/all-in-one.yaml"
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _load_or_report(path: str) -> Config | None:
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
-        print(f"invalid config {args.config}: {exc}", file=sys.stderr)
+        print(f"invalid config {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
     pipelines = ", ".join(
         f"{name} ({' -> '.join([*p.receivers, *p.processors, *p.exporters])})" for name, p in config.pipelines.items()
@@ -29,10 +35,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tracehouse.core.logs import configure_logging
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"invalid config {args.config}: {exc}", file=sys.stderr)
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
     logs = config.service.telemetry.logs
     configure_logging(logs.level, logs.encoding)

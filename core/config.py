@@ -141,7 +141,7 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
         loc = "::".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the component's README for its keys)"
         elif err["type"] == "missing":

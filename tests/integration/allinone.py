@@ -55,6 +55,7 @@ class AllInOne:
 
     def start(self, timeout: float = 90.0) -> AllInOne:
         self.grpc_port, self.http_port, self.query_port = free_port(), free_port(), free_port()
+        self.http_port = int(self.env.get("TRACEHOUSE_OTLP_HTTP_PORT", self.http_port))
         env = {
             **os.environ,
             "TRACEHOUSE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}",

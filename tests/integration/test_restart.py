@@ -34,3 +34,19 @@ def test_data_survives_a_graceful_restart(tmp_path: Path) -> None:
         assert detail["totals"]["span_count"] == traces[0]["span_count"] > 0
     finally:
         assert second.stop() == 0
+
+
+def test_a_taken_port_fails_start_with_a_message_naming_it(tmp_path: Path) -> None:
+    import socket
+
+    server = AllInOne(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server.env["TRACEHOUSE_OTLP_HTTP_PORT"] = str(port)
+        with pytest.raises(RuntimeError) as err:
+            server.start(timeout=60)
+    message = str(err.value)
+    assert "exited with 1" in message
+    assert f"tracehouse: failed: [Errno 98] cannot listen on 127.0.0.1:{port}: Address already in use" in message
