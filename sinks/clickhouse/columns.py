@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tracehouse.core.genai import EXTRAS_KEY, STORED, GenAIColumns
 from tracehouse.core.pdata import TraceBatch
 
 SPAN_KIND = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -30,16 +31,9 @@ BASE_COLUMNS = (
     "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes",
 )
 
-# Typed GenAI columns an enrichment processor may supply through batch.extras["genai"]
-# (a dict of column name -> list aligned with span order). Missing ones take the
-# column default.
-GENAI_COLUMNS = (
-    "GenAIProvider", "GenAIOperation", "GenAISpanKind", "GenAIRequestModel", "GenAIResponseModel",
-    "GenAIInputTokens", "GenAIOutputTokens", "GenAICachedInputTokens", "GenAIReasoningTokens",
-    "GenAITotalTokens", "GenAITokensEstimated", "GenAIInputCostUSD", "GenAIOutputCostUSD",
-    "GenAITotalCostUSD", "GenAICostSource", "GenAIPromptName", "GenAIPromptVersion",
-    "GenAISessionId", "GenAIUserId",
-)
+# Typed GenAI columns, supplied through batch.extras["genai"] as GenAIColumns (or a dict
+# of column name -> list aligned with span order). Missing ones take the column default.
+GENAI_COLUMNS = tuple(STORED.values())
 
 
 def _format_double(v: float) -> str:
@@ -179,7 +173,8 @@ def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
         scope_names, scope_versions, span_attrs, durations, status_codes, status_msgs,
         ev_ts, ev_names, ev_attrs, ln_trace, ln_span, ln_state, ln_attrs,
     ]
-    genai: dict[str, list[Any]] | None = batch.extras.get("genai")
+    extra = batch.extras.get(EXTRAS_KEY)
+    genai: dict[str, list[Any]] | None = extra.clickhouse_columns() if isinstance(extra, GenAIColumns) else extra
     if genai:
         for col in GENAI_COLUMNS:
             values = genai.get(col)
