@@ -66,6 +66,15 @@ class GenAIColumns:
             setattr(cols, f.name, [default] * size)
         return cols
 
+    @classmethod
+    def concat(cls, parts: list[GenAIColumns]) -> GenAIColumns:
+        """Columns of merged batches, in the same order as TraceBatch.merge joins spans."""
+        out = cls(size=sum(p.size for p in parts))
+        for f in fields(cls):
+            if f.name != "size":
+                setattr(out, f.name, [v for p in parts for v in getattr(p, f.name)])
+        return out
+
     def clickhouse_columns(self) -> dict[str, list[Any]]:
         return {column: getattr(self, name) for name, column in STORED.items()}
 

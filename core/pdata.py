@@ -69,7 +69,8 @@ class TraceBatch:
         raw: bytes | None = None
         if all(p.raw is not None for p in parts):
             raw = b"".join(p.raw for p in parts)  # type: ignore[misc]
-        return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw)
+        return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw,
+                   extras=_merge_extras(parts))
 
     @property
     def nbytes(self) -> int:
@@ -90,6 +91,17 @@ class TraceBatch:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     yield rs, ss, span
+
+
+def _merge_extras(parts: list[TraceBatch]) -> dict[str, Any]:
+    """Column-wise extras (anything with a `concat` classmethod) survive merging only when
+    every part has them; otherwise they would no longer line up with the spans."""
+    merged: dict[str, Any] = {}
+    for key, first in parts[0].extras.items():
+        values = [p.extras.get(key) for p in parts]
+        if hasattr(type(first), "concat") and all(type(v) is type(first) for v in values):
+            merged[key] = type(first).concat(values)
+    return merged
 
 
 def any_value(value: Any) -> AnyValue:

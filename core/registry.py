@@ -17,6 +17,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     Kind.PROCESSOR: {
         "batch": "tracehouse.processors.batch.factory:factory",
         "memory_limiter": "tracehouse.processors.memory_limiter.factory:factory",
+        "genai_normalize": "tracehouse.processors.genai_normalize.factory:factory",
     },
     Kind.EXPORTER: {
         "clickhouse": "tracehouse.sinks.clickhouse.factory:factory",

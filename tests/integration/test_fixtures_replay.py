@@ -81,3 +81,26 @@ def test_string_values_survive_verbatim(all_in_one: AllInOne) -> None:
     body = httpx.get(f"{all_in_one.query}/api/v1/traces/{span.trace_id.hex()}", timeout=30).json()
     stored = next(s for s in body["spans"] if s["span_id"] == span.span_id.hex())
     assert stored["attributes"]["mlflow.spanType"] == '"CHAT_MODEL"'
+
+
+def test_genai_fields_reach_the_query_api(all_in_one: AllInOne) -> None:
+    send_everything(all_in_one)
+    request = parse(FIXTURES / "openinference" / "http-protobuf.pb")
+    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    tool_flow = next(s for s in spans if any(kv.key == "session.id" for kv in s.attributes))
+    detail = httpx.get(f"{all_in_one.query}/api/v1/traces/{tool_flow.trace_id.hex()}", timeout=30).json()
+    stored = next(s for s in detail["spans"] if s["span_id"] == tool_flow.span_id.hex())
+    genai = stored["genai"]
+    assert (genai["provider"], genai["operation"], genai["span_kind"], genai["request_model"]) == (
+        "openai", "chat", "llm", "gpt-4o")
+    assert (genai["input_tokens"], genai["output_tokens"], genai["cached_input_tokens"],
+            genai["reasoning_tokens"], genai["total_tokens"]) == (42, 17, 8, 5, 59)
+    assert (genai["session_id"], genai["user_id"], genai["prompt_version"]) == ("sess-42", "user-7", "v3")
+    assert genai["tokens_estimated"] is False
+    page = httpx.get(f"{all_in_one.query}/api/v1/traces", timeout=30,
+                     params={"start": "2020-01-01T00:00:00Z", "session": "sess-42"}).json()
+    assert [t["trace_id"] for t in page["traces"]] == [tool_flow.trace_id.hex()]
+    row = page["traces"][0]
+    # Two LLM calls in the tool flow, each 42 + 17, shown once though the fixture was sent twice.
+    assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (84, 34, 118)
+    assert row["models"] == ["gpt-4o"]

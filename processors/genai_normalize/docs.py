@@ -1,0 +1,90 @@
+"""Render docs/genai-conventions.md from the mapping table, so the page cannot drift.
+
+    python -m tracehouse.processors.genai_normalize.docs > docs/genai-conventions.md
+"""
+
+from __future__ import annotations
+
+from tracehouse.processors.genai_normalize import mapping as m
+
+_TITLES = {
+    "provider": "provider", "request_model": "request model", "response_model": "response model",
+    "session_id": "session id", "user_id": "user id", "prompt_name": "prompt name",
+    "prompt_version": "prompt version", "prompt_template": "prompt template",
+    "prompt_variables": "prompt variables", "input_tokens": "input tokens (incl. cached)",
+    "output_tokens": "output tokens (incl. reasoning)", "cached_input_tokens": "cached input tokens",
+    "reasoning_tokens": "reasoning tokens", "total_tokens": "total tokens",
+    "input_cost_usd": "reported input cost (USD)", "output_cost_usd": "reported output cost (USD)",
+    "total_cost_usd": "reported total cost (USD)",
+}
+
+
+def _all_fields() -> dict[str, tuple[m.Source, ...]]:
+    fields = {**m.STRING_FIELDS, **m.COUNT_FIELDS, **m.COST_FIELDS}
+    fields["span kind"] = tuple(source for source, _ in m.SPAN_KIND_SOURCES) + m.VERCEL_OPERATION_KEYS
+    return fields
+
+
+def render() -> str:
+    fields = _all_fields()
+    lines = [
+        "# GenAI conventions tracehouse understands",
+        "",
+        "Generated from `processors/genai_normalize/mapping.py` by",
+        "`python -m tracehouse.processors.genai_normalize.docs`; a test fails when it is stale.",
+        "",
+        "The `genai_normalize` processor fills one canonical set of fields from whichever",
+        "convention a span speaks. For each field the sources below are tried **in order**, and",
+        "the first one present wins. That order is the precedence when a span mixes dialects.",
+        "Original attributes are always kept.",
+        "",
+        "Libraries that emit the OpenTelemetry names (the official instrumentations, current",
+        "OpenLLMetry, Pydantic AI and Logfire, LiteLLM, the Vercel AI SDK's `gen_ai.*` attributes) are",
+        "read through the OpenTelemetry rows. The matrix marks the names that are specific to each",
+        "convention. Langfuse's usage object is converted by a rule (below).",
+        "",
+        "## Which fields each convention fills",
+        "",
+        "| convention | " + " | ".join(_TITLES.get(f, f) for f in fields) + " |",
+        "|---" * (len(fields) + 1) + "|",
+    ]
+    for convention in m.CONVENTIONS:
+        cells = ["✓" if any(s.convention == convention for s in sources) else "" for sources in fields.values()]
+        if any(cells):
+            lines.append(f"| {convention} | " + " | ".join(cells) + " |")
+    lines += ["", "## Sources per field, in precedence order", ""]
+    for field, sources in fields.items():
+        lines.append(f"### {_TITLES.get(field, field)}")
+        lines.append("")
+        for rank, source in enumerate(sources, 1):
+            lines.append(f"{rank}. `{source.describe()}` ({source.convention})")
+        lines.append("")
+    lines += [
+        "## Rules beyond the table",
+        "",
+        "- **Langfuse usage** (`langfuse.observation.usage_details`) counts input without cached tokens and",
+        "  output without reasoning tokens. It is converted to OTel semantics (input + cached + cache",
+        "  creation, output + reasoning), and is used only when no other usage is present.",
+        "- **Total tokens**, when no source gives it, is input + output if both are known.",
+        "- **Wrapper spans are not counted twice.** Vercel AI SDK `ai.generateText` / `ai.streamText` /",
+        "  `ai.generateObject` / `ai.streamObject` repeat their `do*` calls' usage, so their counts are",
+        "  not taken. Pydantic AI's `gen_ai.aggregated_usage.*` is never read.",
+        "- **Span kind**: when no classifier is present, a span with a model and usage counts is an `llm` span.",
+        "- **Provider** values are mapped to the OTel registry's names (`xai` → `x_ai`, `bedrock` →",
+        "  `aws.bedrock`, `az.ai.openai` → `azure.ai.openai`, Vercel's `openai.chat` → `openai`, ...). An",
+        "  MLflow span without a provider takes it from `mlflow.message.format` when that names a vendor.",
+        "- **Reported costs** mark the span's cost as `reported`, and the cost processor leaves it alone.",
+        "- **Session and user ids** fall back to resource attributes when the span has none.",
+        "- **Messages** (for token estimation) are read on `llm` spans only: `gen_ai.input/output.messages`",
+        "  (+ `gen_ai.system_instructions`), `llm.input/output_messages.{i}.*`, `gen_ai.prompt/completion.{i}.*`,",
+        "  `mlflow.spanInputs/spanOutputs`, `ai.prompt.messages` / `ai.response.text`,",
+        "  `langfuse.observation.input/output`, and the deprecated `gen_ai.*.message` / `gen_ai.choice` events.",
+        "- Values are decoded defensively: JSON-encoded strings (MLflow), JSON objects in strings, and",
+        "  numbers as strings. An unreadable value is ignored and never fails the span.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,195 @@
+"""Chat messages from each convention, reduced to `Message(role, content, tool_calls)`.
+
+Only text content is kept (what token estimation needs); images, audio and other parts
+are skipped. The shapes handled:
+- OTel GenAI `gen_ai.input.messages` / `gen_ai.output.messages`: `[{role, parts: [{type, content}]}]`
+  (a JSON string or a structured value), plus `gen_ai.system_instructions`;
+- OpenAI-style `[{role, content: str | [{type: "text", text}]}]` (MLflow inputs, Vercel
+  `ai.prompt.messages`, LiteLLM, Langfuse);
+- flattened `llm.input_messages.{i}.message.*` (OpenInference) and `gen_ai.prompt.{i}.*`
+  (OpenLLMetry legacy);
+- deprecated OTel events `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tracehouse.core.genai import Message
+from tracehouse.processors.genai_normalize.values import loads, path, raw
+
+Attrs = Mapping[str, AnyValue]
+
+
+def _text_of(content: Any) -> str:
+    content = loads(content)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        for key in ("text", "content"):
+            if isinstance(content.get(key), str):
+                return str(content[key])
+        return ""
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") in ("text", "input_text", "output_text",
+                                                                         "reasoning"):
+                piece = part.get("content", part.get("text"))
+                if isinstance(piece, str):
+                    texts.append(piece)
+        return "\n".join(texts)
+    return ""
+
+
+def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = []
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            fn: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else call
+            calls.append({"name": fn.get("name", ""), "arguments": fn.get("arguments", "")})
+    for part in message.get("parts") or []:
+        if isinstance(part, dict) and part.get("type") == "tool_call":
+            calls.append({"name": part.get("name", ""), "arguments": part.get("arguments", "")})
+    return calls
+
+
+def from_list(value: Any) -> list[Message] | None:
+    """OTel `{role, parts}` or OpenAI `{role, content}` message lists."""
+    items = loads(value)
+    if isinstance(items, dict) and isinstance(items.get("messages"), list):
+        items = items["messages"]
+    if not isinstance(items, list):
+        return None
+    out = []
+    for item in items:
+        item = loads(item)
+        if not isinstance(item, dict):
+            continue
+        content = item.get("parts") if "parts" in item else item.get("content")
+        out.append(Message(role=str(item.get("role", "")), content=_text_of(content), tool_calls=_tool_calls(item)))
+    return out or None
+
+
+def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> list[Message] | None:
+    """`<prefix>.{i}.<role_key>` / `.<content_key>` attributes, in index order."""
+    found: dict[int, dict[str, str]] = {}
+    start = len(prefix) + 1
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index_text, _, rest = key[start:].partition(".")
+        if not index_text.isdigit():
+            continue
+        slot = found.setdefault(int(index_text), {})
+        if rest == role_key:
+            slot["role"] = str(raw(value))
+        elif rest == content_key:
+            slot["content"] = _text_of(raw(value))
+        elif "contents." in rest and rest.endswith(".text"):
+            slot["content"] = (slot.get("content", "") + "\n" + str(raw(value))).strip("\n")
+    if not found:
+        return None
+    return [Message(role=found[i].get("role", ""), content=found[i].get("content", "")) for i in sorted(found)]
+
+
+def _openai_choices(value: Any) -> list[Message] | None:
+    choices = path(value, "choices")
+    if not isinstance(choices, list):
+        return None
+    out = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            out.append(Message(role=str(message.get("role", "assistant")), content=_text_of(message.get("content")),
+                               tool_calls=_tool_calls(message)))
+    return out or None
+
+
+def _system_instructions(attrs: Attrs) -> list[Message]:
+    value = attrs.get("gen_ai.system_instructions")
+    if value is None:
+        return []
+    content = _text_of(raw(value))
+    return [Message(role="system", content=content)] if content else []
+
+
+Extractor = Callable[[Attrs], list[Message] | None]
+
+
+def _attr(key: str, parse: Callable[[Any], list[Message] | None] = from_list) -> Extractor:
+    def extract(attrs: Attrs) -> list[Message] | None:
+        value = attrs.get(key)
+        return parse(raw(value)) if value is not None else None
+    extract.__name__ = key
+    return extract
+
+
+def _otel_input(attrs: Attrs) -> list[Message] | None:
+    messages = _attr("gen_ai.input.messages")(attrs)
+    return [*_system_instructions(attrs), *messages] if messages else None
+
+
+def _single_text(role: str, key: str) -> Extractor:
+    def extract(attrs: Attrs) -> list[Message] | None:
+        value = attrs.get(key)
+        if value is None:
+            return None
+        content = _text_of(raw(value))
+        return [Message(role=role, content=content)] if content else None
+    return extract
+
+
+INPUT_EXTRACTORS: tuple[Extractor, ...] = (
+    _otel_input,
+    lambda a: _flattened(a, "llm.input_messages", "message.role", "message.content"),
+    lambda a: _flattened(a, "gen_ai.prompt", "role", "content"),
+    _attr("mlflow.spanInputs"),
+    _attr("ai.prompt.messages"),
+    _attr("langfuse.observation.input"),
+    _attr("gen_ai.prompt"),
+)
+
+OUTPUT_EXTRACTORS: tuple[Extractor, ...] = (
+    _attr("gen_ai.output.messages"),
+    lambda a: _flattened(a, "llm.output_messages", "message.role", "message.content"),
+    lambda a: _flattened(a, "gen_ai.completion", "role", "content"),
+    _attr("mlflow.spanOutputs", _openai_choices),
+    _single_text("assistant", "ai.response.text"),
+    _attr("langfuse.observation.output"),
+    _attr("gen_ai.completion"),
+)
+
+_EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+
+
+def from_events(events: Any) -> tuple[list[Message] | None, list[Message] | None]:
+    """Deprecated OTel message events (v1.28–v1.36)."""
+    inputs: list[Message] = []
+    outputs: list[Message] = []
+    for event in events:
+        role = _EVENT_ROLES.get(event.name)
+        if role is None and event.name != "gen_ai.choice":
+            continue
+        attrs = {kv.key: raw(kv.value) for kv in event.attributes}
+        if role is not None:
+            inputs.append(Message(role=str(attrs.get("role", role)), content=_text_of(attrs.get("content"))))
+        else:
+            message = loads(attrs.get("message"))
+            content = message.get("content") if isinstance(message, dict) else attrs.get("content")
+            outputs.append(Message(role="assistant", content=_text_of(content)))
+    return inputs or None, outputs or None
+
+
+def first(extractors: tuple[Extractor, ...], attrs: Attrs) -> list[Message] | None:
+    for extract in extractors:
+        messages = extract(attrs)
+        if messages:
+            return messages
+    return None

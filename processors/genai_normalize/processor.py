@@ -1,0 +1,186 @@
+"""The `genai_normalize` processor: one canonical GenAI view of every span.
+
+Each span's attributes are read once into a dict, then every canonical field is looked
+up through the declarative table in `mapping.py` (first source present wins). Results
+go into `GenAIColumns` on the batch; the span's own attributes are never changed, so the
+original data is always kept. A span that speaks no known convention gets empty fields:
+nothing is invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.genai import EXTRAS_KEY, GenAIColumns
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.processors.genai_normalize import mapping as m
+from tracehouse.processors.genai_normalize import messages
+from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
+from tracehouse.processors.genai_normalize.values import count, path, raw, text, usd
+
+Attrs = Mapping[str, AnyValue]
+
+_OTEL_DOTTED_PREFIXES = ("aws.", "gcp.", "azure.", "az.", "ibm.")
+# MLflow's `mlflow.message.format` names the client library whose payload it recorded;
+# for these values that is also the provider (used only when nothing else names one).
+_MLFLOW_FORMAT_PROVIDERS = {"openai", "anthropic", "gemini", "bedrock", "mistral", "groq", "cohere", "deepseek"}
+
+
+def first_value(attrs: Attrs, sources: tuple[m.Source, ...], decode: Callable[[Any], Any]) -> Any:
+    for source in sources:
+        value = attrs.get(source.key)
+        if value is None or (source.only_with and source.only_with not in attrs):
+            continue
+        decoded = decode(path(raw(value), *source.path) if source.path else raw(value))
+        if decoded is not None and decoded != "":
+            return decoded
+    return None
+
+
+def normalize_provider(name: str) -> str:
+    name = name.strip().lower()
+    if "." in name and not name.startswith(_OTEL_DOTTED_PREFIXES):
+        name = name.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
+    return m.PROVIDER_ALIASES.get(name, name)
+
+
+def vercel_operation(attrs: Attrs) -> str:
+    """`ai.generateText.doGenerate` -> "doGenerate"; "" when the span is not an ai.* span."""
+    for source in m.VERCEL_OPERATION_KEYS:
+        value = attrs.get(source.key)
+        if value is not None:
+            op = text(raw(value)).split(" ", 1)[0]
+            if op.startswith("ai."):
+                return op.rsplit(".", 1)[-1]
+    return ""
+
+
+def span_kind(attrs: Attrs, vercel_op: str) -> str:
+    for source, kinds in m.SPAN_KIND_SOURCES:
+        value = attrs.get(source.key)
+        if value is not None:
+            kind = kinds.get(text(raw(value)).lower())
+            if kind:
+                return kind
+    return m.VERCEL_KINDS.get(vercel_op, "")
+
+
+def operation(attrs: Attrs, kind: str) -> str:
+    value = attrs.get("gen_ai.operation.name")
+    if value is not None and (op := text(raw(value)).lower()):
+        return op
+    value = attrs.get("llm.request.type")
+    if value is not None and (op := m.OPERATION_FROM_REQUEST_TYPE.get(text(raw(value)).lower(), "")):
+        return op
+    return m.OPERATION_BY_KIND.get(kind, "")
+
+
+def langfuse_usage(attrs: Attrs) -> dict[str, int | None]:
+    """Langfuse usage_details -> OTel semantics (input incl. cache, output incl. reasoning)."""
+    value = attrs.get(m.LANGFUSE_USAGE.key)
+    usage = path(raw(value)) if value is not None else None
+    if not isinstance(usage, dict):
+        return {}
+    cached = count(usage.get("input_cached_tokens"))
+    created = count(usage.get("input_cache_creation"))
+    reasoning = count(usage.get("output_reasoning_tokens"))
+    inp, out = count(usage.get("input")), count(usage.get("output"))
+    return {
+        "input_tokens": None if inp is None else inp + (cached or 0) + (created or 0),
+        "output_tokens": None if out is None else out + (reasoning or 0),
+        "cached_input_tokens": cached, "reasoning_tokens": reasoning, "total_tokens": count(usage.get("total")),
+    }
+
+
+class NormalizeProcessor:
+    def __init__(self, settings: Settings, config: GenAINormalizeConfig, next_consumer: TracesConsumer):
+        self._config = config
+        self._next = next_consumer
+        self.normalized_spans = 0  # spans with at least one canonical field
+
+    async def start(self, host: Host) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def consume(self, batch: TraceBatch) -> None:
+        self.process(batch)
+        await self._next.consume(batch)
+
+    def process(self, batch: TraceBatch) -> GenAIColumns:
+        cols = GenAIColumns.empty(batch.span_count)
+        i = 0
+        for rs in batch.request.resource_spans:
+            resource: dict[str, AnyValue] = (
+                {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    attrs = {kv.key: kv.value for kv in span.attributes}
+                    if self._normalize(attrs, resource, span, cols, i):
+                        self.normalized_spans += 1
+                    i += 1
+        batch.extras[EXTRAS_KEY] = cols
+        return cols
+
+    def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int) -> bool:
+        for name, sources in m.STRING_FIELDS.items():
+            value = first_value(attrs, sources, text)
+            if value is None and name in ("session_id", "user_id") and resource:
+                value = first_value(resource, sources, text)
+            if value is not None:
+                getattr(cols, name)[i] = value
+        provider = cols.provider[i]
+        if not provider and (fmt := attrs.get("mlflow.message.format")) is not None:
+            provider = text(raw(fmt)).lower()
+            provider = provider if provider in _MLFLOW_FORMAT_PROVIDERS else ""
+        cols.provider[i] = normalize_provider(provider) if provider else ""
+
+        vercel_op = vercel_operation(attrs)
+        kind = span_kind(attrs, vercel_op)
+        has_model = bool(cols.request_model[i] or cols.response_model[i])
+
+        # Wrapper spans of the Vercel AI SDK repeat their calls' usage: not counted twice.
+        if m.VERCEL_KINDS.get(vercel_op) != m.CHAIN:
+            self._tokens(attrs, cols, i)
+        if not kind and has_model and (cols.input_tokens[i] is not None or cols.output_tokens[i] is not None):
+            kind = m.LLM  # a model call that names no kind: model + usage is what defines one
+        cols.span_kind[i] = kind
+        cols.operation[i] = operation(attrs, kind)
+        self._costs(attrs, cols, i)
+
+        if kind == m.LLM and self._config.extract_messages:
+            inputs = messages.first(messages.INPUT_EXTRACTORS, attrs)
+            outputs = messages.first(messages.OUTPUT_EXTRACTORS, attrs)
+            if (inputs is None or outputs is None) and span.events:
+                ev_in, ev_out = messages.from_events(span.events)
+                inputs, outputs = inputs or ev_in, outputs or ev_out
+            cols.input_messages[i], cols.output_messages[i] = inputs, outputs
+        return bool(kind or has_model or cols.provider[i])
+
+    @staticmethod
+    def _tokens(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
+        found = {name: first_value(attrs, sources, count) for name, sources in m.COUNT_FIELDS.items()}
+        if found["input_tokens"] is None and found["output_tokens"] is None:
+            found.update({k: v for k, v in langfuse_usage(attrs).items() if v is not None})
+        inp, out, total = found["input_tokens"], found["output_tokens"], found["total_tokens"]
+        if total is None and inp is not None and out is not None:
+            found["total_tokens"] = inp + out
+        for name, value in found.items():
+            getattr(cols, name)[i] = value
+
+    @staticmethod
+    def _costs(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
+        found = {name: first_value(attrs, sources, usd) for name, sources in m.COST_FIELDS.items()}
+        if all(v is None for v in found.values()):
+            return
+        if found["total_cost_usd"] is None and found["input_cost_usd"] is not None \
+                and found["output_cost_usd"] is not None:
+            found["total_cost_usd"] = found["input_cost_usd"] + found["output_cost_usd"]
+        for name, value in found.items():
+            getattr(cols, name)[i] = value
+        cols.cost_source[i] = "reported"
