@@ -17,6 +17,7 @@ from typing import Any
 from tracehouse.core.pdata import TraceBatch
 
 EXTRAS_KEY = "genai"
+_COST_QUANTUM = Decimal("1e-12")
 
 
 @dataclass(slots=True)
@@ -76,7 +77,11 @@ class GenAIColumns:
         return out
 
     def clickhouse_columns(self) -> dict[str, list[Any]]:
-        return {column: getattr(self, name) for name, column in STORED.items()}
+        columns = {column: getattr(self, name) for name, column in STORED.items()}
+        for name in ("input_cost_usd", "output_cost_usd", "total_cost_usd"):
+            # The columns are Decimal(18, 12); computed costs may carry more digits.
+            columns[STORED[name]] = [None if v is None else v.quantize(_COST_QUANTUM) for v in getattr(self, name)]
+        return columns
 
 
 _DEFAULTS: dict[str, Any] = {

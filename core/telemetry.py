@@ -52,6 +52,10 @@ class Telemetry:
         self.queued_spans = Gauge(
             "tracehouse_queued_spans", "Spans waiting in a component's buffer.",
             ["component"], registry=r)
+        self.genai_unpriced_spans = Counter(
+            "tracehouse_genai_unpriced_spans",
+            "GenAI spans with token counts whose model has no price (cost left empty, never guessed).",
+            ["provider", "model"], registry=r)
         self.exporter_sent_spans = Counter(
             "tracehouse_exporter_sent_spans", "Spans the exporter durably wrote.",
             ["exporter"], registry=r)

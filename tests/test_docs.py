@@ -16,6 +16,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "batch"): "processors/batch/README.md",
     (Kind.PROCESSOR, "memory_limiter"): "processors/memory_limiter/README.md",
     (Kind.EXPORTER, "clickhouse"): "sinks/clickhouse/README.md",
+    (Kind.PROCESSOR, "genai_cost"): "processors/genai_cost/README.md",
 }
 
 

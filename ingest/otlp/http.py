@@ -153,7 +153,11 @@ class OtlpHttpApp:
                 raise HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT) from None
             token = request_deadline.set(time.monotonic() + cfg.request_timeout)
             try:
-                rejected, message = await asyncio.wait_for(self._handler.export(batch), cfg.request_timeout)
+                # asyncio.timeout, not wait_for: wait_for wraps the call in a task whose
+                # exception and traceback form a cycle that pins the request body until a
+                # full GC, which under sustained refusals looks like a leak.
+                async with asyncio.timeout(cfg.request_timeout):
+                    rejected, message = await self._handler.export(batch)
             except TimeoutError:
                 raise HttpError(503, "the pipeline did not accept the data in time; retry later",
                                 grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0) from None

@@ -81,27 +81,35 @@ class BatchProcessor:
         task.add_done_callback(self._exports.discard)
 
     async def _export(self, items: list[_Pending]) -> None:
-        async with self._slots:
-            try:
-                await self._next.consume(TraceBatch.merge(p.batch for p in items))
-            except PermanentError as exc:
-                if len(items) == 1:
-                    _resolve(items[0].done, exc)
-                    return
-                self._settings.logger.warning("merged batch failed permanently; retrying its requests one by one",
-                                              requests=len(items), error=str(exc))
-                for item in items:
-                    try:
-                        await self._next.consume(item.batch)
-                    except Exception as one:
-                        _resolve(item.done, one)
-                    else:
-                        _resolve(item.done, None)
+        try:
+            async with self._slots:
+                await self._send(items)
+        finally:
+            # Failed futures hold exceptions whose tracebacks hold this frame; dropping the
+            # frame's references to them lets the batches be freed without a full GC.
+            items.clear()
+
+    async def _send(self, items: list[_Pending]) -> None:
+        try:
+            await self._next.consume(TraceBatch.merge(p.batch for p in items))
+        except PermanentError as exc:
+            if len(items) == 1:
+                _resolve(items[0].done, exc)
                 return
-            except Exception as exc:
-                for item in items:
-                    _resolve(item.done, exc)
-                return
+            self._settings.logger.warning("merged batch failed permanently; retrying its requests one by one",
+                                          requests=len(items), error=str(exc))
+            for item in items:
+                try:
+                    await self._next.consume(item.batch)
+                except Exception as one:
+                    _resolve(item.done, one)
+                else:
+                    _resolve(item.done, None)
+            return
+        except Exception as exc:
+            for item in items:
+                _resolve(item.done, exc)
+            return
         for item in items:
             _resolve(item.done, None)
 

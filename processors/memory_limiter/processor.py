@@ -83,7 +83,12 @@ class MemoryLimiterProcessor:
         # in the exporter, and that memory must stay counted.
         work = asyncio.ensure_future(self._next.consume(batch))
         work.add_done_callback(lambda done: self._release(done, n, size))
-        await asyncio.shield(work)
+        try:
+            await asyncio.shield(work)
+        finally:
+            # A failure's traceback keeps this frame; without this the frame -> task ->
+            # exception -> traceback cycle pins the batch until a full GC.
+            del work, batch
 
     def _release(self, done: asyncio.Future[None], spans: int, size: int) -> None:
         self._spans -= spans

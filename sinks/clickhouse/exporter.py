@@ -101,8 +101,8 @@ class ClickHouseExporter:
             try:
                 # The client's deadline bounds each attempt too (the insert thread may
                 # finish later; the batch is then retried or refused, never half-acked).
-                await asyncio.wait_for(loop.run_in_executor(executor, self._insert, batch),
-                                       max(0.1, remaining(self._config.timeout)))
+                async with asyncio.timeout(max(0.1, remaining(self._config.timeout))):
+                    await loop.run_in_executor(executor, self._insert, batch)
             except TimeoutError:
                 raise RetryableError("ClickHouse insert timed out", retry_after=5.0) from None
             except Exception as exc:

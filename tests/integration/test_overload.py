@@ -99,22 +99,33 @@ async def test_grpc_refuses_with_resource_exhausted_and_retry_info(blocked: AllI
 
 
 async def test_memory_stays_bounded_under_sustained_overload(blocked: AllInOne) -> None:
+    """Bounded means a plateau: after warm-up, offering more data adds no memory."""
     baseline = blocked.rss_bytes()
     body = request(200, seed=7, payload=5_000)  # ~1 MB per request
     codes: list[int] = []
-    stop_at = time.monotonic() + 10
+    started = time.monotonic()
+    samples: list[tuple[float, int]] = []
 
     async def worker(client: httpx.AsyncClient, url: str) -> None:
-        while time.monotonic() < stop_at:
+        while time.monotonic() - started < 12:
             codes.append((await client.post(url, content=body, headers=PB)).status_code)
+
+    async def sampler() -> None:
+        while time.monotonic() - started < 12:
+            samples.append((time.monotonic() - started, blocked.rss_bytes()))
+            await asyncio.sleep(0.25)
 
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=16)) as client:
         url = f"{blocked.otlp_http}/v1/traces"
-        await asyncio.gather(*(worker(client, url) for _ in range(16)))
-    growth = blocked.rss_bytes() - baseline
+        await asyncio.gather(sampler(), *(worker(client, url) for _ in range(16)))
     offered = len(body) * len(codes)
-    assert offered > 150 * 1024 * 1024
+    assert offered > 300 * 1024 * 1024
     assert set(codes) <= {429, 503}, "nothing may be acknowledged while the exporter cannot write"
     assert codes.count(429) > codes.count(503)
-    # 16 MiB in flight + 16 request bodies being read; far below what was offered.
-    assert growth < 120 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MiB while {offered / 2**20:.0f} MiB was offered"
+    mib = 2**20
+    after_warmup = max(rss for t, rss in samples if t <= 6)
+    peak = max(rss for _, rss in samples)
+    # The second half of the run, with as much again offered, grows memory by almost nothing...
+    assert peak - after_warmup < 32 * mib, f"RSS kept growing: {after_warmup / mib:.0f} -> {peak / mib:.0f} MiB"
+    # ...and the total stays far below what was offered (16 MiB in flight + bodies being read).
+    assert peak - baseline < 200 * mib, f"RSS grew {(peak - baseline) / mib:.0f} MiB of {offered / mib:.0f} offered"

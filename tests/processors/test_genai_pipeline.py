@@ -1,0 +1,74 @@
+"""normalize -> cost on every real fixture; costs checked against prices written down here.
+
+Prices (USD per million tokens) are OpenAI's published list prices, written independently
+of the price table the processor uses:
+  gpt-4o-mini(-2024-07-18): input 0.15, cached input 0.075, output 0.60
+  gpt-4o:                   input 2.50, cached input 1.25,  output 10.00
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from otlp_fixtures import FIXTURES
+from tracehouse.core.component import ComponentID, Kind, Settings
+from tracehouse.core.genai import genai_columns
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.testing import TestHost, TracesSink
+from tracehouse.ingest.otlp.encoding import decode_json
+from tracehouse.processors.genai_cost.config import GenAICostConfig
+from tracehouse.processors.genai_cost.processor import CostProcessor
+from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
+from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
+
+PER_MTOK = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
+            "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))}
+M = Decimal(1_000_000)
+
+
+def expected(model: str, inp: int, cached: int, out: int) -> tuple[Decimal, Decimal, Decimal]:
+    price_in, price_cached, price_out = PER_MTOK[model]
+    input_usd = ((inp - cached) * price_in + cached * price_cached) / M
+    output_usd = out * price_out / M
+    return input_usd, output_usd, input_usd + output_usd
+
+
+async def enrich(relative: str) -> TraceBatch:
+    body = (FIXTURES / relative).read_bytes()
+    batch = TraceBatch.from_request(decode_json(body)) if relative.endswith(".json") else TraceBatch.from_bytes(body)
+    sink = TracesSink()
+    cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
+    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
+                                   GenAINormalizeConfig(), cost)
+    await cost.start(TestHost())
+    await normalize.consume(batch)
+    await cost.shutdown()
+    return sink.batches[0]
+
+
+@pytest.mark.parametrize(("relative", "cached"), [
+    ("otel-genai-openai-v2/http-protobuf.pb", 0),  # no cached count recorded: all input at the full rate
+    ("otel-genai-openai-v2/grpc.pb", 0),
+    ("openinference/http-protobuf.pb", 8),
+    ("mlflow/http-protobuf.pb", 8),
+    ("otel-js-vercel-ai-style/http-json.otlp.json", 0),
+])
+async def test_fixture_costs_match_independently_computed_prices(relative: str, cached: int) -> None:
+    batch = await enrich(relative)
+    cols = genai_columns(batch)
+    assert cols is not None
+    priced = 0
+    for i in range(cols.size):
+        model = "gpt-4o-mini" if cols.request_model[i] == "gpt-4o-mini" else cols.request_model[i]
+        if cols.input_tokens[i] is None:
+            # The failed call (and wrapper spans) have no usage: no cost, not "unpriced".
+            assert (cols.total_cost_usd[i], cols.cost_source[i]) == (None, "")
+            continue
+        got = (cols.input_cost_usd[i], cols.output_cost_usd[i], cols.total_cost_usd[i])
+        assert got == expected(model, 42, cached, 17), (relative, i, cols.response_model[i])
+        assert cols.cost_source[i] == "computed"
+        priced += 1
+    assert priced >= 1
+
