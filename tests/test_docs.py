@@ -17,6 +17,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "memory_limiter"): "processors/memory_limiter/README.md",
     (Kind.EXPORTER, "clickhouse"): "sinks/clickhouse/README.md",
     (Kind.PROCESSOR, "genai_cost"): "processors/genai_cost/README.md",
+    (Kind.PROCESSOR, "genai_normalize"): "processors/genai_normalize/README.md",
 }
 
 

@@ -78,6 +78,8 @@ def from_list(value: Any) -> list[Message] | None:
 
 def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> list[Message] | None:
     """`<prefix>.{i}.<role_key>` / `.<content_key>` attributes, in index order."""
+    if f"{prefix}.0.{role_key}" not in attrs and f"{prefix}.0.{content_key}" not in attrs:
+        return None  # lists start at index 0: no need to scan every attribute
     found: dict[int, dict[str, str]] = {}
     start = len(prefix) + 1
     for key, value in attrs.items():

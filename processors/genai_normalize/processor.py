@@ -30,6 +30,36 @@ _OTEL_DOTTED_PREFIXES = ("aws.", "gcp.", "azure.", "az.", "ibm.")
 _MLFLOW_FORMAT_PROVIDERS = {"openai", "anthropic", "gemini", "bedrock", "mistral", "groq", "cohere", "deepseek"}
 
 
+def _index(tables: tuple[dict[str, tuple[m.Source, ...]], ...]) -> dict[str, list[tuple[str, int, m.Source]]]:
+    """attribute key -> [(field, rank, source)]: a span touches only the keys it has."""
+    index: dict[str, list[tuple[str, int, m.Source]]] = {}
+    for table in tables:
+        for field_name, sources in table.items():
+            for rank, source in enumerate(sources):
+                index.setdefault(source.key, []).append((field_name, rank, source))
+    return index
+
+
+_INDEX = _index((m.STRING_FIELDS, m.COUNT_FIELDS, m.COST_FIELDS))
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    **{f: text for f in m.STRING_FIELDS}, **{f: count for f in m.COUNT_FIELDS}, **{f: usd for f in m.COST_FIELDS}}
+
+
+def lookup(attrs: Attrs) -> dict[str, Any]:
+    """Every canonical field the table can fill from these attributes (first source wins)."""
+    candidates: dict[str, list[tuple[int, m.Source]]] = {}
+    for key in attrs.keys() & _INDEX.keys():
+        for field_name, rank, source in _INDEX[key]:
+            candidates.setdefault(field_name, []).append((rank, source))
+    found: dict[str, Any] = {}
+    for field_name, ranked in candidates.items():
+        ranked.sort(key=lambda item: item[0])
+        value = first_value(attrs, tuple(source for _, source in ranked), _DECODERS[field_name])
+        if value is not None:
+            found[field_name] = value
+    return found
+
+
 def first_value(attrs: Attrs, sources: tuple[m.Source, ...], decode: Callable[[Any], Any]) -> Any:
     for source in sources:
         value = attrs.get(source.key)
@@ -128,10 +158,11 @@ class NormalizeProcessor:
         return cols
 
     def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int) -> bool:
-        for name, sources in m.STRING_FIELDS.items():
-            value = first_value(attrs, sources, text)
+        found = lookup(attrs)
+        for name in m.STRING_FIELDS:
+            value = found.get(name)
             if value is None and name in ("session_id", "user_id") and resource:
-                value = first_value(resource, sources, text)
+                value = first_value(resource, m.STRING_FIELDS[name], text)
             if value is not None:
                 getattr(cols, name)[i] = value
         provider = cols.provider[i]
@@ -146,12 +177,12 @@ class NormalizeProcessor:
 
         # Wrapper spans of the Vercel AI SDK repeat their calls' usage: not counted twice.
         if m.VERCEL_KINDS.get(vercel_op) != m.CHAIN:
-            self._tokens(attrs, cols, i)
+            self._tokens(attrs, found, cols, i)
         if not kind and has_model and (cols.input_tokens[i] is not None or cols.output_tokens[i] is not None):
             kind = m.LLM  # a model call that names no kind: model + usage is what defines one
         cols.span_kind[i] = kind
         cols.operation[i] = operation(attrs, kind)
-        self._costs(attrs, cols, i)
+        self._costs(found, cols, i)
 
         if kind == m.LLM and self._config.extract_messages:
             inputs = messages.first(messages.INPUT_EXTRACTORS, attrs)
@@ -163,8 +194,8 @@ class NormalizeProcessor:
         return bool(kind or has_model or cols.provider[i])
 
     @staticmethod
-    def _tokens(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
-        found = {name: first_value(attrs, sources, count) for name, sources in m.COUNT_FIELDS.items()}
+    def _tokens(attrs: Attrs, values: dict[str, Any], cols: GenAIColumns, i: int) -> None:
+        found = {name: values.get(name) for name in m.COUNT_FIELDS}
         if found["input_tokens"] is None and found["output_tokens"] is None:
             found.update({k: v for k, v in langfuse_usage(attrs).items() if v is not None})
         inp, out, total = found["input_tokens"], found["output_tokens"], found["total_tokens"]
@@ -174,8 +205,8 @@ class NormalizeProcessor:
             getattr(cols, name)[i] = value
 
     @staticmethod
-    def _costs(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
-        found = {name: first_value(attrs, sources, usd) for name, sources in m.COST_FIELDS.items()}
+    def _costs(values: dict[str, Any], cols: GenAIColumns, i: int) -> None:
+        found = {name: values.get(name) for name in m.COST_FIELDS}
         if all(v is None for v in found.values()):
             return
         if found["total_cost_usd"] is None and found["input_cost_usd"] is not None \
