@@ -18,6 +18,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "batch": "tracehouse.processors.batch.factory:factory",
         "memory_limiter": "tracehouse.processors.memory_limiter.factory:factory",
         "genai_normalize": "tracehouse.processors.genai_normalize.factory:factory",
+        "genai_tokens": "tracehouse.processors.genai_tokens.factory:factory",
         "genai_cost": "tracehouse.processors.genai_cost.factory:factory",
     },
     Kind.EXPORTER: {

@@ -18,6 +18,7 @@ DOCUMENTED = {
     (Kind.EXPORTER, "clickhouse"): "sinks/clickhouse/README.md",
     (Kind.PROCESSOR, "genai_cost"): "processors/genai_cost/README.md",
     (Kind.PROCESSOR, "genai_normalize"): "processors/genai_normalize/README.md",
+    (Kind.PROCESSOR, "genai_tokens"): "processors/genai_tokens/README.md",
 }
 
 

@@ -22,6 +22,8 @@ from tracehouse.processors.genai_cost.config import GenAICostConfig
 from tracehouse.processors.genai_cost.processor import CostProcessor
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
+from tracehouse.processors.genai_tokens.config import GenAITokensConfig
+from tracehouse.processors.genai_tokens.processor import TokensProcessor
 
 PER_MTOK = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
             "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))}
@@ -35,17 +37,26 @@ def expected(model: str, inp: int, cached: int, out: int) -> tuple[Decimal, Deci
     return input_usd, output_usd, input_usd + output_usd
 
 
+async def run_pipeline(batch: TraceBatch) -> TraceBatch:
+    """genai_normalize -> genai_tokens -> genai_cost, as the all-in-one config wires them."""
+    sink = TracesSink()
+    cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
+    tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(),
+                             cost)
+    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
+                                   GenAINormalizeConfig(), tokens)
+    for component in (cost, tokens):
+        await component.start(TestHost())
+    await normalize.consume(batch)
+    for component in (tokens, cost):
+        await component.shutdown()
+    return sink.batches[0]
+
+
 async def enrich(relative: str) -> TraceBatch:
     body = (FIXTURES / relative).read_bytes()
     batch = TraceBatch.from_request(decode_json(body)) if relative.endswith(".json") else TraceBatch.from_bytes(body)
-    sink = TracesSink()
-    cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
-    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
-                                   GenAINormalizeConfig(), cost)
-    await cost.start(TestHost())
-    await normalize.consume(batch)
-    await cost.shutdown()
-    return sink.batches[0]
+    return await run_pipeline(batch)
 
 
 @pytest.mark.parametrize(("relative", "cached"), [
@@ -69,6 +80,34 @@ async def test_fixture_costs_match_independently_computed_prices(relative: str, 
         got = (cols.input_cost_usd[i], cols.output_cost_usd[i], cols.total_cost_usd[i])
         assert got == expected(model, 42, cached, 17), (relative, i, cols.response_model[i])
         assert cols.cost_source[i] == "computed"
+        assert cols.tokens_estimated[i] is False, "reported usage is never re-estimated"
         priced += 1
     assert priced >= 1
+
+
+async def test_missing_usage_is_estimated_then_priced() -> None:
+    import json
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    from tracehouse.core.pdata import key_values
+
+    attrs = {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text",
+                                                                          "content": "Is it raining in Paris?"}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text",
+                                                                               "content": "Yes, take an umbrella."}]}]),
+    }
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat gpt-4o", attributes=key_values(attrs))
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+    cols = genai_columns(await run_pipeline(TraceBatch.from_request(request)))
+    assert cols is not None and cols.tokens_estimated == [True]
+    inp, out = cols.input_tokens[0], cols.output_tokens[0]
+    assert inp is not None and out is not None and inp > 0 and out > 0
+    assert cols.total_tokens[0] == inp + out
+    assert (cols.input_cost_usd[0], cols.output_cost_usd[0], cols.total_cost_usd[0]) == expected("gpt-4o", inp, 0,
+                                                                                                   out)
+    assert cols.cost_source[0] == "computed"
 

@@ -1,0 +1,124 @@
+"""The `genai_tokens` processor: estimates token counts that LLM spans did not report.
+
+Reported usage always wins. When an LLM call span has no input (or output) count but
+carries the messages, they are counted with an offline BPE (see tokenizer.py) and the
+span's `tokens_estimated` flag is set. Only LLM call spans are estimated: agent, tool,
+chain and workflow spans repeat their children's messages, and counting them would
+count the same tokens twice in every rollup.
+
+The work is CPU-only and synchronous; it runs on the event loop thread and is bounded
+per span by `max_chars_per_span`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.genai import GenAIColumns, genai_columns
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.processors.genai_tokens import tokenizer
+from tracehouse.processors.genai_tokens.config import GenAITokensConfig
+
+# GenAI span kinds (OpenInference `LLM`, Langfuse `generation`, normalized names) and
+# operations (OTel `gen_ai.operation.name`, OpenLLMetry `llm.request.type`) of a model call.
+LLM_SPAN_KINDS = frozenset({"llm", "chat", "completion", "generation"})
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "response", "completion"})
+
+
+def is_llm_call(span_kind: str, operation: str) -> bool:
+    """A span kind, when set, decides; with none, the operation does."""
+    kind = span_kind.strip().lower()
+    if kind:
+        return kind in LLM_SPAN_KINDS
+    return operation.strip().lower() in LLM_OPERATIONS
+
+
+class TokensProcessor:
+    def __init__(self, settings: Settings, config: GenAITokensConfig, next_consumer: TracesConsumer):
+        self._settings = settings
+        self._config = config
+        self._next = next_consumer
+        self._host: Host | None = None
+        # Counters, until tracehouse.core.telemetry has metrics for them.
+        self.estimated_spans = 0  # spans with at least one estimated count
+        self.estimated_input_spans = 0
+        self.estimated_output_spans = 0
+        self.estimated_input_tokens = 0
+        self.estimated_output_tokens = 0
+        self.scaled_spans = 0  # spans whose content exceeded max_chars_per_span (extrapolated)
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+        if self._config.estimate_input or self._config.estimate_output:
+            # The first load takes up to a second: pay it now, off the event loop.
+            await asyncio.to_thread(tokenizer.preload, self._config.default_encoding)
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def consume(self, batch: TraceBatch) -> None:
+        self.process(batch)
+        await self._next.consume(batch)
+
+    def process(self, batch: TraceBatch) -> int:
+        """Fill missing token counts of `batch` in place; returns the spans estimated."""
+        cols = genai_columns(batch)
+        if cols is None:
+            return 0
+        cfg = self._config
+        encodings: dict[tuple[str, str], str] = {}
+        failed: list[bool] | None = None
+        estimated = 0
+        for i in range(cols.size):
+            if not is_llm_call(cols.span_kind[i], cols.operation[i]):
+                continue
+            want_in = cfg.estimate_input and cols.input_tokens[i] is None
+            want_out = cfg.estimate_output and cols.output_tokens[i] is None
+            if want_in or want_out:
+                if failed is None:  # read from the protobuf only when a span needs it
+                    failed = [span.status.code == Status.STATUS_CODE_ERROR for _, _, span in batch.iter_spans()]
+                if i < len(failed) and failed[i]:
+                    # Most failed calls (refused, rate-limited, unknown model) are not
+                    # billed: an estimate would invent usage and cost.
+                    continue
+                key = (cols.provider[i], cols.response_model[i] or cols.request_model[i])
+                encoding = encodings.get(key)
+                if encoding is None:
+                    encoding = encodings[key] = tokenizer.encoding_for(*key, default=cfg.default_encoding)
+                if self._estimate(cols, i, encoding, want_in, want_out):
+                    estimated += 1
+            if cols.total_tokens[i] is None:
+                inp, out = cols.input_tokens[i], cols.output_tokens[i]
+                if inp is not None and out is not None:
+                    cols.total_tokens[i] = inp + out
+        self.estimated_spans += estimated
+        return estimated
+
+    def _estimate(self, cols: GenAIColumns, i: int, encoding: str, want_in: bool, want_out: bool) -> bool:
+        max_chars = self._config.max_chars_per_span
+        scaled = done = False
+        if want_in:
+            messages = cols.input_messages[i]
+            if messages is not None and tokenizer.has_content(messages):
+                est = tokenizer.estimate_messages(messages, encoding, prompt=True, max_chars=max_chars)
+                cols.input_tokens[i] = est.tokens
+                self.estimated_input_spans += 1
+                self.estimated_input_tokens += est.tokens
+                scaled |= est.scaled
+                done = True
+        if want_out:
+            messages = cols.output_messages[i]
+            if messages is not None and tokenizer.has_content(messages):
+                est = tokenizer.estimate_messages(messages, encoding, prompt=False, max_chars=max_chars)
+                cols.output_tokens[i] = est.tokens
+                self.estimated_output_spans += 1
+                self.estimated_output_tokens += est.tokens
+                scaled |= est.scaled
+                done = True
+        if done:
+            cols.tokens_estimated[i] = True
+            self.scaled_spans += scaled
+        return done
