@@ -100,24 +100,22 @@ class TokensProcessor:
     def _estimate(self, cols: GenAIColumns, i: int, encoding: str, want_in: bool, want_out: bool) -> bool:
         max_chars = self._config.max_chars_per_span
         scaled = done = False
-        if want_in:
-            messages = cols.input_messages[i]
-            if messages is not None and tokenizer.has_content(messages):
-                est = tokenizer.estimate_messages(messages, encoding, prompt=True, max_chars=max_chars)
-                cols.input_tokens[i] = est.tokens
+        directions = (("input", want_in, cols.input_messages, cols.input_tokens),
+                      ("output", want_out, cols.output_messages, cols.output_tokens))
+        for direction, wanted, messages_column, tokens_column in directions:
+            messages = messages_column[i]
+            if not wanted or messages is None or not tokenizer.has_content(messages):
+                continue
+            est = tokenizer.estimate_messages(messages, encoding, prompt=direction == "input", max_chars=max_chars)
+            tokens_column[i] = est.tokens
+            if direction == "input":
                 self.estimated_input_spans += 1
                 self.estimated_input_tokens += est.tokens
-                scaled |= est.scaled
-                done = True
-        if want_out:
-            messages = cols.output_messages[i]
-            if messages is not None and tokenizer.has_content(messages):
-                est = tokenizer.estimate_messages(messages, encoding, prompt=False, max_chars=max_chars)
-                cols.output_tokens[i] = est.tokens
+            else:
                 self.estimated_output_spans += 1
                 self.estimated_output_tokens += est.tokens
-                scaled |= est.scaled
-                done = True
+            scaled |= est.scaled
+            done = True
         if done:
             cols.tokens_estimated[i] = True
             self.scaled_spans += scaled
