@@ -56,6 +56,12 @@ class Telemetry:
             "tracehouse_genai_unpriced_spans",
             "GenAI spans with token counts whose model has no price (cost left empty, never guessed).",
             ["provider", "model"], registry=r)
+        self.genai_estimated_spans = Counter(
+            "tracehouse_genai_estimated_spans", "LLM spans whose token count was estimated offline (usage missing).",
+            ["direction"], registry=r)
+        self.genai_estimated_tokens = Counter(
+            "tracehouse_genai_estimated_tokens", "Tokens counted offline for spans that reported no usage.",
+            ["direction"], registry=r)
         self.exporter_sent_spans = Counter(
             "tracehouse_exporter_sent_spans", "Spans the exporter durably wrote.",
             ["exporter"], registry=r)

@@ -81,6 +81,7 @@ def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> li
     if f"{prefix}.0.{role_key}" not in attrs and f"{prefix}.0.{content_key}" not in attrs:
         return None  # lists start at index 0: no need to scan every attribute
     found: dict[int, dict[str, str]] = {}
+    calls: dict[int, dict[int, dict[str, str]]] = {}  # message index -> call index -> name/arguments
     start = len(prefix) + 1
     for key, value in attrs.items():
         if not key.startswith(prefix):
@@ -95,9 +96,18 @@ def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> li
             slot["content"] = _text_of(raw(value))
         elif "contents." in rest and rest.endswith(".text"):
             slot["content"] = (slot.get("content", "") + "\n" + str(raw(value))).strip("\n")
+        elif rest.startswith("message.tool_calls.") and rest.endswith((".function.name", ".function.arguments")):
+            # OpenInference: message.tool_calls.{k}.tool_call.function.{name,arguments}
+            call_index, _, _ = rest[len("message.tool_calls."):].partition(".")
+            if call_index.isdigit():
+                field = "name" if rest.endswith(".name") else "arguments"
+                calls.setdefault(int(index_text), {}).setdefault(int(call_index), {})[field] = str(raw(value))
     if not found:
         return None
-    return [Message(role=found[i].get("role", ""), content=found[i].get("content", "")) for i in sorted(found)]
+    return [Message(role=found[i].get("role", ""), content=found[i].get("content", ""),
+                    tool_calls=[{"name": c.get("name", ""), "arguments": c.get("arguments", "")}
+                                for _, c in sorted(calls.get(i, {}).items())])
+            for i in sorted(found)]
 
 
 def _openai_choices(value: Any) -> list[Message] | None:

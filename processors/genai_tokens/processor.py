@@ -42,7 +42,7 @@ class TokensProcessor:
         self._config = config
         self._next = next_consumer
         self._host: Host | None = None
-        # Counters, until tracehouse.core.telemetry has metrics for them.
+        # Also exported as tracehouse_genai_estimated_{spans,tokens}_total{direction}.
         self.estimated_spans = 0  # spans with at least one estimated count
         self.estimated_input_spans = 0
         self.estimated_output_spans = 0
@@ -114,6 +114,9 @@ class TokensProcessor:
             else:
                 self.estimated_output_spans += 1
                 self.estimated_output_tokens += est.tokens
+            if self._host is not None:
+                self._host.telemetry.genai_estimated_spans.labels(direction).inc()
+                self._host.telemetry.genai_estimated_tokens.labels(direction).inc(est.tokens)
             scaled |= est.scaled
             done = True
         if done:

@@ -304,3 +304,21 @@ def test_columns_survive_the_batch_processor_merge() -> None:
     assert cols.reasoning_tokens[0] == 5 and cols.reasoning_tokens[6] is None  # OpenInference, then MLflow
     unnormalized = TraceBatch.merge([first, load("mlflow/http-protobuf.pb")])
     assert genai_columns(unnormalized) is None, "columns that no longer line up with the spans are dropped"
+
+
+def test_openinference_tool_calls_in_flattened_output_messages() -> None:
+    batch = load("openinference/http-protobuf.pb")
+    cols = processor().process(batch)
+    def carrying(prefix: str) -> list[int]:
+        return [i for i, (_, _, s) in enumerate(batch.iter_spans())
+                if any(kv.key.startswith(prefix) and kv.key.endswith("tool_call.function.name") for kv in s.attributes)]
+
+    [tool_choice] = carrying("llm.output_messages")
+    [message] = cols.output_messages[tool_choice] or []
+    assert message.role == "assistant"
+    assert [call["name"] for call in message.tool_calls] == ["get_weather"]
+    assert json.loads(message.tool_calls[0]["arguments"]) == {"location": "Paris"}
+    [follow_up] = carrying("llm.input_messages")  # the call that got the tool's result
+    history = cols.input_messages[follow_up] or []
+    assert [m.role for m in history] == ["user", "assistant", "tool"]
+    assert history[1].tool_calls[0]["name"] == "get_weather"

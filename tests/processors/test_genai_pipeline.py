@@ -28,6 +28,7 @@ from tracehouse.processors.genai_tokens.processor import TokensProcessor
 PER_MTOK = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
             "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))}
 M = Decimal(1_000_000)
+RUNS: list[TestHost] = []  # the host of each pipeline run, to read its metrics
 
 
 def expected(model: str, inp: int, cached: int, out: int) -> tuple[Decimal, Decimal, Decimal]:
@@ -45,9 +46,11 @@ async def run_pipeline(batch: TraceBatch) -> TraceBatch:
                              cost)
     normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
                                    GenAINormalizeConfig(), tokens)
+    host = TestHost()
     for component in (cost, tokens):
-        await component.start(TestHost())
+        await component.start(host)
     await normalize.consume(batch)
+    RUNS.append(host)
     for component in (tokens, cost):
         await component.shutdown()
     return sink.batches[0]
@@ -110,4 +113,7 @@ async def test_missing_usage_is_estimated_then_priced() -> None:
     assert (cols.input_cost_usd[0], cols.output_cost_usd[0], cols.total_cost_usd[0]) == expected("gpt-4o", inp, 0,
                                                                                                    out)
     assert cols.cost_source[0] == "computed"
+    metrics = RUNS[-1].telemetry.render().decode()
+    assert 'tracehouse_genai_estimated_spans_total{direction="input"} 1.0' in metrics
+    assert f'tracehouse_genai_estimated_tokens_total{{direction="output"}} {float(out)}' in metrics
 
