@@ -47,6 +47,7 @@ class GenAIColumns:
     output_cost_usd: list[Decimal | None] = field(default_factory=list)
     total_cost_usd: list[Decimal | None] = field(default_factory=list)
     cost_source: list[str] = field(default_factory=list)  # "" | "reported" | "computed"
+    price_version: list[str] = field(default_factory=list)  # price table of a computed cost
     prompt_name: list[str] = field(default_factory=list)
     prompt_version: list[str] = field(default_factory=list)
     session_id: list[str] = field(default_factory=list)
@@ -99,6 +100,7 @@ STORED = {
     "total_tokens": "GenAITotalTokens", "tokens_estimated": "GenAITokensEstimated",
     "input_cost_usd": "GenAIInputCostUSD", "output_cost_usd": "GenAIOutputCostUSD",
     "total_cost_usd": "GenAITotalCostUSD", "cost_source": "GenAICostSource",
+    "price_version": "GenAICostPriceVersion",
     "prompt_name": "GenAIPromptName", "prompt_version": "GenAIPromptVersion",
     "session_id": "GenAISessionId", "user_id": "GenAIUserId",
 }

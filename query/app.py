@@ -254,6 +254,7 @@ def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
             output_cost_usd=_cost(row["GenAIOutputCostUSD"]),
             total_cost_usd=_cost(row["GenAITotalCostUSD"]),
             cost_source=row["GenAICostSource"],
+            price_version=row["GenAICostPriceVersion"],
             prompt_name=row["GenAIPromptName"],
             prompt_version=row["GenAIPromptVersion"],
             session_id=row["GenAISessionId"],

@@ -98,6 +98,7 @@ class GenAIFields(BaseModel):
     output_cost_usd: float | None
     total_cost_usd: float | None
     cost_source: str
+    price_version: str = Field(description="price table of a computed cost, e.g. genai-prices==0.2.3")
     prompt_name: str
     prompt_version: str
     session_id: str

@@ -99,6 +99,7 @@ class CostProcessor:
             cols.output_cost_usd[i] = result.output_usd
             cols.total_cost_usd[i] = result.total_usd
             cols.cost_source[i] = "computed"
+            cols.price_version[i] = self.price_table_version
             self.computed_spans += 1
 
     def _unpriced(self, provider: str, model: str) -> None:

@@ -46,6 +46,7 @@ SELECT
     GenAIOutputCostUSD,
     GenAITotalCostUSD,
     GenAICostSource,
+    GenAICostPriceVersion,
     GenAIPromptName,
     GenAIPromptVersion,
     GenAISessionId,

@@ -97,6 +97,8 @@ def test_genai_fields_reach_the_query_api(all_in_one: AllInOne) -> None:
             genai["reasoning_tokens"], genai["total_tokens"]) == (42, 17, 8, 5, 59)
     assert (genai["session_id"], genai["user_id"], genai["prompt_version"]) == ("sess-42", "user-7", "v3")
     assert genai["tokens_estimated"] is False
+    assert genai["cost_source"] == "computed" and genai["total_cost_usd"] > 0
+    assert genai["price_version"].startswith("genai-prices==")
     page = httpx.get(f"{all_in_one.query}/api/v1/traces", timeout=30,
                      params={"start": "2020-01-01T00:00:00Z", "session": "sess-42"}).json()
     assert [t["trace_id"] for t in page["traces"]] == [tool_flow.trace_id.hex()]

@@ -78,11 +78,12 @@ async def test_fixture_costs_match_independently_computed_prices(relative: str, 
         model = "gpt-4o-mini" if cols.request_model[i] == "gpt-4o-mini" else cols.request_model[i]
         if cols.input_tokens[i] is None:
             # The failed call (and wrapper spans) have no usage: no cost, not "unpriced".
-            assert (cols.total_cost_usd[i], cols.cost_source[i]) == (None, "")
+            assert (cols.total_cost_usd[i], cols.cost_source[i], cols.price_version[i]) == (None, "", "")
             continue
         got = (cols.input_cost_usd[i], cols.output_cost_usd[i], cols.total_cost_usd[i])
         assert got == expected(model, 42, cached, 17), (relative, i, cols.response_model[i])
         assert cols.cost_source[i] == "computed"
+        assert cols.price_version[i].startswith("genai-prices==")
         assert cols.tokens_estimated[i] is False, "reported usage is never re-estimated"
         priced += 1
     assert priced >= 1

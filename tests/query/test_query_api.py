@@ -546,7 +546,7 @@ async def test_trace_detail_genai_events_links(api: httpx.AsyncClient) -> None:
         "response_model": "gpt-4o-2024-08-06", "input_tokens": 100, "output_tokens": 20,
         "cached_input_tokens": 8, "reasoning_tokens": 5, "total_tokens": 120, "tokens_estimated": False,
         "input_cost_usd": 0.00025, "output_cost_usd": 0.0002, "total_cost_usd": 0.00045,
-        "cost_source": "price_table", "prompt_name": "checkout-helper", "prompt_version": "3",
+        "cost_source": "price_table", "price_version": "", "prompt_name": "checkout-helper", "prompt_version": "3",
         "session_id": "sess-1", "user_id": "user-7"}
     assert mini["genai"]["tokens_estimated"] is True and mini["genai"]["input_cost_usd"] is None
     assert sql["status"] == {"code": "Error", "message": "timeout after 900ms"} and sql["kind"] == "Client"

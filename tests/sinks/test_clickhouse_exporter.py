@@ -110,7 +110,7 @@ def test_migrations_are_recorded_and_idempotent(client, database) -> None:
     params = schema_params(database, "otel_traces", 0, 100)
     assert migrate(client, params) == [m.version for m in load_migrations()]
     assert migrate(client, params) == []
-    versions = client.query(f"SELECT version FROM {database}.{LEDGER} FINAL").result_rows
+    versions = client.query(f"SELECT version FROM {database}.{LEDGER} FINAL ORDER BY version").result_rows
     assert [v for (v,) in versions] == [m.version for m in load_migrations()]
 
 
@@ -139,3 +139,21 @@ async def test_an_unreachable_server_does_not_fail_start_and_refuses_retryably()
     assert time.monotonic() - t0 < 10
     assert "tracehouse_exporter_send_failed_spans_total" in host.telemetry.render().decode()
     await exp.shutdown()
+
+
+def test_a_database_at_an_older_version_gets_only_the_newer_migrations(client, database) -> None:
+    from tracehouse.sinks.clickhouse.schema import LEDGER, migrate, schema_params
+
+    params = schema_params(database, "otel_traces", 0, 100)
+    first, *later = load_migrations()
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(f"CREATE TABLE {database}.{LEDGER} (version UInt32, name String, "
+                   "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
+    for statement in first.statements(params):  # as a tracehouse of the first release left it
+        client.command(statement)
+    client.insert(f"{database}.{LEDGER}", [[first.version, first.name]], column_names=["version", "name"])
+    assert "GenAICostPriceVersion" not in {r[0] for r in client.query(f"DESCRIBE {database}.otel_traces").result_rows}
+
+    assert migrate(client, params) == [m.version for m in later]
+    columns = {r[0] for r in client.query(f"DESCRIBE {database}.otel_traces").result_rows}
+    assert "GenAICostPriceVersion" in columns
