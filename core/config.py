@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -131,7 +131,10 @@ class Config:
     components: dict[tuple[Kind, ComponentID], ComponentEntry]
     service: ServiceSection
     source: str = "<memory>"
-    pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
+
+    @property
+    def pipelines(self) -> dict[str, PipelineConfig]:
+        return self.service.pipelines
 
     def entry(self, kind: Kind, cid: ComponentID) -> ComponentEntry:
         return self.components[(kind, cid)]
@@ -236,7 +239,7 @@ def load_config_dict(data: Any, source: str = "<memory>") -> Config:
             raise ConfigError("service::extensions", str(exc)) from None
         if (Kind.EXTENSION, cid) not in components:
             raise ConfigError("service::extensions", f'references extension "{cid}" which is not configured')
-    return Config(components=components, service=service, source=source, pipelines=dict(service.pipelines))
+    return Config(components=components, service=service, source=source)
 
 
 def load_config(path: str | Path) -> Config:

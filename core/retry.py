@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from tracehouse.core.component import ComponentConfig
@@ -28,18 +28,20 @@ class RetryConfig(ComponentConfig):
     max_elapsed_time: Duration = 120.0
 
 
-def backoff_delays(cfg: RetryConfig, rng: random.Random | None = None) -> list[float]:
-    """The sleep before each retry, jittered, until max_elapsed_time is spent."""
+def backoff_delays(cfg: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
+    """The sleep before each retry, jittered, until max_elapsed_time is spent.
+
+    Lazy: an export that succeeds at once computes none of it."""
     rng = rng or random.Random()
-    delays: list[float] = []
     interval, total = cfg.initial_interval, 0.0
-    while total < cfg.max_elapsed_time and len(delays) < 1000:
+    for _ in range(1000):
+        if total >= cfg.max_elapsed_time:
+            return
         jitter = interval * cfg.randomization_factor
         delay = min(cfg.max_interval, max(0.0, interval + rng.uniform(-jitter, jitter)))
-        delays.append(delay)
+        yield delay
         total += delay
         interval = min(cfg.max_interval, interval * cfg.multiplier)
-    return delays
 
 
 async def call_with_retry(
@@ -54,16 +56,16 @@ async def call_with_retry(
     Anything but a PermanentError is retried. When retries are exhausted the last error
     is raised as a RetryableError, so the client is told to come back later.
     """
-    delays = backoff_delays(cfg) if cfg.enabled else []
-    for i in range(len(delays) + 1):
+    delays = backoff_delays(cfg) if cfg.enabled else iter(())
+    while True:
         try:
             return await attempt()
         except PermanentError:
             raise
         except Exception as exc:
-            if i == len(delays):
+            delay = next(delays, None)
+            if delay is None:
                 raise _exhausted(exc) from exc
-            delay = delays[i]
             if isinstance(exc, RetryableError) and exc.retry_after:
                 delay = max(delay, exc.retry_after)
             if deadline is not None and time.monotonic() + delay >= deadline:
@@ -71,7 +73,6 @@ async def call_with_retry(
             if on_retry:
                 on_retry(exc, delay)
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def _exhausted(exc: Exception) -> RetryableError:

@@ -36,7 +36,6 @@ class TracesSink:
     batches: list[TraceBatch] = field(default_factory=list)
     error: Exception | None = None
     gate: asyncio.Event | None = None
-    delay: float = 0.0
 
     @property
     def span_count(self) -> int:
@@ -52,8 +51,6 @@ class TracesSink:
     async def consume(self, batch: TraceBatch) -> None:
         if self.gate is not None:
             await self.gate.wait()
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
         self.batches.append(batch)
