@@ -50,6 +50,8 @@ class GenAIColumns:
     price_version: list[str] = field(default_factory=list)  # price table of a computed cost
     prompt_name: list[str] = field(default_factory=list)
     prompt_version: list[str] = field(default_factory=list)
+    prompt_template_hash: list[str] = field(default_factory=list)  # sha256 hex of the template
+    prompt_source: list[str] = field(default_factory=list)  # convention that named the prompt
     session_id: list[str] = field(default_factory=list)
     user_id: list[str] = field(default_factory=list)
     # Not stored as columns: inputs of later processors.
@@ -102,6 +104,7 @@ STORED = {
     "total_cost_usd": "GenAITotalCostUSD", "cost_source": "GenAICostSource",
     "price_version": "GenAICostPriceVersion",
     "prompt_name": "GenAIPromptName", "prompt_version": "GenAIPromptVersion",
+    "prompt_template_hash": "GenAIPromptTemplateHash", "prompt_source": "GenAIPromptSource",
     "session_id": "GenAISessionId", "user_id": "GenAIUserId",
 }
 

@@ -6,7 +6,7 @@ is the precedence rule:
   2. their deprecated names still in the wild (`gen_ai.system`, `gen_ai.usage.prompt_tokens`...),
   3. OpenInference (`llm.*`), 4. MLflow (`mlflow.*`, JSON-encoded values),
   5. OpenLLMetry / Traceloop, 6. Langfuse, 7. Vercel AI SDK (`ai.*`),
-  8. Pydantic AI / Logfire, 9. LiteLLM.
+  8. Pydantic AI / Logfire, 9. LiteLLM, 10. POML (its MLflow backend's `poml` span).
 A span that speaks two dialects (e.g. the Vercel AI SDK's `gen_ai.*` plus `ai.*`) is
 read through the higher-ranked one; the lower one only fills what the higher left empty.
 `docs/genai-conventions.md` is generated from this table (see tests/processors/test_genai_docs.py).
@@ -26,9 +26,10 @@ LANGFUSE = "Langfuse"
 VERCEL = "Vercel AI SDK"
 LOGFIRE = "Pydantic AI / Logfire"
 LITELLM = "LiteLLM"
+POML = "POML"
 GENERAL = "OpenTelemetry general"
 
-CONVENTIONS = (OTEL, OTEL_OLD, OPENINFERENCE, MLFLOW, OPENLLMETRY, LANGFUSE, VERCEL, LOGFIRE, LITELLM, GENERAL)
+CONVENTIONS = (OTEL, OTEL_OLD, OPENINFERENCE, MLFLOW, OPENLLMETRY, LANGFUSE, VERCEL, LOGFIRE, LITELLM, POML, GENERAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +38,12 @@ class Source:
     convention: str
     path: tuple[str | int, ...] = ()  # inside a JSON (or JSON-encoded) value
     only_with: str = ""  # read only on spans that also carry this attribute
+    only_value: str = ""  # ... and only when that attribute's value is this
 
     def describe(self) -> str:
         text = self.key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+        if self.only_value:
+            return f"{text} (with {self.only_with} = {self.only_value})"
         return f"{text} (with {self.only_with})" if self.only_with else text
 
 
@@ -72,21 +76,31 @@ STRING_FIELDS: dict[str, tuple[Source, ...]] = {
     ),
     "prompt_name": (
         S("gen_ai.prompt.name", OTEL), S("prompt.id", OPENINFERENCE), S("mlflow.linkedPrompts", MLFLOW, (0, "name")),
+        S("mlflow.traceTag.mlflow.linkedPrompts", MLFLOW, (0, "name")),
         S("traceloop.prompt.key", OPENLLMETRY), S("langfuse.observation.prompt.name", LANGFUSE),
         S("langfuse.prompt.name", LANGFUSE), S("ai.telemetry.metadata.langfusePrompt", VERCEL, ("name",)),
     ),
     "prompt_version": (
         S("llm.prompt_template.version", OPENINFERENCE), S("mlflow.linkedPrompts", MLFLOW, (0, "version")),
+        S("mlflow.traceTag.mlflow.linkedPrompts", MLFLOW, (0, "version")),
         S("traceloop.prompt.version", OPENLLMETRY), S("langfuse.observation.prompt.version", LANGFUSE),
         S("langfuse.prompt.version", LANGFUSE), S("ai.telemetry.metadata.langfusePrompt", VERCEL, ("version",)),
     ),
     "prompt_template": (
         S("llm.prompt_template.template", OPENINFERENCE), S("traceloop.prompt.template", OPENLLMETRY),
+        S("mlflow.spanInputs", POML, ("prompt",), only_with="mlflow.spanFunctionName", only_value="poml"),
     ),
     "prompt_variables": (
         S("llm.prompt_template.variables", OPENINFERENCE), S("traceloop.prompt.template_variables", OPENLLMETRY),
+        S("mlflow.spanInputs", POML, ("context",), only_with="mlflow.spanFunctionName", only_value="poml"),
     ),
 }
+
+# Fields that make a prompt link; the convention of the first one present is the link's
+# source. A template without a name is registered under a name derived from its content
+# (`poml-<sha256[:12]>` for POML sources, `template-<sha256[:12]>` otherwise): without a
+# name nothing says two templates are versions of one prompt.
+PROMPT_LINK_FIELDS = ("prompt_name", "prompt_template", "prompt_version")
 
 # Token counts, OTel semantics: input includes cached tokens, output includes reasoning.
 COUNT_FIELDS: dict[str, tuple[Source, ...]] = {

@@ -9,6 +9,7 @@ nothing is invented.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
-from tracehouse.processors.genai_normalize.values import count, path, raw, text, usd
+from tracehouse.processors.genai_normalize.values import count, json_text, path, raw, text, usd
 
 Attrs = Mapping[str, AnyValue]
 
@@ -42,7 +43,8 @@ def _index(tables: tuple[dict[str, tuple[m.Source, ...]], ...]) -> dict[str, lis
 
 _INDEX = _index((m.STRING_FIELDS, m.COUNT_FIELDS, m.COST_FIELDS))
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    **{f: text for f in m.STRING_FIELDS}, **{f: count for f in m.COUNT_FIELDS}, **{f: usd for f in m.COST_FIELDS}}
+    **{f: text for f in m.STRING_FIELDS}, **{f: count for f in m.COUNT_FIELDS}, **{f: usd for f in m.COST_FIELDS},
+    "prompt_variables": json_text}
 
 
 def lookup(attrs: Attrs) -> dict[str, Any]:
@@ -63,12 +65,42 @@ def lookup(attrs: Attrs) -> dict[str, Any]:
 def first_value(attrs: Attrs, sources: tuple[m.Source, ...], decode: Callable[[Any], Any]) -> Any:
     for source in sources:
         value = attrs.get(source.key)
-        if value is None or (source.only_with and source.only_with not in attrs):
+        if value is None or (source.only_with and not _condition_holds(attrs, source)):
             continue
         decoded = decode(path(raw(value), *source.path) if source.path else raw(value))
         if decoded is not None and decoded != "":
             return decoded
     return None
+
+
+def _condition_holds(attrs: Attrs, source: m.Source) -> bool:
+    other = attrs.get(source.only_with)
+    if other is None:
+        return False
+    return not source.only_value or text(raw(other)) == source.only_value
+
+
+def prompt_source(attrs: Attrs) -> str:
+    """The convention of the first prompt-link attribute present (the link's source)."""
+    for field_name in m.PROMPT_LINK_FIELDS:
+        for source in m.STRING_FIELDS[field_name]:
+            if source.key in attrs and (not source.only_with or _condition_holds(attrs, source)):
+                return source.convention
+    return ""
+
+
+def link_prompt(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
+    """Template hash, source and (for unnamed templates) a content-derived name."""
+    name, template = cols.prompt_name[i], cols.prompt_template[i]
+    if not (name or template or cols.prompt_version[i]):
+        return
+    source = prompt_source(attrs)
+    cols.prompt_source[i] = source
+    if template:
+        digest = hashlib.sha256(template.encode()).hexdigest()
+        cols.prompt_template_hash[i] = digest
+        if not name:
+            cols.prompt_name[i] = f"{'poml' if source == m.POML else 'template'}-{digest[:12]}"
 
 
 def normalize_provider(name: str) -> str:
@@ -170,6 +202,7 @@ class NormalizeProcessor:
             provider = text(raw(fmt)).lower()
             provider = provider if provider in _MLFLOW_FORMAT_PROVIDERS else ""
         cols.provider[i] = normalize_provider(provider) if provider else ""
+        link_prompt(attrs, cols, i)
 
         vercel_op = vercel_operation(attrs)
         kind = span_kind(attrs, vercel_op)
@@ -191,7 +224,7 @@ class NormalizeProcessor:
                 ev_in, ev_out = messages.from_events(span.events)
                 inputs, outputs = inputs or ev_in, outputs or ev_out
             cols.input_messages[i], cols.output_messages[i] = inputs, outputs
-        return bool(kind or has_model or cols.provider[i])
+        return bool(kind or has_model or cols.provider[i] or cols.prompt_name[i])
 
     @staticmethod
     def _tokens(attrs: Attrs, values: dict[str, Any], cols: GenAIColumns, i: int) -> None:

@@ -58,6 +58,13 @@ def text(value: Any) -> str:
     return ""
 
 
+def json_text(value: Any) -> str:
+    """Like `text`, but a JSON object or array (template variables) is kept as JSON text."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
+    return text(value)
+
+
 def count(value: Any) -> int | None:
     """A token count: a non-negative whole number, from an int, float or numeric string."""
     if isinstance(value, bool):

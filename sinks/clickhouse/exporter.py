@@ -19,11 +19,14 @@ from clickhouse_connect.driver.client import Client
 from tracehouse.core.component import Host, Kind, Settings, Status
 from tracehouse.core.context import remaining, request_deadline
 from tracehouse.core.errors import PermanentError, RetryableError
+from tracehouse.core.genai import genai_columns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.retry import call_with_retry
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+from tracehouse.sinks.clickhouse.dedup import new_rows, stored_keys_query, take_rows
+from tracehouse.sinks.clickhouse.prompts import PromptRegistry
 from tracehouse.sinks.clickhouse.schema import migrate, schema_params
 
 # ClickHouse error codes that mean "this data will never insert" (after Vector's
@@ -52,6 +55,9 @@ class ClickHouseExporter:
         self._contexts: dict[tuple[str, ...], Any] = {}
         self._failing = False
         self._id = str(settings.id)
+        self._prompts = PromptRegistry(config.database, config.traces_table_name)
+        self._stored_keys_query = stored_keys_query(config.database, config.traces_table_name)
+        self.skipped_duplicates = 0
 
     @property
     def table(self) -> str:
@@ -136,7 +142,18 @@ class ClickHouseExporter:
 
     def _insert(self, batch: TraceBatch) -> None:
         client = self._ensure_connected()
+        cols = genai_columns(batch)
+        if cols is not None:
+            self._prompts.link(client, cols)
         names, data = batch_to_columns(batch)
+        keep = new_rows(client, self._stored_keys_query, data)
+        if keep is not None:
+            self.skipped_duplicates += len(data[0]) - len(keep)
+            self._log.info("spans already stored, not inserted again", duplicates=len(data[0]) - len(keep),
+                           spans=len(data[0]))
+            if not keep:
+                return
+            data = take_rows(data, keep)
         key = tuple(names)
         context = self._contexts.get(key)
         if context is None:

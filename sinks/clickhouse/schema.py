@@ -66,6 +66,7 @@ def schema_params(database: str, traces_table: str, ttl_seconds: float, dedup_wi
         "traces": traces_table,
         "ttl_timestamp": ttl_clause(ttl_seconds, "toDateTime(Timestamp)"),
         "ttl_start": ttl_clause(ttl_seconds, "toDateTime(Start)"),
+        "ttl_minute": ttl_clause(ttl_seconds, "Minute"),
         "dedup_window": str(int(dedup_window)),
     }
 

@@ -8,6 +8,7 @@ gpt-4o-mini-2024-07-18 for gpt-4o-mini. What each library kept of that is what i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -81,7 +82,11 @@ def test_otel_genai_openai_v2_fixture() -> None:
 def test_openinference_fixture() -> None:
     batch = load("openinference/http-protobuf.pb")
     cols = processor().process(batch)
-    tool_flow = {"session_id": "sess-42", "user_id": "user-7", "prompt_version": "v3"}
+    template = "Should I take an umbrella in {city}?"
+    digest = hashlib.sha256(template.encode()).hexdigest()
+    # OpenInference names no prompt here: the template is registered under its content hash.
+    tool_flow = {"session_id": "sess-42", "user_id": "user-7", "prompt_version": "v3",
+                 "prompt_name": f"template-{digest[:12]}"}
     assert without_names(rows(batch, cols)) == [
         call("gpt-4o-mini", "gpt-4o-mini-2024-07-18", cached=8, reasoning=5),
         call("gpt-4o", "gpt-4o", cached=8, reasoning=5),
@@ -90,8 +95,10 @@ def test_openinference_fixture() -> None:
         call("fail-model", "", tokens=False),
         agent(),
     ]
-    assert cols.prompt_template[2] == "Should I take an umbrella in {city}?"
+    assert cols.prompt_template[2] == template
+    assert (cols.prompt_template_hash[2], cols.prompt_source[2]) == (digest, "OpenInference")
     assert json.loads(cols.prompt_variables[2]) == {"city": "Paris"}
+    assert cols.prompt_source[0] == cols.prompt_template_hash[0] == "", "no prompt, no link"
 
 
 def test_mlflow_fixture() -> None:
@@ -141,8 +148,8 @@ def test_original_attributes_are_untouched() -> None:
 
 
 def one(attrs: dict[str, Any], *, resource: dict[str, Any] | None = None, events: list[Span.Event] | None = None,
-        **config: Any) -> dict[str, Any]:
-    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="s", attributes=key_values(attrs),
+        name: str = "s", **config: Any) -> dict[str, Any]:
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name, attributes=key_values(attrs),
                 events=events or [])
     rs = ResourceSpans(resource={"attributes": key_values(resource or {})}, scope_spans=[ScopeSpans(spans=[span])])
     batch = TraceBatch.from_request(ExportTraceServiceRequest(resource_spans=[rs]))
@@ -151,7 +158,8 @@ def one(attrs: dict[str, Any], *, resource: dict[str, Any] | None = None, events
     row.update(input_messages=cols.input_messages[0], output_messages=cols.output_messages[0],
                input_cost=cols.input_cost_usd[0], output_cost=cols.output_cost_usd[0],
                total_cost=cols.total_cost_usd[0], cost_source=cols.cost_source[0],
-               template=cols.prompt_template[0])
+               template=cols.prompt_template[0], variables=cols.prompt_variables[0],
+               template_hash=cols.prompt_template_hash[0], prompt_source=cols.prompt_source[0])
     return row
 
 
@@ -252,6 +260,46 @@ def test_mlflow_linked_prompts_and_reported_cost() -> None:
     assert (row["provider"], row["span_kind"], row["prompt_name"], row["prompt_version"]) == (
         "anthropic", "llm", "qa", "7")
     assert (row["total_cost"], row["cost_source"]) == (Decimal("0.03"), "reported")
+
+
+def test_mlflow_linked_prompts_from_the_trace_tag_on_the_root_span() -> None:
+    # Over OTLP, MLflow trace tags travel as root-span attributes prefixed mlflow.traceTag.
+    row = one({"mlflow.spanType": json.dumps("CHAIN"),
+               "mlflow.traceTag.mlflow.linkedPrompts": json.dumps([{"name": "0001.explain_code", "version": "2"}])})
+    assert (row["prompt_name"], row["prompt_version"], row["prompt_source"]) == ("0001.explain_code", "2", "MLflow")
+
+
+POML_SOURCE = ('<poml> <task>You are a senior Python developer. Please explain the code.</task> '
+               '<code inline="false"> <document src="{{ code_path }}" parser="txt" /> </code> </poml>')
+
+
+def poml_span_attributes(function_name: str = "poml") -> dict[str, Any]:
+    """What POML's MLflow backend records: an @mlflow.trace function `poml(prompt, context, stylesheet)`."""
+    return {"mlflow.spanType": json.dumps("UNKNOWN"), "mlflow.spanFunctionName": json.dumps(function_name),
+            "mlflow.spanInputs": json.dumps({"prompt": POML_SOURCE, "context": {"code_path": "sample.py"},
+                                             "stylesheet": None}),
+            "mlflow.spanOutputs": json.dumps({"messages": [{"speaker": "human", "content": "# Task"}]})}
+
+
+def test_poml_span_links_its_source_as_a_template() -> None:
+    row = one(poml_span_attributes(), name="poml")
+    digest = hashlib.sha256(POML_SOURCE.encode()).hexdigest()
+    assert (row["template"], row["template_hash"], row["prompt_source"]) == (POML_SOURCE, digest, "POML")
+    # POML puts its registry name (`0001.explain_code`) nowhere on the span: named by content.
+    assert (row["prompt_name"], row["prompt_version"]) == (f"poml-{digest[:12]}", "")
+    assert json.loads(row["variables"]) == {"code_path": "sample.py"}
+
+
+def test_a_prompt_argument_of_another_traced_function_is_not_a_template() -> None:
+    row = one(poml_span_attributes(function_name="ask"), name="ask")
+    assert row["template"] == row["prompt_name"] == row["prompt_source"] == ""
+
+
+def test_named_prompt_with_template_keeps_its_name_and_hashes_the_template() -> None:
+    row = one({"traceloop.prompt.key": "greeting", "traceloop.prompt.template": "Say hi to {name}",
+               "gen_ai.request.model": "gpt-4o"})
+    assert (row["prompt_name"], row["prompt_version"], row["prompt_source"]) == ("greeting", "", "OpenLLMetry / Traceloop")
+    assert row["template_hash"] == hashlib.sha256(b"Say hi to {name}").hexdigest()
 
 
 @pytest.mark.parametrize(("attrs", "field", "expected"), [

@@ -1,0 +1,121 @@
+"""The prompt registry: every prompt a span links to, with versions that never repeat.
+
+A link is (name, version, template hash) from `genai_normalize`. The registry lives in
+the `<traces>_prompts` table, one row per *claim* of (Name, Version); the entry for a
+(Name, Version) is its earliest claim (server clock, ties by hash), so all readers and
+writers agree without a lock:
+
+- a client-given version ("3", "v3") is recorded as it is; the first template seen with it
+  stays its template;
+- a template without a version gets the version already holding the same content, or
+  else the next number: the writer claims max+1, reads the claims back, and if another
+  template won that number (a concurrent writer) it claims the one after. Whoever reads
+  a claim back saw every earlier insert, so two writers cannot both win a number, and
+  two writers with the same content converge on one version.
+
+Claims survive restarts because they are rows; this process only caches what it read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from clickhouse_connect.driver.client import Client
+
+from tracehouse.core.errors import RetryableError
+from tracehouse.core.genai import GenAIColumns
+
+log = structlog.get_logger("tracehouse.sinks.clickhouse.prompts")
+
+_MAX_CLAIMS = 50  # distinct new templates racing for one name at the same instant
+
+
+@dataclass(slots=True)
+class _Versions:
+    """What the registry holds for one name: version -> winning template hash."""
+
+    by_version: dict[str, str] = field(default_factory=dict)
+    by_hash: dict[str, str] = field(default_factory=dict)
+
+    def next_number(self) -> int:
+        return max((int(v) for v in self.by_version if v.isdigit()), default=0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    name: str
+    version: str
+    template_hash: str
+    template: str
+    source: str
+
+
+class PromptRegistry:
+    def __init__(self, database: str, traces_table: str):
+        self._table = f"{database}.{traces_table}_prompts"
+        self._known: dict[str, _Versions] = {}
+
+    def link(self, client: Client, cols: GenAIColumns) -> None:
+        """Register the batch's prompt links; fill the version of unversioned templates."""
+        linked = [i for i, name in enumerate(cols.prompt_name) if name]
+        if not linked:
+            return
+        resolved: dict[tuple[str, str, str], str] = {}
+        for i in linked:
+            key = (cols.prompt_name[i], cols.prompt_version[i], cols.prompt_template_hash[i])
+            version = resolved.get(key)
+            if version is None:
+                version = resolved[key] = self.resolve(client, Link(
+                    key[0], key[1], key[2], cols.prompt_template[i], cols.prompt_source[i]))
+            cols.prompt_version[i] = version
+
+    def resolve(self, client: Client, link: Link) -> str:
+        """The registry version of a link, registering it when it is new."""
+        known = self._known.get(link.name)
+        if link.version:
+            if known is None or link.version not in known.by_version:
+                known = self._load(client, link.name)
+                if link.version not in known.by_version:
+                    self._claim(client, link, link.version)
+                    known = self._load(client, link.name)
+            return link.version
+        if not link.template_hash:  # a name alone (e.g. an MCP prompt): one unversioned entry
+            if known is None or "" not in known.by_version:
+                if "" not in self._load(client, link.name).by_version:
+                    self._claim(client, link, "")
+                    self._load(client, link.name)
+            return ""
+        if known is not None and link.template_hash in known.by_hash:
+            return known.by_hash[link.template_hash]
+        for _ in range(_MAX_CLAIMS):
+            known = self._load(client, link.name)
+            if link.template_hash in known.by_hash:
+                return known.by_hash[link.template_hash]
+            number = str(known.next_number())
+            self._claim(client, link, number)
+            if self._load(client, link.name).by_version.get(number) == link.template_hash:
+                log.info("prompt version registered", prompt=link.name, version=number, source=link.source,
+                         template_hash=link.template_hash[:12])
+                return number
+        raise RetryableError(f"prompt {link.name!r}: could not claim a version after {_MAX_CLAIMS} tries")
+
+    def _load(self, client: Client, name: str) -> _Versions:
+        rows = client.query(
+            f"SELECT Version, argMin(TemplateHash, (RegisteredAt, TemplateHash)) FROM {self._table} "
+            "WHERE Name = {name:String} GROUP BY Version", parameters={"name": name}).result_rows
+        versions = _Versions(by_version={str(v): str(h) for v, h in rows})
+        # Lowest version first, so content that ever won two numbers maps to the first.
+        for version, digest in sorted(versions.by_version.items(), key=lambda vh: _order(vh[0])):
+            if digest:
+                versions.by_hash.setdefault(digest, version)
+        self._known[name] = versions
+        return versions
+
+    def _claim(self, client: Client, link: Link, version: str) -> None:
+        client.insert(self._table, [[link.name, version, link.template_hash, link.template, link.source]],
+                      column_names=["Name", "Version", "TemplateHash", "Template", "Source"])
+
+
+def _order(version: str) -> tuple[int, int, str]:
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
