@@ -51,6 +51,7 @@ validate-configs: install
 bench: install-test
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 8 --json-out bench-results-c8.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 32 --json-out bench-results-c32.json
+	$(BIN)/python -m tracehouse.bench.genai_processors --json-out bench-results-genai-processors.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis

@@ -68,6 +68,9 @@ class Telemetry:
         self.exporter_send_failed_spans = Counter(
             "tracehouse_exporter_send_failed_spans", "Spans whose export failed after retries.",
             ["exporter"], registry=r)
+        self.exporter_duplicate_spans = Counter(
+            "tracehouse_exporter_duplicate_spans", "Spans already stored (client retries), not written again.",
+            ["exporter"], registry=r)
         self.exporter_send_retries = Counter(
             "tracehouse_exporter_send_retries", "Export attempts that failed and were retried.",
             ["exporter"], registry=r)

@@ -163,3 +163,127 @@ class ReadyResponse(BaseModel):
     status: str = Field(description="`ready` or `not_ready`.")
     components: dict[str, ComponentStatusModel] = Field(
         description="Status of every component, keyed `kind/id` (e.g. `exporter/clickhouse`).")
+
+
+# ------------------------------------------------------------------------------ GenAI metrics
+
+
+class LatencyMs(BaseModel):
+    """Model-call latency in milliseconds. Percentiles are t-digest estimates merged from
+    the per-minute rollup (centroids are 32-bit floats: ~7 significant digits); `avg` is
+    exact (sum of durations / requests)."""
+
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    avg: float
+
+
+class GenAIUsage(BaseModel):
+    spans: int = Field(description="Spans counted: model calls plus spans linked to a prompt.")
+    requests: int = Field(description="Model calls (GenAI span kind llm, embedding or reranker, or a span "
+                                      "with a model and no kind).")
+    errors: int = Field(description="Model calls with status Error.")
+    input_tokens: int = Field(description="Input tokens (cached included); unknown counts add nothing.")
+    output_tokens: int = Field(description="Output tokens (reasoning included).")
+    cached_input_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    estimated_tokens: int = Field(description="Part of `total_tokens` that tracehouse estimated (the client "
+                                              "reported no usage).")
+    estimated_requests: int = Field(description="Model calls whose tokens were estimated.")
+    unpriced_requests: int = Field(description="Model calls with no cost (unknown model or no usage).")
+    cost_usd: float = Field(description="Total cost in USD: the exact Decimal(38, 12) sum, as the nearest "
+                                        "double.")
+    input_cost_usd: float
+    output_cost_usd: float
+    latency_ms: LatencyMs | None = Field(description="Null when there were no model calls.")
+
+
+class _BucketTime(BaseModel):
+    time: str = Field(description="Start of the bucket, RFC 3339 UTC; the bucket is [time, time + step).")
+
+
+class GenAIPoint(GenAIUsage, _BucketTime):  # `time` first in the JSON
+    pass
+
+
+class GenAISeries(BaseModel):
+    group: dict[str, str] = Field(
+        description="The series' value of each `group_by` dimension (\"\" = none recorded); {} without group_by.")
+    points: list[GenAIPoint] = Field(description="Buckets with data only (no zero-filling), oldest first.")
+    totals: GenAIUsage = Field(description="The series over the whole range (latency merged over all of it).")
+
+
+class GenAIMetricsResponse(BaseModel):
+    start: str = Field(description="Start of the covered range (inclusive): `start` rounded down to a "
+                                   "multiple of the step since the epoch.")
+    end: str = Field(description="End of the covered range (exclusive): `end` rounded up to a multiple of "
+                                 "the step.")
+    step_seconds: int
+    group_by: list[str]
+    series: list[GenAISeries] = Field(description="One per distinct group with data, ordered by group values.")
+    totals: GenAIUsage = Field(description="Every series together.")
+
+
+# ------------------------------------------------------------------------------ prompts
+
+
+class PromptUsageTotals(BaseModel):
+    spans: int = Field(description="Spans linked to the prompt (its uses).")
+    requests: int = Field(description="Model calls among them.")
+    total_tokens: int
+    cost_usd: float
+
+
+class PromptSummary(BaseModel):
+    name: str
+    version_count: int = Field(description="Versions registered or seen in use.")
+    latest_version: str = Field(description="Last version in version order (see GET /api/v1/prompts/{name}).")
+    source: str | None = Field(description="Convention that named the prompt (e.g. `langfuse`, `poml`), from "
+                                           "the most recently registered version; null when none is registered.")
+    registered_at: str | None = Field(description="Earliest registration of any version; null if unregistered.")
+    first_seen: str | None = Field(description="First span linked to the prompt; null if never used.")
+    last_seen: str | None = Field(description="Last span linked to the prompt; null if never used.")
+    usage: PromptUsageTotals = Field(description="All-time usage of every version.")
+
+
+class PromptListResponse(BaseModel):
+    prompts: list[PromptSummary] = Field(description="Ordered by name.")
+    total: int = Field(description="Prompt names matching `q`, over all pages.")
+    limit: int
+    offset: int
+
+
+class PromptVersionUsage(BaseModel):
+    spans: int
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: float
+    latency_ms: LatencyMs | None = Field(description="Null when the version made no model call.")
+
+
+class PromptVersionDetail(BaseModel):
+    version: str = Field(description="\"\" for a prompt named without a version.")
+    template: str | None = Field(description="The registered template; null when the version has no registry "
+                                             "entry (seen in use only) or \"\" when registered without one.")
+    template_hash: str | None = Field(description="SHA-256 (hex) of the template, as registered.")
+    source: str | None
+    registered_at: str | None = Field(description="When the version's registry entry was claimed.")
+    first_seen: str | None = Field(description="First use (all time); null if never used.")
+    last_seen: str | None = Field(description="Last use (all time); null if never used.")
+    usage: PromptVersionUsage = Field(description="Usage within [start, end) (all time by default).")
+
+
+class PromptDetailResponse(BaseModel):
+    name: str
+    latest_version: str
+    versions: list[PromptVersionDetail] = Field(
+        description="Oldest first: numerically when every non-empty version is a number, else by "
+                    "registration (first use when unregistered); the empty version first.")
+    start: str | None = Field(description="Start of the usage window (minute), null = unbounded.")
+    end: str | None = Field(description="End of the usage window (minute, exclusive), null = unbounded.")

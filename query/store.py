@@ -1,10 +1,13 @@
-"""Read access to the spans table: parameterized SQL on a small dedicated thread pool.
+"""Read access to the spans table and its rollups: parameterized SQL on a small thread pool.
 
 clickhouse-connect clients are synchronous and not safe for concurrent use, so every
 query thread opens its own client (lazily, with `open_client`) and keeps it in a
 thread-local. User input only ever reaches ClickHouse as server-side bound parameters
 (`{name:Type}` placeholders); the SQL text itself lives in `sql/*.sql`, where the only
 substitutions are the database and table identifiers from the validated config.
+
+The GenAI metrics and prompt queries read only the rollups the exporter's schema keeps
+(`<traces>_genai_usage_1m`, `<traces>_prompts`), never the spans table.
 """
 
 from __future__ import annotations
@@ -36,10 +39,14 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
+SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage")
+
+
 def load_sql(name: str, database: str, table: str) -> str:
-    """`sql/<name>.sql` with `${db}` and `${table}` filled (identifiers from validated config)."""
+    """`sql/<name>.sql` with `${db}` and `${table}` (alias `${traces}`, the spans table, as in
+    the exporter's migrations) filled: identifiers from validated config."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
-    return Template(text).substitute(db=database, table=table)
+    return Template(text).substitute(db=database, table=table, traces=table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,45 @@ class SearchQuery:
         }
 
 
+# ClickHouse DateTime (the rollup's Minute) ends at 2106-02-07T06:28:15Z.
+MAX_DATETIME_S = 2**32 - 1
+
+GROUP_DIMENSIONS = ("service", "provider", "model", "response_model", "prompt", "prompt_version")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsQuery:
+    """A validated GenAI metrics request over whole buckets: `start_s`, `end_s` are
+    multiples of `step_s` (seconds, a multiple of 60); empty filters mean "no filter"."""
+
+    start_s: int
+    end_s: int
+    step_s: int
+    group_by: Sequence[str] = ()
+    service: str = ""
+    provider: str = ""
+    model: str = ""
+    prompt: str = ""
+    prompt_version: str = ""
+    max_rows: int = 200_000
+
+    def parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "start_s": min(self.start_s, MAX_DATETIME_S),
+            "end_s": min(self.end_s, MAX_DATETIME_S),
+            "step_s": self.step_s,
+            "service": self.service,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt": self.prompt,
+            "prompt_version": self.prompt_version,
+            "max_rows": self.max_rows,
+        }
+        for dimension in GROUP_DIMENSIONS:
+            params[f"by_{dimension}"] = 1 if dimension in self.group_by else 0
+        return params
+
+
 class TraceStore:
     def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4):
         self._config = config
@@ -97,7 +143,7 @@ class TraceStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         db, table = config.database, config.traces_table_name
-        self._sql = {name: load_sql(name, db, table) for name in ("trace_search", "trace_spans")}
+        self._sql = {name: load_sql(name, db, table) for name in SQL_FILES}
 
     @property
     def config(self) -> QueryClickHouseConfig:
@@ -145,6 +191,22 @@ class TraceStore:
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""
         return await self._query("trace_spans", {"trace_id": trace_id, "max_spans": max_spans})
+
+    async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
+        """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
+        return await self._query("genai_metrics", query.parameters())
+
+    async def prompt_list(self, q: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        """One row per prompt name (registry and usage), by name; `total_names` on each row."""
+        return await self._query("prompt_list", {"q": q, "limit": limit, "offset": offset})
+
+    async def prompt_registry(self, name: str) -> list[dict[str, Any]]:
+        """The registry entry (earliest claim) of every version of one prompt."""
+        return await self._query("prompt_registry", {"name": name})
+
+    async def prompt_usage(self, name: str, start_s: int = 0, end_s: int = MAX_DATETIME_S) -> list[dict[str, Any]]:
+        """Usage of one prompt per version, summed over the minutes in [start_s, end_s)."""
+        return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s})
 
     # -- lifecycle -------------------------------------------------------------------
     async def close(self) -> None:

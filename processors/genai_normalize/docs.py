@@ -75,7 +75,7 @@ def render() -> str:
         "  MLflow span without a provider takes it from `mlflow.message.format` when that names a vendor.",
         "- **Reported costs** mark the span's cost as `reported`, and the cost processor leaves it alone.",
         "- **Session and user ids** fall back to resource attributes when the span has none.",
-        "- **Messages** (for token estimation) are read on `llm` spans only: `gen_ai.input/output.messages`",
+        "- **Messages** (for token estimation) are read on `llm` spans whose usage is missing: `gen_ai.input/output.messages`",
         "  (+ `gen_ai.system_instructions`), `llm.input/output_messages.{i}.*`, `gen_ai.prompt/completion.{i}.*`,",
         "  `mlflow.spanInputs/spanOutputs`, `ai.prompt.messages` / `ai.response.text`,",
         "  `langfuse.observation.input/output`, and the deprecated `gen_ai.*.message` / `gen_ai.choice` events.",

@@ -47,16 +47,35 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "prompt_variables": json_text}
 
 
+Plan = tuple[tuple[str, tuple[m.Source, ...], Callable[[Any], Any]], ...]
+_PLANS: dict[tuple[str, ...], Plan] = {}
+_MAX_PLANS = 4096
+
+
+def plan_for(keys: tuple[str, ...]) -> Plan:
+    """Which fields these attribute keys can fill, each with its present sources in rank order.
+
+    Spans of one library carry the same keys in the same order, so plans are cached by the
+    key tuple: a span then costs one dict lookup instead of an index walk and sorts."""
+    plan = _PLANS.get(keys)
+    if plan is None:
+        candidates: dict[str, list[tuple[int, m.Source]]] = {}
+        for key in set(keys) & _INDEX.keys():
+            for field_name, rank, source in _INDEX[key]:
+                candidates.setdefault(field_name, []).append((rank, source))
+        plan = tuple((field_name, tuple(source for _, source in sorted(ranked, key=lambda item: item[0])),
+                      _DECODERS[field_name]) for field_name, ranked in candidates.items())
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[keys] = plan
+    return plan
+
+
 def lookup(attrs: Attrs) -> dict[str, Any]:
     """Every canonical field the table can fill from these attributes (first source wins)."""
-    candidates: dict[str, list[tuple[int, m.Source]]] = {}
-    for key in attrs.keys() & _INDEX.keys():
-        for field_name, rank, source in _INDEX[key]:
-            candidates.setdefault(field_name, []).append((rank, source))
     found: dict[str, Any] = {}
-    for field_name, ranked in candidates.items():
-        ranked.sort(key=lambda item: item[0])
-        value = first_value(attrs, tuple(source for _, source in ranked), _DECODERS[field_name])
+    for field_name, sources, decode in plan_for(tuple(attrs)):
+        value = first_value(attrs, sources, decode)
         if value is not None:
             found[field_name] = value
     return found
@@ -217,12 +236,16 @@ class NormalizeProcessor:
         cols.operation[i] = operation(attrs, kind)
         self._costs(found, cols, i)
 
-        if kind == m.LLM and self._config.extract_messages:
-            inputs = messages.first(messages.INPUT_EXTRACTORS, attrs)
-            outputs = messages.first(messages.OUTPUT_EXTRACTORS, attrs)
-            if (inputs is None or outputs is None) and span.events:
+        need_in = need_out = True
+        if self._config.messages_only_without_usage:
+            need_in, need_out = cols.input_tokens[i] is None, cols.output_tokens[i] is None
+        if kind == m.LLM and self._config.extract_messages and (need_in or need_out):
+            inputs = messages.first(messages.INPUT_EXTRACTORS, attrs) if need_in else None
+            outputs = messages.first(messages.OUTPUT_EXTRACTORS, attrs) if need_out else None
+            if ((need_in and inputs is None) or (need_out and outputs is None)) and span.events:
                 ev_in, ev_out = messages.from_events(span.events)
-                inputs, outputs = inputs or ev_in, outputs or ev_out
+                inputs = inputs or (ev_in if need_in else None)
+                outputs = outputs or (ev_out if need_out else None)
             cols.input_messages[i], cols.output_messages[i] = inputs, outputs
         return bool(kind or has_model or cols.provider[i] or cols.prompt_name[i])
 

@@ -72,6 +72,7 @@ class TokensProcessor:
         encodings: dict[tuple[str, str], str] = {}
         failed: list[bool] | None = None
         estimated = 0
+        before = self._counts()
         for i in range(cols.size):
             if not is_llm_call(cols.span_kind[i], cols.operation[i]):
                 continue
@@ -95,7 +96,24 @@ class TokensProcessor:
                 if inp is not None and out is not None:
                     cols.total_tokens[i] = inp + out
         self.estimated_spans += estimated
+        if estimated and self._host is not None:
+            self._publish(before)
         return estimated
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        return (self.estimated_input_spans, self.estimated_output_spans,
+                self.estimated_input_tokens, self.estimated_output_tokens)
+
+    def _publish(self, before: tuple[int, int, int, int]) -> None:
+        """Once per batch: labelled Prometheus children cost a lookup per call."""
+        assert self._host is not None
+        in_spans, out_spans, in_tokens, out_tokens = (now - then for now, then in zip(self._counts(), before,
+                                                                                      strict=True))
+        telemetry = self._host.telemetry
+        telemetry.genai_estimated_spans.labels("input").inc(in_spans)
+        telemetry.genai_estimated_spans.labels("output").inc(out_spans)
+        telemetry.genai_estimated_tokens.labels("input").inc(in_tokens)
+        telemetry.genai_estimated_tokens.labels("output").inc(out_tokens)
 
     def _estimate(self, cols: GenAIColumns, i: int, encoding: str, want_in: bool, want_out: bool) -> bool:
         max_chars = self._config.max_chars_per_span
@@ -114,9 +132,6 @@ class TokensProcessor:
             else:
                 self.estimated_output_spans += 1
                 self.estimated_output_tokens += est.tokens
-            if self._host is not None:
-                self._host.telemetry.genai_estimated_spans.labels(direction).inc()
-                self._host.telemetry.genai_estimated_tokens.labels(direction).inc(est.tokens)
             scaled |= est.scaled
             done = True
         if done:

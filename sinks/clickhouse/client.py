@@ -47,4 +47,7 @@ def open_client(endpoint: str, *, username: str = "default", password: str = "",
         connect_timeout=min(timeout_s, 10.0),
         send_receive_timeout=timeout_s,
         compress="lz4",
+        # Bound parameters go in the POST body, not the URL: the exporter's retry gate
+        # binds every trace id of a batch, far more than a URL may carry.
+        form_encode_query_params=True,
     )

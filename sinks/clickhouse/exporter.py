@@ -148,9 +148,11 @@ class ClickHouseExporter:
         names, data = batch_to_columns(batch)
         keep = new_rows(client, self._stored_keys_query, data)
         if keep is not None:
-            self.skipped_duplicates += len(data[0]) - len(keep)
-            self._log.info("spans already stored, not inserted again", duplicates=len(data[0]) - len(keep),
-                           spans=len(data[0]))
+            duplicates = len(data[0]) - len(keep)
+            self.skipped_duplicates += duplicates
+            if self._host:
+                self._host.telemetry.exporter_duplicate_spans.labels(self._id).inc(duplicates)
+            self._log.info("spans already stored, not inserted again", duplicates=duplicates, spans=len(data[0]))
             if not keep:
                 return
             data = take_rows(data, keep)

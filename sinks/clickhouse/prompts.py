@@ -1,17 +1,20 @@
 """The prompt registry: every prompt a span links to, with versions that never repeat.
 
 A link is (name, version, template hash) from `genai_normalize`. The registry lives in
-the `<traces>_prompts` table, one row per *claim* of (Name, Version); the entry for a
-(Name, Version) is its earliest claim (server clock, ties by hash), so all readers and
-writers agree without a lock:
+the `<traces>_prompts` table, one row per (Name, Version):
 
 - a client-given version ("3", "v3") is recorded as it is; the first template seen with it
   stays its template;
 - a template without a version gets the version already holding the same content, or
-  else the next number: the writer claims max+1, reads the claims back, and if another
-  template won that number (a concurrent writer) it claims the one after. Whoever reads
-  a claim back saw every earlier insert, so two writers cannot both win a number, and
-  two writers with the same content converge on one version.
+  else the next number: the writer claims max+1 and reads the entry back; if another
+  template won that number (a concurrent writer), it claims the one after.
+
+A claim is an insert whose deduplication token is the (Name, Version). ClickHouse keeps
+the first block with a token and drops later ones, atomically, so of writers racing for a
+number exactly one row lands, and everyone who reads it back agrees on the winner; writers
+with the same content converge on one version. (Server timestamps cannot decide this: a
+claim stamped earlier may become visible later.) Reads still take the earliest row per
+(Name, Version), should the deduplication window ever have forgotten a token.
 
 Claims survive restarts because they are rows; this process only caches what it read.
 """
@@ -113,8 +116,10 @@ class PromptRegistry:
         return versions
 
     def _claim(self, client: Client, link: Link, version: str) -> None:
+        token = f"prompt:{len(link.name)}:{link.name}:{version}"
         client.insert(self._table, [[link.name, version, link.template_hash, link.template, link.source]],
-                      column_names=["Name", "Version", "TemplateHash", "Template", "Source"])
+                      column_names=["Name", "Version", "TemplateHash", "Template", "Source"],
+                      settings={"insert_deduplication_token": token})
 
 
 def _order(version: str) -> tuple[int, int, str]:

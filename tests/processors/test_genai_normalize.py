@@ -32,6 +32,9 @@ FIELDS = ("provider", "operation", "span_kind", "request_model", "response_model
 
 
 def processor(**config: Any) -> NormalizeProcessor:
+    # Read messages on every LLM span here, to show what each convention yields; the
+    # default reads them only where usage is missing (test_messages_are_read_only_where_needed).
+    config.setdefault("messages_only_without_usage", False)
     return NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR), GenAINormalizeConfig(**config),
                               TracesSink())
 
@@ -135,6 +138,20 @@ def test_messages_are_extracted_from_every_fixture_llm_span() -> None:
         assert first, relative
         assert any("Paris" in m.content or "concise" in m.content for m in first), (relative, first)
         assert cols.output_messages[0] and cols.output_messages[0][0].role == "assistant", relative
+
+
+def test_messages_are_read_only_where_usage_is_missing_by_default() -> None:
+    messages = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]),
+                "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+                    {"type": "text", "content": "Hello"}]}])}
+    default = {"messages_only_without_usage": True}
+    reported = one({**messages, "gen_ai.usage.input_tokens": 3, "gen_ai.usage.output_tokens": 2}, **default)
+    assert reported["input_messages"] is None and reported["output_messages"] is None
+    half = one({**messages, "gen_ai.usage.input_tokens": 3}, **default)
+    assert half["input_messages"] is None and [m.content for m in half["output_messages"]] == ["Hello"]
+    missing = one(messages, **default)
+    assert [m.content for m in missing["input_messages"]] == ["Hi"]
 
 
 def test_original_attributes_are_untouched() -> None:

@@ -34,10 +34,15 @@ def load(relative: str) -> TraceBatch:
 
 
 @pytest.fixture
-async def exporter(chdb_endpoint: str, database: str) -> AsyncIterator[ClickHouseExporter]:
+def host() -> TestHost:
+    return TestHost()
+
+
+@pytest.fixture
+async def exporter(chdb_endpoint: str, database: str, host: TestHost) -> AsyncIterator[ClickHouseExporter]:
     exp = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
                              ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database), None)
-    await exp.start(TestHost())
+    await exp.start(host)
     yield exp
     await exp.shutdown()
 
@@ -68,7 +73,7 @@ def is_call(s: dict[str, Any]) -> bool:
         s["GenAISpanKind"] == "" and bool(s["GenAIRequestModel"] or s["GenAIResponseModel"]))
 
 
-async def test_rollups_equal_sums_over_raw_spans_and_retries_count_once(exporter, client, database) -> None:
+async def test_rollups_equal_sums_over_raw_spans_and_retries_count_once(exporter, client, database, host) -> None:
     batches = [await enrich(load(p)) for p in PAYLOADS]
     for batch in batches:
         await exporter.consume(batch)
@@ -81,6 +86,8 @@ async def test_rollups_equal_sums_over_raw_spans_and_retries_count_once(exporter
     sent = sum(b.span_count for b in batches)
     assert len(spans) == sent == len({(s["TraceId"], s["SpanId"]) for s in spans})
     assert exporter.skipped_duplicates == sent
+    assert host.telemetry.registry.get_sample_value(
+        "tracehouse_exporter_duplicate_spans_total", {"exporter": "clickhouse"}) == sent
 
     traces: dict[str, dict[str, Any]] = {}
     for s in spans:

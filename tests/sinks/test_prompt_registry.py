@@ -121,9 +121,11 @@ def test_concurrent_writers_agree_on_versions(chdb_endpoint: str, schema: str) -
     client = open_client(chdb_endpoint)
     try:
         registered = {v: h for _, v, h, _ in entries(client, schema)}
+        rows = client.query(f"SELECT count() FROM {schema}.otel_traces_prompts").result_rows[0][0]
     finally:
         client.close()
     assert registered == {v: sha(t) for t, v in first.items()}
+    assert rows == 6, "a lost claim never lands: one row per version"
 
 
 def traceloop_call(span_id: int, template: str) -> dict[str, Any]:

@@ -162,9 +162,11 @@ FROM
 WHERE IsCall OR GenAIPromptName != ''
 GROUP BY Minute, ServiceName, Provider, RequestModel, ResponseModel, PromptName, PromptVersion;
 
--- The prompt registry: one row per claim of (Name, Version). Several writers may claim
--- the same version at once; the entry is the earliest claim by the server's clock
--- (ties: smallest hash), so every reader agrees. See sinks/clickhouse/prompts.py.
+-- The prompt registry: one row per (Name, Version). Writers claim a version with an
+-- insert whose deduplication token is the (Name, Version): ClickHouse keeps the first such
+-- block and silently drops the others, which makes the claim a compare-and-set. The window
+-- must outlive the registry's growth: it counts claimed versions, not spans.
+-- See sinks/clickhouse/prompts.py.
 CREATE TABLE IF NOT EXISTS ${db}.${traces}_prompts
 (
     `Name` String CODEC(ZSTD(1)),
@@ -175,4 +177,5 @@ CREATE TABLE IF NOT EXISTS ${db}.${traces}_prompts
     `RegisteredAt` DateTime64(9) DEFAULT now64(9) CODEC(ZSTD(1))
 )
 ENGINE = MergeTree
-ORDER BY (Name, Version, TemplateHash);
+ORDER BY (Name, Version, TemplateHash)
+SETTINGS non_replicated_deduplication_window = 100000;

@@ -1,0 +1,155 @@
+"""The OpenTelemetry SDK with GenAI attributes -> all-in-one -> the query API.
+
+An app instrumented with the official GenAI names (and a Traceloop-managed prompt) sends
+its spans over OTLP/HTTP; the API must show tokens, cost and prompt links, the prompt
+registry must version the templates, and the links must survive a restart.
+
+Prices are OpenAI's published list prices per million tokens, written here independently
+of the price table: gpt-4o input 2.50, cached input 1.25, output 10.00.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from allinone import AllInOne
+
+pytestmark = pytest.mark.integration
+
+M = Decimal(1_000_000)
+TEMPLATE_V1 = "What should I wear in {city}?"
+TEMPLATE_V2 = "What should I wear in {city} today? Answer in one line."
+
+
+def gpt4o_cost(inp: int, cached: int, out: int) -> Decimal:
+    return ((inp - cached) * Decimal("2.50") + cached * Decimal("1.25") + out * Decimal("10.00")) / M
+
+
+def send(endpoint: str, scenario: list[dict[str, Any]]) -> dict[str, str]:
+    """Emit one trace per scenario item (agent span + chat span); returns name -> trace id."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "wardrobe-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    tracer = provider.get_tracer("wardrobe", "1.0")
+    ids = {}
+    for item in scenario:
+        with tracer.start_as_current_span("invoke_agent stylist", attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "stylist",
+            "gen_ai.conversation.id": item["session"], "user.id": "user-9",
+        }) as agent:
+            attributes = {**item["chat"], "gen_ai.conversation.id": item["session"]}
+            with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=attributes) as chat:
+                if item.get("error"):
+                    chat.set_status(Status(StatusCode.ERROR, "upstream 500"))
+        ids[item["name"]] = format(agent.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return ids
+
+
+def chat(template: str | None, usage: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Paris?"}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+            {"type": "text", "content": "A light coat and an umbrella."}]}]),
+    }
+    if usage:
+        attrs.update({"gen_ai.usage.input_tokens": usage[0], "gen_ai.usage.cache_read.input_tokens": usage[1],
+                      "gen_ai.usage.output_tokens": usage[2]})
+    if template:
+        attrs.update({"traceloop.prompt.managed": True, "traceloop.prompt.key": "wardrobe",
+                      "traceloop.prompt.template": template})
+    return attrs
+
+
+def wait_for_traces(api: str, ids: dict[str, str]) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    got: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline and len(got) < len(ids):
+        for name, trace_id in ids.items():
+            response = httpx.get(f"{api}/api/v1/traces/{trace_id}", timeout=10)
+            if response.status_code == 200 and len(response.json()["spans"]) == 2:
+                got[name] = response.json()
+        time.sleep(0.2)
+    assert len(got) == len(ids), f"traces not queryable: {set(ids) - set(got)}"
+    return got
+
+
+def chat_span(trace: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in trace["spans"] if s["name"] == "chat gpt-4o")
+
+
+def test_sdk_genai_spans_show_tokens_cost_and_prompt_links_and_survive_restart(tmp_path: Path) -> None:
+    server = AllInOne(tmp_path).start()
+    try:
+        ids = send(server.otlp_http, [
+            {"name": "first", "session": "s-1", "chat": chat(TEMPLATE_V1, (120, 100, 30))},
+            {"name": "reworded", "session": "s-1", "chat": chat(TEMPLATE_V2, (80, 0, 20))},
+            {"name": "again", "session": "s-2", "chat": chat(TEMPLATE_V1, (50, 0, 10))},
+            {"name": "no-usage", "session": "s-2", "chat": chat(None)},
+            {"name": "failed", "session": "s-3", "chat": chat(TEMPLATE_V2), "error": True},
+        ])
+        traces = wait_for_traces(server.query, ids)
+
+        first = chat_span(traces["first"])["genai"]
+        assert (first["provider"], first["request_model"], first["span_kind"], first["operation"]) == (
+            "openai", "gpt-4o", "llm", "chat")
+        assert (first["input_tokens"], first["cached_input_tokens"], first["output_tokens"],
+                first["total_tokens"], first["tokens_estimated"]) == (120, 100, 30, 150, False)
+        assert Decimal(str(first["total_cost_usd"])) == gpt4o_cost(120, 100, 30)
+        assert first["cost_source"] == "computed"
+        assert (first["prompt_name"], first["prompt_version"]) == ("wardrobe", "1")
+        assert (first["session_id"], first["user_id"]) == ("s-1", "")
+        agent = next(s for s in traces["first"]["spans"] if s["name"] == "invoke_agent stylist")["genai"]
+        assert (agent["span_kind"], agent["session_id"], agent["user_id"]) == ("agent", "s-1", "user-9")
+        assert traces["first"]["totals"]["total_tokens"] == 150
+
+        versions = {name: chat_span(traces[name])["genai"]["prompt_version"] for name in ("reworded", "again", "failed")}
+        assert versions == {"reworded": "2", "again": "1", "failed": "2"}
+
+        estimated = chat_span(traces["no-usage"])["genai"]
+        assert estimated["tokens_estimated"] is True and estimated["input_tokens"] > 0
+        assert estimated["output_tokens"] > 0 and estimated["total_cost_usd"] > 0
+
+        prompt = httpx.get(f"{server.query}/api/v1/prompts/wardrobe", timeout=10).json()
+        by_version = {v["version"]: v for v in prompt["versions"]}
+        assert set(by_version) == {"1", "2"}
+        assert (by_version["1"]["template"], by_version["2"]["template"]) == (TEMPLATE_V1, TEMPLATE_V2)
+        assert by_version["1"]["source"] == "OpenLLMetry / Traceloop"
+        assert by_version["1"]["usage"]["requests"] == 2 and by_version["2"]["usage"]["requests"] == 2
+        assert by_version["2"]["usage"]["errors"] == 1
+        v1_cost = gpt4o_cost(120, 100, 30) + gpt4o_cost(50, 0, 10)
+        assert abs(Decimal(str(by_version["1"]["usage"]["cost_usd"])) - v1_cost) < Decimal("1e-12")
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+    # Restarted on the same data: old content keeps its version, new content gets the next.
+    server.start()
+    try:
+        ids = send(server.otlp_http, [
+            {"name": "after-restart", "session": "s-4", "chat": chat(TEMPLATE_V1, (10, 0, 5))},
+            {"name": "third", "session": "s-4", "chat": chat("Dress me for {city}.", (10, 0, 5))},
+        ])
+        traces = wait_for_traces(server.query, ids)
+        assert chat_span(traces["after-restart"])["genai"]["prompt_version"] == "1"
+        assert chat_span(traces["third"])["genai"]["prompt_version"] == "3"
+        prompt = httpx.get(f"{server.query}/api/v1/prompts/wardrobe", timeout=10).json()
+        assert sorted(v["version"] for v in prompt["versions"]) == ["1", "2", "3"]
+
+        metrics = httpx.get(f"{server.query}/api/v1/metrics/genai",
+                            params={"group_by": "prompt_version", "prompt": "wardrobe"}, timeout=10).json()
+        requests = {s["group"]["prompt_version"]: s["totals"]["requests"] for s in metrics["series"]}
+        assert requests == {"1": 3, "2": 2, "3": 1}
+    finally:
+        assert server.stop() == 0, server.log_tail()
