@@ -285,6 +285,8 @@ def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
             price_version=row["GenAICostPriceVersion"],
             prompt_name=row["GenAIPromptName"],
             prompt_version=row["GenAIPromptVersion"],
+            prompt_template_hash=row["GenAIPromptTemplateHash"],
+            prompt_source=row["GenAIPromptSource"],
             session_id=row["GenAISessionId"],
             user_id=row["GenAIUserId"],
         ),

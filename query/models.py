@@ -99,8 +99,10 @@ class GenAIFields(BaseModel):
     total_cost_usd: float | None
     cost_source: str
     price_version: str = Field(description="price table of a computed cost, e.g. genai-prices==0.2.3")
-    prompt_name: str
-    prompt_version: str
+    prompt_name: str = Field(description="Registry name; `template-<hash>` / `poml-<hash>` for unnamed templates.")
+    prompt_version: str = Field(description="The client's version, or the registry's number for a template.")
+    prompt_template_hash: str = Field(description="SHA-256 (hex) of the linked template; empty without one.")
+    prompt_source: str = Field(description="Convention that named the prompt (OpenInference, Langfuse, POML...).")
     session_id: str
     user_id: str
 

@@ -18,21 +18,26 @@ from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 from tracehouse.processors.genai_tokens.processor import TokensProcessor
 
 
-async def enrich(batch: TraceBatch) -> TraceBatch:
-    """genai_normalize -> genai_tokens -> genai_cost; returns the batch with its GenAI columns."""
+async def enrich_all(batches: list[TraceBatch], host: TestHost | None = None) -> list[TraceBatch]:
+    """genai_normalize -> genai_tokens -> genai_cost over `batches`; returns them with GenAI columns."""
     sink = TracesSink()
     cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
     tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(),
                              cost)
     normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
                                    GenAINormalizeConfig(), tokens)
-    host = TestHost()
+    host = host or TestHost()
     for component in (cost, tokens):
         await component.start(host)
-    await normalize.consume(batch)
+    for batch in batches:
+        await normalize.consume(batch)
     for component in (tokens, cost):
         await component.shutdown()
-    return sink.batches[0]
+    return list(sink.batches)
+
+
+async def enrich(batch: TraceBatch, host: TestHost | None = None) -> TraceBatch:
+    return (await enrich_all([batch], host))[0]
 
 
 def span(trace: int, span_id: int, start_ns: int, attrs: dict[str, Any], *, parent: int = 0, name: str = "chat",

@@ -49,6 +49,8 @@ SELECT
     GenAICostPriceVersion,
     GenAIPromptName,
     GenAIPromptVersion,
+    GenAIPromptTemplateHash,
+    GenAIPromptSource,
     GenAISessionId,
     GenAIUserId
 FROM ${db}.${table}

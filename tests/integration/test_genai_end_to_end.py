@@ -10,6 +10,7 @@ of the price table: gpt-4o input 2.50, cached input 1.25, output 10.00.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from decimal import Decimal
@@ -110,6 +111,8 @@ def test_sdk_genai_spans_show_tokens_cost_and_prompt_links_and_survive_restart(t
         assert Decimal(str(first["total_cost_usd"])) == gpt4o_cost(120, 100, 30)
         assert first["cost_source"] == "computed"
         assert (first["prompt_name"], first["prompt_version"]) == ("wardrobe", "1")
+        assert first["prompt_template_hash"] == hashlib.sha256(TEMPLATE_V1.encode()).hexdigest()
+        assert first["prompt_source"] == "OpenLLMetry / Traceloop"
         assert (first["session_id"], first["user_id"]) == ("s-1", "")
         agent = next(s for s in traces["first"]["spans"] if s["name"] == "invoke_agent stylist")["genai"]
         assert (agent["span_kind"], agent["session_id"], agent["user_id"]) == ("agent", "s-1", "user-9")

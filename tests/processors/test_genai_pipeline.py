@@ -12,18 +12,12 @@ from decimal import Decimal
 
 import pytest
 
+from genai_helpers import enrich as enrich_batch
 from otlp_fixtures import FIXTURES
-from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.genai import genai_columns
 from tracehouse.core.pdata import TraceBatch
-from tracehouse.core.testing import TestHost, TracesSink
+from tracehouse.core.testing import TestHost
 from tracehouse.ingest.otlp.encoding import decode_json
-from tracehouse.processors.genai_cost.config import GenAICostConfig
-from tracehouse.processors.genai_cost.processor import CostProcessor
-from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
-from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
-from tracehouse.processors.genai_tokens.config import GenAITokensConfig
-from tracehouse.processors.genai_tokens.processor import TokensProcessor
 
 PER_MTOK = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
             "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))}
@@ -40,20 +34,9 @@ def expected(model: str, inp: int, cached: int, out: int) -> tuple[Decimal, Deci
 
 async def run_pipeline(batch: TraceBatch) -> TraceBatch:
     """genai_normalize -> genai_tokens -> genai_cost, as the all-in-one config wires them."""
-    sink = TracesSink()
-    cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
-    tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(),
-                             cost)
-    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
-                                   GenAINormalizeConfig(), tokens)
     host = TestHost()
-    for component in (cost, tokens):
-        await component.start(host)
-    await normalize.consume(batch)
     RUNS.append(host)
-    for component in (tokens, cost):
-        await component.shutdown()
-    return sink.batches[0]
+    return await enrich_batch(batch, host)
 
 
 async def enrich(relative: str) -> TraceBatch:

@@ -28,18 +28,13 @@ from fastapi import FastAPI
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from genai_helpers import enrich_all
 from otlp_fixtures import FIXTURES
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.core.telemetry import Telemetry
-from tracehouse.core.testing import TestHost, TracesSink
+from tracehouse.core.testing import TestHost
 from tracehouse.ingest.otlp.encoding import decode_json
-from tracehouse.processors.genai_cost.config import GenAICostConfig
-from tracehouse.processors.genai_cost.processor import CostProcessor
-from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
-from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
-from tracehouse.processors.genai_tokens.config import GenAITokensConfig
-from tracehouse.processors.genai_tokens.processor import TokensProcessor
 from tracehouse.query.app import create_app, format_ns, parse_time_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.store import TraceStore
@@ -198,20 +193,7 @@ def build_request(calls: Iterable[Call], first_index: int) -> ExportTraceService
 
 async def run_pipeline(batches: Sequence[TraceBatch]) -> list[TraceBatch]:
     """genai_normalize -> genai_tokens -> genai_cost, as the all-in-one config wires them."""
-    sink = TracesSink()
-    cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"), GenAICostConfig(), sink)
-    tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(),
-                             cost)
-    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
-                                   GenAINormalizeConfig(), tokens)
-    host = TestHost()
-    for component in (cost, tokens):
-        await component.start(host)
-    for batch in batches:
-        await normalize.consume(batch)
-    for component in (tokens, cost):
-        await component.shutdown()
-    return list(sink.batches)
+    return await enrich_all(list(batches))
 
 
 def fixture_batches() -> list[TraceBatch]:

@@ -229,6 +229,7 @@ def hand_built_specs(now_ns: int) -> list[SpanSpec]:
                         "GenAIInputCostUSD": Decimal("0.00025"), "GenAIOutputCostUSD": Decimal("0.0002"),
                         "GenAITotalCostUSD": Decimal("0.00045"), "GenAICostSource": "price_table",
                         "GenAIPromptName": "checkout-helper", "GenAIPromptVersion": "3",
+                        "GenAIPromptTemplateHash": "ab" * 32, "GenAIPromptSource": "Langfuse",
                         "GenAISessionId": "sess-1", "GenAIUserId": "user-7"}),
         SpanSpec("llm-gateway", TRACE_A, "a000000000000003", "a000000000000001", "chat gpt-4o-mini",
                  T0 + 1_000_000_000, 300_000_000, kind=Span.SPAN_KIND_CLIENT,
@@ -547,6 +548,7 @@ async def test_trace_detail_genai_events_links(api: httpx.AsyncClient) -> None:
         "cached_input_tokens": 8, "reasoning_tokens": 5, "total_tokens": 120, "tokens_estimated": False,
         "input_cost_usd": 0.00025, "output_cost_usd": 0.0002, "total_cost_usd": 0.00045,
         "cost_source": "price_table", "price_version": "", "prompt_name": "checkout-helper", "prompt_version": "3",
+        "prompt_template_hash": "ab" * 32, "prompt_source": "Langfuse",
         "session_id": "sess-1", "user_id": "user-7"}
     assert mini["genai"]["tokens_estimated"] is True and mini["genai"]["input_cost_usd"] is None
     assert sql["status"] == {"code": "Error", "message": "timeout after 900ms"} and sql["kind"] == "Client"
