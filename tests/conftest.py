@@ -55,3 +55,27 @@ def clickhouse_endpoint(request: pytest.FixtureRequest, chdb_endpoint: str) -> I
     with ClickHouseContainer(CLICKHOUSE_IMAGE, port=8123, username="tracehouse", password="tracehouse") as server:
         host, port = server.get_container_host_ip(), server.get_exposed_port(8123)
         yield f"http://tracehouse:tracehouse@{host}:{port}"
+
+
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.7.1"
+
+
+@pytest.fixture(scope="session", params=["tansu", pytest.param("kafka", marks=pytest.mark.docker)])
+def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-protocol broker's bootstrap address: tansu always, Apache Kafka where Docker runs."""
+    if request.param == "tansu":
+        from kafka_broker import TansuBroker
+
+        broker = TansuBroker(tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.stop()
+        return
+    reason = docker_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
+        yield kafka.get_bootstrap_server()
