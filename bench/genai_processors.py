@@ -52,6 +52,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tracehouse.bench.run_all_in_one import cpu_model
 from tracehouse.bench.traffic import pregenerate
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.genai import GenAIColumns, genai_columns
@@ -408,23 +409,13 @@ def measure(
     return {
         "date": dt.date.today().isoformat(),
         "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "params": {"spans": spans, "spans_per_request": spans_per_request, "repeats": repeats, "warmup": warmup,
                    "seed": seed},
         "shapes": results,
         "duration_s": time.perf_counter() - started,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ---------------------------------------------------------------------------------------

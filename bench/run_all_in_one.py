@@ -216,7 +216,7 @@ def _fmt(v: float | None, nd: int = 1) -> str:
     return f"{v:,.{nd}f}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -253,7 +253,7 @@ def markdown_table(results: Sequence[LoadResult], info: ServerInfo) -> str:
     rows = ["| " + " | ".join(_row_cells(r)) + " |" for r in results]
     caption = (
         f"tracehouse all-in-one (`{info.config}`), server pinned to {len(info.cores)} core(s) {info.cores}, "
-        f"load generator on {info.loadgen_cores}; {_cpu_model()}, {os.cpu_count()} CPUs, "
+        f"load generator on {info.loadgen_cores}; {cpu_model()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; "
         f"GenAI agent traces of ~6 spans, ~1 KB of message content per chat span."
     )
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "server": info.__dict__,
                 "python": platform.python_version(),
                 "cpu_count": os.cpu_count(),
-                "cpu_model": _cpu_model(),
+                "cpu_model": cpu_model(),
             },
         )
     clean = len(results) == len(_protocols(args.protocols)) and all(
