@@ -75,20 +75,15 @@ class PromptRegistry:
 
     def resolve(self, client: Client, link: Link) -> str:
         """The registry version of a link, registering it when it is new."""
-        known = self._known.get(link.name)
-        if link.version:
+        if link.version or not link.template_hash:
+            # The client's version, or a name alone (e.g. an MCP prompt) as one unversioned entry.
+            known = self._known.get(link.name)
             if known is None or link.version not in known.by_version:
-                known = self._load(client, link.name)
-                if link.version not in known.by_version:
+                if link.version not in self._load(client, link.name).by_version:
                     self._claim(client, link, link.version)
-                    known = self._load(client, link.name)
-            return link.version
-        if not link.template_hash:  # a name alone (e.g. an MCP prompt): one unversioned entry
-            if known is None or "" not in known.by_version:
-                if "" not in self._load(client, link.name).by_version:
-                    self._claim(client, link, "")
                     self._load(client, link.name)
-            return ""
+            return link.version
+        known = self._known.get(link.name)
         if known is not None and link.template_hash in known.by_hash:
             return known.by_hash[link.template_hash]
         for _ in range(_MAX_CLAIMS):
