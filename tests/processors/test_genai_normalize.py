@@ -17,12 +17,11 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from otlp_fixtures import FIXTURES
+from otlp_fixtures import load_batch as load
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.core.testing import TracesSink
-from tracehouse.ingest.otlp.encoding import decode_json
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
 
@@ -37,11 +36,6 @@ def processor(**config: Any) -> NormalizeProcessor:
     config.setdefault("messages_only_without_usage", False)
     return NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR), GenAINormalizeConfig(**config),
                               TracesSink())
-
-
-def load(relative: str) -> TraceBatch:
-    body = (FIXTURES / relative).read_bytes()
-    return TraceBatch.from_request(decode_json(body)) if relative.endswith(".json") else TraceBatch.from_bytes(body)
 
 
 def rows(batch: TraceBatch, cols: GenAIColumns) -> list[dict[str, Any]]:

@@ -13,11 +13,10 @@ from decimal import Decimal
 import pytest
 
 from genai_helpers import enrich as enrich_batch
-from otlp_fixtures import FIXTURES
+from otlp_fixtures import load_batch
 from tracehouse.core.genai import genai_columns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost
-from tracehouse.ingest.otlp.encoding import decode_json
 
 PER_MTOK = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
             "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))}
@@ -40,9 +39,7 @@ async def run_pipeline(batch: TraceBatch) -> TraceBatch:
 
 
 async def enrich(relative: str) -> TraceBatch:
-    body = (FIXTURES / relative).read_bytes()
-    batch = TraceBatch.from_request(decode_json(body)) if relative.endswith(".json") else TraceBatch.from_bytes(body)
-    return await run_pipeline(batch)
+    return await run_pipeline(load_batch(relative))
 
 
 @pytest.mark.parametrize(("relative", "cached"), [

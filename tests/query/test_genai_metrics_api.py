@@ -29,12 +29,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from genai_helpers import enrich_all
-from otlp_fixtures import FIXTURES
+from otlp_fixtures import load_batch
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.core.testing import TestHost
-from tracehouse.ingest.otlp.encoding import decode_json
 from tracehouse.query.app import create_app, format_ns, parse_time_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.store import TraceStore
@@ -197,12 +196,7 @@ async def run_pipeline(batches: Sequence[TraceBatch]) -> list[TraceBatch]:
 
 
 def fixture_batches() -> list[TraceBatch]:
-    out = []
-    for relative in FIXTURE_FILES:
-        body = (FIXTURES / relative).read_bytes()
-        out.append(TraceBatch.from_request(decode_json(body)) if relative.endswith(".json")
-                   else TraceBatch.from_bytes(body))
-    return out
+    return [load_batch(relative) for relative in FIXTURE_FILES]
 
 
 # ------------------------------------------------------------------------------ seeding

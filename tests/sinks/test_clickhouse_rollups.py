@@ -14,11 +14,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from genai_helpers import batch_of, enrich, span, split_per_span
-from otlp_fixtures import FIXTURES
+from otlp_fixtures import load_batch as load
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost
-from tracehouse.ingest.otlp.encoding import decode_json
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
@@ -26,11 +25,6 @@ from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 PAYLOADS = ("otel-genai-openai-v2/http-protobuf.pb", "openinference/http-protobuf.pb", "mlflow/http-protobuf.pb",
             "otel-js-vercel-ai-style/http-json.otlp.json")
 T0 = 1_795_000_000_000_000_000
-
-
-def load(relative: str) -> TraceBatch:
-    body = (FIXTURES / relative).read_bytes()
-    return TraceBatch.from_request(decode_json(body)) if relative.endswith(".json") else TraceBatch.from_bytes(body)
 
 
 @pytest.fixture
