@@ -12,10 +12,12 @@ on one thread, on the serialized request bodies the receiver gets:
   freshly decoded batch and timed separately (decode is never inside a processor's time);
 - `genai_chain`: the three back to back on a freshly decoded batch, as `consume()` chains
   them (minus the `await`s);
+- `read_keys`: reading only every span's attribute keys on a freshly decoded batch: the
+  floor of any pure-Python stage that looks at attributes at all;
 - `read_attributes`: reading every span's attributes into a `{key: AnyValue}` dict on a
   freshly decoded batch and nothing else, for reference. upb parses in C and creates the
-  Python objects of a message only when it is read, so this is the least any Python stage
-  that looks at attributes pays, on top of the decode.
+  Python objects of a message only when it is read, so these two are what a Python stage
+  pays on top of the decode merely to look at attributes.
 
 Traffic shapes:
 
@@ -82,7 +84,8 @@ __all__ = [
 NOW_NS = 1_795_392_000_000_000_000  # 2026-11-23T00:00:00Z
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "otlp"
 SHAPE_NAMES = ("bench", "bench_no_usage", "openinference", "fixtures")
-STAGES = ("decode_protobuf", "decode_json", "read_attributes", "normalize", "tokens", "cost", "genai_chain")
+STAGES = ("decode_protobuf", "decode_json", "read_keys", "read_attributes", "normalize", "tokens", "cost",
+          "genai_chain")
 PROCESSOR_STAGES = ("normalize", "tokens", "cost")
 USAGE_PREFIX = "gen_ai.usage."
 
@@ -258,6 +261,17 @@ def read_attributes(batch: TraceBatch) -> int:
     return n
 
 
+def read_keys(batch: TraceBatch) -> int:
+    """Only every span's attribute *keys*, nothing else: the floor of any Python stage that
+    looks at attributes at all (each key crosses from upb into a Python str)."""
+    n = 0
+    for rs in batch.request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                n += len([kv.key for kv in span.attributes])
+    return n
+
+
 _Clock = tuple[float, float]
 
 
@@ -296,13 +310,15 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
         add("genai_chain", t0, t1)
     del batch
     gc.collect()
-    for body in shape.bodies:
-        batch = decode_protobuf(body)
-        t0 = _now()
-        read_attributes(batch)
-        t1 = _now()
-        add("read_attributes", t0, t1)
-    del batch
+    for stage, reader in (("read_attributes", read_attributes), ("read_keys", read_keys)):
+        for body in shape.bodies:
+            batch = decode_protobuf(body)
+            t0 = _now()
+            reader(batch)
+            t1 = _now()
+            add(stage, t0, t1)
+        del batch
+        gc.collect()
     gc.collect()
     for body in shape.json_bodies:
         t0 = _now()
@@ -425,6 +441,7 @@ def measure(
 _LABELS = {
     "decode_protobuf": "OTLP protobuf decode + id checks",
     "decode_json": "OTLP/JSON decode + id checks (reference)",
+    "read_keys": "read span attribute keys only (floor of any Python stage)",
     "read_attributes": "read span attributes into dicts (reference)",
     "normalize": "genai_normalize",
     "tokens": "genai_tokens",

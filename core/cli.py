@@ -28,7 +28,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pipelines = ", ".join(
         f"{name} ({' -> '.join([*p.receivers, *p.processors, *p.exporters])})" for name, p in config.pipelines.items()
     )
-    print(f"config OK: {args.config}: pipelines {pipelines}")
+    extensions = ", ".join(config.service.extensions)
+    parts = [f"pipelines {pipelines}" if pipelines else "no pipelines", f"extensions {extensions}" if extensions else ""]
+    print(f"config OK: {args.config}: {'; '.join(p for p in parts if p)}")
     return 0
 
 

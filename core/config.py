@@ -112,7 +112,7 @@ class TelemetryConfig(_Strict):
 
 class ServiceSection(_Strict):
     extensions: list[str] = []
-    pipelines: dict[str, PipelineConfig]
+    pipelines: dict[str, PipelineConfig] = {}
     telemetry: TelemetryConfig = TelemetryConfig()
     shutdown_timeout: Annotated[float, BeforeValidator(parse_duration)] = 30.0
 
@@ -209,8 +209,9 @@ def load_config_dict(data: Any, source: str = "<memory>") -> Config:
     except ValidationError as exc:
         raise _format_validation_error("service", exc) from None
 
-    if not service.pipelines:
-        raise ConfigError("service::pipelines", "at least one pipeline is required")
+    if not service.pipelines and not service.extensions:
+        # A service with only extensions is legitimate: the query API alone over a server.
+        raise ConfigError("service::pipelines", "at least one pipeline (or an extension such as query_api) is required")
     for name, pipeline in service.pipelines.items():
         ppath = f"service::pipelines::{name}"
         signal = name.split("/", 1)[0]

@@ -23,6 +23,11 @@ from tracehouse.core.errors import BadRequestError
 TRACE_ID_LEN = 16
 SPAN_ID_LEN = 8
 
+# `extras` key naming the exact source records of a batch (the kafka receiver sets
+# `topic/partition/first-last`); the ClickHouse exporter passes it as the insert's
+# deduplication token, so replaying the same records is idempotent.
+INSERT_DEDUP_TOKEN = "clickhouse.insert_deduplication_token"
+
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)

@@ -13,6 +13,7 @@ from tracehouse.core.component import Factory, Kind
 _REGISTRY: dict[Kind, dict[str, str]] = {
     Kind.RECEIVER: {
         "otlp": "tracehouse.ingest.otlp.factory:factory",
+        "kafka": "tracehouse.ingest.kafka.factory:factory",
     },
     Kind.PROCESSOR: {
         "batch": "tracehouse.processors.batch.factory:factory",
@@ -24,9 +25,11 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     Kind.EXPORTER: {
         "clickhouse": "tracehouse.sinks.clickhouse.factory:factory",
         "debug": "tracehouse.sinks.debug.exporter:factory",
+        "kafka": "tracehouse.sinks.kafka.factory:factory",
     },
     Kind.EXTENSION: {
         "query_api": "tracehouse.query.factory:factory",
+        "health_check": "tracehouse.core.health:factory",
     },
 }
 

@@ -78,5 +78,34 @@ class Telemetry:
             "tracehouse_exporter_send_duration_seconds", "Duration of one export attempt.",
             ["exporter"], buckets=_LATENCY_BUCKETS, registry=r)
 
+        # Kafka exporter and its sending queue.
+        self.exporter_queue_size = Gauge(
+            "tracehouse_exporter_queue_size", "Spans in the exporter's sending queue (memory or disk).",
+            ["exporter"], registry=r)
+        self.exporter_queue_capacity = Gauge(
+            "tracehouse_exporter_queue_capacity", "Capacity of the exporter's sending queue, in spans.",
+            ["exporter"], registry=r)
+        self.exporter_enqueue_failed_spans = Counter(
+            "tracehouse_exporter_enqueue_failed_spans", "Spans refused because the sending queue was full.",
+            ["exporter"], registry=r)
+        self.exporter_dropped_spans = Counter(
+            "tracehouse_exporter_dropped_spans",
+            "Spans an exporter gave up on after accepting them (e.g. a queued batch Kafka rejects permanently).",
+            ["exporter", "reason"], registry=r)
+        # Kafka receiver.
+        self.kafka_receiver_messages = Counter(
+            "tracehouse_kafka_receiver_messages", "Kafka messages consumed, by outcome.",
+            ["receiver", "topic", "outcome"], registry=r)
+        self.kafka_receiver_dead_letters = Counter(
+            "tracehouse_kafka_receiver_dead_letter_messages", "Messages sent to the dead-letter topic, by reason.",
+            ["receiver", "topic", "reason"], registry=r)
+        self.kafka_receiver_offset_lag = Gauge(
+            "tracehouse_kafka_receiver_offset_lag", "Messages between the partition's high watermark and our position.",
+            ["receiver", "topic", "partition"], registry=r)
+        self.kafka_receiver_batch_duration = Histogram(
+            "tracehouse_kafka_receiver_batch_duration_seconds",
+            "Time from cutting a partition batch to committing its offsets.",
+            ["receiver"], buckets=_LATENCY_BUCKETS, registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import FastAPI, Path, Query, Request
@@ -27,9 +27,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.core.health import PROMETHEUS_CONTENT_TYPE, HealthSource, readiness_body
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.models import (
-    ComponentStatusModel,
     ErrorResponse,
     GenAIFields,
     GenAIMetricsResponse,
@@ -67,7 +67,6 @@ from tracehouse.query.store import (
 
 log = structlog.get_logger("tracehouse.query.app")
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_ATTRIBUTE_FILTERS = 32
 # DateTime64(9) ends at 2262-04-11; nanoseconds since the epoch must fit an Int64.
 _MAX_NS = 2**63 - 1
@@ -81,24 +80,6 @@ MAX_PROMPT_LIMIT = 1000
 
 
 # ------------------------------------------------------------------------------ host
-
-
-class MetricsSource(Protocol):
-    def render(self) -> bytes: ...
-
-
-@runtime_checkable
-class HealthSource(Protocol):
-    """What the API needs from the running service (tracehouse.core.service.Service has it)."""
-
-    @property
-    def telemetry(self) -> MetricsSource: ...
-
-    def healthy(self) -> bool: ...
-
-    def ready(self) -> bool: ...
-
-    def statuses(self) -> Mapping[str, tuple[str, str | None]]: ...
 
 
 # ------------------------------------------------------------------------------ errors
@@ -537,13 +518,8 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
                               "description": "Not ready; see the component statuses."}})
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every component started and none failed permanently."""
-        ready = health.ready()
-        body = ReadyResponse(
-            status="ready" if ready else "not_ready",
-            components={name: ComponentStatusModel(status=str(status), error=error)
-                        for name, (status, error) in sorted(health.statuses().items())},
-        )
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        status, body = readiness_body(health)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["health"], response_class=Response,
              responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}},

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from tracehouse.core.asgi_server import AsgiServer
-from tracehouse.core.component import Host, Settings, Status
-from tracehouse.query.app import HealthSource, MetricsSource, create_app
+from tracehouse.core.component import Host, Settings
+from tracehouse.core.health import health_of
+from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.store import TraceStore
-
-_READY = {Status.OK.value, Status.RECOVERABLE_ERROR.value}
-
-
-class _StatusHealth:
-    """Health derived from component statuses, for a host without ready()/healthy()."""
-
-    def __init__(self, host: Host):
-        self._host = host
-
-    @property
-    def telemetry(self) -> MetricsSource:
-        return self._host.telemetry
-
-    def statuses(self) -> Mapping[str, tuple[str, str | None]]:
-        return self._host.statuses()
-
-    def healthy(self) -> bool:
-        return all(str(s) != Status.FATAL_ERROR.value for s, _ in self.statuses().values())
-
-    def ready(self) -> bool:
-        return all(str(s) in _READY for s, _ in self.statuses().values())
-
-
-def health_of(host: Any) -> HealthSource:
-    return host if isinstance(host, HealthSource) else _StatusHealth(host)
 
 
 class QueryApiExtension:

@@ -13,9 +13,11 @@ from tracehouse.core.registry import get_factory
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTED = {
     (Kind.RECEIVER, "otlp"): "ingest/otlp/README.md",
+    (Kind.RECEIVER, "kafka"): "ingest/kafka/README.md",
     (Kind.PROCESSOR, "batch"): "processors/batch/README.md",
     (Kind.PROCESSOR, "memory_limiter"): "processors/memory_limiter/README.md",
     (Kind.EXPORTER, "clickhouse"): "sinks/clickhouse/README.md",
+    (Kind.EXPORTER, "kafka"): "sinks/kafka/README.md",
     (Kind.PROCESSOR, "genai_cost"): "processors/genai_cost/README.md",
     (Kind.PROCESSOR, "genai_normalize"): "processors/genai_normalize/README.md",
     (Kind.PROCESSOR, "genai_tokens"): "processors/genai_tokens/README.md",

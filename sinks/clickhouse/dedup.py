@@ -9,11 +9,14 @@ rows out; keys repeated inside one batch are kept once.
 
 What remains open: two writers inserting the same span at the same moment both pass the
 check. Within one exporter inserts are sequential; through Kafka a trace's spans go to
-one partition, hence one writer. Reads still collapse duplicates (`LIMIT 1 BY`).
+one partition, hence one writer, and a batch replayed from Kafka carries an insert
+deduplication token (`token_settings`) that makes ClickHouse itself drop the second
+copy. Reads still collapse duplicates (`LIMIT 1 BY`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -47,3 +50,21 @@ def new_rows(client: Client, query: str, data: list[list[Any]]) -> list[int] | N
 
 def take_rows(data: list[list[Any]], keep: list[int]) -> list[list[Any]]:
     return [[column[i] for i in keep] for column in data]
+
+
+def token_settings(token: str | None, keep: list[int] | None) -> dict[str, Any]:
+    """ClickHouse settings that make an insert idempotent under `token`.
+
+    ClickHouse drops a block whose token it has seen, whatever rows it holds. So when the
+    gate left rows out (`keep`), the block is no longer the batch the token names, and the
+    token gets a digest of the kept rows: a later retry of a partly stored batch must not
+    be dropped as a replay of its first attempt. Materialized views dedupe with the source
+    block (their target tables carry a deduplication window too, migration 004), so a
+    dropped replay reaches no rollup.
+    """
+    if not token:
+        return {}
+    if keep is not None:
+        token = f"{token}#{hashlib.sha256(','.join(map(str, keep)).encode()).hexdigest()[:16]}"
+    return {"insert_deduplicate": 1, "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1}

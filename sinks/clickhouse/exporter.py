@@ -20,12 +20,12 @@ from tracehouse.core.component import Host, Kind, Settings, Status
 from tracehouse.core.context import remaining, request_deadline
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.genai import genai_columns
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import INSERT_DEDUP_TOKEN, TraceBatch
 from tracehouse.core.retry import call_with_retry
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
-from tracehouse.sinks.clickhouse.dedup import new_rows, stored_keys_query, take_rows
+from tracehouse.sinks.clickhouse.dedup import new_rows, stored_keys_query, take_rows, token_settings
 from tracehouse.sinks.clickhouse.prompts import PromptRegistry
 from tracehouse.sinks.clickhouse.schema import migrate, schema_params
 
@@ -163,11 +163,18 @@ class ClickHouseExporter:
                 table=self._config.traces_table_name, database=self._config.database,
                 column_names=names, column_oriented=True)
             self._contexts[key] = context
+        # A batch replayed from Kafka names its source records: ClickHouse drops a block
+        # whose token it has already stored (the gate cannot see a concurrent writer).
+        token = batch.extras.get(INSERT_DEDUP_TOKEN)
+        settings = token_settings(token if isinstance(token, str) else None, keep)
+        shared_settings = context.settings
+        context.settings = {**shared_settings, **settings}
         context.data = data
         try:
             client.insert(context=context)
         finally:
             context.data = None
+            context.settings = shared_settings
 
     def _set_failing(self, error: str) -> None:
         if not self._failing:

@@ -133,3 +133,11 @@ def test_cli_validate_config_accepts_and_rejects(tmp_path: Path) -> None:
     bad = subprocess.run([*cli, str(broken)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "processors::batch::send_batch_sise: unknown key" in bad.stderr
+
+
+def test_a_service_needs_a_pipeline_unless_it_only_serves_extensions() -> None:
+    err = error_for({"exporters": {"debug": None}, "service": {"pipelines": {}}})
+    assert err.path == "service::pipelines" and "at least one pipeline" in err.reason
+    query_only = load_config_dict({"extensions": {"health_check": None},
+                                   "service": {"extensions": ["health_check"]}})
+    assert query_only.pipelines == {} and query_only.service.extensions == ["health_check"]

@@ -21,6 +21,7 @@ def overrides(type_name: str, chdb_endpoint: str, database: str) -> dict[str, An
         "otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
         "clickhouse": clickhouse,
         "query_api": {"endpoint": "127.0.0.1:0", "clickhouse": clickhouse},
+        "health_check": {"endpoint": "127.0.0.1:0"},
     }.get(type_name, {})
 
 

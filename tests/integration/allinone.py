@@ -1,4 +1,4 @@
-"""Start and stop a real all-in-one tracehouse process for integration tests."""
+"""Start and stop real tracehouse processes (all-in-one, sidecar, writer, query) for integration tests."""
 
 from __future__ import annotations
 
@@ -15,18 +15,26 @@ import httpx
 from ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-ALL_IN_ONE = REPO / "deploy" / "config" / "all-in-one.yaml"
+CONFIGS = REPO / "deploy" / "config"
+ALL_IN_ONE = CONFIGS / "all-in-one.yaml"
 
 
 @dataclass
 class AllInOne:
+    """`tracehouse run` as a child process on free ports; ready when its probe says so.
+
+    The defaults run the all-in-one; `config=CONFIGS / "sidecar.yaml"` with
+    `probe="health"` runs a sidecar (or writer) whose probes come from `health_check`."""
+
     workdir: Path
     config: Path = ALL_IN_ONE
     env: dict[str, str] = field(default_factory=dict)
+    probe: str = "query"  # which port answers /readyz: "query" (query_api) or "health" (health_check)
     proc: subprocess.Popen[bytes] | None = None
     grpc_port: int = 0
     http_port: int = 0
     query_port: int = 0
+    health_port: int = 0
 
     @property
     def data_dir(self) -> Path:
@@ -48,8 +56,13 @@ class AllInOne:
     def query(self) -> str:
         return f"http://127.0.0.1:{self.query_port}"
 
+    @property
+    def health(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
     def start(self, timeout: float = 90.0) -> AllInOne:
-        self.grpc_port, self.http_port, self.query_port = free_port(), free_port(), free_port()
+        self.grpc_port, self.http_port, self.query_port, self.health_port = (
+            free_port(), free_port(), free_port(), free_port())
         self.http_port = int(self.env.get("TRACEHOUSE_OTLP_HTTP_PORT", self.http_port))
         env = {
             **os.environ,
@@ -58,9 +71,11 @@ class AllInOne:
             "TRACEHOUSE_OTLP_GRPC_PORT": str(self.grpc_port),
             "TRACEHOUSE_OTLP_HTTP_PORT": str(self.http_port),
             "TRACEHOUSE_QUERY_PORT": str(self.query_port),
+            "TRACEHOUSE_HEALTH_PORT": str(self.health_port),
             "TRACEHOUSE_LOG_FORMAT": "json",
             **self.env,
         }
+        probe = self.health if self.probe == "health" else self.query
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tracehouse.core.cli", "run", "--config", str(self.config)],
@@ -71,7 +86,7 @@ class AllInOne:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tracehouse exited with {self.proc.returncode} during start:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.query}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{probe}/readyz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -90,9 +105,25 @@ class AllInOne:
             raise RuntimeError(f"tracehouse did not stop within {timeout}s:\n{self.log_tail()}") from None
 
     def kill(self) -> None:
+        """SIGKILL: no drain, no flush, as a crash or an OOM kill would end it."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def metric(self, name: str) -> float:
+        """Sum of a Prometheus metric's samples (all label sets) from the process's /metrics."""
+        base = self.health if self.probe == "health" else self.query
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def mapped_files(self) -> str:
+        """/proc/<pid>/maps: which shared libraries the process has loaded."""
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/maps").read_text()
 
     def rss_bytes(self) -> int:
         assert self.proc is not None

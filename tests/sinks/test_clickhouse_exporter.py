@@ -157,3 +157,58 @@ def test_a_database_at_an_older_version_gets_only_the_newer_migrations(client, d
     assert migrate(client, params) == [m.version for m in later]
     columns = {r[0] for r in client.query(f"DESCRIBE {database}.otel_traces").result_rows}
     assert "GenAICostPriceVersion" in columns
+
+
+# -- insert deduplication tokens (batches the kafka receiver replays) ------------------
+
+from genai_helpers import batch_of, enrich, span  # noqa: E402
+from otlp_fixtures import load_batch  # noqa: E402
+from tracehouse.core.pdata import INSERT_DEDUP_TOKEN  # noqa: E402
+
+
+def tokened(batch: TraceBatch, token: str) -> TraceBatch:
+    batch.extras[INSERT_DEDUP_TOKEN] = token
+    return batch
+
+
+def stored_and_rolled_up(client, database: str) -> tuple[int, int, int]:
+    """(rows in the spans table, spans in the per-trace rollup, spans in the usage rollup)."""
+    return (client.query(f"SELECT count() FROM {database}.otel_traces").result_rows[0][0],
+            client.query(f"SELECT sum(Spans) FROM {database}.otel_traces_trace_rollup").result_rows[0][0],
+            client.query(f"SELECT sum(Spans) FROM {database}.otel_traces_genai_usage_1m").result_rows[0][0])
+
+
+async def test_a_replay_with_the_same_token_is_dropped_by_clickhouse_without_the_gate(exporter, client,
+                                                                                      database) -> None:
+    async def copy(token: str) -> TraceBatch:
+        return tokened(await enrich(load_batch("otel-genai-openai-v2/http-protobuf.pb")), token)
+
+    first = await copy("otlp_spans/3/100-119")
+    await exporter.consume(first)
+    once = stored_and_rolled_up(client, database)
+    assert once[:2] == (first.span_count, first.span_count) and once[2] > 0
+
+    # Take the retry gate out of play: it now believes nothing is stored, so only
+    # ClickHouse's token check stands between the replay and a duplicate.
+    client.command(f"TRUNCATE TABLE {database}.otel_traces_span_keys")
+    await exporter.consume(await copy("otlp_spans/3/100-119"))
+    assert exporter.skipped_duplicates == 0, "the gate must not have seen the first copy"
+    assert stored_and_rolled_up(client, database) == once, "spans table and rollups drop the replay alike"
+
+    # Control: the same spans under another token are written again (the gate really was off).
+    client.command(f"TRUNCATE TABLE {database}.otel_traces_span_keys")
+    await exporter.consume(await copy("otlp_spans/3/120-139"))
+    assert stored_and_rolled_up(client, database) == tuple(2 * n for n in once)
+
+
+async def test_a_retry_of_a_partly_stored_batch_stores_the_rest_despite_its_token(exporter, client,
+                                                                                  database) -> None:
+    # ClickHouse drops any block whose token it has seen, whatever its rows. A first attempt
+    # that stored only some rows (one part written, then a failure) must not make the
+    # retry's remaining rows look like a replay.
+    llm = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"}
+    spans = [span(7, i, T0 + i * 1000, llm) for i in range(1, 5)]
+    await exporter.consume(tokened(await enrich(batch_of(spans[:2])), "otlp_spans/0/0-9"))
+    await exporter.consume(tokened(await enrich(batch_of(spans)), "otlp_spans/0/0-9"))
+    assert exporter.skipped_duplicates == 2
+    assert stored_and_rolled_up(client, database) == (4, 4, 4)

@@ -1,0 +1,1 @@
+"""The `kafka` exporter: OTLP traces from the sidecar to a Kafka topic."""
