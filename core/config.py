@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from tracehouse.core.component import ComponentConfig, ComponentID, Kind
 from tracehouse.core.errors import ConfigError
@@ -53,6 +53,16 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A config field holding seconds, written as `200ms`, `5s`, ... in YAML."""
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+"""A Duration that must be above zero (timeouts, intervals)."""
 
 
 # ---------------------------------------------------------------------------- env vars

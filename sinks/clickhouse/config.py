@@ -7,7 +7,7 @@ import re
 from pydantic import field_validator
 
 from tracehouse.core.component import ComponentConfig
-from tracehouse.core.config import Duration
+from tracehouse.core.config import Duration, PositiveDuration
 from tracehouse.core.retry import RetryConfig
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -24,7 +24,7 @@ class ClickHouseConnectionConfig(ComponentConfig):
     database: str = "tracehouse"
     traces_table_name: str = "otel_traces"
     # Per-statement timeout (inserts for the exporter, queries for the query API).
-    timeout: Duration = 30.0
+    timeout: PositiveDuration = 30.0
 
     @field_validator("endpoint")
     @classmethod
@@ -40,12 +40,6 @@ class ClickHouseConnectionConfig(ComponentConfig):
             raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
         return v
 
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be greater than zero")
-        return v
 
 
 class ClickHouseExporterConfig(ClickHouseConnectionConfig):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
-from tracehouse.core.config import Duration
+from tracehouse.core.config import Duration, PositiveDuration
 from tracehouse.core.kafka import KafkaClientConfig
 from tracehouse.core.retry import RetryConfig
 
@@ -72,7 +72,7 @@ class KafkaExporterConfig(KafkaClientConfig):
     # partition, so one writer sees the whole trace.
     partition_traces_by_id: bool = True
     # Per attempt (bounded further by the client's deadline).
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
     producer: ProducerConfig = ProducerConfig()
     retry_on_failure: RetryConfig = RetryConfig()
     sending_queue: SendingQueueConfig = SendingQueueConfig()
@@ -91,10 +91,4 @@ class KafkaExporterConfig(KafkaClientConfig):
             raise ValueError(f"encoding {v!r} is not supported; the supported value is {SUPPORTED_ENCODING}")
         return v
 
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be greater than zero")
-        return v
 

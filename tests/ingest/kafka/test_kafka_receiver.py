@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from genai_helpers import batch_of, span
+from kafka_testing import create_topic
 from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
 from tracehouse.core.component import ComponentID, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.config import load_config_dict
@@ -66,15 +66,6 @@ def names() -> Names:
 def receiver_config(bootstrap: str, names: Names, **overrides: Any) -> dict[str, Any]:
     return {"brokers": [bootstrap], "topic": names.topic, "group_id": names.group, "dead_letter_topic": names.dlq,
             **FAST, **overrides}
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]],
