@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,16 @@ import pytest
 @pytest.fixture(scope="session")
 def chdb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def client(chdb_endpoint: str) -> Iterator[Any]:
+    """A ClickHouse client on the session's chDB engine, for tests that read stored rows."""
+    from tracehouse.sinks.clickhouse.client import open_client
+
+    c = open_client(chdb_endpoint)
+    yield c
+    c.close()
 
 
 @pytest.fixture

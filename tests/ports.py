@@ -1,11 +1,7 @@
-"""Free loopback ports for the processes tests start."""
+"""Free loopback ports for the processes tests start (the benchmarks' helper)."""
 
 from __future__ import annotations
 
-import socket
+from tracehouse.bench.tansu import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from ports import free_port
+from tracehouse.bench.run_kafka import metric
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "deploy" / "config"
@@ -112,13 +113,7 @@ class AllInOne:
 
     def metric(self, name: str) -> float:
         """Sum of a Prometheus metric's samples (all label sets) from the process's /metrics."""
-        base = self.health if self.probe == "health" else self.query
-        text = httpx.get(f"{base}/metrics", timeout=5).text
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric(self.health if self.probe == "health" else self.query, name)
 
     def mapped_files(self) -> str:
         """/proc/<pid>/maps: which shared libraries the process has loaded."""

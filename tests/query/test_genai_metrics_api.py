@@ -5,279 +5,42 @@ with OpenTelemetry GenAI attributes, enriched by the real GenAI processors
 
 Expected numbers are computed in Python from the raw spans table, read once right after
 seeding; the spans table is then emptied, so every answer here can only come from the
-rollups. test_prompts_api.py shares this seeded database (`seeded_data`).
+rollups. The seeded database is genai_seed.py's, shared with test_prompts_api.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import json
 import math
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from genai_helpers import enrich_all
-from otlp_fixtures import load_batch
-from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.pdata import TraceBatch, key_values
-from tracehouse.core.telemetry import Telemetry
-from tracehouse.core.testing import TestHost
 from tracehouse.query.app import create_app, format_ns, parse_time_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.store import TraceStore
 from tracehouse.sinks.clickhouse.client import open_client
-from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
-from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 
-NS = 1_000_000_000
-FIXTURE_FILES = ("otel-genai-openai-v2/http-protobuf.pb", "otel-genai-openai-v2/grpc.pb",
-                 "openinference/http-protobuf.pb", "mlflow/http-protobuf.pb",
-                 "otel-js-vercel-ai-style/http-json.otlp.json")
-# The fixtures were captured on 2026-11-22 between 16:23 and 16:26 UTC.
-FIX_START, FIX_END = "2026-11-22T16:00:00Z", "2026-11-22T17:00:00Z"
-# The hand-built spans: 2026-01-10 from 12:00:05 to 12:07:xx UTC.
-T0 = parse_time_ns("2026-01-10T12:00:00Z")
-HAND_START, HAND_END = "2026-01-10T12:00:00Z", "2026-01-10T12:10:00Z"
-
-P_EXPLAIN = "0001.explain_code"  # POML-style: leading digits and a dot
-P_SUMMARIZE = "team-a/summarize.v2"  # a slash and a dot
-P_GREETING = "greeting"  # templates without a version: the registry numbers them
-# Client-given versions of 0001.explain_code, registered in the order "2", "10", "1": numeric
-# order (1, 2, 10), string order (1, 10, 2) and registration order all differ.
-TEMPLATES = {"1": "Explain this code:\n{code}", "2": "Explain this code step by step:\n{code}",
-             "10": "You are a senior engineer. Explain:\n{code}"}
-GREETING_TEMPLATES = ("Hello {name}!", "Good morning, {name}.")
-
-
-class Health:
-    """Just enough of a service for the API's health endpoints."""
-
-    def __init__(self) -> None:
-        self.telemetry = Telemetry()
-
-    def healthy(self) -> bool:
-        return True
-
-    def ready(self) -> bool:
-        return True
-
-    def statuses(self) -> dict[str, tuple[str, str | None]]:
-        return {}
-
-
-# ------------------------------------------------------------------------------ building spans
-
-
-@dataclass
-class Call:
-    """One hand-built span: seconds after T0, duration, OTel attributes."""
-
-    service: str
-    at_s: float
-    duration_ns: int
-    attrs: dict[str, Any]
-    name: str = "chat"
-    error: bool = False
-    kind: int = Span.SPAN_KIND_CLIENT
-
-
-def chat(provider: str, model: str, inp: int | None, out: int | None, **extra: Any) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
-                             "gen_ai.request.model": model}
-    if inp is not None:
-        attrs["gen_ai.usage.input_tokens"] = inp
-    if out is not None:
-        attrs["gen_ai.usage.output_tokens"] = out
-    attrs.update(extra)
-    return attrs
-
-
-def traceloop(name: str, version: str | None, template: str | None) -> dict[str, Any]:
-    attrs = {"traceloop.prompt.key": name}
-    if version is not None:
-        attrs["traceloop.prompt.version"] = version
-    if template is not None:
-        attrs["traceloop.prompt.template"] = template
-    return attrs
-
-
-def langfuse(name: str, version: str) -> dict[str, Any]:
-    return {"langfuse.observation.prompt.name": name, "langfuse.observation.prompt.version": version}
-
-
-def hand_built_calls() -> list[list[Call]]:
-    """Four batches in time order (prompt versions register in that order). The same rollup
-    key (chat-api, gpt-4o, 0001.explain_code "1", minute 12:05) gets rows from two batches, so
-    the rollup holds partial rows that only a GROUP BY combines."""
-    ms = 1_000_000
-    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Is it raining in Paris?"}]}])
-    answer = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "Yes, take an umbrella."}]}])
-    return [
-        [Call("chat-api", 5.5, 812 * ms + 17, chat("openai", "gpt-4o", 1000, 200, **{
-            "gen_ai.usage.cache_read.input_tokens": 100, "gen_ai.usage.reasoning.output_tokens": 30},
-            **traceloop(P_EXPLAIN, "2", TEMPLATES["2"]))),
-         Call("chat-api", 20.25, 450 * ms + 3, chat("openai", "gpt-4o-mini", 300, 40,
-                                                  **langfuse(P_SUMMARIZE, "v2"))),
-         Call("chat-api", 30.0, 1_234_567_891, chat("openai", "gpt-4o-mini", 50, 12,
-                                                    **traceloop(P_GREETING, None, GREETING_TEMPLATES[0]))),
-         Call("batch-worker", 45.125, 2_100 * ms, chat("anthropic", "claude-3-5-sonnet-20241022", 2000, 500)),
-         Call("chat-api", 65.0, 640 * ms + 99, chat("openai", "gpt-4o", 800, 100,
-                                                    **traceloop(P_EXPLAIN, "2", TEMPLATES["2"]))),
-         Call("batch-worker", 100.0, 95 * ms, {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
-                                               "gen_ai.request.model": "text-embedding-3-small",
-                                               "gen_ai.usage.input_tokens": 640}, name="embeddings")],
-        [Call("chat-api", 130.0, 2_900 * ms + 1, chat("openai", "gpt-4o", 1500, 0,
-                                                      **traceloop(P_EXPLAIN, "10", TEMPLATES["10"])), error=True),
-         # a prompt render step: linked to a prompt, but not a model call
-         Call("chat-api", 139.0, 3 * ms, langfuse(P_SUMMARIZE, "v10"), name="render prompt",
-              kind=Span.SPAN_KIND_INTERNAL),
-         Call("chat-api", 140.0, 700 * ms + 5, chat("openai", "gpt-4o-mini", 420, 60,
-                                                    **langfuse(P_SUMMARIZE, "v10"))),
-         Call("docs-bot", 160.5, 333 * ms, {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                                            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-                                            "gen_ai.usage.input_tokens": 77, "gen_ai.usage.output_tokens": 11}),
-         Call("batch-worker", 190.0, 1_800 * ms + 7, chat("anthropic", "claude-3-5-sonnet-20241022", 1200, 300)),
-         Call("chat-api", 200.0, 910 * ms, chat("openai", "gpt-4o", 900, 150,
-                                                 **traceloop(P_EXPLAIN, "10", TEMPLATES["10"]))),
-         Call("chat-api", 300.0, 1_500 * ms, chat("openai", "gpt-4o", 1100, 250,
-                                                   **traceloop(P_EXPLAIN, "1", TEMPLATES["1"])))],
-        [Call("docs-bot", 230.0, 520 * ms, chat("openai", "gpt-4o-mini", None, None, **{
-            "gen_ai.input.messages": messages, "gen_ai.output.messages": answer})),
-         Call("chat-api", 250.0, 480 * ms, chat("openai", "gpt-4o-mini", 60, 9,
-                                                **traceloop(P_GREETING, None, GREETING_TEMPLATES[1]))),
-         Call("chat-api", 255.0, 470 * ms, chat("openai", "gpt-4o-mini", 61, 8,
-                                                **traceloop(P_GREETING, None, GREETING_TEMPLATES[0]))),
-         Call("chat-api", 260.0, 1_100 * ms, chat("openai", "gpt-4o", 700, 90, **langfuse(P_SUMMARIZE, "beta"))),
-         Call("docs-bot", 280.0, 60 * ms, chat("openai", "fail-model", None, None), error=True),
-         Call("chat-api", 310.0, 1_700 * ms + 123, chat("openai", "gpt-4o", 1300, 260,
-                                                         **traceloop(P_EXPLAIN, "1", TEMPLATES["1"])))],
-        [Call("chat-api", 415.75, 1_650 * ms, chat("openai", "gpt-4o", 1250, 240,
-                                                    **traceloop(P_EXPLAIN, "1", TEMPLATES["1"]))),
-         Call("batch-worker", 430.0, 2_300 * ms, chat("anthropic", "claude-3-5-sonnet-20241022", 900, 100))],
-    ]
-
-
-def build_request(calls: Iterable[Call], first_index: int) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    for i, call in enumerate(calls, start=first_index):
-        rs = request.resource_spans.add()
-        rs.resource.attributes.extend(key_values({"service.name": call.service}))
-        ss = rs.scope_spans.add()
-        ss.scope.name = "hand-built"
-        span = ss.spans.add()
-        span.trace_id = i.to_bytes(16, "big")
-        span.span_id = (i + 1).to_bytes(8, "big")
-        span.name = call.name
-        span.kind = call.kind
-        span.start_time_unix_nano = T0 + int(call.at_s * NS)
-        span.end_time_unix_nano = span.start_time_unix_nano + call.duration_ns
-        if call.error:
-            span.status.code = Status.STATUS_CODE_ERROR
-            span.status.message = "upstream error"
-        span.attributes.extend(key_values(call.attrs))
-    return request
-
-
-async def run_pipeline(batches: Sequence[TraceBatch]) -> list[TraceBatch]:
-    """genai_normalize -> genai_tokens -> genai_cost, as the all-in-one config wires them."""
-    return await enrich_all(list(batches))
-
-
-def fixture_batches() -> list[TraceBatch]:
-    return [load_batch(relative) for relative in FIXTURE_FILES]
-
-
-# ------------------------------------------------------------------------------ seeding
-
-RAW_COLUMNS = ("ts_ns", "TraceId", "SpanId", "ServiceName", "GenAIProvider", "GenAISpanKind", "GenAIRequestModel",
-               "GenAIResponseModel", "GenAIPromptName", "GenAIPromptVersion", "GenAIPromptTemplateHash",
-               "StatusCode", "Duration", "GenAIInputTokens", "GenAIOutputTokens", "GenAICachedInputTokens",
-               "GenAIReasoningTokens", "GenAITotalTokens", "GenAITokensEstimated", "GenAIInputCostUSD",
-               "GenAIOutputCostUSD", "GenAITotalCostUSD")
-
-
-@dataclass(frozen=True)
-class Seeded:
-    endpoint: str
-    database: str
-    raw: list[dict[str, Any]]  # every stored span, read before the spans table was emptied
-    registry: list[dict[str, Any]]  # registry rows as the exporter claimed them
-    templates: dict[str, str]  # template hash -> template, of every hand-built span
-
-
-async def _seed(endpoint: str, database: str) -> Seeded:
-    calls = hand_built_calls()
-    requests, index = [], 1
-    for group in calls:
-        requests.append(build_request(group, index))
-        index += len(group)
-    hand_built = [TraceBatch.from_request(r) for r in requests]
-    enriched = await run_pipeline([TraceBatch.merge(fixture_batches()), *hand_built])
-    exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
-                                  ClickHouseExporterConfig(endpoint=endpoint, database=database))
-    await exporter.start(TestHost())  # creates the database and the tables
-    client = open_client(endpoint)
-    try:
-        # Keep the rollup's partial rows apart, as they are between background merges.
-        client.command(f"SYSTEM STOP MERGES {database}.otel_traces_genai_usage_1m")
-        try:
-            for batch in enriched:
-                await exporter.consume(batch)
-        finally:
-            await exporter.shutdown()
-        seed_registry(client, database)
-        result = client.query(
-            f"SELECT toUnixTimestamp64Nano(Timestamp) AS ts_ns, {', '.join(RAW_COLUMNS[1:])} "
-            f"FROM {database}.otel_traces LIMIT 1 BY TraceId, SpanId")
-        raw = [dict(zip(RAW_COLUMNS, row, strict=True)) for row in result.result_rows]
-        reg = client.query(f"SELECT Name, Version, TemplateHash, Template, Source, "
-                           f"toUnixTimestamp64Nano(RegisteredAt) FROM {database}.otel_traces_prompts")
-        registry = [dict(zip(("name", "version", "hash", "template", "source", "registered_ns"), row, strict=True))
-                    for row in reg.result_rows]
-        # From here on only the rollups hold the data: the API must not read the spans table.
-        client.command(f"TRUNCATE TABLE {database}.otel_traces")
-    finally:
-        client.close()
-    templates = {hashlib.sha256(t.encode()).hexdigest(): t for t in [*TEMPLATES.values(), *GREETING_TEMPLATES]}
-    return Seeded(endpoint, database, raw, registry, templates)
-
-
-UNUSED_PROMPT = "zz.unused-prompt"
-
-
-def seed_registry(client: Any, database: str) -> None:
-    """Registry rows the exporter cannot make (the table is a contract, written here directly):
-    a prompt registered but never used, claimed twice at the same instant (the smaller hash
-    wins); a losing later claim of an existing version; and a version whose registry row is
-    gone (as for spans stored before the registry existed)."""
-    table = f"{database}.otel_traces_prompts"
-    columns = ["Name", "Version", "TemplateHash", "Template", "Source", "RegisteredAt"]
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    client.insert(table, [
-        [UNUSED_PROMPT, "1", "b" * 64, "Unused template B", "manual", at],
-        [UNUSED_PROMPT, "1", "a" * 64, "Unused template A", "manual", at],
-        [P_EXPLAIN, "1", "c" * 64, "A claim that lost the race", "manual", datetime(2100, 1, 1, tzinfo=UTC)],
-    ], column_names=columns)
-    client.command(f"DELETE FROM {table} WHERE Name = {{name:String}} AND Version = 'beta'",
-                   parameters={"name": P_SUMMARIZE})
-
-
-@functools.cache
-def seeded_data(endpoint: str) -> Seeded:
-    """One database for this module and test_prompts_api.py, seeded once per session."""
-    return asyncio.run(_seed(endpoint, f"tg_{uuid.uuid4().hex[:12]}"))
+from genai_seed import (
+    FIX_END,
+    FIX_START,
+    HAND_END,
+    HAND_START,
+    Health,
+    NS,
+    P_EXPLAIN,
+    P_SUMMARIZE,
+    Seeded,
+    T0,
+    in_rollup,
+    is_call,
+    seeded_data,
+)
 
 
 @pytest.fixture(scope="module")
@@ -299,20 +62,6 @@ async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-# ------------------------------------------------------------------------------ expectations
-
-
-def is_call(span: dict[str, Any]) -> bool:
-    """A model call, as the usage rollup's contract defines it (migration 003)."""
-    kind = span["GenAISpanKind"]
-    return kind in ("llm", "embedding", "reranker") or (
-        kind == "" and (span["GenAIRequestModel"] != "" or span["GenAIResponseModel"] != ""))
-
-
-def in_rollup(span: dict[str, Any]) -> bool:
-    return is_call(span) or span["GenAIPromptName"] != ""
-
-
 GROUP_VALUE: dict[str, Callable[[dict[str, Any]], str]] = {
     "service": lambda s: s["ServiceName"],
     "provider": lambda s: s["GenAIProvider"],
@@ -321,6 +70,8 @@ GROUP_VALUE: dict[str, Callable[[dict[str, Any]], str]] = {
     "prompt": lambda s: s["GenAIPromptName"],
     "prompt_version": lambda s: s["GenAIPromptVersion"],
 }
+
+
 FILTERS: dict[str, Callable[[dict[str, Any], str], bool]] = {
     "service": lambda s, v: s["ServiceName"] == v,
     "provider": lambda s, v: s["GenAIProvider"] == v,
@@ -392,6 +143,8 @@ def expected(raw: Iterable[dict[str, Any]], start_s: int, end_s: int, step_s: in
 
 COUNTS = ("spans", "requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
           "total_tokens", "estimated_tokens", "estimated_requests", "unpriced_requests")
+
+
 COSTS = ("cost_usd", "input_cost_usd", "output_cost_usd")
 
 
@@ -444,9 +197,6 @@ def check_body(body: dict[str, Any], seeded: Seeded, group_by: Sequence[str] = (
             bucket = parse_time_ns(p["time"]) // NS
             assert_usage(p, points[key][bucket], f"point {key} {p['time']}")
     assert_usage(body["totals"], total, "totals")
-
-
-# ------------------------------------------------------------------------------ tests
 
 
 @pytest.mark.parametrize(("group_by", "step"), [

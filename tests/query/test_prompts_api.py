@@ -1,7 +1,7 @@
 """GET /api/v1/prompts and /api/v1/prompts/{name} over real data: prompt links on the
 captured fixtures and on hand-built spans (Traceloop and Langfuse attributes), enriched by
 the real GenAI processors and written by the real exporter, whose PromptRegistry fills the
-registry table. The database is the one test_genai_metrics_api.py seeds (`seeded_data`):
+registry table. The database is the one genai_seed.py seeds (`seeded_data`):
 expectations come from the raw spans and registry rows read right after seeding, and the
 spans table is empty while the API answers."""
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from test_genai_metrics_api import (
+from genai_seed import (
     GREETING_TEMPLATES,
     NS,
     P_EXPLAIN,

@@ -18,7 +18,6 @@ from otlp_fixtures import load_batch as load
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost
-from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 
@@ -40,12 +39,6 @@ async def exporter(chdb_endpoint: str, database: str, host: TestHost) -> AsyncIt
     yield exp
     await exp.shutdown()
 
-
-@pytest.fixture
-def client(chdb_endpoint: str) -> Any:
-    c = open_client(chdb_endpoint)
-    yield c
-    c.close()
 
 
 def raw_spans(client: Client, database: str) -> list[dict[str, Any]]:

@@ -39,12 +39,6 @@ def schema(chdb_endpoint: str, database: str) -> Iterator[str]:
     yield database
 
 
-@pytest.fixture
-def client(chdb_endpoint: str) -> Iterator[Any]:
-    c = open_client(chdb_endpoint)
-    yield c
-    c.close()
-
 
 def entries(client: Any, database: str) -> list[tuple[str, str, str, str]]:
     return client.query(f"""

@@ -33,7 +33,6 @@ from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.ingest.kafka import dlq
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
 from tracehouse.ingest.kafka.receiver import KafkaReceiver
-from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 
@@ -219,12 +218,6 @@ def writer(config: dict[str, Any], *, chdb_endpoint: str | None = None, database
                               KafkaReceiverConfig.model_validate(config), recorder)
     return Writer(receiver, recorder, exporter, TestHost())
 
-
-@pytest.fixture
-def client(chdb_endpoint: str) -> Any:
-    c = open_client(chdb_endpoint)
-    yield c
-    c.close()
 
 
 def stored_keys(client: Any, database: str) -> list[tuple[str, str]]:
