@@ -467,6 +467,8 @@ def _parse_attributes(values: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None) -> FastAPI:
+    from tracehouse.query.jaeger import is_jaeger_path, jaeger_error, jaeger_router  # jaeger.py imports this module
+
     cfg = settings or QueryApiConfig()
     lookback_ns = int(cfg.default_lookback * _NS)
     app = FastAPI(
@@ -502,7 +504,9 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
         return error_response(500, "internal error (see the service log)")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if is_jaeger_path(request.url.path):  # e.g. a 404/405 under /api/traces: Jaeger's envelope
+            return jaeger_error(exc.status_code, str(exc.detail), exc.headers)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     # -- health ----------------------------------------------------------------------
@@ -711,6 +715,9 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
             name=name, latest_version=versions[-1].version, versions=versions,
             start=None if start_ns is None else format_ns(start_s * _NS),
             end=None if end_ns is None else format_ns(end_s * _NS))
+
+    # -- Jaeger-compatible API (/api/services, /api/operations, /api/traces): query/jaeger.py
+    app.include_router(jaeger_router(store, default_lookback_ns=lookback_ns))
 
     def openapi() -> dict[str, Any]:
         # A bad parameter is a 400 here (documented per route), never FastAPI's 422.

@@ -39,7 +39,8 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage")
+SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage",
+             "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_traces")
 
 
 def load_sql(name: str, database: str, table: str) -> str:
@@ -93,6 +94,39 @@ class SearchQuery:
             "cursor_trace_id": cursor_trace,
             "limit": self.limit,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class JaegerSearchQuery:
+    """A validated Jaeger-style search (GET /api/traces): span-level filters, all on one
+    span; `end_ns` exclusive; `max_duration_ns` None = unbounded; tags are (key, value) pairs."""
+
+    service: str
+    start_ns: int
+    end_ns: int
+    limit: int
+    operation: str = ""
+    min_duration_ns: int = 0
+    max_duration_ns: int | None = None
+    tags: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "operation": self.operation,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "min_duration_ns": self.min_duration_ns,
+            "max_duration_ns": _MAX_UINT64 if self.max_duration_ns is None else self.max_duration_ns,
+            "tag_keys": [k for k, _ in self.tags],
+            "tag_values": [v for _, v in self.tags],
+            "limit": self.limit,
+        }
+
+
+_MAX_UINT64 = 2**64 - 1
+# Service and operation lists (Jaeger API) return at most this many names.
+MAX_NAMES = 100_000
 
 
 # ClickHouse DateTime (the rollup's Minute) ends at 2106-02-07T06:28:15Z.
@@ -191,6 +225,29 @@ class TraceStore:
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""
         return await self._query("trace_spans", {"trace_id": trace_id, "max_spans": max_spans})
+
+    async def jaeger_services(self, since_ns: int) -> list[str]:
+        """Distinct service names of spans since `since_ns`, sorted."""
+        rows = await self._query("jaeger_services", {"since_ns": since_ns, "max_rows": MAX_NAMES})
+        return [r["service"] for r in rows]
+
+    async def jaeger_operations(self, service: str, since_ns: int) -> list[tuple[str, str]]:
+        """Distinct (span name, span kind) of one service's spans since `since_ns`, sorted."""
+        rows = await self._query("jaeger_operations",
+                                 {"service": service, "since_ns": since_ns, "max_rows": MAX_NAMES})
+        return [(r["name"], r["kind"]) for r in rows]
+
+    async def jaeger_search(self, query: JaegerSearchQuery) -> list[str]:
+        """Ids of the matching traces, newest first; at most `query.limit`."""
+        rows = await self._query("jaeger_search", query.parameters())
+        return [r["trace_id"] for r in rows]
+
+    async def jaeger_traces(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+        """Every span (each once) of these traces, trace by trace in the given order, each by
+        start time; the columns of `trace_spans`. At most `max_spans` rows."""
+        if not trace_ids:
+            return []
+        return await self._query("jaeger_traces", {"trace_ids": list(trace_ids), "max_spans": max_spans})
 
     async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""

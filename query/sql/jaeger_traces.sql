@@ -1,0 +1,63 @@
+-- Every span of the traces a Jaeger-compatible search found (GET /api/traces), in one read.
+--
+-- The columns are those of trace_spans.sql (one trace by id), so both endpoints turn rows
+-- into spans with the same code. The time range comes from the trace-id lookup table, as
+-- there: min(Start) .. max(End) + 1 over the found traces. A span stored twice is returned
+-- once (LIMIT 1 BY TraceId, SpanId, applied after ORDER BY). Rows come trace by trace in the
+-- order of `trace_ids` (the search's newest-first order), each trace's spans by start time,
+-- so a response cut at `max_spans` keeps the newest traces whole.
+WITH
+    (SELECT (min(Start), max(End) + 1) FROM ${db}.${table}_trace_id_ts
+     WHERE TraceId IN {trace_ids:Array(String)}) AS trace_bounds
+SELECT
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    TraceState,
+    SpanName,
+    SpanKind,
+    ServiceName,
+    toUnixTimestamp64Nano(Timestamp) AS start_ns,
+    Duration,
+    StatusCode,
+    StatusMessage,
+    ResourceAttributes,
+    ScopeName,
+    ScopeVersion,
+    SpanAttributes,
+    arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) AS event_times_ns,
+    `Events.Name`,
+    `Events.Attributes`,
+    `Links.TraceId`,
+    `Links.SpanId`,
+    `Links.TraceState`,
+    `Links.Attributes`,
+    GenAIProvider,
+    GenAIOperation,
+    GenAISpanKind,
+    GenAIRequestModel,
+    GenAIResponseModel,
+    GenAIInputTokens,
+    GenAIOutputTokens,
+    GenAICachedInputTokens,
+    GenAIReasoningTokens,
+    GenAITotalTokens,
+    GenAITokensEstimated,
+    GenAIInputCostUSD,
+    GenAIOutputCostUSD,
+    GenAITotalCostUSD,
+    GenAICostSource,
+    GenAICostPriceVersion,
+    GenAIPromptName,
+    GenAIPromptVersion,
+    GenAIPromptTemplateHash,
+    GenAIPromptSource,
+    GenAISessionId,
+    GenAIUserId
+FROM ${db}.${table}
+WHERE TraceId IN {trace_ids:Array(String)}
+  AND Timestamp >= trace_bounds.1
+  AND Timestamp <= trace_bounds.2
+ORDER BY indexOf({trace_ids:Array(String)}, TraceId) ASC, start_ns ASC, SpanId ASC
+LIMIT 1 BY TraceId, SpanId
+LIMIT {max_spans:UInt32}
