@@ -36,7 +36,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tracehouse.query.app import span_from_row
+from tracehouse.query.rows import span_from_row
 from tracehouse.query.models import SpanDetail
 from tracehouse.query.store import MAX_TRACE_SPANS, JaegerSearchQuery, StoreError, TraceStore
 
