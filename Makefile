@@ -2,14 +2,17 @@
 #   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080
 #   make test   the test suite (what CI runs)
 #   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer (figures go to BENCHMARKS.md)
+#   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= deploy/config/all-in-one.yaml
 PYTEST_ARGS ?=
+# Installs Debian's prometheus for the dashboard test when missing (as root); else says it will skip.
+ENSURE_PROMETHEUS := deploy/scripts/ensure-prometheus.sh
 
-.PHONY: run test bench typecheck lint validate-configs clean install install-test
+.PHONY: run test bench typecheck lint validate-configs dashboards clean install install-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tracehouse needs Python >= 3.11 (set PYTHON=python3.11)")'
@@ -30,6 +33,7 @@ install: $(VENV)/.deps
 	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 install-test: $(VENV)/.deps-test install
+	@sh $(ENSURE_PROMETHEUS)
 
 run: install
 	$(BIN)/tracehouse run --config $(CONFIG)
@@ -38,10 +42,14 @@ test: install-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 typecheck: install-test
-	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench
+	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench -p tracehouse.grafana
 
 lint: install-test
-	$(BIN)/ruff check core ingest processors sinks query bench tests
+	$(BIN)/ruff check core ingest processors sinks query bench deploy/grafana tests
+
+# Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json from deploy/grafana/*.py.
+dashboards: install-test
+	$(BIN)/python -m tracehouse.grafana --out deploy/grafana/dashboards
 
 validate-configs: install
 	@for f in deploy/config/*.yaml; do $(BIN)/tracehouse validate-config $$f || exit 1; done

@@ -376,7 +376,7 @@ def jaeger_span(span: SpanDetail, process_id: str) -> dict[str, Any]:
 
 def jaeger_trace(trace_id: str, rows: Sequence[Mapping[str, Any]],
                  warnings: list[str] | None = None) -> dict[str, Any]:
-    """Rows of sql/trace_spans.sql (or jaeger_traces.sql) of one trace -> Jaeger's trace:
+    """Rows of sql/trace_spans.sql of one trace -> Jaeger's trace:
     one process per distinct (service, resource attributes), `p1`, `p2`... in span order."""
     process_ids: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
     processes: dict[str, dict[str, Any]] = {}
@@ -395,7 +395,7 @@ def jaeger_trace(trace_id: str, rows: Sequence[Mapping[str, Any]],
 
 def traces_from_rows(trace_ids: Sequence[str], rows: Sequence[Mapping[str, Any]],
                      max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
-    """Rows of jaeger_traces.sql (trace by trace) -> Jaeger traces in `trace_ids` order. Past
+    """Rows of trace_spans.sql (trace by trace) -> Jaeger traces in `trace_ids` order. Past
     `max_spans` rows the response is cut: the trace cut short says so in `warnings`, later
     traces are left out."""
     cut = len(rows) > max_spans
@@ -597,14 +597,14 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = _HOUR_NS) -> 
             limit=parse_limit(limit) if limit else DEFAULT_LIMIT,
             min_duration_ns=min_ns, max_duration_ns=max_ns, tags=parse_tags(tags, tag or []))
         trace_ids = await store.jaeger_search(query)
-        rows = await store.jaeger_traces(trace_ids, MAX_TRACE_SPANS + 1)
+        rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1)
         return JSONResponse(envelope(traces_from_rows(trace_ids, rows)))
 
     async def _by_ids(values: Sequence[str]) -> JSONResponse:
         ids = list(dict.fromkeys(parse_trace_id(v, "traceID") for value in values for v in value.split(",")))
         if len(ids) > MAX_TRACE_IDS:
             raise JaegerError(400, f"traceID: at most {MAX_TRACE_IDS} trace ids")
-        rows = await store.jaeger_traces(ids, MAX_TRACE_SPANS + 1)
+        rows = await store.traces_spans(ids, MAX_TRACE_SPANS + 1)
         traces = traces_from_rows(ids, rows)
         found = {t["traceID"] for t in traces}
         missing = [{"code": 404, "msg": "trace not found", "traceID": i} for i in ids if i not in found]

@@ -40,7 +40,7 @@ class StoreError(Exception):
 
 
 SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage",
-             "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_traces")
+             "jaeger_services", "jaeger_operations", "jaeger_search")
 
 
 def load_sql(name: str, database: str, table: str) -> str:
@@ -224,7 +224,7 @@ class TraceStore:
 
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""
-        return await self._query("trace_spans", {"trace_id": trace_id, "max_spans": max_spans})
+        return await self.traces_spans([trace_id], max_spans)
 
     async def jaeger_services(self, since_ns: int) -> list[str]:
         """Distinct service names of spans since `since_ns`, sorted."""
@@ -242,12 +242,12 @@ class TraceStore:
         rows = await self._query("jaeger_search", query.parameters())
         return [r["trace_id"] for r in rows]
 
-    async def jaeger_traces(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+    async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
         """Every span (each once) of these traces, trace by trace in the given order, each by
-        start time; the columns of `trace_spans`. At most `max_spans` rows."""
+        start time. At most `max_spans` rows."""
         if not trace_ids:
             return []
-        return await self._query("jaeger_traces", {"trace_ids": list(trace_ids), "max_spans": max_spans})
+        return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans})
 
     async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""

@@ -2,8 +2,8 @@
 spans with OpenTelemetry GenAI attributes, enriched by the real GenAI processors
 (genai_normalize -> genai_tokens -> genai_cost) and written by the real ClickHouse exporter
 (which feeds the usage rollup and the prompt registry through its materialized views).
-Seeded once per session (`seeded_data`), shared by test_genai_metrics_api.py and
-test_prompts_api.py.
+Seeded once per session (`seeded_data`), shared by the GenAI metrics and prompts API tests
+and the Grafana dashboard tests.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def seed_registry(client: Any, database: str) -> None:
 
 @functools.cache
 def seeded_data(endpoint: str) -> Seeded:
-    """One database for this module and test_prompts_api.py, seeded once per session."""
+    """One seeded database per session, shared by every test module that reads it."""
     return asyncio.run(_seed(endpoint, f"tg_{uuid.uuid4().hex[:12]}"))
 
 

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROOTS = {"core", "ingest", "processors", "sinks", "query", "bench"}
+ROOTS = {"core", "ingest", "processors", "sinks", "query", "bench", "deploy/grafana"}
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
@@ -16,8 +16,8 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     mapping = setuptools["package-dir"]
     assert {v for v in mapping.values()} == ROOTS
     folders = {
-        ".".join(("tracehouse", root, *init.parent.relative_to(REPO / root).parts))
-        for root in ROOTS for init in (REPO / root).rglob("__init__.py")
+        ".".join((package, *init.parent.relative_to(REPO / root).parts))
+        for package, root in mapping.items() for init in (REPO / root).rglob("__init__.py")
     }
     data_folders = {"tracehouse.sinks.clickhouse.migrations", "tracehouse.query.sql"}
     listed = {p for p in setuptools["packages"]} - data_folders

@@ -3,7 +3,7 @@
 -- A trace matches when one of its spans of `service` (and `operation`, when given) started
 -- in [start, end), lasted within [min_duration, max_duration] and has every tag. Matching
 -- traces come newest first (by their latest matching span), at most `limit`; the caller then
--- reads the whole of each trace (jaeger_traces.sql). A span stored twice only repeats a
+-- reads the whole of each trace (trace_spans.sql). A span stored twice only repeats a
 -- trace id, which GROUP BY folds.
 --
 -- A tag (k, v) holds when the span shows it in its Jaeger form (query/jaeger.py): a span

@@ -1,13 +1,16 @@
--- Every span of one trace (GET /api/v1/traces/{trace_id}).
+-- Every span of some traces, in one read: one trace by id (GET /api/v1/traces/{trace_id},
+-- GET /api/traces/{traceID}) or the traces a Jaeger-compatible search found (GET /api/traces).
 --
 -- The time range comes from the trace-id lookup table, as in the Collector's README:
--- min(Start) .. max(End) + 1 (the table holds whole seconds of span start times), so the
--- read touches only the partitions the trace lives in. A span stored twice (a client
--- retry after a lost acknowledgement) is returned once: LIMIT 1 BY SpanId. DateTime64(9)
--- values are read as integer nanoseconds so none are lost.
+-- min(Start) .. max(End) + 1 over the traces (the table holds whole seconds of span start
+-- times), so the read touches only the partitions the traces live in. DateTime64(9) values
+-- are read as integer nanoseconds so none are lost. A span stored twice is returned
+-- once (LIMIT 1 BY TraceId, SpanId, applied after ORDER BY). Rows come trace by trace in the
+-- order of `trace_ids` (the search's newest-first order), each trace's spans by start time,
+-- so a response cut at `max_spans` keeps the newest traces whole.
 WITH
-    (SELECT min(Start) FROM ${db}.${table}_trace_id_ts WHERE TraceId = {trace_id:String}) AS trace_lo,
-    (SELECT max(End) + 1 FROM ${db}.${table}_trace_id_ts WHERE TraceId = {trace_id:String}) AS trace_hi
+    (SELECT (min(Start), max(End) + 1) FROM ${db}.${table}_trace_id_ts
+     WHERE TraceId IN {trace_ids:Array(String)}) AS trace_bounds
 SELECT
     TraceId,
     SpanId,
@@ -54,9 +57,9 @@ SELECT
     GenAISessionId,
     GenAIUserId
 FROM ${db}.${table}
-WHERE TraceId = {trace_id:String}
-  AND Timestamp >= trace_lo
-  AND Timestamp <= trace_hi
-ORDER BY start_ns ASC, SpanId ASC
-LIMIT 1 BY SpanId
+WHERE TraceId IN {trace_ids:Array(String)}
+  AND Timestamp >= trace_bounds.1
+  AND Timestamp <= trace_bounds.2
+ORDER BY indexOf({trace_ids:Array(String)}, TraceId) ASC, start_ns ASC, SpanId ASC
+LIMIT 1 BY TraceId, SpanId
 LIMIT {max_spans:UInt32}

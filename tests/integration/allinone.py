@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 
 from ports import free_port
+from tracehouse.bench.processes import http_ok, wait_ready
 from tracehouse.bench.run_kafka import metric
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,18 +81,9 @@ class AllInOne:
             [sys.executable, "-m", "tracehouse.core.cli", "run", "--config", str(self.config)],
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tracehouse exited with {self.proc.returncode} during start:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{probe}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.kill()
-        raise RuntimeError(f"tracehouse not ready after {timeout}s:\n{self.log_tail()}")
+        wait_ready(self.proc, lambda: http_ok(f"{probe}/readyz"), timeout=timeout, what="tracehouse",
+                   log_tail=self.log_tail, poll_s=0.2)
+        return self
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait for the drain; returns the exit code."""

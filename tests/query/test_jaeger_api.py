@@ -471,7 +471,7 @@ async def test_response_is_cut_at_max_spans(seeded: Seeded, chdb_endpoint: str) 
                                   limit=20, operation="POST /checkout")
         ids = await store.jaeger_search(query)
         assert ids == [TRACE_C, TRACE_A]
-        rows = await store.jaeger_traces(ids, 10)
+        rows = await store.traces_spans(ids, 10)
         assert [(r["TraceId"], r["SpanId"]) for r in rows] == [(TRACE_C, C1), (TRACE_A, A1), (TRACE_A, A2),
                                                                 (TRACE_A, A3)]
         whole = traces_from_rows(ids, rows, max_spans=4)
