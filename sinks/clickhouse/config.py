@@ -50,3 +50,14 @@ class ClickHouseExporterConfig(ClickHouseConnectionConfig):
     retry_on_failure: RetryConfig = RetryConfig()
     # How many recent insert blocks ClickHouse remembers to drop exact replays.
     deduplication_window: int = 1000
+    # A ClickHouse cluster (its `remote_servers` name): the schema becomes Replicated*MergeTree
+    # `<table>_local` tables on every node plus Distributed tables under the usual names, and
+    # inserts wait until every shard has its rows. Empty: one server (or chDB).
+    cluster: str = ""
+
+    @field_validator("cluster")
+    @classmethod
+    def _check_cluster(cls, v: str) -> str:
+        if v and not re.match(r"^[A-Za-z0-9_.-]+$", v):
+            raise ValueError(f"{v!r} is not a cluster name (letters, digits, '_', '.', '-')")
+        return v

@@ -82,11 +82,15 @@ class ClickHouseExporter:
         if self._client is not None:
             return self._client
         cfg = self._config
-        client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password, timeout_s=cfg.timeout)
+        # On a cluster, an insert into the Distributed table returns only once every shard
+        # holds its rows: the client's acknowledgement must not rest on a node's local queue.
+        settings = {"distributed_foreground_insert": 1} if cfg.cluster else None
+        client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password, timeout_s=cfg.timeout,
+                             settings=settings)
         try:
             if cfg.create_schema:
                 migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
-                                              cfg.deduplication_window))
+                                              cfg.deduplication_window), cluster=cfg.cluster)
         except Exception:
             client.close()
             raise

@@ -17,6 +17,8 @@ from string import Template
 import structlog
 from clickhouse_connect.driver.client import Client
 
+from tracehouse.sinks.clickhouse.cluster import ClusterSchema, ledger_ddl, storage_tables
+
 log = structlog.get_logger("tracehouse.sinks.clickhouse.schema")
 
 LEDGER = "tracehouse_schema_migrations"
@@ -76,25 +78,41 @@ def applied_versions(client: Client, database: str) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def migrate(client: Client, params: dict[str, str]) -> list[int]:
+def planned(params: dict[str, str], cluster: str = "") -> list[tuple[Migration, list[str]]]:
+    """Every migration with the statements it runs: as written for one server, or rewritten
+    for `cluster` (sinks/clickhouse/cluster.py)."""
+    migrations = [(mig, mig.statements(params)) for mig in load_migrations()]
+    if not cluster:
+        return migrations
+    schema = ClusterSchema(cluster, storage_tables([s for _, stmts in migrations for s in stmts]))
+    return [(mig, [out for s in stmts for out in schema.rewrite(s)]) for mig, stmts in migrations]
+
+
+def ledger_statements(database: str, cluster: str = "") -> list[str]:
+    if cluster:
+        return [f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER `{cluster}`",
+                ledger_ddl(database, LEDGER, cluster)]
+    return [f"CREATE DATABASE IF NOT EXISTS {database}",
+            f"CREATE TABLE IF NOT EXISTS {database}.{LEDGER} "
+            "(version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"]
+
+
+def migrate(client: Client, params: dict[str, str], cluster: str = "") -> list[int]:
     """Apply pending migrations; returns the versions applied now."""
     database = params["db"]
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.{LEDGER} "
-        "(version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    for statement in ledger_statements(database, cluster):
+        client.command(statement)
     done = applied_versions(client, database)
     applied = []
-    for mig in load_migrations():
+    for mig, statements in planned(params, cluster):
         if mig.version in done:
             continue
         t0 = time.perf_counter()
-        for statement in mig.statements(params):
+        for statement in statements:
             client.command(statement)
         client.insert(f"{database}.{LEDGER}", [[mig.version, mig.name]], column_names=["version", "name"])
         applied.append(mig.version)
-        log.info("schema migration applied", version=mig.version, name=mig.name,
-                 database=database, seconds=round(time.perf_counter() - t0, 3))
+        log.info("schema migration applied", version=mig.version, name=mig.name, database=database,
+                 cluster=cluster or None, seconds=round(time.perf_counter() - t0, 3))
     return applied
