@@ -45,7 +45,7 @@ typecheck: install-test
 	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench -p tracehouse.grafana
 
 lint: install-test
-	$(BIN)/ruff check core ingest processors sinks query bench deploy/grafana tests
+	$(BIN)/ruff check core ingest processors sinks query bench deploy tests
 
 # Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json from deploy/grafana/*.py.
 dashboards: install-test
@@ -64,3 +64,33 @@ bench: install-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis
+
+# The local stack (deploy/compose): Kafka, ClickHouse, the tracehouse sidecar, writer and query
+# service, an example GenAI app, Prometheus and Grafana; needs Docker with the compose plugin.
+.PHONY: stack-up stack-down
+STACK_COMPOSE := docker compose -f deploy/compose/compose.yaml
+STACK_NEEDS_DOCKER := command -v docker >/dev/null 2>&1 || { echo "make: the stack needs Docker (docker not found on PATH): install Docker Engine or Docker Desktop" >&2; exit 1; }; \
+	docker compose version >/dev/null 2>&1 || { echo "make: the stack needs the Docker Compose plugin ('docker compose version' failed): install docker-compose-plugin" >&2; exit 1; }
+
+stack-up:
+	@$(STACK_NEEDS_DOCKER)
+	$(STACK_COMPOSE) up -d --build --wait
+	@echo "tracehouse stack is up:"
+	@echo "  Grafana       http://localhost:3000   (anonymous viewer; admin / admin)"
+	@echo "  query API     http://localhost:8080   (/api/v1/traces, /api/v1/prompts, /docs)"
+	@echo "  OTLP          http://localhost:4318 (HTTP), localhost:4317 (gRPC): the sidecar"
+	@echo "  Prometheus    http://localhost:9090"
+	@echo "  ClickHouse    http://localhost:8123   (tracehouse / tracehouse)"
+	@echo "Stop and delete its data with: make stack-down"
+
+stack-down:
+	@$(STACK_NEEDS_DOCKER)
+	$(STACK_COMPOSE) down -v
+
+# The container images (deploy/docker): `full` (every role) and the slim `sidecar`.
+.PHONY: image
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+IMAGE_REVISION = $$(git rev-parse HEAD 2>/dev/null || echo unknown)
+image:
+	docker build -f deploy/docker/Dockerfile --build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) -t ghcr.io/tracehouse/tracehouse:$(IMAGE_VERSION) .
+	docker build -f deploy/docker/Dockerfile --target sidecar --build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) -t ghcr.io/tracehouse/tracehouse-sidecar:$(IMAGE_VERSION) .

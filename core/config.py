@@ -89,12 +89,14 @@ def _expand_env(value: Any, path: str) -> Any:
     whole = _ENV_RE.fullmatch(value)
     expanded = _ENV_RE.sub(replace, value)
     if whole:
-        # A value that is only a reference takes the YAML type of what it expands to
-        # (so `port: ${env:PORT}` is an int), as in the Collector.
+        # A value that is only a reference may expand to a YAML list or map. A scalar stays
+        # the text it is: the field's type then decides (`port: ${env:PORT}` becomes an int by
+        # validation), so a password of `12345678` or `007` reaches a string field unchanged.
         try:
-            return yaml.safe_load(expanded) if expanded != "" else ""
+            loaded = yaml.safe_load(expanded) if expanded != "" else ""
         except yaml.YAMLError:
             return expanded
+        return loaded if isinstance(loaded, dict | list) else expanded
     return expanded
 
 

@@ -85,6 +85,19 @@ def test_env_vars_are_substituted_with_types_and_defaults(monkeypatch: pytest.Mo
     assert otlp.protocols.http.endpoint == "0.0.0.0:4318"  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("secret", ["12345678", "007", "true", "1e3", "null"])
+def test_an_env_var_reaches_a_string_field_as_written(secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password that looks like a number, a boolean or null is still that password."""
+    monkeypatch.setenv("TH_TEST_PASSWORD", secret)
+    monkeypatch.setenv("TH_TEST_BOOL", "false")
+    data = with_changes(exporters={"clickhouse": {"password": "${env:TH_TEST_PASSWORD}",
+                                                  "create_schema": "${env:TH_TEST_BOOL}"}},
+                        service={"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["clickhouse"]}}})
+    config = load_config_dict(data)
+    clickhouse = config.entry(Kind.EXPORTER, ComponentID("clickhouse")).config
+    assert clickhouse.password == secret and clickhouse.create_schema is False  # type: ignore[attr-defined]
+
+
 def test_a_missing_env_var_without_default_is_an_error_naming_the_key() -> None:
     err = error_for(with_changes(exporters={"debug": {"verbosity": "${env:TH_SURELY_UNSET}"}}))
     assert err.path == "exporters::debug::verbosity"

@@ -1,0 +1,419 @@
+{{/* ------------------------------------------------------------------ names */}}
+
+{{- define "tracehouse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tracehouse.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* <fullname>-<role>; args: dict root role */}}
+{{- define "tracehouse.roleName" -}}
+{{- printf "%s-%s" (include "tracehouse.fullname" .root | trunc 50 | trimSuffix "-") .role }}
+{{- end }}
+
+{{- define "tracehouse.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* ----------------------------------------------------------------- labels */}}
+
+{{/* args: dict root role */}}
+{{- define "tracehouse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tracehouse.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .role }}
+{{- end }}
+
+{{/* args: dict root role */}}
+{{- define "tracehouse.labels" -}}
+helm.sh/chart: {{ include "tracehouse.chart" .root }}
+{{ include "tracehouse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: tracehouse
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* ------------------------------------------------------------------ image */}}
+
+{{- define "tracehouse.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "tracehouse.sidecarImage" -}}
+{{- $i := .Values.sidecar.image }}
+{{- if $i.digest }}
+{{- printf "%s@%s" $i.repository $i.digest }}
+{{- else }}
+{{- printf "%s:%s" $i.repository (default .Chart.AppVersion $i.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* args: dict root role */}}
+{{- define "tracehouse.serviceAccountName" -}}
+{{- if .root.Values.serviceAccount.create }}
+{{- include "tracehouse.roleName" . }}
+{{- else }}
+{{- "default" }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- checks */}}
+
+{{/* Settings the schema cannot compare with one another. */}}
+{{- define "tracehouse.validate" -}}
+{{- $v := .Values }}
+{{- $partitions := int $v.kafka.partitions }}
+{{- if $v.writer.enabled }}
+{{- if $v.writer.autoscaling.enabled }}
+{{- if gt (int $v.writer.autoscaling.maxReplicas) $partitions }}
+{{- fail (printf "writer.autoscaling.maxReplicas (%d) exceeds kafka.partitions (%d): Kafka gives each partition to one writer, the others would sit idle" (int $v.writer.autoscaling.maxReplicas) $partitions) }}
+{{- end }}
+{{- if gt (int $v.writer.autoscaling.minReplicas) (int $v.writer.autoscaling.maxReplicas) }}
+{{- fail "writer.autoscaling.minReplicas exceeds writer.autoscaling.maxReplicas" }}
+{{- end }}
+{{- else if gt (int $v.writer.replicas) $partitions }}
+{{- fail (printf "writer.replicas (%d) exceeds kafka.partitions (%d): Kafka gives each partition to one writer, the others would sit idle" (int $v.writer.replicas) $partitions) }}
+{{- end }}
+{{- end }}
+{{- if and $v.kafka.sasl.enabled (not $v.kafka.sasl.existingSecret) }}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret (a Secret with the SASL username and password)" }}
+{{- end }}
+{{- if and (not $v.kafka.tls.enabled) (or $v.kafka.tls.caSecret.name $v.kafka.tls.clientCertSecret $v.kafka.tls.insecureSkipVerify) }}
+{{- fail "kafka.tls settings are given but kafka.tls.enabled is false" }}
+{{- end }}
+{{- if and $v.clickhouse.tls.caSecret.name (not (hasPrefix "https://" $v.clickhouse.endpoint)) }}
+{{- fail "clickhouse.tls.caSecret is set but clickhouse.endpoint is not https://" }}
+{{- end }}
+{{- end }}
+
+{{/* --------------------------------------------------------------- configs */}}
+
+{{/*
+Deep merge of the second map into the first (in place). Unlike sprig's mergeOverwrite,
+false, 0, "" and null in the second map win too.
+*/}}
+{{- define "tracehouse.merge" -}}
+{{- $dst := index . 0 }}
+{{- range $key, $value := index . 1 }}
+{{- $current := get $dst $key }}
+{{- if and (kindIs "map" $value) (kindIs "map" $current) }}
+{{- include "tracehouse.merge" (list $current $value) }}
+{{- else }}
+{{- $_ := set $dst $key $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The `tls` and `auth` keys of a kafka receiver or exporter, as YAML ("" when plaintext). */}}
+{{- define "tracehouse.kafkaSecurity" -}}
+{{- $k := .Values.kafka }}
+{{- $out := dict }}
+{{- if $k.tls.enabled }}
+{{- $tls := dict }}
+{{- if $k.tls.caSecret.name }}
+{{- $_ := set $tls "ca_file" "/etc/tracehouse/tls/kafka-ca/ca.crt" }}
+{{- end }}
+{{- if $k.tls.clientCertSecret }}
+{{- $_ := set $tls "cert_file" "/etc/tracehouse/tls/kafka-client/tls.crt" }}
+{{- $_ := set $tls "key_file" "/etc/tracehouse/tls/kafka-client/tls.key" }}
+{{- end }}
+{{- if $k.tls.insecureSkipVerify }}
+{{- $_ := set $tls "insecure_skip_verify" true }}
+{{- end }}
+{{- $_ := set $out "tls" $tls }}
+{{- end }}
+{{- if $k.sasl.enabled }}
+{{- $sasl := dict "mechanism" $k.sasl.mechanism "username" "${env:TRACEHOUSE_KAFKA_SASL_USERNAME}" "password" "${env:TRACEHOUSE_KAFKA_SASL_PASSWORD}" }}
+{{- $_ := set $out "auth" (dict "sasl" $sasl) }}
+{{- end }}
+{{- if $out }}
+{{- toYaml $out }}
+{{- end }}
+{{- end }}
+
+{{/* What the values change in a role's config, as YAML ("" when nothing). args: dict root role */}}
+{{- define "tracehouse.configOverlay" -}}
+{{- $v := .root.Values }}
+{{- $overlay := dict }}
+{{- $kafka := include "tracehouse.kafkaSecurity" .root | fromYaml }}
+{{- if eq .role "writer" }}
+{{- if $kafka }}
+{{- $_ := set $overlay "receivers" (dict "kafka" $kafka) }}
+{{- end }}
+{{- $ch := dict }}
+{{- if $v.clickhouse.cluster }}
+{{- $_ := set $ch "cluster" $v.clickhouse.cluster }}
+{{- end }}
+{{- if ne $v.clickhouse.database "tracehouse" }}
+{{- $_ := set $ch "database" $v.clickhouse.database }}
+{{- end }}
+{{- if $ch }}
+{{- $_ := set $overlay "exporters" (dict "clickhouse" $ch) }}
+{{- end }}
+{{- else if eq .role "sidecar" }}
+{{- if $kafka }}
+{{- $_ := set $overlay "exporters" (dict "kafka" $kafka) }}
+{{- end }}
+{{- else if eq .role "query" }}
+{{- if ne $v.clickhouse.database "tracehouse" }}
+{{- $_ := set $overlay "extensions" (dict "query_api" (dict "clickhouse" (dict "database" $v.clickhouse.database))) }}
+{{- end }}
+{{- end }}
+{{- include "tracehouse.merge" (list $overlay (deepCopy (index $v .role).configOverrides)) }}
+{{- if $overlay }}
+{{- toYaml $overlay }}
+{{- end }}
+{{- end }}
+
+{{/*
+A role's tracehouse config: files/<role>.yaml (a copy of deploy/config/<role>.yaml) as it
+is when the values change nothing in it, else that file with the changes merged in.
+args: dict root role
+*/}}
+{{- define "tracehouse.config" -}}
+{{- $text := .root.Files.Get (printf "files/%s.yaml" .role) }}
+{{- $overlay := include "tracehouse.configOverlay" . | fromYaml }}
+{{- if not $overlay }}
+{{- $text }}
+{{- else }}
+{{- $config := $text | fromYaml }}
+{{- include "tracehouse.merge" (list $config $overlay) -}}
+# deploy/config/{{ .role }}.yaml with the chart's values merged in (see its comments there).
+{{ toYaml $config }}
+{{- end }}
+{{- end }}
+
+{{/* ------------------------------------------------------------ containers */}}
+
+{{/* Env of a Kafka client (sidecar, writer). */}}
+{{- define "tracehouse.kafkaEnv" -}}
+- name: TRACEHOUSE_KAFKA_BROKERS
+  value: {{ join "," .Values.kafka.brokers | quote }}
+- name: TRACEHOUSE_KAFKA_TOPIC
+  value: {{ .Values.kafka.topic | quote }}
+- name: TRACEHOUSE_KAFKA_IDEMPOTENCE
+  value: {{ .Values.kafka.idempotence | toString | quote }}
+{{- if .Values.kafka.sasl.enabled }}
+- name: TRACEHOUSE_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.usernameKey }}
+- name: TRACEHOUSE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/* Env of a ClickHouse client (writer, query). args: dict root role */}}
+{{- define "tracehouse.clickhouseEnv" -}}
+{{- $ch := .root.Values.clickhouse }}
+{{- $auth := $ch.auth }}
+{{- if and (eq .role "query") $ch.queryAuth.existingSecret }}
+{{- $auth = $ch.queryAuth }}
+{{- end }}
+- name: TRACEHOUSE_CLICKHOUSE_DSN
+  value: {{ $ch.endpoint | quote }}
+{{- if $auth.existingSecret }}
+- name: TRACEHOUSE_CLICKHOUSE_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.existingSecret }}
+      key: {{ $auth.usernameKey }}
+- name: TRACEHOUSE_CLICKHOUSE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.existingSecret }}
+      key: {{ $auth.passwordKey }}
+{{- else }}
+- name: TRACEHOUSE_CLICKHOUSE_USER
+  value: {{ $ch.auth.username | quote }}
+{{- end }}
+{{- if $ch.tls.caSecret.name }}
+# clickhouse-connect verifies https with the process's default CAs: this file.
+- name: SSL_CERT_FILE
+  value: /etc/tracehouse/tls/clickhouse-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{/* Volume mounts of a role's container. args: dict root role */}}
+{{- define "tracehouse.volumeMounts" -}}
+{{- $v := .root.Values }}
+- name: config
+  mountPath: /etc/tracehouse/config
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if and (ne .role "query") $v.kafka.tls.enabled }}
+{{- if $v.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/tracehouse/tls/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if $v.kafka.tls.clientCertSecret }}
+- name: kafka-client
+  mountPath: /etc/tracehouse/tls/kafka-client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- if and (ne .role "sidecar") $v.clickhouse.tls.caSecret.name }}
+- name: clickhouse-ca
+  mountPath: /etc/tracehouse/tls/clickhouse-ca
+  readOnly: true
+{{- end }}
+{{- if and (eq .role "sidecar") $v.sidecar.diskQueue.enabled }}
+- name: queue
+  mountPath: /var/lib/tracehouse/queue
+{{- end }}
+{{- end }}
+
+{{/* Volumes of a role's pod. args: dict root role */}}
+{{- define "tracehouse.volumes" -}}
+{{- $v := .root.Values }}
+- name: config
+  configMap:
+    name: {{ include "tracehouse.roleName" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if and (ne .role "query") $v.kafka.tls.enabled }}
+{{- if $v.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ $v.kafka.tls.caSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.kafka.tls.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- if $v.kafka.tls.clientCertSecret }}
+- name: kafka-client
+  secret:
+    secretName: {{ $v.kafka.tls.clientCertSecret }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- if and (ne .role "sidecar") $v.clickhouse.tls.caSecret.name }}
+- name: clickhouse-ca
+  secret:
+    secretName: {{ $v.clickhouse.tls.caSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.clickhouse.tls.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- if and (eq .role "sidecar") $v.sidecar.diskQueue.enabled }}
+- name: queue
+  emptyDir:
+    sizeLimit: {{ $v.sidecar.diskQueue.sizeLimit }}
+{{- end }}
+{{- end }}
+
+{{/* The pod's scheduling settings. args: the role's values */}}
+{{- define "tracehouse.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The sidecar container (native: an init container with restartPolicy: Always). */}}
+{{- define "tracehouse.sidecarContainer" -}}
+{{- $v := .Values }}
+- name: tracehouse
+  image: {{ include "tracehouse.sidecarImage" . }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  {{- if $v.sidecar.native }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["--config", "/etc/tracehouse/config/sidecar.yaml"]
+  ports:
+    - name: otlp-grpc
+      containerPort: 4317
+    - name: otlp-http
+      containerPort: 4318
+    - name: health
+      containerPort: 13133
+  env:
+    - name: TRACEHOUSE_BIND
+      value: "0.0.0.0"
+    {{- include "tracehouse.kafkaEnv" . | trim | nindent 4 }}
+    - name: TRACEHOUSE_QUEUE_DIR
+      value: {{ ternary "/var/lib/tracehouse/queue" "" $v.sidecar.diskQueue.enabled | quote }}
+    {{- with $v.sidecar.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  resources:
+    {{- toYaml $v.sidecar.resources | nindent 4 }}
+  {{- if $v.sidecar.native }}
+  # The app container starts once this succeeds.
+  startupProbe:
+    httpGet:
+      path: /readyz
+      port: health
+    periodSeconds: 1
+    failureThreshold: 30
+  {{- else }}
+  lifecycle:
+    preStop:
+      # The app receives SIGTERM now and flushes to this sidecar, which stops later.
+      sleep:
+        seconds: {{ $v.sidecar.preStopSleepSeconds }}
+  {{- end }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: health
+    periodSeconds: 10
+    timeoutSeconds: 2
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: health
+    periodSeconds: 10
+    timeoutSeconds: 2
+    failureThreshold: 3
+  securityContext:
+    {{- $user := pick $v.podSecurityContext "runAsUser" "runAsGroup" }}
+    {{- toYaml (merge $user $v.containerSecurityContext) | nindent 4 }}
+  volumeMounts:
+    {{- include "tracehouse.volumeMounts" (dict "root" . "role" "sidecar") | trim | nindent 4 }}
+{{- end }}

