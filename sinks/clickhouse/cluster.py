@@ -96,7 +96,7 @@ def shard_key(table: str) -> str:
     shard), by name for the registry; rollups are only written by their views, shard-locally."""
     if table.endswith("_prompts"):
         return "cityHash64(Name)"
-    if table.endswith(("_genai_usage_1m",)):
+    if table.endswith("_genai_usage_1m"):
         return "rand()"
     return "cityHash64(TraceId)"
 

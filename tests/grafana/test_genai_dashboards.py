@@ -80,6 +80,7 @@ class View:
     seeded: Seeded
     time_range: TimeRange
     selection: Mapping[str, Value]
+    ch: Any  # the engine, for the t-digest figures the latency panels are compared with
 
     def in_range(self, span: Mapping[str, Any]) -> bool:
         return self.time_range.start_s <= minute_of(span) <= self.time_range.end_s
@@ -135,11 +136,11 @@ def approx_map(expected: Mapping[Any, Any]) -> Any:
     return {key: pytest.approx(float(value), rel=1e-9, abs=1e-12) for key, value in expected.items()}
 
 
-def digest_ms(durations_ns: list[int]) -> tuple[float, float, float, float]:
+def digest_ms(ch: Any, durations_ns: list[int]) -> tuple[float, float, float, float]:
     """p50/p90/p95/p99 in ms of these durations as ClickHouse's t-digest gives them, computed
     from the spans in a query of its own (small samples: merged states give the same)."""
     values = ",".join(str(d) for d in durations_ns)
-    q = ENGINE.query(f"SELECT quantilesTDigest(0.5, 0.9, 0.95, 0.99)(d) FROM "
+    q = ch.query(f"SELECT quantilesTDigest(0.5, 0.9, 0.95, 0.99)(d) FROM "
                      f"(SELECT arrayJoin([{values}]) AS d)").result_rows[0][0]
     return q[0] / 1e6, q[1] / 1e6, q[2] / 1e6, q[3] / 1e6
 
@@ -153,7 +154,7 @@ def check_p95_series(rows: list[dict[str, Any]], view: View, spans: list[dict[st
     got = as_series(rows, "p95_ms")
     assert got.keys() == expected.keys()
     for key, durations in expected.items():
-        assert got[key] == pytest.approx(digest_ms(durations)[2], rel=1e-6)
+        assert got[key] == pytest.approx(digest_ms(view.ch, durations)[2], rel=1e-6)
 
 
 def only(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,7 +191,7 @@ def check_overview(title: str, rows: list[dict[str, Any]], view: View) -> None:
             durations = [s["Duration"] / 1e6 for s in groups[(row["Provider"], row["Model"])]]
             assert row["Mean (ms)"] == pytest.approx(sum(durations) / len(durations))
             assert row["Errors"] == sum(1 for s in groups[(row["Provider"], row["Model"])] if s["StatusCode"] == "Error")
-            p50, _, p95, p99 = digest_ms([s["Duration"] for s in groups[(row["Provider"], row["Model"])]])
+            p50, _, p95, p99 = digest_ms(view.ch, [s["Duration"] for s in groups[(row["Provider"], row["Model"])]])
             assert (row["p50 (ms)"], row["p95 (ms)"], row["p99 (ms)"]) == pytest.approx((p50, p95, p99), rel=1e-6)
     elif title == "Top prompts by cost":
         linked = [s for s in spans if s["GenAIPromptName"]]
@@ -324,13 +325,9 @@ def seeded(chdb_endpoint: str) -> Seeded:
     return seeded_data(chdb_endpoint)
 
 
-ENGINE: Any = None  # the chDB client of this module, for digest_ms
-
-
 @pytest.fixture(scope="module")
 def ch(seeded: Seeded) -> Iterator[Any]:
-    global ENGINE
-    client = ENGINE = open_client(seeded.endpoint, database=seeded.database)
+    client = open_client(seeded.endpoint, database=seeded.database)
     yield client
     client.close()
 
@@ -369,7 +366,7 @@ def assert_spans_table_is_empty(ch: Any) -> None:
 def test_every_panel_runs_and_adds_up(name: str, selection: str, period: str, seeded: Seeded, ch: Any) -> None:
     assert_spans_table_is_empty(ch)  # the panels can only be reading rollups
     board = load(name)
-    view = View(seeded, RANGES[period], SELECTIONS[selection])
+    view = View(seeded, RANGES[period], SELECTIONS[selection], ch)
     targets = clickhouse_targets(board)
     assert len(targets) >= 10
     empty = []
@@ -391,7 +388,7 @@ def test_template_variables_list_what_the_rollup_holds(name: str, seeded: Seeded
     board = load(name)
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert {"service", "provider", "model", "prompt"} <= variables.keys()
-    view = View(seeded, WHOLE, EVERYTHING)
+    view = View(seeded, WHOLE, EVERYTHING, ch)
     spans = view.usage()
     expected = {"service": {s["ServiceName"] for s in spans}, "provider": {s["GenAIProvider"] for s in spans},
                 "model": {model_of(s) for s in spans}, "prompt": {s["GenAIPromptName"] for s in spans},
@@ -413,6 +410,6 @@ def test_a_narrow_selection_changes_the_figures(seeded: Seeded, ch: Any) -> None
     for service in ("chat-api", "batch-worker", "docs-bot"):
         selection = {**EVERYTHING, "service": [service]}
         figures[service] = only(run(ch, to_grafana_sql(cost_sql, selection, HAND)))["Cost (USD)"]
-        expected = sum(map(cost, View(seeded, HAND, selection).usage()))
+        expected = sum(map(cost, View(seeded, HAND, selection, ch).usage()))
         assert figures[service] == pytest.approx(float(expected), rel=1e-9)
     assert len(set(figures.values())) == 3

@@ -279,6 +279,16 @@ async def _committed_to(broker: Broker, topic: str, ends: dict[int, int]) -> boo
     return all(committed.get(p) is not None and committed[p].offset == end for p, end in ends.items() if end)
 
 
+async def run_until_committed(w: Writer, bootstrap: str, names: Names, ends: dict[int, int], what: str) -> None:
+    """Start the writer, wait until its group committed `ends` (partition -> offset), stop it."""
+    await w.start()
+    try:
+        async with Broker(bootstrap, names.group) as broker:
+            await until(lambda: _committed_to(broker, names.topic, ends), what)
+    finally:
+        await w.stop()
+
+
 # -- crash and replay ----------------------------------------------------------------------
 
 class CrashingReceiver(KafkaReceiver):
@@ -322,12 +332,7 @@ async def crash_then_restart(kafka_bootstrap: str, names: Names, chdb_endpoint: 
 
     second = writer(receiver_config(kafka_bootstrap, names, batch=restart_batch),
                     chdb_endpoint=chdb_endpoint, database=database)
-    await second.start()
-    try:
-        async with Broker(kafka_bootstrap, names.group) as broker:
-            await until(lambda: _committed_to(broker, names.topic, {0: len(messages)}), "the restart caught up")
-    finally:
-        await second.stop()
+    await run_until_committed(second, kafka_bootstrap, names, {0: len(messages)}, "the restart caught up")
     return first, second, keys
 
 
@@ -389,12 +394,7 @@ async def test_undecodable_messages_are_dead_lettered_and_never_block_the_partit
 
     w = writer(receiver_config(kafka_bootstrap, names, batch={"max_spans": 3, "timeout": "200ms"}),
                chdb_endpoint=chdb_endpoint, database=database)
-    await w.start()
-    try:
-        async with Broker(kafka_bootstrap, names.group) as broker:
-            await until(lambda: _committed_to(broker, names.topic, {0: len(messages)}), "committed past the poison")
-    finally:
-        await w.stop()
+    await run_until_committed(w, kafka_bootstrap, names, {0: len(messages)}, "committed past the poison")
 
     assert stored_keys(client, database) == sorted(keys)
     letters = sorted(await read_all(kafka_bootstrap, names.dlq, 2), key=lambda r: int(dict(r.headers)[
@@ -422,12 +422,7 @@ async def test_without_a_dead_letter_topic_poison_is_counted_and_skipped(kafka_b
     sink = TracesSink()
     w = writer(receiver_config(kafka_bootstrap, names, dead_letter_topic="", batch={"timeout": "200ms"}),
                downstream=sink)
-    await w.start()
-    try:
-        async with Broker(kafka_bootstrap, names.group) as broker:
-            await until(lambda: _committed_to(broker, names.topic, {0: len(messages)}), "committed past the poison")
-    finally:
-        await w.stop()
+    await run_until_committed(w, kafka_bootstrap, names, {0: len(messages)}, "committed past the poison")
     assert sorted((s.trace_id.hex(), s.span_id.hex()) for b in sink.batches for _, _, s in b.iter_spans()) == \
         sorted(keys)
     assert w.metric("tracehouse_kafka_receiver_messages_total", topic=names.topic, outcome="skipped") == 1
@@ -498,12 +493,7 @@ async def test_a_batch_refused_permanently_is_bisected_down_to_the_refused_messa
     gate = RefuseSpanNamed("refuse-me", sink)
     w = writer(receiver_config(kafka_bootstrap, names, batch={"max_spans": 1000, "timeout": "300ms"}),
                downstream=gate)
-    await w.start()
-    try:
-        async with Broker(kafka_bootstrap, names.group) as broker:
-            await until(lambda: _committed_to(broker, names.topic, {0: len(messages)}), "committed to the end")
-    finally:
-        await w.stop()
+    await run_until_committed(w, kafka_bootstrap, names, {0: len(messages)}, "committed to the end")
 
     got = sorted((s.trace_id.hex(), s.span_id.hex()) for b in sink.batches for _, _, s in b.iter_spans())
     assert got == sorted(keys), "every other span went through, once"
