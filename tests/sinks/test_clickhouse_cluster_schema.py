@@ -139,3 +139,16 @@ def test_cluster_is_a_config_key_and_a_bad_name_is_refused() -> None:
     bad = {**base, "exporters": {"clickhouse": {"cluster": "prod cluster; DROP"}}}
     with pytest.raises(ConfigError, match="cluster"):
         load_config_dict(bad)
+
+
+@pytest.mark.parametrize(("cluster", "expected"), [(CLUSTER, "1"), ("", None)])
+def test_on_a_cluster_inserts_wait_for_every_shard(cluster: str, expected: str | None, chdb_endpoint: str) -> None:
+    """The acknowledgement must not rest on one node's queue for the other shards."""
+    exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+                                  ClickHouseExporterConfig(endpoint=chdb_endpoint, cluster=cluster,
+                                                           create_schema=False))
+    client = exporter._ensure_connected()
+    try:
+        assert client.get_client_setting("distributed_foreground_insert") == expected
+    finally:
+        client.close()
