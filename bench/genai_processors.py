@@ -57,7 +57,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tracehouse.bench.run_all_in_one import cpu_model
 from tracehouse.bench.traffic import pregenerate
 from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.genai import GenAIColumns, genai_columns
+from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.logs import configure_logging
 from tracehouse.core.pdata import TraceBatch, count_spans
 from tracehouse.core.testing import TestHost, TracesSink
@@ -225,7 +225,7 @@ class Processors:
         asyncio.run(_start())  # loads the price table and the BPE tables before any timing
 
     def run_cost(self, batch: TraceBatch) -> None:
-        cols = genai_columns(batch)  # what CostProcessor.consume does
+        cols = batch.genai  # what CostProcessor.consume does
         if cols is not None:
             self.cost.price(batch, cols)
 
@@ -351,7 +351,7 @@ def _check(shape: Shape, procs: Processors) -> dict[str, int]:
     for body in shape.bodies:
         batch = decode_protobuf(body)
         procs.chain(batch)
-        cols = genai_columns(batch)
+        cols = batch.genai
         if not isinstance(cols, GenAIColumns):
             raise RuntimeError(f"{shape.name}: genai_normalize attached no GenAI columns")
         counts["spans"] += cols.size

@@ -78,8 +78,17 @@ class Status(enum.StrEnum):
 
 @runtime_checkable
 class TracesConsumer(Protocol):
+    """Takes batches. A consumer that changes the batches it is given (their spans or their
+    enrichment) declares `mutates_data = True`, so a fanout in front of it hands it a
+    clone (the Collector's consumer.Capabilities)."""
+
     async def consume(self, batch: TraceBatch) -> None:
         """Return once the spans are durably handed on; raise a PipelineError if not."""
+
+
+def mutates_data(consumer: object) -> bool:
+    """Whether `consumer` may change what it consumes; undeclared counts as yes (safe)."""
+    return bool(getattr(consumer, "mutates_data", True))
 
 
 class Host(Protocol):

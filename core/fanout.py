@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from tracehouse.core.component import TracesConsumer
+from tracehouse.core.component import TracesConsumer, mutates_data
 from tracehouse.core.errors import PermanentError, PipelineError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 
@@ -13,20 +13,32 @@ from tracehouse.core.pdata import TraceBatch
 class TracesFanout:
     """Sends each batch to every consumer and succeeds only if all of them did.
 
-    Consumers may change the batch they get, so every branch but the last receives its
-    own copy. If branches fail, a permanent error wins over a retryable one: retrying
-    would redeliver to the branches that succeeded and cannot help the one that refused.
+    Every consumer gets the same spans and the same enrichment (GenAI columns, origin,
+    deadline). As in the Collector, consumers that only read share the batch, and each
+    consumer that declares it mutates data gets its own clone, except that when nobody
+    only reads, the last mutating consumer gets the original. If branches fail, a
+    permanent error wins over a retryable one: retrying would redeliver to the branches
+    that succeeded and cannot help the one that refused.
     """
+
+    mutates_data = False  # it clones for the consumers that do
 
     def __init__(self, consumers: Sequence[TracesConsumer]):
         if not consumers:
             raise ValueError("a fanout needs at least one consumer")
         self._consumers = list(consumers)
+        self._mutating = [mutates_data(c) for c in self._consumers]
+        # Who may take the original: the readers, or (with no readers) the last mutator.
+        self._original_to_last_mutator = all(self._mutating)
 
     async def consume(self, batch: TraceBatch) -> None:
-        copies = [TraceBatch.from_bytes(batch.to_bytes()) for _ in self._consumers[1:]]
+        last = len(self._consumers) - 1
+        batches = [
+            batch.clone() if mutating and not (self._original_to_last_mutator and i == last) else batch
+            for i, mutating in enumerate(self._mutating)
+        ]
         results = await asyncio.gather(
-            *(c.consume(b) for c, b in zip(self._consumers, [*copies, batch], strict=True)),
+            *(c.consume(b) for c, b in zip(self._consumers, batches, strict=True)),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]

@@ -9,8 +9,9 @@ from protobuf (upb) into Python objects is the dominant cost on the hot path; se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -19,43 +20,59 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from tracehouse.core.errors import BadRequestError
+from tracehouse.core.genai import GenAIColumns
 
 TRACE_ID_LEN = 16
 SPAN_ID_LEN = 8
-
-# `extras` key naming the exact source records of a batch (the kafka receiver sets
-# `topic/partition/first-last`); the ClickHouse exporter passes it as the insert's
-# deduplication token, so replaying the same records is idempotent.
-INSERT_DEDUP_TOKEN = "clickhouse.insert_deduplication_token"
-
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordRange:
+    """Where a batch came from: consecutive offsets of one Kafka partition.
+
+    The ClickHouse exporter passes `token` as the insert's deduplication token, so
+    replaying the same records is idempotent."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+    @property
+    def token(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.first}-{self.last}"
+
+
 @dataclass(slots=True)
 class TraceBatch:
-    """One or more OTLP export requests' worth of spans.
+    """One or more OTLP export requests' worth of spans, and what the pipeline knows of them.
 
     `raw` is the serialized form while it is known to match `request`; a stage that
     changes the request must call `mark_mutated()` so the bytes are rebuilt on demand.
-    `extras` is where enrichment processors hang column-wise results (e.g. GenAI
-    columns) aligned with `iter_spans()` order, so later stages never rescan attributes.
+    `genai` holds the GenAI processors' column-wise results, aligned with `iter_spans()`
+    order, so later stages never rescan attributes. `origin` names the Kafka records the
+    batch was read from. `deadline` (monotonic seconds) is when the earliest client
+    waiting on these spans stops waiting: exporters give up retrying before it.
     """
 
     request: ExportTraceServiceRequest
     span_count: int
     raw: bytes | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    genai: GenAIColumns | None = None
+    origin: RecordRange | None = None
+    deadline: float | None = None
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> TraceBatch:
+    def from_bytes(cls, raw: bytes, *, deadline: float | None = None) -> TraceBatch:
         request = ExportTraceServiceRequest()
         try:
             request.ParseFromString(raw)
         except DecodeError as exc:
             raise BadRequestError(f"malformed OTLP protobuf: {exc}") from None
-        return cls(request=request, span_count=count_spans(request), raw=raw)
+        return cls(request=request, span_count=count_spans(request), raw=raw, deadline=deadline)
 
     @classmethod
     def from_request(cls, request: ExportTraceServiceRequest) -> TraceBatch:
@@ -64,7 +81,11 @@ class TraceBatch:
     @classmethod
     def merge(cls, batches: Iterable[TraceBatch]) -> TraceBatch:
         """Concatenate batches. Serialized protobuf messages concatenate into the merge of
-        their repeated fields, so merging raw bytes is exact and avoids a re-serialize."""
+        their repeated fields, so merging raw bytes is exact and avoids a re-serialize.
+
+        GenAI columns survive only when every part has them (else they would no longer
+        line up with the spans); an origin only when all parts share it; the deadline is
+        the earliest, so no client waiting on the merge is answered late."""
         parts = list(batches)
         if len(parts) == 1:
             return parts[0]
@@ -74,8 +95,34 @@ class TraceBatch:
         raw: bytes | None = None
         if all(p.raw is not None for p in parts):
             raw = b"".join(p.raw for p in parts)  # type: ignore[misc]
-        return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw,
-                   extras=_merge_extras(parts))
+        genai = None
+        if all(p.genai is not None for p in parts):
+            genai = GenAIColumns.concat([p.genai for p in parts])  # type: ignore[misc]
+        origins = {p.origin for p in parts}
+        deadlines = [p.deadline for p in parts if p.deadline is not None]
+        return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw, genai=genai,
+                   origin=origins.pop() if len(origins) == 1 else None,
+                   deadline=min(deadlines) if deadlines else None)
+
+    def clone(self) -> TraceBatch:
+        """A deep copy: the clone can be changed without the original seeing it.
+
+        Carries every field; what the Collector's fanout does for a consumer that
+        declares it mutates data."""
+        request = ExportTraceServiceRequest()
+        if self.raw is not None:
+            request.ParseFromString(self.raw)  # faster than CopyFrom for upb messages
+        else:
+            request.CopyFrom(self.request)
+        return TraceBatch(request=request, span_count=self.span_count, raw=self.raw,
+                          genai=None if self.genai is None else self.genai.copy(),
+                          origin=self.origin, deadline=self.deadline)
+
+    def remaining(self, default: float) -> float:
+        """Seconds left before the deadline, at most `default` (`default` without one)."""
+        if self.deadline is None:
+            return default
+        return max(0.0, min(default, self.deadline - time.monotonic()))
 
     @property
     def nbytes(self) -> int:
@@ -96,17 +143,6 @@ class TraceBatch:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     yield rs, ss, span
-
-
-def _merge_extras(parts: list[TraceBatch]) -> dict[str, Any]:
-    """Column-wise extras (anything with a `concat` classmethod) survive merging only when
-    every part has them; otherwise they would no longer line up with the spans."""
-    merged: dict[str, Any] = {}
-    for key, first in parts[0].extras.items():
-        values = [p.extras.get(key) for p in parts]
-        if hasattr(type(first), "concat") and all(type(v) is type(first) for v in values):
-            merged[key] = type(first).concat(values)
-    return merged
 
 
 def any_value(value: Any) -> AnyValue:

@@ -7,6 +7,7 @@ client is answered before its own timeout and can retry elsewhere.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,6 +43,14 @@ def backoff_delays(cfg: RetryConfig, rng: random.Random | None = None) -> Iterat
         yield delay
         total += delay
         interval = min(cfg.max_interval, interval * cfg.multiplier)
+
+
+def forever_delays(cfg: RetryConfig) -> Iterator[float]:
+    """Backoff that never gives up (capped at max_interval); for work already acknowledged."""
+    endless = cfg.model_copy(update={"max_elapsed_time": math.inf})
+    while True:
+        for delay in backoff_delays(endless):
+            yield max(0.05, delay)
 
 
 async def call_with_retry(

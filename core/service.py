@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from tracehouse.core.component import Component, ComponentID, Kind, Settings, Status, TracesConsumer
+from tracehouse.core.component import Component, ComponentID, Kind, Settings, Status, TracesConsumer, mutates_data
 from tracehouse.core.config import Config
 from tracehouse.core.fanout import fanout
+from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.registry import get_factory
 from tracehouse.core.telemetry import Telemetry
 
@@ -87,10 +88,12 @@ class Service:
                     exporters[cid] = self._create(Kind.EXPORTER, cid, None)
                 consumers.append(_as_consumer(exporters[cid], Kind.EXPORTER, cid))
             head: TracesConsumer = fanout(consumers)
+            chain = [head]
             for ref in reversed(pipeline.processors):
                 cid = ComponentID.parse(ref)
                 head = _as_consumer(self._create(Kind.PROCESSOR, cid, head, name), Kind.PROCESSOR, cid)
-            pipeline_heads[name] = head
+                chain.append(head)
+            pipeline_heads[name] = _PipelineHead(head, any(mutates_data(c) for c in chain))
 
         receiver_targets: dict[ComponentID, list[str]] = {}
         for name, pipeline in self.config.pipelines.items():
@@ -182,6 +185,18 @@ class Service:
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal received, shutting down", signal=sig.name)
         self._stop.set()
+
+
+@dataclass(slots=True)
+class _PipelineHead:
+    """A pipeline's first consumer, declaring whether anything down the pipeline mutates
+    data: a receiver's fanout over several pipelines clones only for those that do."""
+
+    first: TracesConsumer
+    mutates_data: bool
+
+    async def consume(self, batch: TraceBatch) -> None:
+        await self.first.consume(batch)
 
 
 def _as_consumer(component: Component, kind: Kind, cid: ComponentID) -> TracesConsumer:

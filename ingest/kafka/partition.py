@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tracehouse.core.pdata import INSERT_DEDUP_TOKEN, TraceBatch
+from tracehouse.core.pdata import RecordRange, TraceBatch
 from tracehouse.ingest.kafka.config import KafkaBatchConfig
 from tracehouse.ingest.otlp.validate import drop_invalid_spans
 
@@ -34,7 +34,7 @@ def parse_plan(metadata: str | None) -> int | None:
 
 
 def batch_token(topic: str, partition: int, first: int, last: int) -> str:
-    return f"{topic}/{partition}/{first}-{last}"
+    return RecordRange(topic, partition, first, last).token
 
 
 @dataclass(slots=True)
@@ -97,13 +97,13 @@ class Cut:
 
 
 def build_batch(topic: str, partition: int, messages: Sequence[Message]) -> TraceBatch:
-    """A fresh TraceBatch of the decodable messages, tagged with their range's token.
+    """A fresh TraceBatch of the decodable messages, tagged with the records' range.
 
     Serialized requests concatenate into their merge, so this is one parse. Built anew
     for every attempt: processors may change the batch they are given.
     """
     batch = TraceBatch.from_bytes(b"".join(m.clean for m in messages if m.clean is not None))
-    batch.extras[INSERT_DEDUP_TOKEN] = batch_token(topic, partition, messages[0].offset, messages[-1].offset)
+    batch.origin = RecordRange(topic, partition, messages[0].offset, messages[-1].offset)
     return batch
 
 

@@ -16,7 +16,6 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from tracehouse.core.context import request_deadline
 from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
 from tracehouse.core.netaddr import parse_endpoint
 from tracehouse.core.pdata import TraceBatch
@@ -72,11 +71,8 @@ class OtlpGrpcReceiver:
             batch = TraceBatch.from_bytes(request)
             spans = batch.span_count
             remaining = context.time_remaining()
-            token = request_deadline.set(time.monotonic() + remaining if remaining is not None else None)
-            try:
-                rejected, message = await self.handler.export(batch)
-            finally:
-                request_deadline.reset(token)
+            batch.deadline = time.monotonic() + remaining if remaining is not None else None
+            rejected, message = await self.handler.export(batch)
         except BadRequestError as exc:
             self.handler.observe("INVALID_ARGUMENT", started, spans, "bad_request")
             await context.abort_with_status(_status(code_pb2.INVALID_ARGUMENT, str(exc)))

@@ -19,7 +19,6 @@ from typing import Any
 from google.rpc import code_pb2
 
 from tracehouse.core.asgi_server import AsgiServer
-from tracehouse.core.context import request_deadline
 from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
@@ -151,7 +150,7 @@ class OtlpHttpApp:
                     batch = decode_body(body, encoding, is_json, cfg.max_request_body_size)
             except BadRequestError as exc:
                 raise HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT) from None
-            token = request_deadline.set(time.monotonic() + cfg.request_timeout)
+            batch.deadline = time.monotonic() + cfg.request_timeout
             try:
                 # asyncio.timeout, not wait_for: wait_for wraps the call in a task whose
                 # exception and traceback form a cycle that pins the request body until a
@@ -168,8 +167,6 @@ class OtlpHttpApp:
                 self._log.exception("unexpected error in the pipeline", error=str(exc))
                 raise HttpError(503, f"internal error: {exc}", grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0,
                                 refused_spans=batch.span_count, reason="internal") from None
-            finally:
-                request_deadline.reset(token)
         finally:
             self._active -= 1
         content_type = JSON if is_json else PROTOBUF

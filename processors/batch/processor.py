@@ -25,6 +25,8 @@ class _Pending:
 
 
 class BatchProcessor:
+    mutates_data = False  # merges into new batches, never changes the ones it is given
+
     def __init__(self, settings: Settings, config: BatchConfig, next_consumer: TracesConsumer):
         self._settings = settings
         self._config = config

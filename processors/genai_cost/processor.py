@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
-from tracehouse.core.genai import GenAIColumns, genai_columns
+from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_cost.config import GenAICostConfig
 from tracehouse.processors.genai_cost.pricing import PriceBook, cost, override_price
@@ -29,6 +29,8 @@ _MAX_LABEL = 200
 
 
 class CostProcessor:
+    mutates_data = True  # fills costs in the GenAI columns
+
     def __init__(self, settings: Settings, config: GenAICostConfig, next_consumer: TracesConsumer):
         self._settings = settings
         self._config = config
@@ -58,7 +60,7 @@ class CostProcessor:
 
     async def consume(self, batch: TraceBatch) -> None:
         if self._config.enabled:
-            cols = genai_columns(batch)
+            cols = batch.genai
             if cols is not None:
                 self.price(batch, cols)
         await self._next.consume(batch)

@@ -1,4 +1,4 @@
-"""Chat messages from each convention, reduced to `Message(role, content, tool_calls)`.
+"""Chat messages from each convention, reduced to `ChatMessage(role, content, tool_calls)`.
 
 Only text content is kept (what token estimation needs); images, audio and other parts
 are skipped. The shapes handled:
@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tracehouse.core.genai import Message
+from tracehouse.core.genai import ChatMessage
 from tracehouse.processors.genai_normalize.values import loads, path, raw
 
 Attrs = Mapping[str, AnyValue]
@@ -59,7 +59,7 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     return calls
 
 
-def from_list(value: Any) -> list[Message] | None:
+def from_list(value: Any) -> list[ChatMessage] | None:
     """OTel `{role, parts}` or OpenAI `{role, content}` message lists."""
     items = loads(value)
     if isinstance(items, dict) and isinstance(items.get("messages"), list):
@@ -72,11 +72,11 @@ def from_list(value: Any) -> list[Message] | None:
         if not isinstance(item, dict):
             continue
         content = item.get("parts") if "parts" in item else item.get("content")
-        out.append(Message(role=str(item.get("role", "")), content=_text_of(content), tool_calls=_tool_calls(item)))
+        out.append(ChatMessage(role=str(item.get("role", "")), content=_text_of(content), tool_calls=_tool_calls(item)))
     return out or None
 
 
-def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> list[Message] | None:
+def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> list[ChatMessage] | None:
     """`<prefix>.{i}.<role_key>` / `.<content_key>` attributes, in index order."""
     if f"{prefix}.0.{role_key}" not in attrs and f"{prefix}.0.{content_key}" not in attrs:
         return None  # lists start at index 0: no need to scan every attribute
@@ -104,13 +104,13 @@ def _flattened(attrs: Attrs, prefix: str, role_key: str, content_key: str) -> li
                 calls.setdefault(int(index_text), {}).setdefault(int(call_index), {})[field] = str(raw(value))
     if not found:
         return None
-    return [Message(role=found[i].get("role", ""), content=found[i].get("content", ""),
+    return [ChatMessage(role=found[i].get("role", ""), content=found[i].get("content", ""),
                     tool_calls=[{"name": c.get("name", ""), "arguments": c.get("arguments", "")}
                                 for _, c in sorted(calls.get(i, {}).items())])
             for i in sorted(found)]
 
 
-def _openai_choices(value: Any) -> list[Message] | None:
+def _openai_choices(value: Any) -> list[ChatMessage] | None:
     choices = path(value, "choices")
     if not isinstance(choices, list):
         return None
@@ -118,42 +118,42 @@ def _openai_choices(value: Any) -> list[Message] | None:
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict):
-            out.append(Message(role=str(message.get("role", "assistant")), content=_text_of(message.get("content")),
+            out.append(ChatMessage(role=str(message.get("role", "assistant")), content=_text_of(message.get("content")),
                                tool_calls=_tool_calls(message)))
     return out or None
 
 
-def _system_instructions(attrs: Attrs) -> list[Message]:
+def _system_instructions(attrs: Attrs) -> list[ChatMessage]:
     value = attrs.get("gen_ai.system_instructions")
     if value is None:
         return []
     content = _text_of(raw(value))
-    return [Message(role="system", content=content)] if content else []
+    return [ChatMessage(role="system", content=content)] if content else []
 
 
-Extractor = Callable[[Attrs], list[Message] | None]
+Extractor = Callable[[Attrs], list[ChatMessage] | None]
 
 
-def _attr(key: str, parse: Callable[[Any], list[Message] | None] = from_list) -> Extractor:
-    def extract(attrs: Attrs) -> list[Message] | None:
+def _attr(key: str, parse: Callable[[Any], list[ChatMessage] | None] = from_list) -> Extractor:
+    def extract(attrs: Attrs) -> list[ChatMessage] | None:
         value = attrs.get(key)
         return parse(raw(value)) if value is not None else None
     extract.__name__ = key
     return extract
 
 
-def _otel_input(attrs: Attrs) -> list[Message] | None:
+def _otel_input(attrs: Attrs) -> list[ChatMessage] | None:
     messages = _attr("gen_ai.input.messages")(attrs)
     return [*_system_instructions(attrs), *messages] if messages else None
 
 
 def _single_text(role: str, key: str) -> Extractor:
-    def extract(attrs: Attrs) -> list[Message] | None:
+    def extract(attrs: Attrs) -> list[ChatMessage] | None:
         value = attrs.get(key)
         if value is None:
             return None
         content = _text_of(raw(value))
-        return [Message(role=role, content=content)] if content else None
+        return [ChatMessage(role=role, content=content)] if content else None
     return extract
 
 
@@ -181,25 +181,25 @@ _EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user"
                 "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 
 
-def from_events(events: Any) -> tuple[list[Message] | None, list[Message] | None]:
+def from_events(events: Any) -> tuple[list[ChatMessage] | None, list[ChatMessage] | None]:
     """Deprecated OTel message events (v1.28–v1.36)."""
-    inputs: list[Message] = []
-    outputs: list[Message] = []
+    inputs: list[ChatMessage] = []
+    outputs: list[ChatMessage] = []
     for event in events:
         role = _EVENT_ROLES.get(event.name)
         if role is None and event.name != "gen_ai.choice":
             continue
         attrs = {kv.key: raw(kv.value) for kv in event.attributes}
         if role is not None:
-            inputs.append(Message(role=str(attrs.get("role", role)), content=_text_of(attrs.get("content"))))
+            inputs.append(ChatMessage(role=str(attrs.get("role", role)), content=_text_of(attrs.get("content"))))
         else:
             message = loads(attrs.get("message"))
             content = message.get("content") if isinstance(message, dict) else attrs.get("content")
-            outputs.append(Message(role="assistant", content=_text_of(content)))
+            outputs.append(ChatMessage(role="assistant", content=_text_of(content)))
     return inputs or None, outputs or None
 
 
-def first(extractors: tuple[Extractor, ...], attrs: Attrs) -> list[Message] | None:
+def first(extractors: tuple[Extractor, ...], attrs: Attrs) -> list[ChatMessage] | None:
     for extract in extractors:
         messages = extract(attrs)
         if messages:

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
-from tracehouse.core.genai import EXTRAS_KEY, GenAIColumns
+from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
@@ -178,6 +178,8 @@ def langfuse_usage(attrs: Attrs) -> dict[str, int | None]:
 
 
 class NormalizeProcessor:
+    mutates_data = True  # attaches the GenAI columns
+
     def __init__(self, settings: Settings, config: GenAINormalizeConfig, next_consumer: TracesConsumer):
         self._config = config
         self._next = next_consumer
@@ -205,7 +207,7 @@ class NormalizeProcessor:
                     if self._normalize(attrs, resource, span, cols, i):
                         self.normalized_spans += 1
                     i += 1
-        batch.extras[EXTRAS_KEY] = cols
+        batch.genai = cols
         return cols
 
     def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int) -> bool:

@@ -17,7 +17,7 @@ import asyncio
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
-from tracehouse.core.genai import GenAIColumns, genai_columns
+from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_tokens import tokenizer
 from tracehouse.processors.genai_tokens.config import GenAITokensConfig
@@ -37,6 +37,8 @@ def is_llm_call(span_kind: str, operation: str) -> bool:
 
 
 class TokensProcessor:
+    mutates_data = True  # fills token counts in the GenAI columns
+
     def __init__(self, settings: Settings, config: GenAITokensConfig, next_consumer: TracesConsumer):
         self._settings = settings
         self._config = config
@@ -65,7 +67,7 @@ class TokensProcessor:
 
     def process(self, batch: TraceBatch) -> int:
         """Fill missing token counts of `batch` in place; returns the spans estimated."""
-        cols = genai_columns(batch)
+        cols = batch.genai
         if cols is None:
             return 0
         cfg = self._config

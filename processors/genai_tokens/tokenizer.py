@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tracehouse.core.genai import Message
+from tracehouse.core.genai import ChatMessage
 
 O200K = "o200k_base"
 CL100K = "cl100k_base"
@@ -164,7 +164,7 @@ def _tool_call_texts(call: Any) -> tuple[str, str]:
     return (name if isinstance(name, str) else ""), args_text
 
 
-def has_content(messages: Sequence[Message] | None) -> bool:
+def has_content(messages: Sequence[ChatMessage] | None) -> bool:
     """True if any message carries text content or a tool call."""
     if not messages:
         return False
@@ -206,7 +206,7 @@ class _Budget:
 
 
 def estimate_messages(
-    messages: Iterable[Message], encoding: str = O200K, *, prompt: bool = True, max_chars: int = 0
+    messages: Iterable[ChatMessage], encoding: str = O200K, *, prompt: bool = True, max_chars: int = 0
 ) -> TokenEstimate:
     """Tokens of a chat, per OpenAI's accounting (see the module doc).
 
@@ -232,7 +232,7 @@ def estimate_messages(
     return TokenEstimate(tokens=tokens + overhead, scaled=scaled, chars=budget.total_chars)
 
 
-def count_messages(messages: Iterable[Message], encoding: str = O200K, *, prompt: bool = True,
+def count_messages(messages: Iterable[ChatMessage], encoding: str = O200K, *, prompt: bool = True,
                    max_chars: int = 0) -> int:
     """`estimate_messages(...).tokens`."""
     return estimate_messages(messages, encoding, prompt=prompt, max_chars=max_chars).tokens

@@ -25,6 +25,8 @@ _MIB = 1024 * 1024
 
 
 class MemoryLimiterProcessor:
+    mutates_data = False  # only counts what passes
+
     def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: TracesConsumer):
         self._settings = settings
         self._config = config

@@ -16,8 +16,8 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tracehouse.core.genai import EXTRAS_KEY, STORED, GenAIColumns
 from tracehouse.core.pdata import TraceBatch
+from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES, clickhouse_columns
 
 SPAN_KIND = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODE = ("Unset", "Ok", "Error")
@@ -30,10 +30,6 @@ BASE_COLUMNS = (
     "Events.Timestamp", "Events.Name", "Events.Attributes",
     "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes",
 )
-
-# Typed GenAI columns, supplied through batch.extras["genai"] as GenAIColumns (or a dict
-# of column name -> list aligned with span order). Missing ones take the column default.
-GENAI_COLUMNS = tuple(STORED.values())
 
 
 def _format_double(v: float) -> str:
@@ -173,14 +169,13 @@ def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
         scope_names, scope_versions, span_attrs, durations, status_codes, status_msgs,
         ev_ts, ev_names, ev_attrs, ln_trace, ln_span, ln_state, ln_attrs,
     ]
-    extra = batch.extras.get(EXTRAS_KEY)
-    genai: dict[str, list[Any]] | None = extra.clickhouse_columns() if isinstance(extra, GenAIColumns) else extra
-    if genai:
-        for col in GENAI_COLUMNS:
-            values = genai.get(col)
-            if values is not None:
-                if len(values) != len(ts):
-                    raise ValueError(f"GenAI column {col} has {len(values)} values for {len(ts)} spans")
-                names_out.append(col)
-                data.append(values)
+    # The typed GenAI columns, when a GenAI processor filled them; else the column defaults.
+    if batch.genai is not None:
+        genai = clickhouse_columns(batch.genai)
+        for col in GENAI_COLUMN_NAMES:
+            values = genai[col]
+            if len(values) != len(ts):
+                raise ValueError(f"GenAI column {col} has {len(values)} values for {len(ts)} spans")
+            names_out.append(col)
+            data.append(values)
     return names_out, data

@@ -8,7 +8,7 @@ from pydantic import field_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration, PositiveDuration
-from tracehouse.core.retry import RetryConfig
+from tracehouse.core.exporterhelper.config import ExporterHelperConfig
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -42,12 +42,11 @@ class ClickHouseConnectionConfig(ComponentConfig):
 
 
 
-class ClickHouseExporterConfig(ClickHouseConnectionConfig):
+class ClickHouseExporterConfig(ClickHouseConnectionConfig, ExporterHelperConfig):
     # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
     create_schema: bool = True
     # Keep spans this long (0 = forever); whole parts are dropped (ttl_only_drop_parts).
     ttl: Duration = 0
-    retry_on_failure: RetryConfig = RetryConfig()
     # How many recent insert blocks ClickHouse remembers to drop exact replays.
     deduplication_window: int = 1000
     # A ClickHouse cluster (its `remote_servers` name): the schema becomes Replicated*MergeTree

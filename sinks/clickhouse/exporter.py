@@ -1,27 +1,26 @@
 """The `clickhouse` exporter: batched, column-oriented inserts into the otel_traces table.
 
-`consume()` returns only after ClickHouse acknowledged the insert: in the all-in-one
-that is the point where the OTLP client is told its spans are safe. clickhouse-connect
-and chDB are synchronous, so all ClickHouse work (including turning spans into columns)
-runs on one dedicated thread, off the event loop.
+By default `consume()` returns only after ClickHouse acknowledged the insert: in the
+all-in-one that is the point where the OTLP client is told its spans are safe. With
+`sending_queue.storage`, it returns once the batch (GenAI columns included) is fsynced
+in the exporter helper's write-ahead queue, which is drained into ClickHouse, retrying
+while it is down. clickhouse-connect and chDB are synchronous, so all ClickHouse work
+(including turning spans into columns) runs on one dedicated thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from tracehouse.core.component import Host, Kind, Settings, Status
-from tracehouse.core.context import remaining, request_deadline
+from tracehouse.core.component import Host, Settings
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.genai import genai_columns
-from tracehouse.core.pdata import INSERT_DEDUP_TOKEN, TraceBatch
-from tracehouse.core.retry import call_with_retry
+from tracehouse.core.exporterhelper import ExportRequest, Health, TracesExporter
+from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
@@ -44,17 +43,38 @@ def _classify(exc: Exception) -> Exception:
     return RetryableError(f"ClickHouse insert failed: {exc}")
 
 
-class ClickHouseExporter:
-    def __init__(self, settings: Settings, config: ClickHouseExporterConfig, _next: Any = None):
-        self._settings = settings
+class _Insert(ExportRequest):
+    def __init__(self, sender: ClickHouseSender, batch: TraceBatch):
+        self._sender = sender
+        self._batch = batch
+        self.span_count = batch.span_count
+
+    async def send(self) -> None:
+        sender = self._sender
+        if sender.executor is None:
+            raise RetryableError("clickhouse exporter is not started")
+        try:
+            # A timed-out attempt's thread may finish later; the batch is then retried or
+            # refused, never half-acknowledged (the retry gate drops what did land).
+            await asyncio.get_running_loop().run_in_executor(sender.executor, sender.insert, self._batch)
+        except Exception as exc:
+            raise _classify(exc) from exc
+
+
+class ClickHouseSender:
+    """ClickHouse's side of the exporter: the connection, migrations, and one insert."""
+
+    name = "ClickHouse"
+    mutates_data = True  # writes registry versions of linked prompts into the GenAI columns
+
+    def __init__(self, settings: Settings, config: ClickHouseExporterConfig):
         self._config = config
         self._log = settings.logger
+        self._id = str(settings.id)
         self._host: Host | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self.executor: ThreadPoolExecutor | None = None
         self._client: Client | None = None
         self._contexts: dict[tuple[str, ...], Any] = {}
-        self._failing = False
-        self._id = str(settings.id)
         self._prompts = PromptRegistry(config.database, config.traces_table_name)
         self._stored_keys_query = stored_keys_query(config.database, config.traces_table_name)
         self.skipped_duplicates = 0
@@ -63,20 +83,31 @@ class ClickHouseExporter:
     def table(self) -> str:
         return f"{self._config.database}.{self._config.traces_table_name}"
 
-    async def start(self, host: Host) -> None:
+    async def start(self, host: Host, health: Health) -> None:
         self._host = host
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"clickhouse-{self._id}")
-        loop = asyncio.get_running_loop()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"clickhouse-{self._id}")
         try:
-            await loop.run_in_executor(self._executor, self._ensure_connected)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._ensure_connected)
         except Exception as exc:
             # A server that is not up yet (pod start order) is not fatal: every insert
             # attempt reconnects, and clients get retryable errors meanwhile.
-            self._set_failing(f"cannot reach ClickHouse: {exc}")
+            health.failing(f"cannot reach ClickHouse: {exc}")
             self._log.warning("clickhouse not reachable at start; will retry on each insert",
                               endpoint=_redact(self._config.endpoint), error=str(exc))
             return
         self._log.info("clickhouse exporter ready", endpoint=_redact(self._config.endpoint), table=self.table)
+
+    def request(self, batch: TraceBatch) -> ExportRequest:
+        return _Insert(self, batch)
+
+    def check(self, batch: TraceBatch) -> None:
+        return None
+
+    async def ready(self) -> None:
+        return None  # every attempt reconnects
+
+    def retry_after(self) -> float | None:
+        return None
 
     def _ensure_connected(self) -> Client:
         if self._client is not None:
@@ -97,58 +128,11 @@ class ClickHouseExporter:
         self._client = client
         return client
 
-    async def consume(self, batch: TraceBatch) -> None:
-        if batch.span_count == 0:
-            return
-        if self._executor is None:
-            raise RetryableError("clickhouse exporter is not started")
-        telemetry = self._host.telemetry if self._host else None
-        loop = asyncio.get_running_loop()
-        executor = self._executor
-
-        async def attempt() -> None:
-            t0 = time.perf_counter()
-            try:
-                # The client's deadline bounds each attempt too (the insert thread may
-                # finish later; the batch is then retried or refused, never half-acked).
-                async with asyncio.timeout(max(0.1, remaining(self._config.timeout))):
-                    await loop.run_in_executor(executor, self._insert, batch)
-            except TimeoutError:
-                raise RetryableError("ClickHouse insert timed out", retry_after=5.0) from None
-            except Exception as exc:
-                raise _classify(exc) from exc
-            finally:
-                if telemetry:
-                    telemetry.exporter_send_duration.labels(self._id).observe(time.perf_counter() - t0)
-
-        def on_retry(exc: Exception, delay: float) -> None:
-            self._set_failing(str(exc))
-            if telemetry:
-                telemetry.exporter_send_retries.labels(self._id).inc()
-            self._log.warning("insert failed, retrying", error=str(exc), retry_in_s=round(delay, 2),
-                              spans=batch.span_count)
-
-        try:
-            await call_with_retry(attempt, self._config.retry_on_failure, deadline=request_deadline.get(),
-                                  on_retry=on_retry)
-        except Exception as exc:
-            if telemetry:
-                telemetry.exporter_send_failed_spans.labels(self._id).inc(batch.span_count)
-            self._set_failing(str(exc))
-            self._log.error("insert failed, spans not written", error=str(exc), spans=batch.span_count)
-            raise
-        if telemetry:
-            telemetry.exporter_sent_spans.labels(self._id).inc(batch.span_count)
-        if self._failing:
-            self._failing = False
-            if self._host:
-                self._host.report_status(self._settings.id, Kind.EXPORTER, Status.OK)
-
-    def _insert(self, batch: TraceBatch) -> None:
+    def insert(self, batch: TraceBatch) -> None:
+        """One insert attempt, on the ClickHouse thread."""
         client = self._ensure_connected()
-        cols = genai_columns(batch)
-        if cols is not None:
-            self._prompts.link(client, cols)
+        if batch.genai is not None:
+            self._prompts.link(client, batch.genai)
         names, data = batch_to_columns(batch)
         keep = new_rows(client, self._stored_keys_query, data)
         if keep is not None:
@@ -169,8 +153,7 @@ class ClickHouseExporter:
             self._contexts[key] = context
         # A batch replayed from Kafka names its source records: ClickHouse drops a block
         # whose token it has already stored (the gate cannot see a concurrent writer).
-        token = batch.extras.get(INSERT_DEDUP_TOKEN)
-        settings = token_settings(token if isinstance(token, str) else None, keep)
+        settings = token_settings(batch.origin.token if batch.origin else None, keep)
         shared_settings = context.settings
         context.settings = {**shared_settings, **settings}
         context.data = data
@@ -180,14 +163,8 @@ class ClickHouseExporter:
             context.data = None
             context.settings = shared_settings
 
-    def _set_failing(self, error: str) -> None:
-        if not self._failing:
-            self._failing = True
-            if self._host:
-                self._host.report_status(self._settings.id, Kind.EXPORTER, Status.RECOVERABLE_ERROR, error)
-
     async def shutdown(self) -> None:
-        executor, self._executor = self._executor, None
+        executor, self.executor = self.executor, None
         if executor is None:
             return
         client = self._client
@@ -199,6 +176,20 @@ class ClickHouseExporter:
         await asyncio.get_running_loop().run_in_executor(executor, close)
         executor.shutdown(wait=True)
         self._client = None
+
+
+class ClickHouseExporter(TracesExporter):
+    def __init__(self, settings: Settings, config: ClickHouseExporterConfig, _next: Any = None):
+        self._clickhouse = ClickHouseSender(settings, config)
+        super().__init__(settings, config, self._clickhouse)
+
+    @property
+    def table(self) -> str:
+        return self._clickhouse.table
+
+    @property
+    def skipped_duplicates(self) -> int:
+        return self._clickhouse.skipped_duplicates
 
 
 def _redact(endpoint: str) -> str:

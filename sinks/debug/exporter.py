@@ -13,6 +13,8 @@ class DebugExporterConfig(ComponentConfig):
 
 
 class DebugExporter:
+    mutates_data = False  # only logs
+
     def __init__(self, settings: Settings, config: DebugExporterConfig, _next: Any = None):
         self._log = settings.logger
         self._config = config

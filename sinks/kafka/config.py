@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
-from tracehouse.core.config import Duration, PositiveDuration
+from tracehouse.core.config import Duration
 from tracehouse.core.kafka import KafkaClientConfig
-from tracehouse.core.retry import RetryConfig
+from tracehouse.core.exporterhelper.config import ExporterHelperConfig, SendingQueueConfig
 
 SUPPORTED_ENCODING = "otlp_proto"
+__all__ = ["KafkaExporterConfig", "ProducerConfig", "SendingQueueConfig"]
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
@@ -49,33 +50,13 @@ class ProducerConfig(ComponentConfig):
         return self
 
 
-class SendingQueueConfig(ComponentConfig):
-    enabled: bool = True
-    # Capacity in spans: spans being sent (memory) or waiting on disk (storage).
-    queue_size: int = Field(default=100_000, gt=0)
-    # "" keeps the queue in memory (the client is answered once Kafka acked); a
-    # directory makes it a write-ahead queue (answered once the batch is fsynced there).
-    storage: str = ""
-    max_storage_mib: int = Field(default=1024, gt=0)
-
-    @model_validator(mode="after")
-    def _storage_needs_queue(self) -> SendingQueueConfig:
-        if self.storage and not self.enabled:
-            raise ValueError("storage needs the sending queue: set enabled: true or remove storage")
-        return self
-
-
-class KafkaExporterConfig(KafkaClientConfig):
+class KafkaExporterConfig(KafkaClientConfig, ExporterHelperConfig):
     topic: str = "otlp_spans"
     encoding: str = SUPPORTED_ENCODING
     # One message per trace, keyed by the hex trace id: a trace's spans share a
     # partition, so one writer sees the whole trace.
     partition_traces_by_id: bool = True
-    # Per attempt (bounded further by the client's deadline).
-    timeout: PositiveDuration = 5.0
     producer: ProducerConfig = ProducerConfig()
-    retry_on_failure: RetryConfig = RetryConfig()
-    sending_queue: SendingQueueConfig = SendingQueueConfig()
 
     @field_validator("topic")
     @classmethod

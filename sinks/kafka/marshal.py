@@ -23,7 +23,7 @@ _NO_HEADERS: list[tuple[str, bytes]] = []
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class ProducedRecord:
     key: bytes | None
     value: bytes
     span_count: int
@@ -43,7 +43,7 @@ def trace_key(trace_id: bytes) -> bytes:
     return trace_id.hex().encode() if any(trace_id) else b""
 
 
-def to_messages(batch: TraceBatch, *, by_trace_id: bool, max_bytes: int) -> list[Message]:
+def to_messages(batch: TraceBatch, *, by_trace_id: bool, max_bytes: int) -> list[ProducedRecord]:
     if batch.span_count == 0:
         return []
     if not by_trace_id:
@@ -54,20 +54,20 @@ def to_messages(batch: TraceBatch, *, by_trace_id: bool, max_bytes: int) -> list
         # Already a single trace: send the received bytes as they are.
         trace_id = next(iter(groups))
         return _fit(trace_key(trace_id), batch.to_bytes(), batch.request, batch.span_count, max_bytes)
-    messages: list[Message] = []
+    messages: list[ProducedRecord] = []
     cache: dict[int, bytes] = {}
     for trace_id, parts in groups.items():
         key = trace_key(trace_id)
         value = _encode(parts, cache)
         spans = sum(len(spans) for _, _, spans in parts)
         if message_size(key, value) <= max_bytes:
-            messages.append(Message(key, value, spans))
+            messages.append(ProducedRecord(key, value, spans))
         else:
-            messages.extend(split_message(Message(key, value, spans), max_bytes))
+            messages.extend(split_message(ProducedRecord(key, value, spans), max_bytes))
     return messages
 
 
-def split_message(message: Message, max_bytes: int) -> list[Message]:
+def split_message(message: ProducedRecord, max_bytes: int) -> list[ProducedRecord]:
     """Split a message the broker refused as too large into parts of at most `max_bytes`."""
     request = ExportTraceServiceRequest()
     request.ParseFromString(message.value)
@@ -154,19 +154,19 @@ def _varint(n: int) -> bytes:
 
 
 def _fit(key: bytes | None, value: bytes, request: ExportTraceServiceRequest, spans: int,
-         max_bytes: int) -> list[Message]:
+         max_bytes: int) -> list[ProducedRecord]:
     if message_size(key, value) <= max_bytes:
-        return [Message(key, value, spans)]
+        return [ProducedRecord(key, value, spans)]
     return _split(request, key, max_bytes)
 
 
-def _split(request: ExportTraceServiceRequest, key: bytes | None, max_bytes: int) -> list[Message]:
+def _split(request: ExportTraceServiceRequest, key: bytes | None, max_bytes: int) -> list[ProducedRecord]:
     # ByteSize() is cheap next to serializing: serialize only parts that will fit.
     size = request.ByteSize() + message_size(key, b"")
     if size <= max_bytes:
         value = request.SerializeToString()
         if message_size(key, value) <= max_bytes:
-            return [Message(key, value, count_spans(request))]
+            return [ProducedRecord(key, value, count_spans(request))]
     halves = _halve(request)
     if halves is None:
         raise PermanentError(f"a single span is {size} bytes as a Kafka message (with its resource and scope), "

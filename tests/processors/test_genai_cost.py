@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pydantic import ValidationError
 
 from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.genai import EXTRAS_KEY, GenAIColumns, genai_columns
+from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.processors.genai_cost.config import GenAICostConfig
@@ -103,7 +103,7 @@ def batch_of(*rows: dict[str, Any]) -> TraceBatch:
         for key, value in row.items():
             if key != "start":
                 getattr(cols, key)[i] = value
-    batch.extras[EXTRAS_KEY] = cols
+    batch.genai = cols
     return batch
 
 
@@ -118,7 +118,7 @@ async def started(config: GenAICostConfig | None = None) -> tuple[CostProcessor,
 
 async def run(proc: CostProcessor, sink: TracesSink, *rows: dict[str, Any]) -> GenAIColumns:
     await proc.consume(batch_of(*rows))
-    cols = genai_columns(sink.batches[-1])
+    cols = sink.batches[-1].genai
     assert cols is not None
     return cols
 
@@ -324,10 +324,10 @@ async def test_an_unknown_token_count_stays_unknown() -> None:
 async def test_a_batch_without_genai_columns_passes_untouched() -> None:
     proc, sink, _ = await started()
     batch = batch_of({})
-    del batch.extras[EXTRAS_KEY]
+    batch.genai = None
     await proc.consume(batch)
     assert sink.batches == [batch]
-    assert batch.extras == {}
+    assert batch.genai is None
 
 
 async def test_disabled_passes_everything_untouched() -> None:
@@ -473,7 +473,7 @@ async def test_throughput_with_a_warm_cache(capsys: pytest.CaptureFixture[str],
     rows = [{"provider": models[i % 5][0], "response_model": models[i % 5][1], "input_tokens": 1000 + i,
              "cached_input_tokens": 200, "output_tokens": 300, "reasoning_tokens": 50} for i in range(n)]
     batch = batch_of(*rows)
-    cols = genai_columns(batch)
+    cols = batch.genai
     assert cols is not None
     proc.price(batch, cols)  # warm the cache
     best = float("inf")

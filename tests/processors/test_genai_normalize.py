@@ -355,14 +355,14 @@ def test_columns_survive_the_batch_processor_merge() -> None:
     processor().process(first)
     processor().process(second)
     merged = TraceBatch.merge([first, second])
-    from tracehouse.core.genai import genai_columns
+    
 
-    cols = genai_columns(merged)
+    cols = merged.genai
     assert cols is not None and cols.size == merged.span_count == 12
     assert [s.name for _, _, s in merged.iter_spans()][5:7] == ["umbrella-advisor", "Completions"]
     assert cols.reasoning_tokens[0] == 5 and cols.reasoning_tokens[6] is None  # OpenInference, then MLflow
     unnormalized = TraceBatch.merge([first, load("mlflow/http-protobuf.pb")])
-    assert genai_columns(unnormalized) is None, "columns that no longer line up with the spans are dropped"
+    assert unnormalized.genai is None, "columns that no longer line up with the spans are dropped"
 
 
 def test_openinference_tool_calls_in_flattened_output_messages() -> None:

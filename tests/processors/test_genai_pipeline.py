@@ -14,7 +14,7 @@ import pytest
 
 from genai_helpers import enrich as enrich_batch
 from otlp_fixtures import load_batch
-from tracehouse.core.genai import genai_columns
+
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost
 
@@ -51,7 +51,7 @@ async def enrich(relative: str) -> TraceBatch:
 ])
 async def test_fixture_costs_match_independently_computed_prices(relative: str, cached: int) -> None:
     batch = await enrich(relative)
-    cols = genai_columns(batch)
+    cols = batch.genai
     assert cols is not None
     priced = 0
     for i in range(cols.size):
@@ -86,7 +86,7 @@ async def test_missing_usage_is_estimated_then_priced() -> None:
     }
     span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat gpt-4o", attributes=key_values(attrs))
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
-    cols = genai_columns(await run_pipeline(TraceBatch.from_request(request)))
+    cols = (await run_pipeline(TraceBatch.from_request(request))).genai
     assert cols is not None and cols.tokens_estimated == [True]
     inp, out = cols.input_tokens[0], cols.output_tokens[0]
     assert inp is not None and out is not None and inp > 0 and out > 0

@@ -31,7 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pydantic import ValidationError
 
 from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.genai import EXTRAS_KEY, GenAIColumns, Message, genai_columns
+from tracehouse.core.genai import GenAIColumns, ChatMessage
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.processors.genai_tokens import tokenizer
@@ -90,8 +90,8 @@ def ref_completion_tokens(messages: list[dict[str, Any]], encoding: str) -> int:
 # --- helpers --------------------------------------------------------------------------
 
 
-def to_messages(items: list[dict[str, Any]]) -> list[Message]:
-    return [Message(role=m["role"], content=m["content"], tool_calls=list(m.get("tool_calls", []))) for m in items]
+def to_messages(items: list[dict[str, Any]]) -> list[ChatMessage]:
+    return [ChatMessage(role=m["role"], content=m["content"], tool_calls=list(m.get("tool_calls", []))) for m in items]
 
 
 def batch_with(cols: GenAIColumns, error: Collection[int] = ()) -> TraceBatch:
@@ -100,7 +100,7 @@ def batch_with(cols: GenAIColumns, error: Collection[int] = ()) -> TraceBatch:
              for i in range(cols.size)]
     batch = TraceBatch.from_request(
         ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]))
-    batch.extras[EXTRAS_KEY] = cols
+    batch.genai = cols
     return batch
 
 
@@ -112,8 +112,8 @@ def llm_columns(n: int, model: str = "gpt-4o") -> GenAIColumns:
     return cols
 
 
-CHAT = [Message("system", "You are a helpful assistant."), Message("user", "What's the capital of Australia?")]
-ANSWER = [Message("assistant", "The capital of Australia is Canberra.")]
+CHAT = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "What's the capital of Australia?")]
+ANSWER = [ChatMessage("assistant", "The capital of Australia is Canberra.")]
 
 
 async def run(batch: TraceBatch, config: GenAITokensConfig | None = None) -> tuple[TokensProcessor, TraceBatch]:
@@ -128,7 +128,7 @@ async def run(batch: TraceBatch, config: GenAITokensConfig | None = None) -> tup
 
 
 def cols_of(batch: TraceBatch) -> GenAIColumns:
-    cols = genai_columns(batch)
+    cols = batch.genai
     assert cols is not None
     return cols
 
@@ -231,7 +231,7 @@ def test_chat_overhead_matches_the_openai_api(encoding: str, api_prompt_tokens: 
         ("user", None, "This late pivot means we don't have time to boil the ocean for the client deliverable."),
     ]
     names = sum(ref_tokens(name, encoding) + 1 for _, name, _ in example if name)
-    assert count_messages([Message(role, content) for role, _, content in example], encoding) + names \
+    assert count_messages([ChatMessage(role, content) for role, _, content in example], encoding) + names \
         == api_prompt_tokens
 
 
@@ -243,7 +243,7 @@ def test_tool_call_shapes_count_alike() -> None:
         {"name": "get_weather", "arguments": compact},  # genai_normalize
         {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": args},  # OTel parts
     ]
-    counts = {count_messages([Message("assistant", "", [call])], O200K, prompt=False) for call in shapes}
+    counts = {count_messages([ChatMessage("assistant", "", [call])], O200K, prompt=False) for call in shapes}
     assert counts == {3 + ref_tokens("get_weather", O200K) + ref_tokens(compact, O200K)}
 
 
@@ -318,8 +318,8 @@ async def test_spans_that_are_not_model_calls_are_untouched() -> None:
 async def test_no_messages_means_no_estimate() -> None:
     cols = llm_columns(4)
     cols.input_messages[1], cols.output_messages[1] = [], []
-    cols.input_messages[2] = [Message("user", ""), Message("system", "")]  # e.g. image-only content
-    cols.input_messages[3], cols.output_messages[3] = None, [Message("assistant", "", [])]
+    cols.input_messages[2] = [ChatMessage("user", ""), ChatMessage("system", "")]  # e.g. image-only content
+    cols.input_messages[3], cols.output_messages[3] = None, [ChatMessage("assistant", "", [])]
     _, out = await run(batch_with(cols))
     cols = cols_of(out)
     assert cols.input_tokens == cols.output_tokens == cols.total_tokens == [None] * 4
@@ -338,9 +338,9 @@ async def test_failed_calls_are_not_estimated() -> None:
 
 async def test_a_batch_without_genai_columns_is_passed_on_untouched() -> None:
     batch = batch_with(GenAIColumns.empty(2))
-    del batch.extras[EXTRAS_KEY]
+    batch.genai = None
     proc, out = await run(batch)
-    assert out.extras == {} and proc.estimated_spans == 0
+    assert out.genai is None and proc.estimated_spans == 0
 
 
 # --- (6) encodings by model ----------------------------------------------------------------
@@ -376,12 +376,12 @@ async def test_the_processor_counts_with_the_model_s_encoding() -> None:
     cols = llm_columns(len(cases))
     for i, (request, response, _) in enumerate(cases):
         cols.request_model[i], cols.response_model[i] = request, response
-        cols.output_messages[i] = [Message("assistant", text)]
+        cols.output_messages[i] = [ChatMessage("assistant", text)]
     _, out = await run(batch_with(cols))
     assert cols_of(out).output_tokens == [ref_tokens(text, enc) for _, _, enc in cases] == [9, 8, 9, 8]
 
     cols = llm_columns(1, model="claude-3-5-haiku")
-    cols.output_messages[0] = [Message("assistant", text)]
+    cols.output_messages[0] = [ChatMessage("assistant", text)]
     _, out = await run(batch_with(cols), GenAITokensConfig(default_encoding="cl100k_base"))
     assert cols_of(out).output_tokens == [9]
 
@@ -393,7 +393,7 @@ PROSE = " ".join(m["content"] for c in CORPUS for m in c["input"] if m["content"
 
 async def test_huge_content_is_counted_up_to_the_bound_and_extrapolated(monkeypatch: pytest.MonkeyPatch) -> None:
     huge = (PROSE * (1_000_000 // len(PROSE) + 1))[:1_000_000]
-    messages = [Message("system", "You are a helpful assistant."), Message("user", huge)]
+    messages = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", huge)]
     full = count_messages(messages, O200K)  # unbounded: the true count
     tokenized: list[int] = []
     real = tokenizer.count_text
@@ -417,7 +417,7 @@ async def test_huge_content_is_counted_up_to_the_bound_and_extrapolated(monkeypa
 
 async def test_content_within_the_bound_is_counted_exactly() -> None:
     cols = llm_columns(2)
-    messages = [Message("user", PROSE[:150_000])]
+    messages = [ChatMessage("user", PROSE[:150_000])]
     cols.input_messages[0] = cols.input_messages[1] = messages
     proc, out = await run(batch_with(cols))  # default bound: 200,000 chars
     assert cols_of(out).input_tokens == [ref_prompt_tokens([{"role": "user", "content": PROSE[:150_000]}], O200K)] * 2

@@ -21,6 +21,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.config import load_config_dict
 from tracehouse.core.errors import ConfigError
+from tracehouse.core.genai import GENAI_FIELDS, GenAIColumns
 from otlp_fixtures import FIXTURES
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.registry import get_factory
@@ -31,7 +32,8 @@ from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.extension import QueryApiExtension
 from tracehouse.query.store import TraceStore
 from tracehouse.sinks.clickhouse.client import open_client
-from tracehouse.sinks.clickhouse.columns import GENAI_COLUMNS, SPAN_KIND, STATUS_CODE, attrs_to_map, batch_to_columns
+from tracehouse.sinks.clickhouse.columns import SPAN_KIND, STATUS_CODE, attrs_to_map, batch_to_columns
+from tracehouse.sinks.clickhouse.genai import GENAI_COLUMNS
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 from tracehouse.core.pdata import key_values
@@ -71,11 +73,15 @@ class FakeHost:
 
 
 
-_GENAI_DEFAULTS: dict[str, Any] = {
-    c: (None if ("Tokens" in c and c != "GenAITokensEstimated") or "CostUSD" in c
-        else False if c == "GenAITokensEstimated" else "")
-    for c in GENAI_COLUMNS
-}
+def genai_of(specs: list[SpanSpec]) -> GenAIColumns:
+    """GenAI columns from specs keyed by ClickHouse column name, as a GenAI processor leaves them."""
+    cols = GenAIColumns.empty(len(specs))
+    for f, column in GENAI_COLUMNS:
+        values = [s.genai.get(column, f.default) for s in specs]
+        if f.kind is Decimal:
+            values = [None if v is None else Decimal(str(v)) for v in values]
+        setattr(cols, f.name, values)
+    return cols
 
 
 @dataclass
@@ -99,7 +105,7 @@ class SpanSpec:
 
 def build_batch(specs: list[SpanSpec], scope: tuple[str, str] = ("test.scope", "1.2.3")) -> TraceBatch:
     """One request, one ResourceSpans per service (in first-seen order); GenAI columns in
-    batch.extras aligned with the batch's span order, as an enrichment processor leaves them."""
+    batch.genai aligned with the batch's span order, as an enrichment processor leaves them."""
     request = ExportTraceServiceRequest()
     by_service: dict[str, ResourceSpans] = {}
     ordered: list[SpanSpec] = []
@@ -134,13 +140,13 @@ def build_batch(specs: list[SpanSpec], scope: tuple[str, str] = ("test.scope", "
                 lk.attributes.extend(key_values(la))
     batch = TraceBatch.from_request(request)
     if any(s.genai for s in ordered):
-        batch.extras["genai"] = {c: [s.genai.get(c, d) for s in ordered] for c, d in _GENAI_DEFAULTS.items()}
+        batch.genai = genai_of(ordered)
     return batch
 
 
 def split_per_span(batch: TraceBatch) -> list[TraceBatch]:
     """The same spans, one request per span (so no insert block repeats an earlier one)."""
-    genai = batch.extras.get("genai")
+    genai = batch.genai
     out = []
     for i, (rs, ss, span) in enumerate(batch.iter_spans()):
         request = ExportTraceServiceRequest()
@@ -150,8 +156,8 @@ def split_per_span(batch: TraceBatch) -> list[TraceBatch]:
         new_ss.scope.CopyFrom(ss.scope)
         new_ss.spans.add().CopyFrom(span)
         one = TraceBatch.from_request(request)
-        if genai:
-            one.extras["genai"] = {c: [values[i]] for c, values in genai.items()}
+        if genai is not None:
+            one.genai = GenAIColumns(size=1, **{f.name: [getattr(genai, f.name)[i]] for f in GENAI_FIELDS})
         out.append(one)
     return out
 

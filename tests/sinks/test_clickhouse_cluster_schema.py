@@ -147,7 +147,7 @@ def test_on_a_cluster_inserts_wait_for_every_shard(cluster: str, expected: str |
     exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
                                   ClickHouseExporterConfig(endpoint=chdb_endpoint, cluster=cluster,
                                                            create_schema=False))
-    client = exporter._ensure_connected()
+    client = exporter._clickhouse._ensure_connected()
     try:
         assert client.get_client_setting("distributed_foreground_insert") == expected
     finally:

@@ -163,11 +163,15 @@ def test_a_database_at_an_older_version_gets_only_the_newer_migrations(client, d
 
 from genai_helpers import batch_of, enrich, span  # noqa: E402
 from otlp_fixtures import load_batch  # noqa: E402
-from tracehouse.core.pdata import INSERT_DEDUP_TOKEN  # noqa: E402
+from tracehouse.core.pdata import RecordRange  # noqa: E402
 
 
 def tokened(batch: TraceBatch, token: str) -> TraceBatch:
-    batch.extras[INSERT_DEDUP_TOKEN] = token
+    """`batch` as the kafka receiver builds it from the records `topic/partition/first-last`."""
+    topic, partition, offsets = token.split("/")
+    first, last = offsets.split("-")
+    batch.origin = RecordRange(topic, int(partition), int(first), int(last))
+    assert batch.origin.token == token
     return batch
 
 

@@ -37,11 +37,10 @@ from kafka_testing import (
 from otlp_fixtures import fixture_payloads, load_batch
 from tracehouse.core.component import Status
 from tracehouse.core.config import load_config_dict
-from tracehouse.core.context import request_deadline
 from tracehouse.core.errors import ConfigError, PayloadTooLargeError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
-from tracehouse.sinks.kafka.exporter import producer_kwargs
+from tracehouse.sinks.kafka.producer import producer_kwargs
 from tracehouse.sinks.kafka.marshal import message_size, to_messages
 
 FIXTURES = [str(p.relative_to(p.parents[1])) for p in fixture_payloads()]
@@ -54,8 +53,18 @@ def proxied(tmp_path: Path) -> Iterator[ProxiedBroker]:
         yield broker
 
 
+_client_deadline: list[float | None] = [None]
+
+
 def deadline_in(seconds: float) -> None:
-    request_deadline.set(time.monotonic() + seconds)
+    """The clients of the following requests stop waiting `seconds` from now."""
+    _client_deadline[0] = time.monotonic() + seconds
+
+
+def due(batch: TraceBatch) -> TraceBatch:
+    """`batch` as a receiver hands it on: carrying its client's deadline."""
+    batch.deadline = _client_deadline[0]
+    return batch
 
 
 # ---------------------------------------------------------------------------- config
@@ -182,7 +191,7 @@ async def test_every_trace_is_one_keyed_message_on_one_partition(kafka_bootstrap
     async with running(exporter_config(kafka_bootstrap, topic)) as (exporter, host):
         deadline_in(10)
         for batch in batches:
-            await exporter.consume(batch)
+            await exporter.consume(due(batch))
         assert metric(host, "tracehouse_exporter_sent_spans_total") == sum(b.span_count for b in batches)
         assert metric(host, "tracehouse_exporter_queue_size") == 0
 
@@ -208,7 +217,7 @@ async def test_unkeyed_mode_sends_each_request_as_received(kafka_bootstrap: str)
     async with running(exporter_config(kafka_bootstrap, topic, partition_traces_by_id=False)) as (exporter, _):
         deadline_in(10)
         for batch in batches:
-            await exporter.consume(batch)
+            await exporter.consume(due(batch))
     records = await read_topic(kafka_bootstrap, topic)
     assert all(r.key is None for r in records)
     assert sorted(r.value for r in records) == sorted(b.to_bytes() for b in batches)
@@ -227,7 +236,7 @@ async def test_every_compression_round_trips(kafka_bootstrap: str, compression: 
     async with running(config) as (exporter, _):
         deadline_in(10)
         for batch in batches:
-            await exporter.consume(batch)
+            await exporter.consume(due(batch))
     records = await read_topic(kafka_bootstrap, topic)
     assert span_prints(parse(r.value) for r in records) == span_prints(b.request for b in batches)
 
@@ -239,10 +248,10 @@ async def test_oversized_requests_are_split_on_the_way_to_the_broker(kafka_boots
     config = exporter_config(kafka_bootstrap, topic, producer={"max_message_bytes": 8000})
     async with running(config) as (exporter, host):
         deadline_in(10)
-        await exporter.consume(batch)
+        await exporter.consume(due(batch))
         too_big = traffic(traces=1, spans_per_trace=1, requests=1, run=7, attr_bytes=9000)[0]
         with pytest.raises(PermanentError, match="max_message_bytes"):
-            await exporter.consume(too_big)
+            await exporter.consume(due(too_big))
         assert metric(host, "tracehouse_exporter_send_failed_spans_total") == 1
     records = await read_topic(kafka_bootstrap, topic)
     assert len(records) > 2 and all(len(r.value) <= 8000 for r in records)
@@ -255,13 +264,13 @@ async def test_consume_returns_only_after_kafka_acknowledged(proxied: ProxiedBro
     async with running(exporter_config(proxied.bootstrap, topic)) as (exporter, host):
         before, during, after = traffic(run=1), traffic(run=2), traffic(run=3)
         deadline_in(10)
-        await exporter.consume(before[0])
+        await exporter.consume(due(before[0]))
 
         proxied.cut()
         deadline_in(1.5)
         t0 = time.monotonic()
         with pytest.raises(RetryableError) as err:
-            await exporter.consume(during[0])
+            await exporter.consume(due(during[0]))
         elapsed = time.monotonic() - t0
         assert 1.0 < elapsed < 2.5, "answered within the client's deadline, after trying until then"
         assert err.value.retry_after and not err.value.overload
@@ -271,7 +280,7 @@ async def test_consume_returns_only_after_kafka_acknowledged(proxied: ProxiedBro
 
         proxied.restore()
         deadline_in(10)
-        await exporter.consume(after[0])
+        await exporter.consume(due(after[0]))
         assert host.status["exporter/kafka"][0] is Status.OK
     records = await read_topic(proxied.bootstrap, topic)
     got = span_ids(parse(r.value) for r in records)
@@ -292,7 +301,7 @@ async def test_start_never_waits_for_the_broker(proxied: ProxiedBroker) -> None:
         assert status is Status.RECOVERABLE_ERROR and "cannot connect" in (error or "")
         t1 = time.monotonic()
         with pytest.raises(RetryableError, match="not connected to Kafka") as err:
-            await exporter.consume(traffic()[0])
+            await exporter.consume(due(traffic()[0]))
         assert time.monotonic() - t1 < 0.1, "refused at once, not after the deadline"
         assert err.value.retry_after is not None and err.value.retry_after >= 1.0
 
@@ -300,7 +309,7 @@ async def test_start_never_waits_for_the_broker(proxied: ProxiedBroker) -> None:
         await wait_for(lambda: exporter.connected, 10, "the background reconnect")
         assert host.status["exporter/kafka"][0] is Status.OK
         deadline_in(10)
-        await exporter.consume(traffic()[0])
+        await exporter.consume(due(traffic()[0]))
     assert len(await read_topic(proxied.bootstrap, topic)) > 0
 
 
@@ -311,7 +320,7 @@ async def test_a_tls_file_not_mounted_yet_is_a_recoverable_error(tmp_path: Path)
         status, error = host.status["exporter/kafka"]
         assert status is Status.RECOVERABLE_ERROR and "missing-ca.pem" in (error or "")
         with pytest.raises(RetryableError, match="missing-ca.pem"):
-            await exporter.consume(traffic()[0])
+            await exporter.consume(due(traffic()[0]))
 
 
 @pytest.mark.integration
@@ -323,20 +332,20 @@ async def test_a_full_memory_queue_refuses_with_overload(proxied: ProxiedBroker)
         assert metric(host, "tracehouse_exporter_queue_capacity") == 10
         proxied.cut()  # the first batch now waits for its acks and holds its room
         deadline_in(20)
-        pending = asyncio.create_task(exporter.consume(first))
+        pending = asyncio.create_task(exporter.consume(due(first)))
         await wait_for(lambda: metric(host, "tracehouse_exporter_queue_size") == 6, 2, "the queue gauge")
         t0 = time.monotonic()
         with pytest.raises(RetryableError) as err:
-            await exporter.consume(second)
+            await exporter.consume(due(second))
         assert err.value.overload and err.value.retry_after and time.monotonic() - t0 < 0.1
         assert metric(host, "tracehouse_exporter_enqueue_failed_spans_total") == 6
         with pytest.raises(PayloadTooLargeError, match="queue_size = 10"):
-            await exporter.consume(traffic(traces=11, spans_per_trace=1, requests=1)[0])
+            await exporter.consume(due(traffic(traces=11, spans_per_trace=1, requests=1)[0]))
 
         proxied.restore()
         await pending  # delivered once the broker is back, within the deadline
         assert metric(host, "tracehouse_exporter_queue_size") == 0
-        await exporter.consume(second)
+        await exporter.consume(due(second))
     records = await read_topic(proxied.bootstrap, topic)
     assert span_prints(parse(r.value) for r in records) == span_prints([first.request, second.request])
 
@@ -352,7 +361,7 @@ async def test_tansu_refusing_idempotence_is_explained(kafka_bootstrap: str, req
         assert status is Status.RECOVERABLE_ERROR
         assert "set producer.enable_idempotence: false" in (error or "")
         with pytest.raises(RetryableError, match="enable_idempotence: false"):
-            await exporter.consume(traffic()[0])
+            await exporter.consume(due(traffic()[0]))
 
 
 @pytest.mark.integration
@@ -366,7 +375,7 @@ async def test_idempotent_producer_on_kafka(kafka_bootstrap: str, request: pytes
     async with running(config) as (exporter, host):
         deadline_in(20)
         for batch in batches:
-            await exporter.consume(batch)
+            await exporter.consume(due(batch))
         assert host.status.get("exporter/kafka", (Status.OK, None))[0] is Status.OK
     records = await read_topic(kafka_bootstrap, topic)
     assert span_prints(parse(r.value) for r in records) == span_prints(b.request for b in batches)
@@ -385,7 +394,7 @@ async def test_a_broker_limit_below_ours_is_met_by_splitting(kafka_bootstrap: st
     config = exporter_config(kafka_bootstrap, topic, producer={"max_message_bytes": 8_000_000})
     async with running(config) as (exporter, _):
         deadline_in(30)
-        await exporter.consume(batch)
+        await exporter.consume(due(batch))
     records = await read_topic(kafka_bootstrap, topic)
     assert len(records) >= 2
     assert span_prints(parse(r.value) for r in records) == span_prints([batch.request])
@@ -406,7 +415,7 @@ def test_the_exporter_never_loads_clickhouse_or_the_tokenizer(tmp_path: Path) ->
             await exporter.start(TestHost())
             await asyncio.sleep(0.2)
             await exporter.shutdown()
-            import tracehouse.sinks.kafka.exporter, tracehouse.sinks.kafka.queue, tracehouse.sinks.kafka.marshal
+            import tracehouse.sinks.kafka.exporter, tracehouse.core.exporterhelper.queue, tracehouse.sinks.kafka.marshal
             heavy = sorted(m for m in sys.modules
                            if m.split(".")[0] in ("chdb", "clickhouse_connect", "bpe_openai")
                            or m.startswith(("tracehouse.sinks.clickhouse", "tracehouse.processors")))

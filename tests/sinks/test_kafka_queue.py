@@ -26,10 +26,9 @@ from kafka_testing import (
     wait_for,
 )
 from tracehouse.core.component import Status
-from tracehouse.core.context import request_deadline
 from tracehouse.core.errors import PayloadTooLargeError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
-from tracehouse.sinks.kafka.queue import CorruptEntryError, DiskQueue, QueueFullError
+from tracehouse.core.exporterhelper.queue import CorruptEntryError, DiskQueue, QueueFullError
 
 
 @pytest.fixture
@@ -270,7 +269,7 @@ async def _client_through_outage(exporter: object, proxied: ProxiedBroker,
         run += 1
         batch = traffic(traces=3, spans_per_trace=2, requests=1, run=run)[0]
         attempted.append(batch)
-        request_deadline.set(time.monotonic() + 0.8)
+        batch.deadline = time.monotonic() + 0.8  # the client's, as the receiver stamps it
         try:
             await exporter.consume(batch)  # type: ignore[attr-defined]
         except RetryableError:

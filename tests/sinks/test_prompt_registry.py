@@ -12,7 +12,7 @@ import pytest
 
 from genai_helpers import batch_of, enrich, span
 from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.genai import genai_columns
+
 from tracehouse.core.testing import TestHost
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
@@ -144,7 +144,7 @@ async def test_two_pipelines_registering_the_same_prompt_at_once_make_one_versio
     finally:
         for exporter in exporters:
             await exporter.shutdown()
-    assert [genai_columns(b).prompt_version[0] for b in batches] == ["1", "1"]  # type: ignore[union-attr]
+    assert [b.genai.prompt_version[0] for b in batches] == ["1", "1"]  # type: ignore[union-attr]
     client = open_client(chdb_endpoint)
     try:
         stored = client.query(f"""SELECT GenAIPromptName, GenAIPromptVersion, GenAIPromptTemplateHash, count()

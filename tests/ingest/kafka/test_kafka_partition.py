@@ -8,7 +8,7 @@ import yaml
 from otlp_fixtures import load_batch
 from tracehouse.core.config import load_config_dict
 from tracehouse.core.errors import ConfigError
-from tracehouse.core.pdata import INSERT_DEDUP_TOKEN
+from tracehouse.core.pdata import RecordRange
 from tracehouse.ingest.kafka.config import KafkaBatchConfig, KafkaReceiverConfig
 from tracehouse.ingest.kafka.partition import (
     PartitionBatcher,
@@ -103,7 +103,7 @@ def test_decode_keeps_valid_spans_and_marks_garbage() -> None:
 def test_a_batch_is_built_fresh_and_tagged_with_its_range() -> None:
     msgs = messages(3, 2) + [decode(5, None, b"garbage!", (), 0.0)]
     batch = build_batch("otlp_spans", 0, msgs)
-    assert batch.span_count == 12 and batch.extras[INSERT_DEDUP_TOKEN] == "otlp_spans/0/3-5"
+    assert batch.span_count == 12 and batch.origin == RecordRange("otlp_spans", 0, 3, 5) and batch.origin.token == "otlp_spans/0/3-5"
     assert build_batch("otlp_spans", 0, msgs) is not batch
 
 

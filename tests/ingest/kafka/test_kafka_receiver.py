@@ -27,7 +27,8 @@ from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
 from tracehouse.core.component import ComponentID, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.config import load_config_dict
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.pdata import INSERT_DEDUP_TOKEN, TraceBatch
+from tracehouse.core.fanout import TracesFanout
+from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.service import Service
 from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.ingest.kafka import dlq
@@ -177,7 +178,7 @@ class Recorder:
     on_consume: Callable[[TraceBatch], Awaitable[None]] | None = None
 
     async def consume(self, batch: TraceBatch) -> None:
-        self.tokens.append(batch.extras[INSERT_DEDUP_TOKEN])
+        self.tokens.append(batch.origin.token if batch.origin else None)
         if self.on_consume is not None:
             await self.on_consume(batch)
         await self.next.consume(batch)
@@ -520,7 +521,7 @@ async def test_a_retryable_failure_retries_the_same_batch_paused_and_uncommitted
         async def fail_three_times(batch: TraceBatch) -> None:
             committed = (await broker.committed(names.topic, 1)).get(0)
             status = w.host.status.get("receiver/kafka", (Status.STARTING, None))[0]
-            seen.append((batch.extras[INSERT_DEDUP_TOKEN], committed.offset if committed else None,
+            seen.append((batch.origin.token if batch.origin else None, committed.offset if committed else None,
                          tp in w.receiver.paused_partitions(), status))
             if len(seen) <= 3:
                 raise RetryableError("ClickHouse is restarting", retry_after=0.2)
@@ -620,6 +621,35 @@ async def test_two_writers_split_the_partitions_and_a_rebalance_loses_and_duplic
         assert p1 != p2 or first == last + 1, f"batches tile each partition without overlap: {ranges}"
     assert a.exporter is not None and b.exporter is not None
     assert a.exporter.skipped_duplicates + b.exporter.skipped_duplicates == 0, "the drain left nothing to replay"
+
+
+# -- a writer pipeline with two exporters -------------------------------------------------
+
+async def test_a_writer_pipeline_with_two_clickhouse_exporters_hands_both_the_batch_token(
+        kafka_bootstrap: str, names: Names, chdb_endpoint: str, client: Any) -> None:
+    await create_topic(kafka_bootstrap, names.topic, 2)
+    messages, keys = synthetic_messages(1, 12)
+    await produce(kafka_bootstrap, names.topic, messages)
+    databases = [f"two_a_{uuid.uuid4().hex[:8]}", f"two_b_{uuid.uuid4().hex[:8]}"]
+    exporters = [ClickHouseExporter(Settings(ComponentID("clickhouse", str(i)), Kind.EXPORTER),
+                                    ClickHouseExporterConfig(endpoint=chdb_endpoint, database=db), None)
+                 for i, db in enumerate(databases)]
+    branches = [Recorder(e) for e in exporters]
+    w = writer(receiver_config(kafka_bootstrap, names, batch={"max_spans": 6, "timeout": "200ms"}),
+               downstream=TracesFanout(branches))
+    for exporter in exporters:
+        await exporter.start(w.host)
+    try:
+        async with Broker(kafka_bootstrap, names.group) as broker:
+            ends = await broker.end_offsets(names.topic, 2)
+        await run_until_committed(w, kafka_bootstrap, names, ends, "both partitions committed")
+    finally:
+        for exporter in exporters:
+            await exporter.shutdown()
+
+    assert w.recorder.tokens and None not in w.recorder.tokens
+    assert branches[0].tokens == branches[1].tokens == w.recorder.tokens, "each exporter got the batch's token"
+    assert stored_keys(client, databases[0]) == stored_keys(client, databases[1]) == sorted(keys)
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,14 @@
-"""The `kafka` exporter's sending queues.
+"""The exporters' sending queues (the Collector's exporterhelper queue, memory or persistent).
 
 `MemoryQueue` bounds the spans being sent: a batch is admitted whole or refused, and its
-spans stay counted until Kafka has answered for them.
+spans stay counted until the destination has answered for them.
 
 `DiskQueue` is a write-ahead queue in a directory: one file per accepted batch, written
 to `<name>.tmp`, fsynced, renamed to `<seq>-<spans>.wal`, then the directory is fsynced
 (once for every group of writes that were waiting together). Only then is the batch
 acknowledged. A file holds a fixed header (magic, version, span count, payload length,
-CRC-32 of the payload) and the OTLP request bytes. On open, `*.tmp` files (a crash
+CRC-32 of the payload) and the batch as `codec.py` encodes it (the OTLP request bytes,
+plus its GenAI columns and origin when it has any). On open, `*.tmp` files (a crash
 mid-write, never acknowledged) are deleted and every `*.wal` file is queued again in
 sequence order. The file name carries the span count, so recovery lists the directory
 without reading the files, and a corrupt file still says how many spans it held.
@@ -125,7 +126,7 @@ class DiskQueue:
     # -------------------------------------------------------------- lifecycle
 
     async def open(self) -> Recovery:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-queue-write")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sending-queue-write")
         loop = asyncio.get_running_loop()
         try:
             recovery, entries = await loop.run_in_executor(self._executor, self._open_sync)
@@ -142,7 +143,7 @@ class DiskQueue:
         if entries:
             self._nonempty.set()
         self._on_change(self.spans)
-        self._writer = asyncio.create_task(self._write_loop(), name=f"kafka-queue-writer:{self.directory}")
+        self._writer = asyncio.create_task(self._write_loop(), name=f"sending-queue-writer:{self.directory}")
         return recovery
 
     def _open_sync(self) -> tuple[Recovery, list[QueueEntry]]:
@@ -307,7 +308,7 @@ class DiskQueue:
         return payload
 
     async def remove(self, entry: QueueEntry) -> None:
-        """Delete an entry Kafka has acknowledged (or that was given up on)."""
+        """Delete an entry the destination acknowledged (or that was given up on)."""
         # No directory fsync: if a crash resurrects the file, the batch is sent twice,
         # which at-least-once delivery allows.
         await asyncio.to_thread(_unlink_quietly, self.directory / entry.name)

@@ -1,0 +1,382 @@
+"""Queue -> retry -> timeout -> send: the plumbing every exporter shares (the Collector's
+exporterhelper).
+
+An exporter is a `Sender` (connection code, and how one batch becomes an `ExportRequest`
+that one call of `send()` tries to deliver) wrapped in a `TracesExporter`, which owns:
+
+- the sending queue, configured by `sending_queue`:
+  - in memory (default): admission in spans. `consume()` returns only once the
+    destination acknowledged, so "acknowledged means stored" holds end to end;
+  - on disk (`sending_queue.storage`): `consume()` returns once the batch (with its GenAI
+    columns and origin) is fsynced; a replayer drains the queue to the destination,
+    retrying until it is acknowledged, and deletes each entry only then;
+- retries (`retry_on_failure`) with backoff, within the client's deadline (the batch's);
+- the per-attempt `timeout`;
+- the sent / failed / retried / enqueue-failed / dropped counters, the queue gauges, and
+  the exporter's health status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from tracehouse.core.component import Host, Kind, Settings, Status
+from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
+from tracehouse.core.exporterhelper.codec import decode_batch, encode_batch
+from tracehouse.core.exporterhelper.config import ExporterHelperConfig
+from tracehouse.core.exporterhelper.queue import CorruptEntryError, DiskQueue, MemoryQueue, QueueEntry, QueueFullError
+from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.retry import call_with_retry, forever_delays
+from tracehouse.core.telemetry import Telemetry
+
+_REPLAY_WINDOW = 8  # queue entries replayed at once (bounds the replayer's memory)
+_LOG_EVERY_S = 30.0  # a repeated failure is logged at most this often
+_DEFAULT_RETRY_AFTER_S = 5.0
+
+
+class ExportRequest:
+    """One batch in the destination's form. `send()` is one attempt; it is called again
+    after a retryable failure and may keep what it learned (e.g. which messages Kafka
+    already acknowledged), so a retry never duplicates what was delivered."""
+
+    span_count: int = 0
+
+    async def send(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def delivered_spans(self) -> int:
+        """Spans the destination took, after a permanent failure of the rest."""
+        return 0
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once nothing of this request is still in flight at the destination."""
+        callback()
+
+
+class Health(Protocol):
+    def failing(self, error: str) -> None: ...
+
+    def ok(self) -> None: ...
+
+
+class Sender(Protocol):
+    """The destination-specific part of an exporter."""
+
+    name: str  # for messages: "ClickHouse", "Kafka"
+    mutates_data: bool
+
+    async def start(self, host: Host, health: Health) -> None:
+        """Connect, or begin connecting in the background; a peer that is down is not fatal."""
+
+    async def shutdown(self) -> None: ...
+
+    def request(self, batch: TraceBatch) -> ExportRequest:
+        """Convert; PermanentError if the batch can never be sent, RetryableError to refuse fast."""
+
+    def check(self, batch: TraceBatch) -> None:
+        """Refuse before queueing what could never be sent (PermanentError)."""
+
+    async def ready(self) -> None:
+        """Return once sending may work (the replayer reads nothing from disk before)."""
+
+    def retry_after(self) -> float | None:
+        """When a client refused for a retryable reason should come back, if known."""
+
+
+class LogThrottle:
+    """At most one line per key and interval; counts what it held back."""
+
+    def __init__(self, interval: float = _LOG_EVERY_S):
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """The number of suppressed lines since the last one, or None to stay quiet."""
+        now = time.monotonic()
+        if now - self._last.get(key, -math.inf) < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
+class TracesExporter:
+    """A `Sender` behind the sending queue, retries and timeouts."""
+
+    def __init__(self, settings: Settings, config: ExporterHelperConfig, sender: Sender):
+        self._settings = settings
+        self._config = config
+        self._sender = sender
+        self.mutates_data = sender.mutates_data
+        self._log = settings.logger
+        self._id = str(settings.id)
+        self._host: Host | None = None
+        self._memory: MemoryQueue | None = None
+        self._disk: DiskQueue | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._replaying: set[asyncio.Task[None]] = set()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._state = "created"  # created -> running -> stopped
+        self._failing = False
+        self._throttle = LogThrottle()
+
+    @property
+    def queued_spans(self) -> int:
+        if self._disk is not None:
+            return self._disk.spans
+        return self._memory.size if self._memory is not None else 0
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self, host: Host) -> None:
+        if self._state != "created":
+            return
+        self._host = host
+        queue = self._config.sending_queue
+        gauges = host.telemetry
+        if queue.enabled:
+            gauges.exporter_queue_capacity.labels(self._id).set(queue.queue_size)
+        size_gauge = gauges.exporter_queue_size.labels(self._id)
+        if queue.storage:
+            disk = DiskQueue(queue.storage, max_spans=queue.queue_size, max_bytes=queue.max_storage_mib * 2**20,
+                             on_change=size_gauge.set)
+            recovery = await disk.open()  # a directory we cannot use is a deployment error: fail start
+            self._disk = disk
+            self._log.info("sending queue opened", storage=queue.storage, entries=recovery.entries,
+                           spans=recovery.spans, bytes=recovery.nbytes,
+                           partial_writes_removed=recovery.partial_writes_removed)
+            if recovery.unknown_files:
+                self._log.warning("files in the sending queue directory that are not queue entries were left alone",
+                                  files=recovery.unknown_files[:10], count=len(recovery.unknown_files))
+        else:
+            self._memory = MemoryQueue(queue.queue_size if queue.enabled else None, on_change=size_gauge.set)
+            size_gauge.set(0)
+        try:
+            await self._sender.start(host, self)
+        except BaseException:
+            if self._disk is not None:
+                await self._disk.close()
+            raise
+        if self._disk is not None:
+            self._replayer = asyncio.create_task(self._replay(), name=f"exporter-replay:{self._id}")
+        self._state = "running"
+
+    async def shutdown(self) -> None:
+        if self._state != "running":
+            self._state = "stopped"
+            return
+        self._state = "stopped"  # consume() refuses from here on
+        if self._replayer is not None:
+            # Entries being sent stay on disk: sent again after the restart (at least once).
+            tasks = [self._replayer, *self._replaying]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._disk is not None:
+            # Writes already accepted finish (their clients are waiting); the rest stays on disk.
+            left = await self._disk.close()
+            self._log.info("sending queue closed; unsent entries stay on disk for the next start",
+                           entries=left, spans=self._disk.spans)
+        else:
+            await self._idle.wait()  # batches in flight finish (the service bounds this)
+        await self._sender.shutdown()
+
+    # -------------------------------------------------------------- consume
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if batch.span_count == 0:
+            return
+        if self._state != "running":
+            raise RetryableError(f"{self._sender.name} exporter is not running", retry_after=_DEFAULT_RETRY_AFTER_S)
+        if self._disk is not None:
+            await self._enqueue(self._disk, batch)
+        else:
+            await self._send_now(batch)
+
+    async def _enqueue(self, disk: DiskQueue, batch: TraceBatch) -> None:
+        try:
+            self._sender.check(batch)  # refuse now what could never be sent, while the client can be told
+        except PermanentError as exc:
+            self._on_failed(batch.span_count, exc)
+            raise
+        try:
+            await disk.put(encode_batch(batch), batch.span_count)
+        except QueueFullError:
+            self._on_enqueue_failed(batch.span_count)
+            raise
+        except RetryableError as exc:  # the disk failed us
+            self._on_failed(batch.span_count, exc)
+            raise
+
+    async def _send_now(self, batch: TraceBatch) -> None:
+        assert self._memory is not None
+        try:
+            request = self._sender.request(batch)
+        except PermanentError as exc:  # can never be sent (e.g. a span over the message size)
+            self._on_failed(batch.span_count, exc)
+            raise
+        try:
+            self._memory.admit(batch.span_count)
+        except QueueFullError:
+            self._on_enqueue_failed(batch.span_count)
+            raise
+        self._active += 1
+        self._idle.clear()
+        try:
+            await call_with_retry(lambda: self._attempt(request, batch.remaining(self._config.timeout)),
+                                  self._config.retry_on_failure, deadline=batch.deadline,
+                                  on_retry=lambda exc, delay: self._on_retry(exc, delay, batch.span_count))
+        except (RetryableError, PermanentError) as exc:
+            self._on_failed(batch.span_count - request.delivered_spans, exc, delivered=request.delivered_spans)
+            if isinstance(exc, RetryableError) and exc.retry_after is None:
+                exc.retry_after = self._sender.retry_after() or _DEFAULT_RETRY_AFTER_S
+            raise
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+            memory, spans = self._memory, batch.span_count
+            # Sends still in flight at the destination keep their room in the queue.
+            request.when_settled(lambda: memory.release(spans))
+        self._on_sent(batch.span_count)
+
+    async def _attempt(self, request: ExportRequest, timeout: float) -> None:
+        timeout = max(0.05, timeout)
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                await request.send()
+        except TimeoutError:
+            raise RetryableError(f"spans not acknowledged by {self._sender.name} within {timeout:.2f}s") from None
+        finally:
+            self._telemetry().exporter_send_duration.labels(self._id).observe(time.perf_counter() - t0)
+
+    # -------------------------------------------------------------- the persistent queue's replayer
+
+    async def _replay(self) -> None:
+        assert self._disk is not None
+        disk = self._disk
+        window = asyncio.Semaphore(_REPLAY_WINDOW)
+        while True:
+            await self._sender.ready()  # nothing is read from disk while the destination is unreachable
+            await window.acquire()
+            try:
+                entry = await disk.get()
+            except BaseException:
+                window.release()
+                raise
+            task = asyncio.create_task(self._replay_guarded(disk, entry))
+            self._replaying.add(task)
+
+            def finished(t: asyncio.Task[None]) -> None:
+                self._replaying.discard(t)
+                window.release()
+
+            task.add_done_callback(finished)
+
+    async def _replay_guarded(self, disk: DiskQueue, entry: QueueEntry) -> None:
+        try:
+            await self._replay_entry(disk, entry)
+        except Exception as exc:
+            # Never let one entry stop the exporter: it stays on disk for the next start.
+            self.failing(str(exc))
+            self._log.error("queued batch could not be handled; it stays on disk for the next start",
+                            entry=entry.name, error=str(exc) or type(exc).__name__)
+
+    async def _replay_entry(self, disk: DiskQueue, entry: QueueEntry) -> None:
+        telemetry = self._telemetry()
+        try:
+            batch = decode_batch(await disk.read(entry))
+        except (CorruptEntryError, BadRequestError) as exc:
+            target = await disk.quarantine(entry)
+            telemetry.exporter_dropped_spans.labels(self._id, "corrupt_queue_entry").inc(entry.span_count)
+            self._log.error("corrupt sending queue entry moved aside; its spans are lost", entry=entry.name,
+                            moved_to=str(target), spans=entry.span_count, error=str(exc))
+            return
+        # Acknowledged work: retried until the destination takes it, however long that is.
+        delays = forever_delays(self._config.retry_on_failure)
+        request: ExportRequest | None = None
+        while True:
+            try:
+                if request is None:
+                    request = self._sender.request(batch)
+                await self._attempt(request, self._config.timeout)
+                break
+            except PermanentError as exc:
+                delivered = request.delivered_spans if request is not None else 0
+                rejected = batch.span_count - delivered
+                self._on_failed(rejected, exc, delivered=delivered, log=False)
+                telemetry.exporter_dropped_spans.labels(self._id, "rejected").inc(rejected)
+                self._log.error(f"{self._sender.name} rejected a queued batch; its spans are dropped",
+                                entry=entry.name, spans=rejected, error=str(exc))
+                await disk.remove(entry)
+                return
+            except Exception as exc:
+                telemetry.exporter_send_retries.labels(self._id).inc()
+                self.failing(str(exc))
+                delay = next(delays)
+                held = self._throttle.allow("replay")
+                if held is not None:
+                    self._log.warning(f"sending a queued batch to {self._sender.name} failed; "
+                                      "retrying until it is acknowledged",
+                                      error=str(exc), retry_in_s=round(delay, 2), queued_entries=disk.entries,
+                                      queued_spans=disk.spans, suppressed=held)
+                await asyncio.sleep(delay)
+        self._on_sent(batch.span_count)
+        await disk.remove(entry)
+
+    # -------------------------------------------------------------- status and metrics
+
+    def failing(self, error: str) -> None:
+        if not self._failing:
+            self._failing = True
+            if self._host is not None:
+                self._host.report_status(self._settings.id, Kind.EXPORTER, Status.RECOVERABLE_ERROR, error)
+
+    def ok(self) -> None:
+        if self._failing:
+            self._failing = False
+            if self._host is not None:
+                self._host.report_status(self._settings.id, Kind.EXPORTER, Status.OK)
+
+    def _telemetry(self) -> Telemetry:
+        assert self._host is not None
+        return self._host.telemetry
+
+    def _on_sent(self, spans: int) -> None:
+        self._telemetry().exporter_sent_spans.labels(self._id).inc(spans)
+        self.ok()
+
+    def _on_retry(self, exc: Exception, delay: float, spans: int) -> None:
+        self._telemetry().exporter_send_retries.labels(self._id).inc()
+        self.failing(str(exc))
+        held = self._throttle.allow("retry")
+        if held is not None:
+            self._log.warning(f"send to {self._sender.name} failed, retrying", error=str(exc),
+                              retry_in_s=round(delay, 2), spans=spans, suppressed=held)
+
+    def _on_failed(self, spans: int, exc: Exception, *, delivered: int = 0, log: bool = True) -> None:
+        telemetry = self._telemetry()
+        telemetry.exporter_send_failed_spans.labels(self._id).inc(spans)
+        if delivered:
+            telemetry.exporter_sent_spans.labels(self._id).inc(delivered)
+        self.failing(str(exc))
+        held = self._throttle.allow(f"failed:{type(exc).__name__}") if log else None
+        if held is not None:
+            self._log.error(f"spans not sent to {self._sender.name}; the client was told", error=str(exc),
+                            spans=spans, permanent=isinstance(exc, PermanentError), suppressed=held)
+
+    def _on_enqueue_failed(self, spans: int) -> None:
+        self._telemetry().exporter_enqueue_failed_spans.labels(self._id).inc(spans)
+        held = self._throttle.allow("queue_full")
+        if held is not None:
+            self._log.warning("sending queue full; refusing batches (clients retry)", spans=spans, suppressed=held)
+
