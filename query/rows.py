@@ -1,14 +1,25 @@
-"""ClickHouse result rows -> the query API's response models, shared by the API's own routes
-and the Jaeger-compatible ones (query/jaeger.py)."""
+"""ClickHouse result rows -> the query API's response models: traces (search rows, span rows,
+totals; shared by the API's own routes and the Jaeger-compatible ones, query/jaeger/), GenAI
+usage metrics and the prompt registry."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from tracehouse.query.models import (
     GenAIFields,
+    GenAIPoint,
+    GenAISeries,
+    GenAIUsage,
+    LatencyMs,
+    PromptSummary,
+    PromptUsageTotals,
+    PromptVersionDetail,
+    PromptVersionUsage,
     SpanDetail,
     SpanEvent,
     SpanLink,
@@ -131,3 +142,123 @@ def totals_of(rows: Sequence[Mapping[str, Any]]) -> TraceTotals:
         total_cost_usd=cost_or_none(_sum_or_none([r["GenAITotalCostUSD"] for r in rows])),
         services=sorted({r["ServiceName"] for r in rows}),
     )
+
+
+# ------------------------------------------------------------------------------ GenAI metrics
+
+
+def latency_of(row: Mapping[str, Any]) -> LatencyMs | None:
+    """Percentiles from the merged t-digest, avg = duration sum / requests; null without calls."""
+    requests = int(row["requests"])
+    quantiles = [float(q) for q in row["duration_quantiles_ns"]]
+    if requests == 0 or len(quantiles) != 4 or any(math.isnan(q) for q in quantiles):
+        return None
+    p50, p90, p95, p99 = (q / 1e6 for q in quantiles)
+    return LatencyMs(p50=p50, p90=p90, p95=p95, p99=p99, avg=int(row["duration_sum_ns"]) / requests / 1e6)
+
+
+_USAGE_COUNTS = ("spans", "requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
+                 "reasoning_tokens", "total_tokens", "estimated_tokens", "estimated_requests", "unpriced_requests")
+_USAGE_COSTS = ("cost_usd", "input_cost_usd", "output_cost_usd")
+
+
+def usage_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: int(row[name]) for name in _USAGE_COUNTS}
+    fields.update({name: float(row[name]) for name in _USAGE_COSTS})  # exact Decimal -> nearest double
+    fields["latency_ms"] = latency_of(row)
+    return fields
+
+
+def _zero_usage() -> GenAIUsage:
+    zeros: dict[str, Any] = {**dict.fromkeys(_USAGE_COUNTS, 0), **dict.fromkeys(_USAGE_COSTS, 0.0)}
+    return GenAIUsage(**zeros, latency_ms=None)
+
+
+def metrics_from_rows(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> tuple[
+        list[GenAISeries], GenAIUsage]:
+    """Rows of sql/genai_metrics.sql (grand total, series totals, then points) -> series."""
+    totals = _zero_usage()
+    series: dict[tuple[str, ...], GenAISeries] = {}
+    for row in rows:
+        if row["all_groups"]:
+            totals = GenAIUsage(**usage_fields(row))
+            continue
+        key = tuple(str(row[f"g_{d}"]) for d in group_by)
+        if row["all_buckets"]:
+            series[key] = GenAISeries(group=dict(zip(group_by, key, strict=True)), points=[],
+                                      totals=GenAIUsage(**usage_fields(row)))
+        else:
+            series[key].points.append(GenAIPoint(time=format_ns(int(row["bucket_s"]) * _NS), **usage_fields(row)))
+    return list(series.values()), totals
+
+
+# ------------------------------------------------------------------------------ prompts
+
+
+_NUMERIC_VERSION_RE = re.compile(r"[0-9]{1,18}")
+
+
+def version_sort_key(numeric: bool) -> Callable[[tuple[str, int | None]], tuple[bool, int, str]]:
+    """Order of a prompt's versions (the same rule as sql/prompt_list.sql): "" first; then by
+    number when every non-empty version is a number, else by registration time (first use when
+    unregistered); ties by the version string."""
+    def key(item: tuple[str, int | None]) -> tuple[bool, int, str]:
+        version, when_ns = item
+        return (version != "", int(version) if numeric and version else when_ns or 0, version)
+    return key
+
+
+def sort_versions(versions: Sequence[tuple[str, int | None]]) -> list[str]:
+    """(version, registered_at_ns or first_seen_ns) pairs -> versions oldest first."""
+    numeric = all(v == "" or _NUMERIC_VERSION_RE.fullmatch(v) for v, _ in versions)
+    return [v for v, _ in sorted(versions, key=version_sort_key(numeric))]
+
+
+def _time_or_none(ns: Any) -> str | None:
+    return None if ns is None else format_ns(int(ns))
+
+
+def prompt_summary_from_row(row: Mapping[str, Any]) -> PromptSummary:
+    return PromptSummary(
+        name=row["name"],
+        version_count=int(row["version_count"]),
+        latest_version=row["latest_version"],
+        source=row["source"],
+        registered_at=_time_or_none(row["registered_at_ns"]),
+        first_seen=_time_or_none(row["first_seen_ns"]),
+        last_seen=_time_or_none(row["last_seen_ns"]),
+        usage=PromptUsageTotals(spans=int(row["spans"]), requests=int(row["requests"]),
+                                total_tokens=int(row["total_tokens"]), cost_usd=float(row["cost_usd"])),
+    )
+
+
+def prompt_versions(registry: Sequence[Mapping[str, Any]],
+                    usage: Sequence[Mapping[str, Any]]) -> list[PromptVersionDetail]:
+    """Registry entries and usage rows of one prompt, joined by version and sorted; a version
+    seen only in use has a null template."""
+    entries = {r["version"]: r for r in registry}
+    used = {r["version"]: r for r in usage}
+    names = list(dict.fromkeys([*entries, *used]))
+    when = {v: (entries[v]["registered_at_ns"] if v in entries else used[v]["first_seen_ns"]) for v in names}
+    out = []
+    for version in sort_versions([(v, None if when[v] is None else int(when[v])) for v in names]):
+        entry, use = entries.get(version), used.get(version)
+        if use is None:
+            counts = dict.fromkeys(("spans", "requests", "errors", "input_tokens", "output_tokens", "total_tokens"), 0)
+            usage_model = PromptVersionUsage(**counts, cost_usd=0.0, latency_ms=None)
+        else:
+            usage_model = PromptVersionUsage(
+                spans=int(use["spans"]), requests=int(use["requests"]), errors=int(use["errors"]),
+                input_tokens=int(use["input_tokens"]), output_tokens=int(use["output_tokens"]),
+                total_tokens=int(use["total_tokens"]), cost_usd=float(use["cost_usd"]), latency_ms=latency_of(use))
+        out.append(PromptVersionDetail(
+            version=version,
+            template=entry["template"] if entry else None,
+            template_hash=entry["template_hash"] if entry else None,
+            source=entry["source"] if entry else None,
+            registered_at=_time_or_none(entry["registered_at_ns"]) if entry else None,
+            first_seen=_time_or_none(use["first_seen_ns"]) if use else None,
+            last_seen=_time_or_none(use["last_seen_ns"]) if use else None,
+            usage=usage_model,
+        ))
+    return out

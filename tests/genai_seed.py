@@ -27,7 +27,7 @@ from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.core.testing import TestHost
-from tracehouse.query.app import parse_time_ns
+from tracehouse.query.params import parse_time_ns
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter

@@ -6,7 +6,7 @@
 -- reads the whole of each trace (trace_spans.sql). A span stored twice only repeats a
 -- trace id, which GROUP BY folds.
 --
--- A tag (k, v) holds when the span shows it in its Jaeger form (query/jaeger.py): a span
+-- A tag (k, v) holds when the span shows it in its Jaeger form (query/jaeger/rows.py): a span
 -- attribute or resource (process) attribute `k` equal to `v`, or one of the tags derived
 -- from the columns, compared the way they are shown (span.kind lower case, otel.status_code
 -- OK/ERROR, error=true for status Error, token counts and costs as numbers). Empty strings

@@ -8,7 +8,7 @@
 -- The registry entry of a (Name, Version) is its earliest claim, argMin by
 -- (RegisteredAt, TemplateHash). Versions order numerically when every non-empty version
 -- of the name is a number, else by registration time (first use when unregistered); the
--- empty version (a prompt named without one) sorts first. query/app.py sorts the
+-- empty version (a prompt named without one) sorts first. query/rows.py sorts the
 -- versions of GET /api/v1/prompts/{name} by the same rule.
 WITH versions AS
 (

@@ -26,7 +26,7 @@ import pytest
 
 from genai_seed import HAND_END, HAND_START, P_EXPLAIN, P_GREETING, P_SUMMARIZE, Seeded, in_rollup, is_call, seeded_data
 from grafana_sql import ALL, TimeRange, Value, to_grafana_sql
-from tracehouse.query.app import parse_time_ns
+from tracehouse.query.params import parse_time_ns
 from tracehouse.sinks.clickhouse.client import open_client
 
 pytestmark = pytest.mark.integration

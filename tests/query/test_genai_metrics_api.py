@@ -21,7 +21,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tracehouse.query.app import create_app, parse_time_ns
+from tracehouse.query.app import create_app
+from tracehouse.query.params import parse_time_ns
 from tracehouse.query.rows import format_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.store import TraceStore

@@ -1,4 +1,4 @@
-"""The Jaeger-compatible API (query/jaeger.py) over real data: hand-built spans written by the
+"""The Jaeger-compatible API (query/jaeger/) over real data: hand-built spans written by the
 real ClickHouse exporter into chDB (each span then stored a second time, merges stopped, so
 every read must collapse duplicates), read back in-process through the app."""
 
@@ -20,15 +20,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from test_query_api import FakeHost, SpanSpec, build_batch, make_store, seed, split_per_span
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.query.app import create_app
-from tracehouse.query.jaeger import (
+from tracehouse.query.jaeger.params import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     parse_go_duration,
     parse_logfmt,
     parse_limit,
     parse_lookback,
-    traces_from_rows,
 )
+from tracehouse.query.jaeger.rows import traces_from_rows
 from tracehouse.query.store import JaegerSearchQuery
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns

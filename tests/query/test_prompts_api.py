@@ -33,7 +33,8 @@ from genai_seed import (
     is_call,
     seeded_data,
 )
-from tracehouse.query.app import create_app, parse_time_ns
+from tracehouse.query.app import create_app
+from tracehouse.query.params import parse_time_ns
 from tracehouse.query.rows import format_ns
 from tracehouse.query.config import QueryClickHouseConfig
 from tracehouse.query.store import TraceStore

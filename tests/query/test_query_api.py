@@ -26,7 +26,8 @@ from otlp_fixtures import FIXTURES
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.registry import get_factory
 from tracehouse.core.telemetry import Telemetry
-from tracehouse.query.app import create_app, parse_time_ns
+from tracehouse.query.app import create_app
+from tracehouse.query.params import parse_time_ns
 from tracehouse.query.rows import format_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.extension import QueryApiExtension

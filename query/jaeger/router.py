@@ -1,0 +1,165 @@
+"""The Jaeger-compatible routes: `GET /api/services`, `GET /api/services/{service}/operations`,
+`GET /api/operations`, `GET /api/traces` (search, or `?traceID=...` repeated) and
+`GET /api/traces/{traceID}`, all answering in Jaeger's envelope."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+
+from tracehouse.query.jaeger.errors import JaegerError, JaegerRoute, envelope, jaeger_error
+from tracehouse.query.jaeger.models import (
+    ERROR_RESPONSES,
+    JaegerErrorResponse,
+    JaegerNamesResponse,
+    JaegerOperationsResponse,
+    JaegerTracesResponse,
+)
+from tracehouse.query.jaeger.params import (
+    DEFAULT_LIMIT,
+    HOUR_NS,
+    MAX_LIMIT,
+    MAX_NS,
+    US,
+    parse_go_duration,
+    parse_limit,
+    parse_lookback,
+    parse_micros,
+    parse_tags,
+    parse_trace_id,
+)
+from tracehouse.query.jaeger.rows import SPAN_KIND, jaeger_trace, traces_from_rows
+from tracehouse.query.store import MAX_TRACE_SPANS, JaegerSearchQuery, TraceStore
+
+MAX_TRACE_IDS = 100  # `traceID` values one /api/traces request may name
+# Jaeger's API sends no time range for services and operations: they are read from the
+# spans of this window (the primary key's prefix keeps it cheap).
+NAMES_LOOKBACK_NS = 7 * 24 * HOUR_NS
+_SPAN_KIND_FILTERS = ("server", "client", "internal", "producer", "consumer", "unspecified")
+
+
+def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> APIRouter:
+    router = APIRouter(tags=["jaeger"], route_class=JaegerRoute)
+
+    @router.get("/api/services", response_model=JaegerNamesResponse, responses=ERROR_RESPONSES)
+    async def jaeger_services() -> JSONResponse:
+        """Service names with spans in the last 7 days, sorted (Jaeger's API has no time range here)."""
+        names = await store.jaeger_services(time.time_ns() - NAMES_LOOKBACK_NS)
+        return JSONResponse(envelope(names))
+
+    @router.get("/api/services/{service:path}/operations", response_model=JaegerNamesResponse, responses=ERROR_RESPONSES)
+    async def jaeger_service_operations(
+        service: Annotated[str, Path(description="A service name (URL-encoded).")],
+    ) -> JSONResponse:
+        """Span names of the service's spans in the last 7 days, sorted."""
+        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS)
+        return JSONResponse(envelope(sorted({name for name, _ in operations})))
+
+    @router.get("/api/operations", response_model=JaegerOperationsResponse, responses=ERROR_RESPONSES)
+    async def jaeger_operations(
+        service: Annotated[str | None, Query(description="A service name (required).")] = None,
+        span_kind: Annotated[str | None, Query(
+            alias="spanKind", description="Only this kind: `server`, `client`, `internal`, `producer`, "
+                                          "`consumer` or `unspecified`.")] = None,
+    ) -> JSONResponse:
+        """(span name, span kind) pairs of the service's spans in the last 7 days, by name."""
+        if not service:
+            raise JaegerError(400, "service: parameter is required")
+        kind_filter = (span_kind or "").strip().lower()
+        if kind_filter and kind_filter not in _SPAN_KIND_FILTERS:
+            raise JaegerError(400, f"spanKind: expected one of {', '.join(_SPAN_KIND_FILTERS)}, got {span_kind!r}")
+        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS)
+        data = []
+        for name, kind in operations:
+            jaeger_kind = SPAN_KIND.get(kind, "")
+            if kind_filter and jaeger_kind != ("" if kind_filter == "unspecified" else kind_filter):
+                continue
+            data.append({"name": name, "spanKind": jaeger_kind})
+        return JSONResponse(envelope(data))
+
+    @router.get("/api/traces", response_model=JaegerTracesResponse, responses=ERROR_RESPONSES)
+    async def jaeger_find_traces(
+        service: Annotated[str | None, Query(
+            description="A service name; required unless `traceID` is given.")] = None,
+        operation: Annotated[str | None, Query(description="A span name of that service.")] = None,
+        tags: Annotated[str | None, Query(
+            description="Tags one span must all have: a JSON object `{\"k\": \"v\"}` (what the Jaeger UI "
+                        "and Grafana send) or logfmt `k=v k2=\"v 2\"`. Matched against span attributes, "
+                        "resource attributes and the derived tags (`error`, `span.kind`, "
+                        "`otel.status_code`, `gen_ai.*`, `tracehouse.genai.*`).")] = None,
+        tag: Annotated[list[str] | None, Query(description="`key:value`, repeatable (Jaeger's older form).")] = None,
+        start: Annotated[str | None, Query(
+            description="Microseconds since the epoch (inclusive). Default: `end` minus `lookback`.")] = None,
+        end: Annotated[str | None, Query(
+            description="Microseconds since the epoch (inclusive). Default: now.")] = None,
+        lookback: Annotated[str | None, Query(
+            description="Range when `start` is missing: `1h`, `2d`, `1w` or a Go duration; `custom` = "
+                        "ignore. Default: the configured lookback (1h).")] = None,
+        limit: Annotated[str | None, Query(
+            description=f"Most traces returned; 0 or missing = {DEFAULT_LIMIT}, capped at {MAX_LIMIT}.")] = None,
+        min_duration: Annotated[str | None, Query(
+            alias="minDuration", description="Go duration (`500us`, `100ms`, `1.5s`, `2m`): the matching "
+                                             "span lasted at least this.")] = None,
+        max_duration: Annotated[str | None, Query(
+            alias="maxDuration", description="Go duration: the matching span lasted at most this.")] = None,
+        trace_id: Annotated[list[str] | None, Query(
+            alias="traceID", description=f"Return these traces (repeatable, at most {MAX_TRACE_IDS}); the "
+                                         "search parameters are then ignored.")] = None,
+    ) -> JSONResponse:
+        """Traces with a span of `service` (and `operation`) that started in [start, end], lasted
+        within [minDuration, maxDuration] and has every tag; whole traces, newest first."""
+        if trace_id:
+            return await _by_ids(trace_id)
+        if not service or not service.strip():
+            raise JaegerError(400, "service: parameter is required")
+        end_ns = parse_micros(end, "end") if end else time.time_ns() // US * US
+        lookback_ns = parse_lookback(lookback) if lookback else None
+        if start:
+            start_ns = parse_micros(start, "start")
+        else:
+            start_ns = max(0, end_ns - (lookback_ns or default_lookback_ns))
+        if start_ns > end_ns:
+            raise JaegerError(400, "start: must not be after end")
+        min_ns = parse_go_duration(min_duration, "minDuration") if min_duration else 0
+        max_ns = parse_go_duration(max_duration, "maxDuration") if max_duration else None
+        if max_ns is not None and max_ns < min_ns:
+            raise JaegerError(400, "maxDuration: must not be less than minDuration")
+        query = JaegerSearchQuery(
+            service=service, operation=operation or "", start_ns=start_ns,
+            end_ns=min(end_ns + US, MAX_NS),  # `end` is inclusive to the microsecond
+            limit=parse_limit(limit) if limit else DEFAULT_LIMIT,
+            min_duration_ns=min_ns, max_duration_ns=max_ns, tags=parse_tags(tags, tag or []))
+        trace_ids = await store.jaeger_search(query)
+        rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1)
+        return JSONResponse(envelope(traces_from_rows(trace_ids, rows)))
+
+    async def _by_ids(values: Sequence[str]) -> JSONResponse:
+        ids = list(dict.fromkeys(parse_trace_id(v, "traceID") for value in values for v in value.split(",")))
+        if len(ids) > MAX_TRACE_IDS:
+            raise JaegerError(400, f"traceID: at most {MAX_TRACE_IDS} trace ids")
+        rows = await store.traces_spans(ids, MAX_TRACE_SPANS + 1)
+        traces = traces_from_rows(ids, rows)
+        found = {t["traceID"] for t in traces}
+        missing = [{"code": 404, "msg": "trace not found", "traceID": i} for i in ids if i not in found]
+        return JSONResponse(envelope(traces, missing))
+
+    @router.get("/api/traces/{trace_id}", response_model=JaegerTracesResponse,
+                responses={**ERROR_RESPONSES, 404: {"model": JaegerErrorResponse, "description": "No span of this trace."}})
+    async def jaeger_get_trace(
+        trace_id: Annotated[str, Path(description="Up to 32 hex digits, any case (shorter ids are left-padded).")],
+    ) -> JSONResponse:
+        """Every span of the trace, once each, ordered by start time."""
+        tid = parse_trace_id(trace_id, "traceID")
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        if not rows:
+            return jaeger_error(404, "trace not found")
+        warnings = None
+        if len(rows) > MAX_TRACE_SPANS:
+            warnings = [f"the trace has more than {MAX_TRACE_SPANS} spans; only the first are shown"]
+        return JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)]))
+
+    return router

@@ -1,0 +1,162 @@
+"""Parsing the query API's parameters: times, search cursors, trace ids, attribute filters,
+metric steps and `group_by`. A bad value raises `ApiError(400, ..., parameter)` naming it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from tracehouse.query.errors import ApiError
+from tracehouse.query.store import GROUP_DIMENSIONS, MAX_DATETIME_S
+
+NS = 1_000_000_000  # nanoseconds per second
+# DateTime64(9) ends at 2262-04-11; nanoseconds since the epoch must fit an Int64.
+MAX_NS = 2**63 - 1
+MINUTE = 60  # seconds: the usage rollup's resolution
+# GenAI metrics: the default number of points, the most a response may have.
+DEFAULT_POINTS = 120
+MAX_POINTS = 10_000
+MAX_ATTRIBUTE_FILTERS = 32
+
+
+# ------------------------------------------------------------------------------ time
+
+
+_RFC3339_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
+_NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def parse_time_ns(text: str, parameter: str = "time") -> int:
+    """RFC 3339 (nanoseconds kept) or unix seconds (a decimal number) -> ns since the epoch."""
+    value = text.strip()
+    if _NUMBER_RE.match(value):
+        try:
+            ns = int(Decimal(value) * NS)
+        except InvalidOperation:
+            ns = -1
+    else:
+        m = _RFC3339_RE.match(value)
+        if not m:
+            raise ApiError(400, f"{parameter}: expected an RFC 3339 timestamp (2026-01-02T15:04:05Z) "
+                                f"or unix seconds, got {text!r}", parameter)
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+        try:
+            datetime(year, month, day, hour, minute, second)
+        except ValueError as exc:
+            raise ApiError(400, f"{parameter}: invalid date or time in {text!r}: {exc}", parameter) from None
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        zone = m[8]
+        if zone not in ("Z", "z"):
+            sign = 1 if zone[0] == "+" else -1
+            seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        fraction = (m[7] or "")[:9].ljust(9, "0")
+        ns = seconds * NS + int(fraction)
+    if not 0 <= ns <= MAX_NS:
+        raise ApiError(400, f"{parameter}: {text!r} is outside 1970-01-01 .. 2262-04-11", parameter)
+    return ns
+
+
+# ------------------------------------------------------------------------------ traces
+
+
+_TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def parse_trace_id(text: str) -> str:
+    """32 hex characters, any case, not all zero -> 32 lowercase."""
+    if not _TRACE_ID_RE.match(text):
+        raise ApiError(400, f"trace_id: expected 32 hex characters, got {text!r}", "trace_id")
+    trace_id = text.lower()
+    if trace_id == "0" * 32:
+        raise ApiError(400, "trace_id: the all-zero trace id is invalid", "trace_id")
+    return trace_id
+
+
+def encode_cursor(start_ns: int, trace_id: str, range_start_ns: int, range_end_ns: int) -> str:
+    """Opaque keyset position: the last row's (start, trace id) and the searched range, so
+    later pages keep the same range even when `end` defaulted to "now"."""
+    payload = {"v": 1, "t": start_ns, "id": trace_id, "s": range_start_ns, "e": range_end_ns}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str, int, int]:
+    bad = ApiError(400, "cursor: not a cursor this API returned (pass `next_cursor` unchanged)", "cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise bad
+    t, trace_id, s, e = data.get("t"), data.get("id"), data.get("s"), data.get("e")
+    ints = (t, s, e)
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_NS for x in ints):
+        raise bad
+    if not isinstance(trace_id, str) or not _TRACE_ID_RE.match(trace_id):
+        raise bad
+    assert isinstance(t, int) and isinstance(s, int) and isinstance(e, int)
+    return t, trace_id.lower(), s, e
+
+
+def parse_attributes(values: Sequence[str]) -> list[tuple[str, str]]:
+    """Repeated `attr=key=value` -> (key, value) pairs (everything after the first `=` is the value)."""
+    if len(values) > MAX_ATTRIBUTE_FILTERS:
+        raise ApiError(400, f"attr: at most {MAX_ATTRIBUTE_FILTERS} attribute filters", "attr")
+    pairs = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ApiError(400, f"attr: expected key=value, got {item!r}", "attr")
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+# ------------------------------------------------------------------------------ GenAI metrics
+
+
+_STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
+_STEP_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_step(text: str) -> int:
+    """`60s`, `5m`, `1h`, `1d`, `1.5h` or plain seconds -> whole seconds, a multiple of 60."""
+    m = _STEP_RE.match(text.strip())
+    if not m:
+        raise ApiError(400, f"step: expected a duration such as 60s, 5m or 1h (or seconds), got {text!r}", "step")
+    seconds = Decimal(m[1]) * _STEP_UNITS[m[2]]
+    if seconds <= 0 or seconds != seconds.to_integral_value() or seconds % MINUTE:
+        raise ApiError(400, f"step: must be a positive whole number of minutes (the rollup's resolution), "
+                            f"got {text!r}", "step")
+    if seconds > MAX_DATETIME_S:
+        raise ApiError(400, f"step: {text!r} is too large", "step")
+    return int(seconds)
+
+
+def default_step(range_ns: int) -> int:
+    """The smallest whole number of minutes giving at most DEFAULT_POINTS buckets."""
+    minutes = -(-range_ns // (DEFAULT_POINTS * MINUTE * NS))
+    return max(1, minutes) * MINUTE
+
+
+def parse_group_by(values: Sequence[str]) -> list[str]:
+    """Comma-separated or repeated dimensions -> the distinct ones, in the order given."""
+    out: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            name = item.strip()
+            if not name:
+                continue
+            if name not in GROUP_DIMENSIONS:
+                raise ApiError(400, f"group_by: unknown dimension {name!r}; use {', '.join(GROUP_DIMENSIONS)}",
+                               "group_by")
+            if name not in out:
+                out.append(name)
+    return out

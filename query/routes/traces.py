@@ -1,0 +1,112 @@
+"""`GET /api/v1/traces` (search, keyset-paged) and `GET /api/v1/traces/{trace_id}` (one trace)."""
+
+# No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
+# and some name the factory's arguments (a closure FastAPI cannot see in strings).
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.errors import ERROR_RESPONSES, ApiError
+from tracehouse.query.models import ErrorResponse, TraceDetailResponse, TraceSearchResponse
+from tracehouse.query.params import (
+    NS,
+    decode_cursor,
+    encode_cursor,
+    parse_attributes,
+    parse_time_ns,
+    parse_trace_id,
+)
+from tracehouse.query.rows import format_ns, span_from_row, summary_from_row, totals_of
+from tracehouse.query.store import MAX_TRACE_SPANS, SearchQuery, TraceStore
+
+
+def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
+    lookback_ns = int(settings.default_lookback * NS)
+    router = APIRouter(tags=["traces"])
+
+    @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
+    async def search_traces(
+        start: Annotated[str | None, Query(
+            description="Start of the range (inclusive): RFC 3339 or unix seconds. "
+                        "Default: `end` minus the configured lookback (1h).")] = None,
+        end: Annotated[str | None, Query(
+            description="End of the range (exclusive): RFC 3339 or unix seconds. Default: now.")] = None,
+        service: Annotated[str | None, Query(description="A span's service.name.")] = None,
+        span_name: Annotated[str | None, Query(description="A span's exact name.")] = None,
+        status: Annotated[Literal["ok", "error", "unset"] | None, Query(
+            description="`error`: some span has status Error. `ok`: no span has status Error. "
+                        "`unset`: no span set a status at all.")] = None,
+        provider: Annotated[str | None, Query(description="A span's GenAI provider (e.g. `openai`).")] = None,
+        model: Annotated[str | None, Query(description="A span's GenAI request or response model.")] = None,
+        prompt: Annotated[str | None, Query(description="A span's GenAI prompt name.")] = None,
+        session: Annotated[str | None, Query(description="A span's GenAI session id.")] = None,
+        user: Annotated[str | None, Query(description="A span's GenAI user id.")] = None,
+        min_duration_ms: Annotated[float | None, Query(
+            ge=0, description="Minimum trace duration in milliseconds.")] = None,
+        min_tokens: Annotated[int | None, Query(
+            ge=0, description="Minimum trace total tokens (input + output when totals are missing).")] = None,
+        min_cost_usd: Annotated[float | None, Query(
+            ge=0, description="Minimum trace total cost in USD.")] = None,
+        attr: Annotated[list[str] | None, Query(
+            description="`key=value`, repeatable: a span attribute or resource attribute equals the value. "
+                        "All span-level filters must hold on the same span.")] = None,
+        limit: Annotated[int, Query(ge=1, le=settings.max_limit, description="Traces per page.")] = 20,
+        cursor: Annotated[str | None, Query(
+            description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
+    ) -> TraceSearchResponse:
+        """Find traces: a trace matches when one of its spans in the range passes every
+        span-level filter (service, span_name, provider, model, prompt, session, user, attr);
+        status, min_duration_ms, min_tokens and min_cost_usd apply to the whole trace.
+        Newest first; page with `cursor`."""
+        keyset: tuple[int, str] | None = None
+        range_start = range_end = None
+        if cursor:
+            cursor_start, cursor_trace, range_start, range_end = decode_cursor(cursor)
+            keyset = (cursor_start, cursor_trace)
+        end_ns = parse_time_ns(end, "end") if end else range_end if range_end is not None else time.time_ns()
+        if start:
+            start_ns = parse_time_ns(start, "start")
+        elif range_start is not None:
+            start_ns = range_start
+        else:
+            start_ns = max(0, end_ns - lookback_ns)
+        if start_ns >= end_ns:
+            raise ApiError(400, "start: must be before end", "start")
+        query = SearchQuery(
+            start_ns=start_ns, end_ns=end_ns, limit=limit + 1,
+            service=service or "", span_name=span_name or "", status=status or "",
+            provider=provider or "", model=model or "", prompt=prompt or "",
+            session=session or "", user=user or "",
+            min_duration_ns=int((min_duration_ms or 0) * 1_000_000),
+            min_tokens=min_tokens or 0, min_cost_usd=min_cost_usd or 0.0,
+            attributes=parse_attributes(attr or []), cursor=keyset,
+        )
+        rows = await store.search(query)
+        page = [summary_from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and page:
+            last = page[-1]
+            next_cursor = encode_cursor(int(last.start_time_unix_nano), last.trace_id, start_ns, end_ns)
+        return TraceSearchResponse(traces=page, next_cursor=next_cursor, start=format_ns(start_ns),
+                                   end=format_ns(end_ns), limit=limit)
+
+    @router.get("/api/v1/traces/{trace_id}", response_model=TraceDetailResponse,
+                responses={**ERROR_RESPONSES,
+                           404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
+    async def get_trace(
+        trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
+    ) -> TraceDetailResponse:
+        """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
+        tid = parse_trace_id(trace_id)
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        if not rows:
+            raise ApiError(404, f"trace {tid} not found")
+        kept = rows[:MAX_TRACE_SPANS]
+        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r) for r in kept],
+                                   totals=totals_of(kept),
+                                   truncated=len(rows) > MAX_TRACE_SPANS)
+
+    return router
