@@ -19,6 +19,8 @@ import yaml
 
 from allinone import CONFIGS, AllInOne
 
+TESTS = Path(__file__).resolve().parents[1]
+
 
 def derived_config(workdir: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> Path:
     """A copy of deploy/config/<name>.yaml with `edit` applied (env references kept)."""
@@ -73,3 +75,20 @@ def stored_span_rows(data_dir: Path) -> list[tuple[str, str]]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     return [(t, s) for t, s in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def stored_rollup_mismatches(data_dir: Path, database: str = "tracehouse") -> list[str]:
+    """tests/rollups.py's comparison of every rollup with the distinct raw spans, over a chDB
+    data dir, in a child process (as stored_span_rows). Empty when every rollup agrees."""
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        "from rollups import rollup_mismatches\n"
+        "from tracehouse.sinks.clickhouse.client import open_client\n"
+        f"c = open_client('chdb://{data_dir}', username='default', password='', timeout_s=60)\n"
+        f"print(json.dumps(rollup_mismatches(c, {database!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    problems: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return problems

@@ -15,6 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from genai_helpers import batch_of, enrich, span, split_per_span
 from otlp_fixtures import load_batch as load
+from rollups import assert_rollups_match_spans
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.testing import TestHost
@@ -117,6 +118,8 @@ async def test_rollups_equal_sums_over_raw_spans_and_retries_count_once(exporter
         FROM {database}.otel_traces_genai_usage_1m GROUP BY ALL""").result_rows
     assert {tuple(r[:7]): list(r[7:]) for r in got} == usage
     assert sum(row[0] for row in usage.values()) == sum(is_call(s) for s in spans) > 0
+    # The shared helper (tests/rollups.py) agrees with the sums above, and checks every column.
+    assert_rollups_match_spans(client, database)
 
 
 async def test_a_span_twice_in_one_batch_is_stored_once(exporter, client, database) -> None:
@@ -127,6 +130,7 @@ async def test_a_span_twice_in_one_batch_is_stored_once(exporter, client, databa
     assert stored == (batch.span_count, batch.span_count)
     requests = client.query(f"SELECT sum(Requests) FROM {database}.otel_traces_genai_usage_1m").result_rows[0][0]
     assert requests == 5  # the fixture's five chat calls, once each
+    assert_rollups_match_spans(client, database)
 
 
 async def test_later_spans_of_a_stored_trace_are_not_mistaken_for_retries(exporter, client, database) -> None:

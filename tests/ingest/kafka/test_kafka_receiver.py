@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from genai_helpers import batch_of, span
 from kafka_testing import create_topic
 from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
+from rollups import assert_rollups_match_spans
 from tracehouse.core.component import ComponentID, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.config import load_config_dict
 from tracehouse.core.errors import PermanentError, RetryableError
@@ -261,6 +262,7 @@ async def test_captured_payloads_from_kafka_land_in_clickhouse_exactly_once(
         await service.shutdown()
 
     assert stored_keys(client, database) == sorted(keys), "every input span, once"
+    assert_rollups_match_spans(client, database)
     genai = client.query(f"""
         SELECT ScopeName, countIf(GenAIProvider != '' AND GenAIRequestModel != ''),
                countIf(GenAIInputTokens > 0 AND GenAITotalCostUSD > 0)
@@ -346,9 +348,10 @@ async def test_a_crash_between_insert_and_commit_replays_without_duplicates(
     # re-reads exactly from there, so the stored batch is replayed...
     assert token_range(second.recorder.tokens[0])[1] == crashed_batch[1]
     assert second.exporter is not None and second.exporter.skipped_duplicates > 0
-    # ...and written once.
+    # ...and written once, in the spans table and in every rollup.
     assert stored_keys(client, database) == sorted(keys)
     assert client.query(f"SELECT sum(Spans) FROM {database}.otel_traces_trace_rollup").result_rows[0][0] == len(keys)
+    assert_rollups_match_spans(client, database)
 
 
 async def broker_keeps_commit_metadata(bootstrap: str) -> bool:
@@ -379,6 +382,7 @@ async def test_a_restart_cuts_the_crashed_batch_again_with_the_same_token(
                                                    {"max_spans": 1000, "timeout": "1s"})
     assert second.recorder.tokens[0] == first.recorder.tokens[CrashingReceiver.crash_at - 1]
     assert stored_keys(client, database) == sorted(keys)
+    assert_rollups_match_spans(client, database)
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -539,6 +543,7 @@ async def test_a_retryable_failure_retries_the_same_batch_paused_and_uncommitted
     assert [paused for *_, paused, _ in seen] == [False, True, True, True], "paused while retrying"
     assert seen[-1][3] is Status.RECOVERABLE_ERROR and w.host.status["receiver/kafka"][0] is Status.OK
     assert stored_keys(client, database) == sorted(keys)
+    assert_rollups_match_spans(client, database)
 
 
 async def test_the_lag_gauge_shows_the_backlog_then_falls_to_zero(kafka_bootstrap: str, names: Names) -> None:
@@ -613,6 +618,7 @@ async def test_two_writers_split_the_partitions_and_a_rebalance_loses_and_duplic
         await b.stop()
 
     assert stored_keys(client, database) == sorted(keys), "nothing lost, nothing twice"
+    assert_rollups_match_spans(client, database)
     a_parts = {token_range(t)[0] for t in a.recorder.tokens}
     b_parts = {token_range(t)[0] for t in b.recorder.tokens}
     assert len(a_parts) == partitions and len(b_parts) == partitions, "each owned all partitions at some point"
