@@ -20,7 +20,7 @@ import asyncio
 import math
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from tracehouse.core.context import remaining, request_deadline
 from tracehouse.core.errors import BadRequestError, PermanentError, PipelineError, RetryableError
 from tracehouse.core.kafka import client_kwargs
 from tracehouse.core.pdata import TraceBatch
-from tracehouse.core.retry import RetryConfig, backoff_delays, call_with_retry
+from tracehouse.core.retry import backoff_delays, call_with_retry
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 from tracehouse.sinks.kafka.marshal import Message, message_size, split_message, to_messages
 from tracehouse.sinks.kafka.queue import (
@@ -84,14 +84,6 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return f"{name}: {text}" if text and name not in text else (text or name)
-
-
-def _forever_delays(cfg: RetryConfig) -> Iterator[float]:
-    """Backoff that never gives up (capped at max_interval); for work already acknowledged."""
-    endless = cfg.model_copy(update={"max_elapsed_time": math.inf})
-    while True:
-        for delay in backoff_delays(endless):
-            yield max(0.05, delay)
 
 
 class _Throttle:
@@ -151,7 +143,7 @@ class _ProducerLink:
 
     async def _connect(self) -> None:
         cfg = self._config
-        delays = _forever_delays(cfg.retry_on_failure)
+        delays = backoff_delays(cfg.retry_on_failure, forever=True)
         while not self._closed:
             producer: AIOKafkaProducer | None = None
             try:
@@ -618,7 +610,7 @@ class KafkaExporter:
             delivery = _Delivery.of(self._messages(batch))
         except PermanentError as exc:
             delivery = _Delivery([], rejected=[(Message(None, b"", batch.span_count), str(exc))])
-        delays = _forever_delays(cfg.retry_on_failure)
+        delays = backoff_delays(cfg.retry_on_failure, forever=True)
         while delivery.slots:
             try:
                 await self._attempt(delivery, cfg.timeout)
