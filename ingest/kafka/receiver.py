@@ -34,10 +34,11 @@ from aiokafka.structs import OffsetAndMetadata
 from tracehouse.core.component import Host, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.kafka import client_kwargs
+from tracehouse.core.logs import RateLimited
 from tracehouse.core.retry import backoff_delays
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
-from tracehouse.ingest.kafka.dlq import DeadLetterQueue, RateLimited, stop_quietly
+from tracehouse.ingest.kafka.dlq import DeadLetterQueue, stop_quietly
 from tracehouse.ingest.kafka.partition import (
     Cut,
     Message,

@@ -17,7 +17,6 @@ tokenizer).
 from __future__ import annotations
 
 import asyncio
-import math
 import ssl
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from tracehouse.core.component import Host, Kind, Settings, Status
 from tracehouse.core.context import remaining, request_deadline
 from tracehouse.core.errors import BadRequestError, PermanentError, PipelineError, RetryableError
 from tracehouse.core.kafka import client_kwargs
+from tracehouse.core.logs import LogThrottle
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.core.retry import backoff_delays, call_with_retry
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
@@ -86,24 +86,6 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text and name not in text else (text or name)
 
 
-class _Throttle:
-    """At most one log line per key and interval; counts what it held back."""
-
-    def __init__(self, interval: float = _LOG_EVERY_S):
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """The number of suppressed lines since the last one, or None to stay quiet."""
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._held.pop(key, 0)
-
-
 # ---------------------------------------------------------------------------- the producer
 
 
@@ -128,7 +110,7 @@ class _ProducerLink:
         self._stopping: set[asyncio.Task[None]] = set()
         self._next_attempt = 0.0
         self._closed = False
-        self._throttle = _Throttle()
+        self._throttle = LogThrottle(_LOG_EVERY_S)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect(), name="kafka-exporter-connect")
@@ -313,7 +295,7 @@ class KafkaExporter:
         self._idle.set()
         self._state = "created"  # created -> running -> stopped
         self._failing = False
-        self._throttle = _Throttle()
+        self._throttle = LogThrottle(_LOG_EVERY_S)
 
     @property
     def connected(self) -> bool:
