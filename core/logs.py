@@ -6,8 +6,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Hashable
+from typing import Any, Literal
 
 import structlog
 
@@ -18,6 +18,53 @@ Encoding = Literal["auto", "console", "json"]
 RATE_LIMITED_LOGGERS = ("aiokafka", "kafka")
 
 
+class LogThrottle:
+    """At most one log line per key and `interval_s`; counts the lines it held back.
+
+    The one rate limit behind every repeating log line: structlog call sites use it
+    directly or through `RateLimited`, stdlib loggers through `RepeatFilter`."""
+
+    def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 1024):
+        self._interval = interval_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._last: dict[Hashable, tuple[float, int]] = {}  # key -> (when it last passed, held back since)
+
+    def allow(self, key: Hashable = None) -> int | None:
+        """None to stay quiet; else the line passes, and this is how many were held back since
+        the last one of its key."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._last) > self._max_keys:  # keys from messages are unbounded in principle
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return last[1] if last is not None else 0
+
+    def since_last(self, key: Hashable = None) -> float | None:
+        """Seconds since a line of this key last passed; None if none has."""
+        last = self._last.get(key)
+        return None if last is None else self._clock() - last[0]
+
+
+class RateLimited:
+    """A structlog call let through at most once per `interval_s`, with
+    `suppressed_since_last=N` when lines were held back: `limited(log.warning, "event", k=v)`."""
+
+    def __init__(self, interval_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic):
+        self._throttle = LogThrottle(interval_s, clock=clock)
+
+    def __call__(self, emit: Callable[..., Any], event: str, **fields: Any) -> None:
+        held = self._throttle.allow()
+        if held is None:
+            return
+        if held:
+            fields["suppressed_since_last"] = held
+        emit(event, **fields)
+
+
 class RepeatFilter(logging.Filter):
     """Passes a (logger, message template) once per `interval_s`, then how many were held back.
 
@@ -25,22 +72,16 @@ class RepeatFilter(logging.Filter):
 
     def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        self._interval = interval_s
-        self._clock = clock
-        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+        self._throttle = LogThrottle(interval_s, clock=clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.msg)
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self._interval:
-            self._last[key] = (last[0], last[1] + 1)
+        since = self._throttle.since_last(key)
+        held = self._throttle.allow(key)
+        if held is None:
             return False
-        if last is not None and last[1]:
-            record.msg = f"{record.msg} (repeated {last[1]} more times in the last {now - last[0]:.0f}s)"
-        if len(self._last) > 1024:
-            self._last.clear()
-        self._last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (repeated {held} more times in the last {since or 0.0:.0f}s)"
         return True
 
 

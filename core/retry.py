@@ -7,7 +7,6 @@ client is answered before its own timeout and can retry elsewhere.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,28 +28,31 @@ class RetryConfig(ComponentConfig):
     max_elapsed_time: Duration = 120.0
 
 
-def backoff_delays(cfg: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
-    """The sleep before each retry, jittered, until max_elapsed_time is spent.
+# A retry loop that never ends never sleeps less than this, however the config is set.
+_FOREVER_MIN_DELAY_S = 0.05
 
-    Lazy: an export that succeeds at once computes none of it."""
+
+def backoff_delays(cfg: RetryConfig, *, forever: bool = False, rng: random.Random | None = None) -> Iterator[float]:
+    """The sleep before each retry: the interval grows by `multiplier` up to max_interval,
+    each delay jittered by +-randomization_factor and capped at max_interval.
+
+    Bounded (the default), it ends once max_elapsed_time is spent. `forever` ignores
+    max_elapsed_time and never ends (work already acknowledged, a batch never given up);
+    its delays stay at max_interval once they get there, and never fall below 50 ms.
+
+    `cfg.enabled` is the caller's business. Lazy: an export that succeeds at once
+    computes none of it."""
     rng = rng or random.Random()
-    interval, total = cfg.initial_interval, 0.0
-    for _ in range(1000):
-        if total >= cfg.max_elapsed_time:
-            return
+    interval, total, attempts = cfg.initial_interval, 0.0, 0
+    while forever or (total < cfg.max_elapsed_time and attempts < 1000):
         jitter = interval * cfg.randomization_factor
         delay = min(cfg.max_interval, max(0.0, interval + rng.uniform(-jitter, jitter)))
+        if forever:
+            delay = max(_FOREVER_MIN_DELAY_S, delay)
         yield delay
         total += delay
+        attempts += 1
         interval = min(cfg.max_interval, interval * cfg.multiplier)
-
-
-def forever_delays(cfg: RetryConfig) -> Iterator[float]:
-    """Backoff that never gives up (capped at max_interval); for work already acknowledged."""
-    endless = cfg.model_copy(update={"max_elapsed_time": math.inf})
-    while True:
-        for delay in backoff_delays(endless):
-            yield max(0.05, delay)
 
 
 async def call_with_retry(

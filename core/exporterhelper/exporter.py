@@ -19,7 +19,6 @@ that one call of `send()` tries to deliver) wrapped in a `TracesExporter`, which
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -28,9 +27,10 @@ from tracehouse.core.component import Host, Kind, Settings, Status
 from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
 from tracehouse.core.exporterhelper.codec import decode_batch, encode_batch
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig
+from tracehouse.core.logs import LogThrottle
 from tracehouse.core.exporterhelper.queue import CorruptEntryError, DiskQueue, MemoryQueue, QueueEntry, QueueFullError
 from tracehouse.core.pdata import TraceBatch
-from tracehouse.core.retry import call_with_retry, forever_delays
+from tracehouse.core.retry import backoff_delays, call_with_retry
 from tracehouse.core.telemetry import Telemetry
 
 _REPLAY_WINDOW = 8  # queue entries replayed at once (bounds the replayer's memory)
@@ -88,24 +88,6 @@ class Sender(Protocol):
         """When a client refused for a retryable reason should come back, if known."""
 
 
-class LogThrottle:
-    """At most one line per key and interval; counts what it held back."""
-
-    def __init__(self, interval: float = _LOG_EVERY_S):
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """The number of suppressed lines since the last one, or None to stay quiet."""
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._held.pop(key, 0)
-
-
 class TracesExporter:
     """A `Sender` behind the sending queue, retries and timeouts."""
 
@@ -126,7 +108,7 @@ class TracesExporter:
         self._idle.set()
         self._state = "created"  # created -> running -> stopped
         self._failing = False
-        self._throttle = LogThrottle()
+        self._throttle = LogThrottle(_LOG_EVERY_S)
 
     @property
     def queued_spans(self) -> int:
@@ -302,7 +284,7 @@ class TracesExporter:
                             moved_to=str(target), spans=entry.span_count, error=str(exc))
             return
         # Acknowledged work: retried until the destination takes it, however long that is.
-        delays = forever_delays(self._config.retry_on_failure)
+        delays = backoff_delays(self._config.retry_on_failure, forever=True)
         request: ExportRequest | None = None
         while True:
             try:

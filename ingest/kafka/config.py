@@ -56,7 +56,8 @@ class KafkaReceiverConfig(KafkaClientConfig):
     # Undecodable and permanently refused messages go here; "" = log, count and skip them.
     dead_letter_topic: str = "otlp_spans_dlq"
     # Pacing of retries of a failed batch (and of commits and dead-letter sends). Retries
-    # never give up: after max_elapsed_time they continue every max_interval.
+    # never give up: max_elapsed_time does not apply, the delay grows to max_interval and
+    # stays there.
     error_backoff: RetryConfig = RetryConfig()
     # How long a revoke or shutdown waits for an in-flight batch to be consumed and committed.
     drain_timeout: Duration = 30.0

@@ -9,13 +9,13 @@ starts on the first dead letter, so a writer that never meets one never connects
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from tracehouse.core.kafka import client_kwargs
+from tracehouse.core.logs import RateLimited
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
 from tracehouse.ingest.kafka.partition import Message
 
@@ -26,25 +26,6 @@ SOURCE_PARTITION = "tracehouse.source.partition"
 SOURCE_OFFSET = "tracehouse.source.offset"
 
 _MAX_ERROR_CHARS = 1000
-
-
-class RateLimited:
-    """Lets an event through at most once per `interval` seconds, counting the rest."""
-
-    def __init__(self, interval: float = 60.0):
-        self._interval = interval
-        self._last = -float("inf")
-        self._suppressed = 0
-
-    def __call__(self, emit: Callable[..., Any], event: str, **fields: Any) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            fields["suppressed_since_last"] = self._suppressed
-        self._last, self._suppressed = now, 0
-        emit(event, **fields)
 
 
 def dead_letter_headers(msg: Message, topic: str, partition: int, reason: str,

@@ -21,6 +21,7 @@ tokens, which ClickHouse drops (exactly-once in effect; see README.md).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from aiokafka.structs import OffsetAndMetadata
 from tracehouse.core.component import Host, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.kafka import client_kwargs
+from tracehouse.core.logs import RateLimited
 from tracehouse.core.retry import backoff_delays
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
-from tracehouse.ingest.kafka.dlq import DeadLetterQueue, RateLimited, stop_quietly
+from tracehouse.ingest.kafka.dlq import DeadLetterQueue, stop_quietly
 from tracehouse.ingest.kafka.partition import (
     Cut,
     Message,
@@ -458,12 +460,10 @@ class KafkaReceiver:
 
     # -- pacing, pausing, status, metrics ----------------------------------------------
     def _delays(self) -> Iterator[float]:
-        """error_backoff's schedule, then its max_interval forever: a batch is never given up."""
+        """error_backoff's schedule, never given up (max_elapsed_time does not apply);
+        disabled, initial_interval every time."""
         cfg = self._config.error_backoff
-        if cfg.enabled:
-            yield from backoff_delays(cfg)
-        while True:
-            yield cfg.max_interval if cfg.enabled else cfg.initial_interval
+        return backoff_delays(cfg, forever=True) if cfg.enabled else itertools.repeat(cfg.initial_interval)
 
     @staticmethod
     async def _backoff_sleep(state: _Partition, delay: float) -> None:

@@ -16,12 +16,13 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
+from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.netaddr import parse_endpoint
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
-from tracehouse.ingest.otlp.receiver import ExportHandler, refusal_reason
+from tracehouse.ingest.otlp.errors import refusal_for
+from tracehouse.ingest.otlp.receiver import ExportHandler
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -35,20 +36,6 @@ def _status(code: int, message: str, retry_after: float | None = None) -> grpc.S
         packed.Pack(info)
         details.append(packed)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
-
-
-def status_for(exc: BaseException) -> grpc.Status:
-    """Pipeline error -> gRPC status, per the OTLP spec's retryable/permanent split."""
-    if isinstance(exc, RetryableError):
-        retry_after = exc.retry_after or 1.0
-        code = code_pb2.RESOURCE_EXHAUSTED if exc.overload else code_pb2.UNAVAILABLE
-        return _status(code, str(exc), retry_after)
-    if isinstance(exc, PayloadTooLargeError):
-        return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc))
-    if isinstance(exc, PermanentError):
-        return _status(code_pb2.INVALID_ARGUMENT, str(exc))
-    # A bug, not the client's fault: a retryable answer loses nothing.
-    return _status(code_pb2.UNAVAILABLE, f"internal error: {exc}", 5.0)
 
 
 class OtlpGrpcReceiver:
@@ -73,14 +60,12 @@ class OtlpGrpcReceiver:
             remaining = context.time_remaining()
             batch.deadline = time.monotonic() + remaining if remaining is not None else None
             rejected, message = await self.handler.export(batch)
-        except BadRequestError as exc:
-            self.handler.observe("INVALID_ARGUMENT", started, spans, "bad_request")
-            await context.abort_with_status(_status(code_pb2.INVALID_ARGUMENT, str(exc)))
-        except Exception as exc:
-            status = status_for(exc)
+        except Exception as exc:  # a malformed request (BadRequestError) included
+            refusal = refusal_for(exc)
             if not isinstance(exc, (RetryableError, PermanentError)):
                 self._log.exception("unexpected error in the pipeline", error=str(exc))
-            self.handler.observe(status.code.name, started, spans, refusal_reason(exc))
+            status = _status(refusal.grpc_code, refusal.message, refusal.retry_after)  # RetryInfo if retryable
+            self.handler.observe(status.code.name, started, spans, refusal.reason)
             await context.abort_with_status(status)
         finally:
             self._active -= 1

@@ -19,11 +19,12 @@ from typing import Any
 from google.rpc import code_pb2
 
 from tracehouse.core.asgi_server import AsgiServer
-from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
+from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
-from tracehouse.ingest.otlp.receiver import ExportHandler, refusal_reason
+from tracehouse.ingest.otlp.errors import refusal_for
+from tracehouse.ingest.otlp.receiver import ExportHandler
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -160,28 +161,18 @@ class OtlpHttpApp:
             except TimeoutError:
                 raise HttpError(503, "the pipeline did not accept the data in time; retry later",
                                 grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0) from None
-            except (RetryableError, PermanentError) as exc:
-                raise self._map_pipeline_error(exc, batch.span_count) from None
             except Exception as exc:
-                # A bug, not the client's fault: ask it to retry rather than lose data.
-                self._log.exception("unexpected error in the pipeline", error=str(exc))
-                raise HttpError(503, f"internal error: {exc}", grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0,
-                                refused_spans=batch.span_count, reason="internal") from None
+                if not isinstance(exc, (RetryableError, PermanentError)):
+                    # A bug, not the client's fault: it is asked to retry rather than lose data.
+                    self._log.exception("unexpected error in the pipeline", error=str(exc))
+                refusal = refusal_for(exc)
+                raise HttpError(refusal.http_status, refusal.message, grpc_code=refusal.grpc_code,
+                                retry_after=refusal.retry_after, refused_spans=batch.span_count,
+                                reason=refusal.reason) from None
         finally:
             self._active -= 1
         content_type = JSON if is_json else PROTOBUF
         return 200, encode_export_response(rejected, message, json=is_json), [(b"content-type", content_type.encode())]
-
-    @staticmethod
-    def _map_pipeline_error(exc: RetryableError | PermanentError, spans: int) -> HttpError:
-        reason = refusal_reason(exc)
-        if isinstance(exc, RetryableError):
-            status, code = (429, code_pb2.RESOURCE_EXHAUSTED) if exc.overload else (503, code_pb2.UNAVAILABLE)
-            return HttpError(status, str(exc), grpc_code=code, retry_after=exc.retry_after or 1.0,
-                             refused_spans=spans, reason=reason)
-        if isinstance(exc, PayloadTooLargeError):
-            return HttpError(413, str(exc), grpc_code=code_pb2.RESOURCE_EXHAUSTED, refused_spans=spans, reason=reason)
-        return HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT, refused_spans=spans, reason=reason)
 
     async def _read_body(self, receive: Receive) -> bytes:
         limit = self._config.max_request_body_size

@@ -11,22 +11,9 @@ import time
 from typing import Protocol
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
-from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import OtlpReceiverConfig
 from tracehouse.ingest.otlp.validate import drop_invalid_spans
-
-
-def refusal_reason(exc: BaseException) -> str:
-    if isinstance(exc, RetryableError):
-        return "overload" if exc.overload else "unavailable"
-    if isinstance(exc, PayloadTooLargeError):
-        return "too_large"
-    if isinstance(exc, BadRequestError):
-        return "bad_request"
-    if isinstance(exc, PermanentError):
-        return "permanent"
-    return "internal"
 
 
 class ExportHandler:

@@ -13,27 +13,11 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from tracehouse.core.anyvalue import to_python
 
 
-def raw(v: AnyValue) -> Any:
-    """AnyValue -> plain Python (str, int, float, bool, bytes, list, dict, None)."""
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "array_value":
-        return [raw(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: raw(kv.value) for kv in v.kvlist_value.values}
-    if kind == "bytes_value":
-        return v.bytes_value
-    return None
+# AnyValue -> plain Python (str, int, float, bool, bytes, list, dict, None): the shared walk.
+raw = to_python
 
 
 def loads(value: Any) -> Any:

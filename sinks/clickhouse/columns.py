@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tracehouse.core.anyvalue import AnyValueStyle, to_python
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES, clickhouse_columns
 
@@ -48,41 +49,35 @@ def _format_double(v: float) -> str:
     return text
 
 
-def _raw(v: AnyValue) -> Any:
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "double_value":
-        d = v.double_value
-        return d if math.isfinite(d) else _format_double(d)
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    if kind == "array_value":
-        return [_raw(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _raw(kv.value) for kv in v.kvlist_value.values}
-    return None
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _finite_or_text(v: float) -> float | str:
+    return v if math.isfinite(v) else _format_double(v)
+
+
+# pcommon AsString's rendering of bytes and doubles, at the top and inside arrays and maps.
+COLLECTOR_STYLE = AnyValueStyle(bytes_value=_base64, double_value=_finite_or_text)
 
 
 def any_to_str(v: AnyValue) -> str:
     kind = v.WhichOneof("value")
+    # The hot path inline: most attribute values are strings, then ints (token counts).
     if kind == "string_value":
         return v.string_value
     if kind == "int_value":
         return str(v.int_value)
-    if kind == "bool_value":
-        return "true" if v.bool_value else "false"
-    if kind == "double_value":
-        return _format_double(v.double_value)
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    if kind is None:
+    value = to_python(v, COLLECTOR_STYLE)
+    if isinstance(value, str):  # bytes, a non-finite double
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _format_double(value)
+    if value is None:
         return ""
-    return json.dumps(_raw(v), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def attrs_to_map(attrs: Any) -> dict[str, str]:

@@ -13,12 +13,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 
 from tracehouse.core.errors import RetryableError
-from tracehouse.core.exporterhelper.exporter import LogThrottle
+from tracehouse.core.logs import LogThrottle
 from tracehouse.core.kafka import client_kwargs
-from tracehouse.core.retry import forever_delays
+from tracehouse.core.retry import backoff_delays
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 
 _MAX_RETRY_AFTER_S = 30.0
+_LOG_EVERY_S = 30.0  # a repeated connection error is logged at most this often
 
 
 def producer_kwargs(config: KafkaExporterConfig) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class ProducerLink:
         self._stopping: set[asyncio.Task[None]] = set()
         self._next_attempt = 0.0
         self._closed = False
-        self._throttle = LogThrottle()
+        self._throttle = LogThrottle(_LOG_EVERY_S)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect(), name="kafka-exporter-connect")
@@ -77,7 +78,7 @@ class ProducerLink:
 
     async def _connect(self) -> None:
         cfg = self._config
-        delays = forever_delays(cfg.retry_on_failure)
+        delays = backoff_delays(cfg.retry_on_failure, forever=True)
         while not self._closed:
             producer: AIOKafkaProducer | None = None
             try:

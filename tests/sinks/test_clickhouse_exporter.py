@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 
@@ -14,10 +15,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from otlp_fixtures import FIXTURES
 from tracehouse.core.component import ComponentID, Kind, Settings, Status as ComponentStatus
 from tracehouse.core.errors import RetryableError
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import TraceBatch, any_value
 from tracehouse.core.retry import RetryConfig
 from tracehouse.core.testing import TestHost
 from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.columns import any_to_str
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
 from tracehouse.sinks.clickhouse.schema import LEDGER, load_migrations, ttl_clause
@@ -216,3 +218,11 @@ async def test_a_retry_of_a_partly_stored_batch_stores_the_rest_despite_its_toke
     await exporter.consume(tokened(await enrich(batch_of(spans)), "otlp_spans/0/0-9"))
     assert exporter.skipped_duplicates == 2
     assert stored_and_rolled_up(client, database) == (4, 4, 4)
+
+
+def test_attribute_values_are_written_as_the_collector_writes_them_at_every_depth() -> None:
+    nested = any_value([1, "a", 2.5, math.nan, b"x", True, {"k": [math.inf, -math.inf]}])
+    nested.array_value.values.add()  # an empty AnyValue: null
+    assert [any_to_str(v) for v in (AnyValue(), any_value(math.nan), any_value(math.inf), any_value(-math.inf),
+                                    any_value(1e-7), any_value(2.0), any_value(False), nested)] == [
+        "", "NaN", "+Inf", "-Inf", "0.0000001", "2", "false", '[1,"a",2.5,"NaN","eA==",true,{"k":["+Inf","-Inf"]},null]']
