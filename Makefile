@@ -42,10 +42,10 @@ test: install-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 typecheck: install-test
-	$(BIN)/mypy -p tracehouse.core -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench -p tracehouse.grafana
+	$(BIN)/mypy -p tracehouse.core -p tracehouse.net -p tracehouse.extensions -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench -p tracehouse.grafana
 
 lint: install-test
-	$(BIN)/ruff check core ingest processors sinks query bench deploy tests
+	$(BIN)/ruff check core net extensions ingest processors sinks query bench deploy tests
 
 # Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json from deploy/grafana/*.py.
 dashboards: install-test

@@ -6,7 +6,7 @@ from pydantic import field_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
-from tracehouse.core.netaddr import parse_endpoint
+from tracehouse.net.endpoint import parse_endpoint
 from tracehouse.sinks.clickhouse.config import ClickHouseConnectionConfig
 
 class QueryClickHouseConfig(ClickHouseConnectionConfig):

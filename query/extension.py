@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tracehouse.core.asgi_server import AsgiServer
+from tracehouse.net.asgi_server import AsgiServer
 from tracehouse.core.component import Host, Settings
-from tracehouse.core.health import health_of
+from tracehouse.extensions.health_check.health import health_of
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.store import TraceStore

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROOTS = {"core", "ingest", "processors", "sinks", "query", "bench", "deploy/grafana"}
+ROOTS = {"core", "net", "extensions", "ingest", "processors", "sinks", "query", "bench", "deploy/grafana"}
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:

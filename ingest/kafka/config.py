@@ -9,7 +9,7 @@ from pydantic import field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
-from tracehouse.core.kafka import KafkaClientConfig
+from tracehouse.net.kafka import KafkaClientConfig
 from tracehouse.core.retry import RetryConfig
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

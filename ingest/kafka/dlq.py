@@ -14,10 +14,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from tracehouse.core.kafka import client_kwargs
+from tracehouse.net.kafka import client_kwargs
 from tracehouse.core.logs import RateLimited
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
-from tracehouse.ingest.kafka.partition import Message
+from tracehouse.ingest.kafka.partition import ConsumedRecord
 
 REASON = "tracehouse.error.reason"
 ERROR = "tracehouse.error.message"
@@ -28,7 +28,7 @@ SOURCE_OFFSET = "tracehouse.source.offset"
 _MAX_ERROR_CHARS = 1000
 
 
-def dead_letter_headers(msg: Message, topic: str, partition: int, reason: str,
+def dead_letter_headers(msg: ConsumedRecord, topic: str, partition: int, reason: str,
                         error: str) -> list[tuple[str, bytes]]:
     return [
         *msg.headers,
@@ -50,7 +50,7 @@ class DeadLetterQueue:
         self._skipped_log = RateLimited()
         self._failed_log = RateLimited(10.0)
 
-    async def send(self, msg: Message, topic: str, partition: int, reason: str, error: str,
+    async def send(self, msg: ConsumedRecord, topic: str, partition: int, reason: str, error: str,
                    delays: Iterator[float], sleep: Callable[[float], Awaitable[None]]) -> bool:
         """Dead-letter one message; True once the broker has it, False when no topic is set.
 

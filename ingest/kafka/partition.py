@@ -38,7 +38,7 @@ def batch_token(topic: str, partition: int, first: int, last: int) -> str:
 
 
 @dataclass(slots=True)
-class Message:
+class ConsumedRecord:
     """One Kafka record, decoded once on arrival to learn its span count.
 
     The parsed request is not kept (it is many times the wire size); `clean` holds the
@@ -61,8 +61,8 @@ class Message:
 
 
 def decode(offset: int, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]],
-           arrived: float) -> Message:
-    msg = Message(offset, key, value, tuple(headers), arrived)
+           arrived: float) -> ConsumedRecord:
+    msg = ConsumedRecord(offset, key, value, tuple(headers), arrived)
     try:
         batch = TraceBatch.from_bytes(value or b"")
     except Exception as exc:  # BadRequestError from protobuf, or anything a hostile payload triggers
@@ -75,12 +75,14 @@ def decode(offset: int, key: bytes | None, value: bytes | None, headers: Iterabl
 
 
 @dataclass(slots=True)
-class Cut:
-    """A batch: consecutive messages of one partition."""
+class PartitionBatch:
+    """Consecutive records of one partition, cut to be delivered as one TraceBatch.
+
+    `planned`: cut again from the plan a crashed owner committed, so it is the same range."""
 
     topic: str
     partition: int
-    messages: list[Message]
+    messages: list[ConsumedRecord]
     planned: bool = False
 
     @property
@@ -92,11 +94,15 @@ class Cut:
         return self.messages[-1].offset
 
     @property
+    def range(self) -> RecordRange:
+        return RecordRange(self.topic, self.partition, self.first, self.last)
+
+    @property
     def token(self) -> str:
-        return batch_token(self.topic, self.partition, self.first, self.last)
+        return self.range.token
 
 
-def build_batch(topic: str, partition: int, messages: Sequence[Message]) -> TraceBatch:
+def build_batch(topic: str, partition: int, messages: Sequence[ConsumedRecord]) -> TraceBatch:
     """A fresh TraceBatch of the decodable messages, tagged with the records' range.
 
     Serialized requests concatenate into their merge, so this is one parse. Built anew
@@ -121,7 +127,7 @@ class PartitionBatcher:
         self.partition = partition
         self.limits = limits
         self.plan_end = plan_end
-        self.pending: deque[Message] = deque()
+        self.pending: deque[ConsumedRecord] = deque()
         self.spans = 0
         self.nbytes = 0
         self.first_seen: int | None = None  # first offset fetched since assignment
@@ -130,7 +136,7 @@ class PartitionBatcher:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def add(self, messages: Iterable[Message]) -> None:
+    def add(self, messages: Iterable[ConsumedRecord]) -> None:
         for msg in messages:
             if self._next_offset is not None and msg.offset < self._next_offset:
                 continue  # already pending (a re-fetch after pause/seek)
@@ -159,12 +165,12 @@ class PartitionBatcher:
             return 0.0
         return max(0.0, self.pending[0].arrived + self.limits.timeout - now)
 
-    def cut(self) -> Cut | None:
+    def cut(self) -> PartitionBatch | None:
         if not self.pending:
             return None
         if self.plan_end is not None and self.pending[0].offset > self.plan_end:
             self.plan_end = None
-        taken: list[Message] = []
+        taken: list[ConsumedRecord] = []
         planned = self.plan_end is not None
         if planned:
             # A planned range may miss its tail only if records vanished; the timeout then cuts what exists.
@@ -181,9 +187,9 @@ class PartitionBatcher:
                 taken.append(self._pop())
                 spans += head.spans
                 nbytes += head.nbytes
-        return Cut(self.topic, self.partition, taken, planned)
+        return PartitionBatch(self.topic, self.partition, taken, planned)
 
-    def _pop(self) -> Message:
+    def _pop(self) -> ConsumedRecord:
         msg = self.pending.popleft()
         self.spans -= msg.spans
         self.nbytes -= msg.nbytes

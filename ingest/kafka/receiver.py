@@ -33,15 +33,15 @@ from aiokafka.structs import OffsetAndMetadata
 
 from tracehouse.core.component import Host, Kind, Settings, Status, TracesConsumer
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.kafka import client_kwargs
+from tracehouse.net.kafka import client_kwargs
 from tracehouse.core.logs import RateLimited
 from tracehouse.core.retry import backoff_delays
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
 from tracehouse.ingest.kafka.dlq import DeadLetterQueue, stop_quietly
 from tracehouse.ingest.kafka.partition import (
-    Cut,
-    Message,
+    PartitionBatch,
+    ConsumedRecord,
     PartitionBatcher,
     batch_token,
     build_batch,
@@ -336,7 +336,7 @@ class KafkaReceiver:
             else:
                 await self._backoff_sleep(state, next(delays))
 
-    async def _next_cut(self, state: _Partition) -> Cut | None:
+    async def _next_cut(self, state: _Partition) -> PartitionBatch | None:
         while not state.closing.is_set():
             wait = state.batcher.wait_time(time.monotonic())
             if wait == 0:
@@ -352,7 +352,7 @@ class KafkaReceiver:
                 pass
         return None
 
-    async def _process_until_done(self, state: _Partition, cut: Cut) -> None:
+    async def _process_until_done(self, state: _Partition, cut: PartitionBatch) -> None:
         delays = self._delays()
         while True:
             try:
@@ -366,7 +366,7 @@ class KafkaReceiver:
                                      error=str(exc), retry_in_s=round(delay, 2))
                 await self._backoff_sleep(state, delay)
 
-    async def _process(self, state: _Partition, cut: Cut) -> None:
+    async def _process(self, state: _Partition, cut: PartitionBatch) -> None:
         t0 = time.monotonic()
         await self._commit(state, cut.first, plan_metadata(cut.last))
         refused = 0
@@ -387,7 +387,7 @@ class KafkaReceiver:
             telemetry.kafka_receiver_batch_duration.labels(self._id).observe(time.monotonic() - t0)
         self._set_lag(state)
 
-    async def _deliver(self, state: _Partition, messages: list[Message]) -> int:
+    async def _deliver(self, state: _Partition, messages: list[ConsumedRecord]) -> int:
         """Hand the messages on; returns how many were refused permanently (and dead-lettered)."""
         try:
             await self._consume(state, messages)
@@ -403,7 +403,7 @@ class KafkaReceiver:
                                                 messages[-1].offset), error=str(exc))
             return await self._deliver(state, messages[:mid]) + await self._deliver(state, messages[mid:])
 
-    async def _consume(self, state: _Partition, messages: list[Message]) -> None:
+    async def _consume(self, state: _Partition, messages: list[ConsumedRecord]) -> None:
         delays = self._delays()
         while True:
             batch = build_batch(state.tp.topic, state.tp.partition, messages)
@@ -430,7 +430,7 @@ class KafkaReceiver:
                 telemetry.receiver_accepted_spans.labels(self._id, _TRANSPORT).inc(batch.span_count)
             return
 
-    async def _dead_letter(self, state: _Partition, msg: Message, reason: str, error: str) -> None:
+    async def _dead_letter(self, state: _Partition, msg: ConsumedRecord, reason: str, error: str) -> None:
         tp = state.tp
         sent = await self._dlq.send(msg, tp.topic, tp.partition, reason, error, self._delays(),
                                     lambda delay: self._backoff_sleep(state, delay))
@@ -507,7 +507,7 @@ class KafkaReceiver:
     def _telemetry(self) -> Telemetry | None:
         return self._host.telemetry if self._host is not None else None
 
-    def _count_invalid(self, messages: list[Message]) -> None:
+    def _count_invalid(self, messages: list[ConsumedRecord]) -> None:
         invalid = sum(m.invalid_spans for m in messages)
         telemetry = self._telemetry()
         if invalid and telemetry is not None:

@@ -8,7 +8,7 @@ from pydantic import field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
-from tracehouse.core.netaddr import parse_endpoint
+from tracehouse.net.endpoint import parse_endpoint
 
 
 def _check_endpoint(v: str) -> str:

@@ -17,12 +17,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.netaddr import parse_endpoint
+from tracehouse.net.endpoint import parse_endpoint
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
 from tracehouse.ingest.otlp.errors import refusal_for
-from tracehouse.ingest.otlp.receiver import ExportHandler
+from tracehouse.ingest.otlp.receiver import TraceExportService
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -39,7 +39,7 @@ def _status(code: int, message: str, retry_after: float | None = None) -> grpc.S
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, config: GrpcConfig, handler: ExportHandler, logger: Any):
+    def __init__(self, config: GrpcConfig, handler: TraceExportService, logger: Any):
         self.handler = handler
         self._config = config
         self._log = logger

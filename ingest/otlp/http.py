@@ -18,13 +18,13 @@ from typing import Any
 
 from google.rpc import code_pb2
 
-from tracehouse.core.asgi_server import AsgiServer
+from tracehouse.net.asgi_server import AsgiServer
 from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
 from tracehouse.ingest.otlp.errors import refusal_for
-from tracehouse.ingest.otlp.receiver import ExportHandler
+from tracehouse.ingest.otlp.receiver import TraceExportService
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -93,7 +93,7 @@ def decode_body(body: bytes, encoding: str, is_json: bool, limit: int) -> TraceB
 class OtlpHttpApp:
     """The ASGI application; one instance per receiver."""
 
-    def __init__(self, config: HttpConfig, handler: ExportHandler, logger: Any):
+    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any):
         self._config = config
         self._handler = handler
         self._log = logger
@@ -193,7 +193,7 @@ class OtlpHttpApp:
 
 
 class OtlpHttpReceiver:
-    def __init__(self, config: HttpConfig, handler: ExportHandler, logger: Any):
+    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any):
         self.handler = handler
         self._config = config
         self._log = logger

@@ -1,6 +1,6 @@
 """The `otlp` receiver: OTLP/gRPC and OTLP/HTTP front doors onto one pipeline.
 
-Both transports share `ExportHandler`: validate ids, hand the batch on, count the
+Both transports share `TraceExportService`: validate ids, hand the batch on, count the
 outcome. A client is answered only after `consume()` returned, that is after its spans
 reached the durable point (ClickHouse in the all-in-one, Kafka in the sidecar).
 """
@@ -16,7 +16,7 @@ from tracehouse.ingest.otlp.config import OtlpReceiverConfig
 from tracehouse.ingest.otlp.validate import drop_invalid_spans
 
 
-class ExportHandler:
+class TraceExportService:
     """What both transports do with a decoded request."""
 
     def __init__(self, settings: Settings, next_consumer: TracesConsumer, transport: str):
@@ -48,7 +48,7 @@ class ExportHandler:
 
 
 class _Transport(Protocol):
-    handler: ExportHandler
+    handler: TraceExportService
     port: int | None
 
     async def start(self) -> None: ...
@@ -65,12 +65,12 @@ class OtlpReceiver:
         if protocols.grpc is not None:
             from tracehouse.ingest.otlp.grpc import OtlpGrpcReceiver
 
-            self._servers.append(OtlpGrpcReceiver(protocols.grpc, ExportHandler(settings, next_consumer, "grpc"),
+            self._servers.append(OtlpGrpcReceiver(protocols.grpc, TraceExportService(settings, next_consumer, "grpc"),
                                                   settings.logger))
         if protocols.http is not None:
             from tracehouse.ingest.otlp.http import OtlpHttpReceiver
 
-            self._servers.append(OtlpHttpReceiver(protocols.http, ExportHandler(settings, next_consumer, "http"),
+            self._servers.append(OtlpHttpReceiver(protocols.http, TraceExportService(settings, next_consumer, "http"),
                                                   settings.logger))
 
     @property

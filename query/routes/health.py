@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from tracehouse.core.health import PROMETHEUS_CONTENT_TYPE, HealthSource, readiness_body
+from tracehouse.extensions.health_check.health import PROMETHEUS_CONTENT_TYPE, HealthSource, readiness_body
 from tracehouse.query.models import HealthResponse, ReadyResponse
 
 

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
-from tracehouse.core.kafka import KafkaClientConfig
+from tracehouse.net.kafka import KafkaClientConfig
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig, SendingQueueConfig
 
 SUPPORTED_ENCODING = "otlp_proto"

@@ -14,7 +14,7 @@ from aiokafka import errors as kafka_errors
 
 from tracehouse.core.errors import RetryableError
 from tracehouse.core.logs import LogThrottle
-from tracehouse.core.kafka import client_kwargs
+from tracehouse.net.kafka import client_kwargs
 from tracehouse.core.retry import backoff_delays
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 

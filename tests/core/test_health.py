@@ -8,7 +8,7 @@ import httpx
 
 from tracehouse.core.component import ComponentID, Kind, Status
 from tracehouse.core.config import load_config_dict
-from tracehouse.core.health import HealthCheckExtension
+from tracehouse.extensions.health_check.extension import HealthCheckExtension
 from tracehouse.core.service import Service
 
 

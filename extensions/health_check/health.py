@@ -1,12 +1,6 @@
-"""The `health_check` extension: `/healthz`, `/readyz` and `/metrics` without the query API.
-
-The sidecar and the writer have no query API (it needs ClickHouse), yet Kubernetes probes
-and Prometheus still need an endpoint. This serves the same three routes as the query API
-from a bare ASGI app: no FastAPI, no ClickHouse client, so the sidecar stays small.
-Readiness never depends on Kafka being reachable (a failing exporter reports a
-recoverable error, which is still ready): an unready sidecar would take the app's pod out
-of its Service.
-"""
+"""Health of a running service as HTTP: `/healthz`, `/readyz` and `/metrics`, from a bare
+ASGI app (no FastAPI). The `health_check` extension serves it; the query API answers the
+same routes with the same bodies."""
 
 from __future__ import annotations
 
@@ -14,10 +8,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import field_validator
-
-from tracehouse.core.component import ComponentConfig, Host, Kind, Settings, SimpleFactory, Status
-from tracehouse.core.netaddr import parse_endpoint
+from tracehouse.core.component import Host, Status
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _READY = {Status.OK.value, Status.RECOVERABLE_ERROR.value}
@@ -72,18 +63,6 @@ def readiness_body(health: HealthSource) -> tuple[int, dict[str, Any]]:
     return (200 if ready else 503), {"status": "ready" if ready else "not_ready", "components": components}
 
 
-class HealthCheckConfig(ComponentConfig):
-    # The Collector's health_check extension listens on 13133; localhost unless a
-    # container sets 0.0.0.0.
-    endpoint: str = "localhost:13133"
-
-    @field_validator("endpoint")
-    @classmethod
-    def _check_endpoint(cls, v: str) -> str:
-        parse_endpoint(v)
-        return v
-
-
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -113,33 +92,3 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str) -> N
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-class HealthCheckExtension:
-    def __init__(self, settings: Settings, config: HealthCheckConfig):
-        self._settings = settings
-        self._config = config
-        self._server: Any = None
-        self.port: int | None = None
-
-    async def start(self, host: Host) -> None:
-        from tracehouse.core.asgi_server import AsgiServer
-
-        server = AsgiServer(health_app(health_of(host)), self._config.endpoint, name=str(self._settings.id))
-        await server.start()
-        self._server = server
-        self.port = server.port
-        self._settings.logger.info("health endpoints listening", endpoint=self._config.endpoint, port=self.port,
-                                   paths="/healthz /readyz /metrics")
-
-    async def shutdown(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.stop()
-
-
-def _create(settings: Settings, config: HealthCheckConfig, _next: Any) -> HealthCheckExtension:
-    return HealthCheckExtension(settings, config)
-
-
-factory: SimpleFactory[HealthCheckConfig] = SimpleFactory("health_check", Kind.EXTENSION, HealthCheckConfig, _create)

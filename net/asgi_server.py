@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from tracehouse.core.netaddr import bind_tcp
+from tracehouse.net.endpoint import bind_tcp
 
 
 class _EmbeddedServer(uvicorn.Server):

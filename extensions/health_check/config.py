@@ -1,0 +1,20 @@
+"""Config of the `health_check` extension."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from tracehouse.core.component import ComponentConfig
+from tracehouse.net.endpoint import parse_endpoint
+
+
+class HealthCheckConfig(ComponentConfig):
+    # The Collector's health_check extension listens on 13133; localhost unless a
+    # container sets 0.0.0.0.
+    endpoint: str = "localhost:13133"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, v: str) -> str:
+        parse_endpoint(v)
+        return v
