@@ -6,7 +6,12 @@ cannot hold integers above 2^53, and a DateTime64(9) since the epoch is near 2^6
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+
+from tracehouse.core.genai import STORED_FIELDS
 
 
 class ErrorDetail(BaseModel):
@@ -80,31 +85,21 @@ class SpanLink(BaseModel):
     attributes: dict[str, str]
 
 
-class GenAIFields(BaseModel):
-    """The typed GenAI columns as stored: empty strings and nulls mean "not known"."""
+def _genai_fields_model() -> type[BaseModel]:
+    """The stored GenAI fields (core/genai.py, the one list), as the API shows them: token
+    counts and costs nullable (unknown), costs as JSON numbers."""
+    api_type: dict[type, Any] = {str: str, bool: bool, int: int | None, Decimal: float | None}
+    fields: dict[str, Any] = {
+        f.name: (api_type[f.kind], Field(description=f.description) if f.description else ...)
+        for f in STORED_FIELDS
+    }
+    model: type[BaseModel] = create_model(
+        "GenAIFields", __doc__='The typed GenAI columns as stored: empty strings and nulls mean "not known".',
+        __module__=__name__, **fields)
+    return model
 
-    provider: str
-    operation: str
-    span_kind: str
-    request_model: str
-    response_model: str
-    input_tokens: int | None
-    output_tokens: int | None
-    cached_input_tokens: int | None
-    reasoning_tokens: int | None
-    total_tokens: int | None
-    tokens_estimated: bool
-    input_cost_usd: float | None
-    output_cost_usd: float | None
-    total_cost_usd: float | None
-    cost_source: str
-    price_version: str = Field(description="price table of a computed cost, e.g. genai-prices==0.2.3")
-    prompt_name: str = Field(description="Registry name; `template-<hash>` / `poml-<hash>` for unnamed templates.")
-    prompt_version: str = Field(description="The client's version, or the registry's number for a template.")
-    prompt_template_hash: str = Field(description="SHA-256 (hex) of the linked template; empty without one.")
-    prompt_source: str = Field(description="Convention that named the prompt (OpenInference, Langfuse, POML...).")
-    session_id: str
-    user_id: str
+
+GenAIFields = _genai_fields_model()
 
 
 class SpanDetail(BaseModel):
@@ -126,7 +121,7 @@ class SpanDetail(BaseModel):
         description="Span attributes, values as strings (the Collector's encoding).")
     events: list[SpanEvent]
     links: list[SpanLink]
-    genai: GenAIFields
+    genai: GenAIFields  # type: ignore[valid-type]
 
 
 class TraceTotals(BaseModel):

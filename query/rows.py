@@ -8,8 +8,10 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from tracehouse.sinks.clickhouse.genai import GENAI_COLUMNS
 from tracehouse.query.models import (
     GenAIFields,
     GenAIPoint,
@@ -69,6 +71,15 @@ def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
     )
 
 
+def genai_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored GenAI columns of a span row, by field name, as the API shows them."""
+    out: dict[str, Any] = {}
+    for field, column in GENAI_COLUMNS:
+        value = row[column]
+        out[field.name] = cost_or_none(value) if field.kind is Decimal else bool(value) if field.kind is bool else value
+    return out
+
+
 def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
     start_ns = int(row["start_ns"])
     duration = int(row["Duration"])
@@ -99,30 +110,7 @@ def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
         attributes=dict(row["SpanAttributes"]),
         events=events,
         links=links,
-        genai=GenAIFields(
-            provider=row["GenAIProvider"],
-            operation=row["GenAIOperation"],
-            span_kind=row["GenAISpanKind"],
-            request_model=row["GenAIRequestModel"],
-            response_model=row["GenAIResponseModel"],
-            input_tokens=row["GenAIInputTokens"],
-            output_tokens=row["GenAIOutputTokens"],
-            cached_input_tokens=row["GenAICachedInputTokens"],
-            reasoning_tokens=row["GenAIReasoningTokens"],
-            total_tokens=row["GenAITotalTokens"],
-            tokens_estimated=bool(row["GenAITokensEstimated"]),
-            input_cost_usd=cost_or_none(row["GenAIInputCostUSD"]),
-            output_cost_usd=cost_or_none(row["GenAIOutputCostUSD"]),
-            total_cost_usd=cost_or_none(row["GenAITotalCostUSD"]),
-            cost_source=row["GenAICostSource"],
-            price_version=row["GenAICostPriceVersion"],
-            prompt_name=row["GenAIPromptName"],
-            prompt_version=row["GenAIPromptVersion"],
-            prompt_template_hash=row["GenAIPromptTemplateHash"],
-            prompt_source=row["GenAIPromptSource"],
-            session_id=row["GenAISessionId"],
-            user_id=row["GenAIUserId"],
-        ),
+        genai=GenAIFields(**genai_fields(row)),
     )
 
 

@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 
 from tracehouse.query.config import QueryClickHouseConfig
 from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
 
@@ -45,9 +46,11 @@ SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "pro
 
 def load_sql(name: str, database: str, table: str) -> str:
     """`sql/<name>.sql` with `${db}` and `${table}` (alias `${traces}`, the spans table, as in
-    the exporter's migrations) filled: identifiers from validated config."""
+    the exporter's migrations) filled: identifiers from validated config; `${genai_columns}`
+    is the stored GenAI columns' list."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
-    return Template(text).substitute(db=database, table=table, traces=table)
+    return Template(text).substitute(db=database, table=table, traces=table,
+                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def span_tags(span: SpanDetail) -> list[dict[str, Any]]:
     put("otel.status_description", span.status.message)
     put("w3c.tracestate", span.trace_state)
 
-    g = span.genai
+    g: Any = span.genai  # the GenAI model is built from core/genai.py at import time
     put("gen_ai.provider.name", g.provider)
     put("gen_ai.operation.name", g.operation)
     put("gen_ai.request.model", g.request_model)

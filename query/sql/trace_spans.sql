@@ -7,7 +7,8 @@
 -- are read as integer nanoseconds so none are lost. A span stored twice is returned
 -- once (LIMIT 1 BY TraceId, SpanId, applied after ORDER BY). Rows come trace by trace in the
 -- order of `trace_ids` (the search's newest-first order), each trace's spans by start time,
--- so a response cut at `max_spans` keeps the newest traces whole.
+-- so a response cut at `max_spans` keeps the newest traces whole. `genai_columns` is every
+-- stored GenAI column (sinks/clickhouse/genai.py, from the one list in core/genai.py).
 WITH
     (SELECT (min(Start), max(End) + 1) FROM ${db}.${table}_trace_id_ts
      WHERE TraceId IN {trace_ids:Array(String)}) AS trace_bounds
@@ -34,28 +35,7 @@ SELECT
     `Links.SpanId`,
     `Links.TraceState`,
     `Links.Attributes`,
-    GenAIProvider,
-    GenAIOperation,
-    GenAISpanKind,
-    GenAIRequestModel,
-    GenAIResponseModel,
-    GenAIInputTokens,
-    GenAIOutputTokens,
-    GenAICachedInputTokens,
-    GenAIReasoningTokens,
-    GenAITotalTokens,
-    GenAITokensEstimated,
-    GenAIInputCostUSD,
-    GenAIOutputCostUSD,
-    GenAITotalCostUSD,
-    GenAICostSource,
-    GenAICostPriceVersion,
-    GenAIPromptName,
-    GenAIPromptVersion,
-    GenAIPromptTemplateHash,
-    GenAIPromptSource,
-    GenAISessionId,
-    GenAIUserId
+    ${genai_columns}
 FROM ${db}.${table}
 WHERE TraceId IN {trace_ids:Array(String)}
   AND Timestamp >= trace_bounds.1

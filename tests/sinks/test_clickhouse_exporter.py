@@ -226,3 +226,21 @@ def test_attribute_values_are_written_as_the_collector_writes_them_at_every_dept
     assert [any_to_str(v) for v in (AnyValue(), any_value(math.nan), any_value(math.inf), any_value(-math.inf),
                                     any_value(1e-7), any_value(2.0), any_value(False), nested)] == [
         "", "NaN", "+Inf", "-Inf", "0.0000001", "2", "false", '[1,"a",2.5,"NaN","eA==",true,{"k":["+Inf","-Inf"]},null]']
+
+
+# -- the one list of GenAI fields ---------------------------------------------------------
+
+def test_the_migrated_table_has_exactly_the_genai_columns_of_the_one_list(exporter, client, database) -> None:
+    """core/genai.py lists the GenAI fields; migrations are history, so they are checked, not
+    generated: every stored field has its column with a type that holds its values."""
+    from decimal import Decimal
+
+    from tracehouse.sinks.clickhouse.genai import GENAI_COLUMNS
+
+    expected_types = {str: {"String", "LowCardinality(String)"}, bool: {"Bool"}, int: {"Nullable(UInt64)"},
+                      Decimal: {"Nullable(Decimal(18, 12))"}}
+    described = {name: type_ for name, type_, *_ in client.query(f"DESCRIBE {database}.otel_traces").result_rows
+                 if name.startswith("GenAI")}
+    assert set(described) == {column for _, column in GENAI_COLUMNS}
+    for field, column in GENAI_COLUMNS:
+        assert described[column] in expected_types[field.kind], (field.name, column, described[column])
