@@ -49,3 +49,18 @@ async def test_lifecycle(kind: Kind, type_name: str, chdb_endpoint: str, databas
     await component.start(TestHost())
     await component.shutdown()
     await component.shutdown()  # safe twice
+
+
+CONSUMERS = [(kind, t) for kind in (Kind.PROCESSOR, Kind.EXPORTER) for t in known_types(kind)]
+
+
+@pytest.mark.parametrize(("kind", "type_name"), CONSUMERS, ids=lambda v: str(v))
+def test_every_consumer_declares_whether_it_mutates_data(kind: Kind, type_name: str, chdb_endpoint: str,
+                                                          database: str) -> None:
+    """A fanout clones a batch only for consumers that change it; one that declares nothing is
+    assumed to, and costs a copy of every batch."""
+    factory = get_factory(kind, type_name)
+    assert factory is not None
+    config = factory.config_type.model_validate(overrides(type_name, chdb_endpoint, database))
+    component = factory.create(Settings(ComponentID(type_name), kind, "traces"), config, TracesSink())
+    assert isinstance(getattr(component, "mutates_data", None), bool), f"{kind.value} {type_name}"

@@ -126,3 +126,18 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_export_for_others() -
 def test_config_rejects_inconsistent_sizes() -> None:
     with pytest.raises(ValueError, match="send_batch_max_size"):
         BatchConfig(send_batch_size=100, send_batch_max_size=10)
+
+
+async def test_a_merged_batch_carries_the_earliest_deadline_of_its_requests() -> None:
+    """Exporters stop retrying before the batch's deadline: the most impatient client waiting
+    on the merge must still hear back in time, whichever request happened to flush it."""
+    import time
+
+    sink = TracesSink()
+    proc, _ = await started(BatchConfig(send_batch_size=9, timeout=60), sink)
+    now = time.monotonic()
+    patient, impatient, flusher = batch_of(3, "a"), batch_of(3, "b"), batch_of(3, "c")
+    patient.deadline, impatient.deadline, flusher.deadline = now + 30, now + 2, now + 20
+    await asyncio.gather(proc.consume(patient), proc.consume(impatient), proc.consume(flusher))
+    assert [b.deadline for b in sink.batches] == [now + 2]
+    await proc.shutdown()
