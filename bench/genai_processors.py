@@ -33,6 +33,10 @@ round is reported, in wall-clock (`time.perf_counter`) and CPU (`time.process_ti
 span. GC stays on, as in the server.
 
     python -m tracehouse.bench.genai_processors [--spans N] [--repeats R] [--json-out F]
+
+One module on purpose (over 400 lines): a figure means exactly what `_round` times on
+which bodies, so the traffic shapes, the timed round, the check that the processors did
+their work, and the report are kept together, as one script.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Everything is bounded: attempts per request, total send time, query wait, and th
 host, which must be loopback.
 
     python -m tracehouse.bench.loadgen --protocol grpc --spans 100000 --json-out out.json
+
+One module on purpose (over 400 lines): it is one tool read top to bottom (config, senders,
+send loop, queryability wait, figures, CLI), each part used only by `run_load`, and the
+peer-benchmark wrapper in bench/peers.md swaps `HttpSender.__init__`, `query_sample` and
+`_wait_queryable` on this module to reproduce the published figures.
 """
 
 from __future__ import annotations
