@@ -9,8 +9,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= deploy/config/all-in-one.yaml
 PYTEST_ARGS ?=
-# Installs Debian's prometheus for the dashboard test when missing (as root); else says it will skip.
-ENSURE_PROMETHEUS := deploy/scripts/ensure-prometheus.sh
+# Installs Debian's prometheus (dashboard test) and chromium (browser tests) when missing, as
+# root; else says which tests will skip.
+ENSURE_TOOL := sh deploy/scripts/ensure-debian-tool.sh
 
 .PHONY: run test bench typecheck lint validate-configs dashboards clean install install-test
 
@@ -33,7 +34,8 @@ install: $(VENV)/.deps
 	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 install-test: $(VENV)/.deps-test install
-	@sh $(ENSURE_PROMETHEUS)
+	@$(ENSURE_TOOL) prometheus prometheus "the Prometheus-backed dashboard test"
+	@$(ENSURE_TOOL) chromium chromium "the trace explorer's browser tests"
 
 run: install
 	$(BIN)/tracehouse run --config $(CONFIG)

@@ -20,6 +20,7 @@ from tracehouse.query.routes.genai_metrics import genai_metrics_router
 from tracehouse.query.routes.health import health_router
 from tracehouse.query.routes.prompts import prompts_router
 from tracehouse.query.routes.traces import traces_router
+from tracehouse.query.routes.ui import ui_router
 from tracehouse.query.store import TraceStore
 
 
@@ -41,5 +42,7 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     app.include_router(prompts_router(store))
     # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
     app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS)))
+    # The trace explorer (query/ui/): a page over the routes above, not part of the API.
+    app.include_router(ui_router())
     document_400_not_422(app)
     return app

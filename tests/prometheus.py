@@ -5,7 +5,7 @@ scrapes every target's `/metrics` each second, each under its own `job` label, k
 TSDB in `workdir`, and returns once `/-/ready` answers. `query` and `query_range` call the
 HTTP API and return its JSON body (status included, so a test can assert on PromQL errors).
 
-`make test` installs the binary when it runs as root (deploy/scripts/ensure-prometheus.sh);
+`make test` installs the binary when it runs as root (deploy/scripts/ensure-debian-tool.sh);
 elsewhere the tests that need it skip with `SKIP_REASON`.
 """
 
@@ -26,7 +26,7 @@ from tracehouse.bench.processes import http_ok, terminate, wait_ready
 
 BINARY = "prometheus"
 SKIP_REASON = ("prometheus not on PATH; `make test` installs Debian's prometheus when run as root "
-               "(deploy/scripts/ensure-prometheus.sh), or: apt-get install -y --no-install-recommends prometheus")
+               "(deploy/scripts/ensure-debian-tool.sh), or: apt-get install -y --no-install-recommends prometheus")
 
 
 def binary() -> str | None:

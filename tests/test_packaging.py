@@ -19,7 +19,7 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
         ".".join((package, *init.parent.relative_to(REPO / root).parts))
         for package, root in mapping.items() for init in (REPO / root).rglob("__init__.py")
     }
-    data_folders = {"tracehouse.sinks.clickhouse.migrations", "tracehouse.query.sql"}
+    data_folders = {"tracehouse.sinks.clickhouse.migrations", "tracehouse.query.sql", "tracehouse.query.ui"}
     listed = {p for p in setuptools["packages"]} - data_folders
     assert folders == listed, f"missing from pyproject: {folders - listed}; stale: {listed - folders}"
 

@@ -1,0 +1,319 @@
+// tracehouse trace explorer: plain ES module over the query API, no build step.
+// Every piece of data goes into the page as text (textContent), never as HTML, so span
+// names, attributes and message content cannot inject markup or script.
+
+const main = document.getElementById("main");
+
+// ---------------------------------------------------------------- small helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+class ApiError extends Error {}
+
+async function api(path) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { accept: "application/json" } });
+  } catch (err) {
+    throw new ApiError(`The query API did not answer (${err.message}).`);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = body && body.error ? body.error.message : response.statusText;
+    throw new ApiError(`${response.status}: ${detail}`);
+  }
+  return body;
+}
+
+function showError(container, err) {
+  container.append(el("div", { class: "error", role: "alert", text: err.message || String(err) }));
+}
+
+const NS_PER_MS = 1e6;
+
+function fmtDuration(ns) {
+  if (ns === null || ns === undefined) return "";
+  const ms = ns / NS_PER_MS;
+  if (ms < 1) return `${(ns / 1e3).toFixed(0)} µs`;
+  if (ms < 1000) return `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+function fmtCost(usd) {
+  if (usd === null || usd === undefined) return "";
+  if (usd === 0) return "$0";
+  return usd < 0.01 ? `$${usd.toPrecision(3)}` : `$${usd.toFixed(4)}`;
+}
+
+function fmtInt(n) {
+  return n === null || n === undefined ? "" : Number(n).toLocaleString("en-US");
+}
+
+function fmtTime(unixNano) {
+  const ms = Number(BigInt(unixNano) / 1000000n);
+  return new Date(ms).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+}
+
+// ---------------------------------------------------------------- routing: the URL is the state
+
+function params() {
+  return new URLSearchParams(location.search);
+}
+
+function navigate(next, { replace = false } = {}) {
+  const query = next.toString();
+  const url = query ? `/?${query}` : "/";
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+  route();
+}
+
+function route() {
+  const p = params();
+  main.replaceChildren();
+  const trace = p.get("trace");
+  document.title = trace ? `trace ${trace.slice(0, 8)} · tracehouse` : "traces · tracehouse";
+  (trace ? renderTrace(trace, p) : renderTraces(p)).catch((err) => showError(main, err));
+}
+
+window.addEventListener("popstate", route);
+
+// ---------------------------------------------------------------- traces page
+
+const RANGES = [["15m", 15 * 60], ["1h", 3600], ["6h", 6 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
+const TEXT_FILTERS = [
+  ["service", "service"], ["provider", "provider"], ["model", "model"], ["session", "session"],
+  ["user", "user"], ["prompt", "prompt name[@version]"], ["span_name", "span name"],
+  ["attr", "attribute key=value"], ["min_cost_usd", "min cost $"], ["min_tokens", "min tokens"],
+  ["min_duration_ms", "min duration ms"],
+];
+const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "cursor", "limit"];
+
+function searchQuery(p) {
+  const q = new URLSearchParams();
+  for (const name of API_FILTERS) {
+    for (const value of p.getAll(name)) if (value !== "") q.append(name, value);
+  }
+  if (p.get("start") || p.get("end")) {
+    if (p.get("start")) q.set("start", p.get("start"));
+    if (p.get("end")) q.set("end", p.get("end"));
+  } else {
+    const since = RANGES.find(([name]) => name === (p.get("since") || "1h")) || RANGES[1];
+    const end = Date.now() / 1000;
+    q.set("start", (end - since[1]).toFixed(3));
+    q.set("end", end.toFixed(3));
+  }
+  if (!q.has("limit")) q.set("limit", "50");
+  return q;
+}
+
+function filterForm(p) {
+  const since = el("select", { name: "since", "aria-label": "time range" },
+    RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "1h") === name, text: `last ${name}` })));
+  const status = el("select", { name: "status", "aria-label": "status" },
+    [["", "any status"], ["error", "error"], ["ok", "ok"]].map(([value, label]) =>
+      el("option", { value, selected: (p.get("status") || "") === value, text: label })));
+  const inputs = TEXT_FILTERS.map(([name, label]) =>
+    el("label", {}, label, el("input", { name, value: p.get(name) || "", autocomplete: "off" })));
+  const form = el("form", { class: "filters", role: "search" },
+    el("label", {}, "time range", since), el("label", {}, "status", status), inputs,
+    el("button", { type: "submit", text: "Search" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) if (value !== "") next.append(name, value);
+    navigate(next);
+  });
+  return form;
+}
+
+async function renderTraces(p) {
+  main.append(el("h1", { text: "Traces" }), filterForm(p));
+  const results = el("section", { "aria-live": "polite" });
+  main.append(results);
+  const data = await api(`/api/v1/traces?${searchQuery(p)}`);
+  if (!data.traces.length) {
+    const endpoint = `${location.protocol}//${location.hostname}:4318/v1/traces`;
+    results.append(el("div", { class: "empty" },
+      el("p", { text: p.has("cursor") ? "No more traces." : "No traces match in this time range." }),
+      el("p", {}, "No traces yet? Point any OpenTelemetry SDK here: ",
+        el("code", { text: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=${endpoint}` }))));
+    return;
+  }
+  const rows = data.traces.map((t) => {
+    const open = () => {
+      const next = params();
+      next.set("trace", t.trace_id);
+      next.delete("span");
+      navigate(next);
+    };
+    return el("tr", { tabindex: 0, "data-trace-id": t.trace_id, onclick: open,
+                      onkeydown: (e) => keyInList(e, open) },
+      el("td", { text: fmtTime(t.start_time_unix_nano) }),
+      el("td", { class: "name", text: t.root_span_name }),
+      el("td", { text: t.root_service_name }),
+      el("td", { text: t.models.join(", ") }),
+      el("td", { class: `status-${t.status}`, text: t.status }),
+      el("td", { class: "num", text: fmtDuration(t.duration_ns) }),
+      el("td", { class: "num", text: fmtInt(t.span_count) }),
+      el("td", { class: "num", text: fmtInt(t.input_tokens) }),
+      el("td", { class: "num", text: fmtInt(t.output_tokens) }),
+      el("td", { class: "num cost", text: fmtCost(t.total_cost_usd) }));
+  });
+  const head = ["time", "root span", "service", "models", "status", "duration", "spans", "input tok", "output tok", "cost"];
+  results.append(el("table", { class: "traces" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 5 ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+  if (data.next_cursor) {
+    const next = params();
+    next.set("cursor", data.next_cursor);
+    results.append(el("div", { class: "pager" },
+      el("button", { type: "button", text: "Older traces →", onclick: () => navigate(next) })));
+  }
+}
+
+function keyInList(event, open) {
+  const row = event.currentTarget;
+  if (event.key === "Enter") open();
+  else if (event.key === "ArrowDown" && row.nextElementSibling) { row.nextElementSibling.focus(); event.preventDefault(); }
+  else if (event.key === "ArrowUp" && row.previousElementSibling) { row.previousElementSibling.focus(); event.preventDefault(); }
+}
+
+// ---------------------------------------------------------------- one trace
+
+const KIND_CLASS = { llm: "llm", chat: "llm", tool: "tool" };
+
+/** Spans in waterfall order: depth-first from each root, children by start time. A span
+ * whose parent was never received is shown as a root (an orphan), never hidden. */
+export function waterfallOrder(spans) {
+  const byId = new Map(spans.map((s) => [s.span_id, s]));
+  const children = new Map();
+  const roots = [];
+  for (const span of spans) {
+    if (span.parent_span_id && byId.has(span.parent_span_id)) {
+      if (!children.has(span.parent_span_id)) children.set(span.parent_span_id, []);
+      children.get(span.parent_span_id).push(span);
+    } else {
+      roots.push(span);
+    }
+  }
+  const byStart = (a, b) => (BigInt(a.start_time_unix_nano) < BigInt(b.start_time_unix_nano) ? -1 : 1);
+  const out = [];
+  const visit = (span, depth) => {
+    out.push({ span, depth, orphan: depth === 0 && !!span.parent_span_id });
+    for (const child of (children.get(span.span_id) || []).sort(byStart)) visit(child, depth + 1);
+  };
+  for (const root of roots.sort(byStart)) visit(root, 0);
+  return out;
+}
+
+function spanKind(span) {
+  return span.genai.span_kind || span.kind.toLowerCase();
+}
+
+async function renderTrace(traceId, p) {
+  const back = params();
+  back.delete("trace");
+  back.delete("span");
+  main.append(el("p", {}, el("a", { href: back.toString() ? `/?${back}` : "/", text: "← Traces" })));
+  const data = await api(`/api/v1/traces/${encodeURIComponent(traceId)}`);
+  const spans = data.spans;
+  const totals = data.totals;
+  const models = [...new Set(spans.flatMap((s) => [s.genai.request_model, s.genai.response_model]).filter(Boolean))];
+  main.append(el("h1", { text: `Trace ${traceId}` }),
+    el("div", { class: "summary", "data-testid": "summary" },
+      el("div", {}, el("b", { text: "duration" }), fmtDuration(totals.duration_ns)),
+      el("div", {}, el("b", { text: "spans" }), fmtInt(totals.span_count)),
+      el("div", {}, el("b", { text: "errors" }), fmtInt(totals.error_count)),
+      el("div", {}, el("b", { text: "input / output tokens" }), `${fmtInt(totals.input_tokens) || "–"} / ${fmtInt(totals.output_tokens) || "–"}`),
+      el("div", {}, el("b", { text: "cost" }), fmtCost(totals.total_cost_usd) || "–"),
+      el("div", {}, el("b", { text: "models" }), models.join(", ") || "–"),
+      el("div", {}, el("b", { text: "services" }), totals.services.join(", "))));
+  if (data.truncated) main.append(el("div", { class: "error", role: "alert", text: "This trace has more spans than one response holds; the newest are shown." }));
+
+  const start = BigInt(totals.start_time_unix_nano);
+  const total = Math.max(1, totals.duration_ns);
+  const panel = el("aside", { class: "panel", "aria-label": "span details" });
+  const rows = waterfallOrder(spans).map(({ span, depth, orphan }) => {
+    const kind = spanKind(span);
+    const error = span.status.code === "Error";
+    const left = (Number(BigInt(span.start_time_unix_nano) - start) / total) * 100;
+    const width = (span.duration_ns / total) * 100;
+    const select = () => {
+      const next = params();
+      next.set("span", span.span_id);
+      navigate(next, { replace: true });
+    };
+    return el("div", { class: "span-row", role: "treeitem", tabindex: 0, "data-span-id": span.span_id,
+                       "aria-level": depth + 1, "aria-selected": p.get("span") === span.span_id,
+                       onclick: select, onkeydown: (e) => keyInList(e, select) },
+      el("div", { class: "span-label", style: `padding-left: ${depth * 14}px`, title: span.name },
+        el("span", { class: `kind kind-${KIND_CLASS[kind] || "other"}`, text: kind }),
+        error ? el("span", { class: "status-error", text: "✖ " }) : null,
+        orphan ? el("span", { class: "muted", text: "(parent missing) " }) : null,
+        span.name),
+      el("div", { class: "track" },
+        el("div", { class: `bar ${KIND_CLASS[kind] || ""} ${error ? "error" : ""}`,
+                    style: `left: ${left.toFixed(3)}%; width: ${width.toFixed(3)}%`,
+                    title: fmtDuration(span.duration_ns) })));
+  });
+  main.append(el("div", { class: "trace-view" },
+    el("div", { class: "waterfall", role: "tree", "aria-label": "spans" }, rows), panel));
+  const selected = spans.find((s) => s.span_id === p.get("span")) || null;
+  if (selected) renderSpan(panel, selected);
+  else panel.append(el("p", { class: "muted", text: "Select a span to see its GenAI fields, attributes and events." }));
+}
+
+function kv(entries) {
+  return el("dl", { class: "kv" },
+    entries.filter(([, v]) => v !== "" && v !== null && v !== undefined)
+      .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-key": k, text: String(v) })]));
+}
+
+function renderSpan(panel, span) {
+  const g = span.genai;
+  const costSource = g.cost_source === "computed" ? `computed (${g.price_version})`
+    : g.cost_source === "reported" ? "reported by the client" : "";
+  panel.append(el("h2", { text: span.name }),
+    kv([["span id", span.span_id], ["service", span.service_name], ["kind", span.kind],
+        ["status", span.status.code + (span.status.message ? `: ${span.status.message}` : "")],
+        ["duration", fmtDuration(span.duration_ns)], ["start", fmtTime(span.start_time_unix_nano)]]));
+  if (g.request_model || g.provider || g.input_tokens !== null || g.total_cost_usd !== null) {
+    panel.append(el("h3", { text: "GenAI" }), kv([
+      ["provider", g.provider], ["operation", g.operation], ["request model", g.request_model],
+      ["response model", g.response_model], ["input tokens", fmtInt(g.input_tokens)],
+      ["output tokens", fmtInt(g.output_tokens)], ["cached input tokens", fmtInt(g.cached_input_tokens)],
+      ["reasoning tokens", fmtInt(g.reasoning_tokens)], ["total tokens", fmtInt(g.total_tokens)],
+      ["tokens", g.input_tokens !== null || g.output_tokens !== null ? (g.tokens_estimated ? "estimated" : "reported") : ""],
+      ["cost", g.total_cost_usd === null ? "" : `$${g.total_cost_usd}`], ["cost source", costSource],
+      ["prompt", g.prompt_name ? `${g.prompt_name}${g.prompt_version ? ` v${g.prompt_version}` : ""}` : ""],
+      ["session", g.session_id], ["user", g.user_id]]));
+  }
+  const attrs = Object.entries(span.attributes).sort(([a], [b]) => a.localeCompare(b));
+  panel.append(el("h3", { text: `Attributes (${attrs.length})` }), kv(attrs));
+  for (const event of span.events) {
+    panel.append(el("h3", { text: `Event: ${event.name}` }), kv(Object.entries(event.attributes)));
+  }
+  for (const link of span.links) {
+    panel.append(el("h3", { text: "Link" }), kv([["trace", link.trace_id], ["span", link.span_id],
+      ...Object.entries(link.attributes)]));
+  }
+  panel.append(el("h3", { text: "Resource" }), kv(Object.entries(span.resource_attributes)),
+    el("h3", { text: "Scope" }), kv([["name", span.scope.name], ["version", span.scope.version]]));
+}
+
+route();

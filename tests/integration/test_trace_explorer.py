@@ -1,0 +1,251 @@
+"""The trace explorer at `/`, in a real browser (Debian's chromium, headless, via Playwright)
+against a real all-in-one fed by the OpenTelemetry SDK and the captured client payloads.
+
+Screenshots of each page go to a temporary folder; with TRACEHOUSE_UPDATE_SCREENSHOTS=1 they
+are written to docs/ui/ (where the README shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from allinone import REPO, AllInOne
+from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium")
+# As the machine's probe runs it: no sandbox as root, and no background calls to Google's
+# hosts, which a closed network refuses by the dozen.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
+XSS_ATTR = "<script>window.__xss = 2</script>"
+
+
+def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
+    """An agent trace (an LLM call, a failing tool) and a trace whose name and attributes are
+    markup, through the OTel SDK's OTLP/HTTP exporter. Returns name -> trace id."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "explorer-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_http}/v1/traces")))
+    tracer = provider.get_tracer("explorer-test")
+    ids: dict[str, str] = {}
+    with tracer.start_as_current_span("invoke_agent weather") as root:
+        root.set_attribute("gen_ai.operation.name", "invoke_agent")
+        ids["agent"] = format(root.get_span_context().trace_id, "032x")
+        with tracer.start_as_current_span("chat gpt-4o") as chat:
+            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                 "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
+                                 "gen_ai.usage.output_tokens": 300})
+        with tracer.start_as_current_span("execute_tool get_weather") as tool:
+            tool.set_attribute("gen_ai.operation.name", "execute_tool")
+            tool.set_status(Status(StatusCode.ERROR, "weather service down"))
+        with tracer.start_as_current_span("chat gpt-4o-mini") as chat:
+            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                 "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 80,
+                                 "gen_ai.usage.output_tokens": 20})
+    with tracer.start_as_current_span(XSS_NAME) as hostile:
+        hostile.set_attribute("user.input", XSS_ATTR)
+        ids["xss"] = format(hostile.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AllInOne, dict[str, str]]]:
+    aio = AllInOne(tmp_path_factory.mktemp("explorer")).start()
+    try:
+        ids = _send_sdk_traces(aio.otlp_http)
+        with httpx.Client(timeout=30) as http:
+            for path in fixture_payloads():
+                body = load_batch(str(path.relative_to(FIXTURES))).to_bytes()
+                response = http.post(f"{aio.otlp_http}/v1/traces", content=body,
+                                     headers={"content-type": "application/x-protobuf"})
+                assert response.status_code == 200, response.text
+        yield aio, ids
+    finally:
+        aio.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (make test installs Debian's package as root: "
+                    "deploy/scripts/ensure-debian-tool.sh chromium chromium ...)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"script errors in the page: {errors}"
+
+
+def _screenshot(page: Any, name: str, tmp_path: Path) -> None:
+    target = REPO / "docs" / "ui" if os.environ.get("TRACEHOUSE_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / f"{name}.png"), full_page=True)
+
+
+def _api(aio: AllInOne, path: str) -> Any:
+    response = httpx.get(f"{aio.query}{path}", timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _usd(value: float) -> str:
+    """A cost as the page prints it: JavaScript's shortest decimal, no exponent."""
+    return f"${Decimal(repr(value)):f}"
+
+
+def _listed(page: Any) -> list[str]:
+    page.wait_for_selector("table.traces tbody tr, .empty, .error")
+    return page.eval_on_selector_all("table.traces tbody tr", "rows => rows.map(r => r.dataset.traceId)")
+
+
+def test_the_list_shows_traces_newest_first_with_the_stored_tokens_and_cost(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    api = _api(aio, "/api/v1/traces?limit=50")["traces"]
+    assert _listed(page) == [t["trace_id"] for t in api], "the rows are the API's, in its order"
+    row = page.locator(f'tr[data-trace-id="{ids["agent"]}"]')
+    agent = next(t for t in api if t["trace_id"] == ids["agent"])
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] == "invoke_agent weather" and cells[2] == "explorer-app"
+    assert cells[3] == "gpt-4o, gpt-4o-mini" and cells[4] == "error"
+    assert cells[6:9] == ["4", "1,280", "320"]
+    assert agent["total_cost_usd"] and cells[9].startswith("$")
+    _screenshot(page, "traces", tmp_path)
+
+
+def test_a_filter_changes_the_rows_as_the_api_says_and_the_url_holds_it(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    everything = _listed(page)
+    page.fill('input[name="model"]', "gpt-4o-mini")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*model=gpt-4o-mini*")
+    filtered = _api(aio, "/api/v1/traces?model=gpt-4o-mini&limit=50")["traces"]
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n", arg=len(filtered))
+    assert _listed(page) == [t["trace_id"] for t in filtered] == [ids["agent"]]
+
+    page.reload()  # a deep link reproduces the page
+    assert _listed(page) == [ids["agent"]]
+    assert page.input_value('input[name="model"]') == "gpt-4o-mini"
+    page.go_back()  # and the back button returns to the unfiltered list
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n", arg=len(everything))
+    assert _listed(page) == everything
+
+
+def test_clicking_a_trace_opens_its_waterfall_in_parent_order(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    page.click(f'tr[data-trace-id="{ids["agent"]}"]')
+    page.wait_for_selector(".span-row")
+    assert f"trace={ids['agent']}" in page.url
+    spans = _api(aio, f"/api/v1/traces/{ids['agent']}")["spans"]
+    by_name = {s["name"]: s["span_id"] for s in spans}
+    order = page.eval_on_selector_all(".span-row", "rows => rows.map(r => [r.dataset.spanId, r.ariaLevel])")
+    assert order == [[by_name["invoke_agent weather"], "1"], [by_name["chat gpt-4o"], "2"],
+                     [by_name["execute_tool get_weather"], "2"], [by_name["chat gpt-4o-mini"], "2"]]
+    failing = page.locator(f'.span-row[data-span-id="{by_name["execute_tool get_weather"]}"]')
+    assert "✖" in failing.inner_text() and failing.locator(".bar.error").count() == 1
+    summary = page.inner_text('[data-testid="summary"]')
+    assert "1,280 / 320" in summary and "gpt-4o, gpt-4o-mini" in summary
+
+
+def test_the_span_panel_shows_the_exact_tokens_and_cost_stored(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, ids = explorer
+    spans = _api(aio, f"/api/v1/traces/{ids['agent']}")["spans"]
+    chat = next(s for s in spans if s["name"] == "chat gpt-4o")
+    page.goto(f"{aio.query}/?trace={ids['agent']}")
+    page.click(f'.span-row[data-span-id="{chat["span_id"]}"]')
+    page.wait_for_selector('aside dd[data-key="input tokens"]')
+    assert f"span={chat['span_id']}" in page.url
+
+    def shown(key: str) -> str:
+        return page.inner_text(f'aside dd[data-key="{key}"]')
+
+    assert shown("input tokens") == "1,200" and shown("output tokens") == "300"
+    assert shown("tokens") == "reported" and shown("request model") == "gpt-4o"
+    assert shown("cost") == _usd(chat["genai"]["total_cost_usd"])
+    assert shown("cost source") == f"computed ({chat['genai']['price_version']})"
+    _screenshot(page, "trace", tmp_path)
+
+
+def test_every_captured_library_s_llm_spans_show_their_stored_tokens(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    for path in fixture_payloads():
+        batch = load_batch(str(path.relative_to(FIXTURES)))
+        trace_id = next(s.trace_id.hex() for _, _, s in batch.iter_spans())
+        spans = _api(aio, f"/api/v1/traces/{trace_id}")["spans"]
+        llm = [s for s in spans if s["genai"]["input_tokens"] is not None]
+        if not llm:
+            continue
+        span = llm[0]
+        page.goto(f"{aio.query}/?trace={trace_id}&span={span['span_id']}")
+        page.wait_for_selector('aside dd[data-key="input tokens"]')
+        assert page.inner_text('aside dd[data-key="input tokens"]') == f"{span['genai']['input_tokens']:,}", path
+        if span["genai"]["total_cost_usd"] is not None:
+            assert page.inner_text('aside dd[data-key="cost"]') == _usd(span["genai"]["total_cost_usd"]), path
+
+
+def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    row = page.locator(f'tr[data-trace-id="{ids["xss"]}"]')
+    assert row.locator("td.name").inner_text() == XSS_NAME
+    row.click()
+    page.wait_for_selector(".span-row")
+    page.click(".span-row")
+    page.wait_for_selector('aside dd[data-key="user.input"]')
+    assert page.inner_text('aside dd[data-key="user.input"]') == XSS_ATTR
+    time.sleep(0.3)  # an onerror handler would have fired by now
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img, main script").count() == 0
+
+
+def test_an_api_error_is_shown_to_the_user(explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/?min_tokens=lots")
+    assert "min_tokens" in page.locator('[role="alert"]').inner_text()
+    page.goto(f"{aio.query}/?trace={'0' * 31}f")
+    assert page.locator('[role="alert"]').inner_text().startswith("404")
+
+
+def test_an_empty_range_says_how_to_send_traces(explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/?start=1000000000&end=1000000060")
+    text = page.locator(".empty").inner_text()
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" in text and "/v1/traces" in text
