@@ -102,6 +102,17 @@ def _genai_fields_model() -> type[BaseModel]:
 GenAIFields = _genai_fields_model()
 
 
+class ToolCall(BaseModel):
+    name: str
+    arguments: str = Field(description="As the client sent them (usually JSON text).")
+
+
+class ChatMessageModel(BaseModel):
+    role: str = Field(description="`system`, `user`, `assistant`, `tool`, ... as the convention named it.")
+    content: str = Field(description="Text content; parts of other kinds (images, audio) are left out.")
+    tool_calls: list[ToolCall]
+
+
 class SpanDetail(BaseModel):
     trace_id: str
     span_id: str
@@ -122,6 +133,10 @@ class SpanDetail(BaseModel):
     events: list[SpanEvent]
     links: list[SpanLink]
     genai: GenAIFields  # type: ignore[valid-type]
+    input_messages: list[ChatMessageModel] | None = Field(
+        default=None, description="The prompt as chat messages, from whichever convention the span used; null without one.")
+    output_messages: list[ChatMessageModel] | None = Field(
+        default=None, description="The completion as chat messages; null without one.")
 
 
 class TraceTotals(BaseModel):

@@ -12,7 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMNS
+from tracehouse.core.genai import ChatMessage
+from tracehouse.query.messages import span_messages
 from tracehouse.query.models import (
+    ChatMessageModel,
+    ToolCall,
     GenAIFields,
     GenAIPoint,
     GenAISeries,
@@ -80,7 +84,17 @@ def genai_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
+def _chat(messages: list[ChatMessage] | None) -> list[ChatMessageModel] | None:
+    if messages is None:
+        return None
+    return [ChatMessageModel(role=m.role, content=m.content,
+                             tool_calls=[ToolCall(name=str(c.get("name", "")), arguments=str(c.get("arguments", "")))
+                                         for c in m.tool_calls])
+            for m in messages]
+
+
+def span_from_row(row: Mapping[str, Any], *, messages: bool = False) -> SpanDetail:
+    """One stored span; with `messages`, its prompt and completion read back as chat messages."""
     start_ns = int(row["start_ns"])
     duration = int(row["Duration"])
     events = [
@@ -92,6 +106,10 @@ def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
         for t, s, ts, a in zip(row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"],
                                row["Links.Attributes"], strict=False)
     ]
+    chat: tuple[list[ChatMessageModel] | None, list[ChatMessageModel] | None] = (None, None)
+    if messages:
+        inputs, outputs = span_messages(row["SpanAttributes"], [(e.name, e.attributes) for e in events])
+        chat = (_chat(inputs), _chat(outputs))
     return SpanDetail(
         trace_id=row["TraceId"],
         span_id=row["SpanId"],
@@ -111,6 +129,8 @@ def span_from_row(row: Mapping[str, Any]) -> SpanDetail:
         events=events,
         links=links,
         genai=GenAIFields(**genai_fields(row)),
+        input_messages=chat[0] if messages else None,
+        output_messages=chat[1] if messages else None,
     )
 
 

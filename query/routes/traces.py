@@ -105,7 +105,7 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
         kept = rows[:MAX_TRACE_SPANS]
-        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r) for r in kept],
+        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r, messages=True) for r in kept],
                                    totals=totals_of(kept),
                                    truncated=len(rows) > MAX_TRACE_SPANS)
 

@@ -284,6 +284,27 @@ function kv(entries) {
       .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-key": k, text: String(v) })]));
 }
 
+const LONG_MESSAGE = 1200; // characters shown before a message is collapsed
+
+function messageContent(text) {
+  if (text.length <= LONG_MESSAGE) return el("div", { class: "content", text });
+  return el("details", { class: "content" },
+    el("summary", { text: `${text.slice(0, 300)}… (${text.length.toLocaleString("en-US")} characters)` }),
+    el("div", { text }));
+}
+
+/** Messages as a chat: one bubble per message, its role, its text, its tool calls. */
+function chat(title, messages) {
+  if (!messages || !messages.length) return [];
+  return [el("h3", { text: title }), el("div", { class: "chat", "data-chat": title },
+    messages.map((m) => el("div", { class: `msg role-${(m.role || "none").replace(/[^a-z]/g, "")}`, "data-role": m.role },
+      el("div", { class: "role", text: m.role || "(no role)" }),
+      m.content ? messageContent(m.content) : null,
+      m.tool_calls.map((call) => el("div", { class: "tool-call" },
+        el("span", { class: "tool-name", text: `→ ${call.name}` }),
+        el("pre", { text: call.arguments }))))))];
+}
+
 function renderSpan(panel, span) {
   const g = span.genai;
   const costSource = g.cost_source === "computed" ? `computed (${g.price_version})`
@@ -303,6 +324,7 @@ function renderSpan(panel, span) {
       ["prompt", g.prompt_name ? `${g.prompt_name}${g.prompt_version ? ` v${g.prompt_version}` : ""}` : ""],
       ["session", g.session_id], ["user", g.user_id]]));
   }
+  panel.append(...chat("Input messages", span.input_messages), ...chat("Output messages", span.output_messages));
   const attrs = Object.entries(span.attributes).sort(([a], [b]) => a.localeCompare(b));
   panel.append(el("h3", { text: `Attributes (${attrs.length})` }), kv(attrs));
   for (const event of span.events) {

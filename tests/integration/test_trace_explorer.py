@@ -7,6 +7,7 @@ are written to docs/ui/ (where the README shows them).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
 XSS_ATTR = "<script>window.__xss = 2</script>"
+XSS_MESSAGE = '<script>window.__xss = 3</script><b onmouseover="window.__xss = 4">hi</b>'
 
 
 def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
@@ -61,6 +63,8 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
                                  "gen_ai.usage.output_tokens": 20})
     with tracer.start_as_current_span(XSS_NAME) as hostile:
         hostile.set_attribute("user.input", XSS_ATTR)
+        hostile.set_attribute("gen_ai.input.messages", json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": XSS_MESSAGE}]}]))
         ids["xss"] = format(hostile.get_span_context().trace_id, "032x")
     provider.shutdown()
     return ids
@@ -220,6 +224,32 @@ def test_every_captured_library_s_llm_spans_show_their_stored_tokens(
             assert page.inner_text('aside dd[data-key="cost"]') == _usd(span["genai"]["total_cost_usd"]), path
 
 
+def test_the_chat_view_shows_every_message_of_each_captured_library(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, _ = explorer
+    shown_roles: set[str] = set()
+    for path in fixture_payloads():
+        batch = load_batch(str(path.relative_to(FIXTURES)))
+        for trace_id in dict.fromkeys(s.trace_id.hex() for _, _, s in batch.iter_spans()):
+            for span in _api(aio, f"/api/v1/traces/{trace_id}")["spans"]:
+                for title, messages in (("Input messages", span["input_messages"]),
+                                        ("Output messages", span["output_messages"])):
+                    if not messages:
+                        continue
+                    page.goto(f"{aio.query}/?trace={trace_id}&span={span['span_id']}")
+                    chat = page.locator(f'[data-chat="{title}"] .msg')
+                    chat.first.wait_for()
+                    assert chat.evaluate_all("ms => ms.map(m => m.dataset.role)") == [m["role"] for m in messages]
+                    for i, message in enumerate(messages):
+                        if message["content"] and len(message["content"]) <= 1200:
+                            assert chat.nth(i).locator(".content").inner_text() == message["content"], path
+                        for call in message["tool_calls"]:
+                            assert call["name"] in chat.nth(i).inner_text()
+                    shown_roles |= {m["role"] for m in messages}
+    assert {"system", "user", "assistant", "tool"} <= shown_roles
+    _screenshot(page, "chat", tmp_path)
+
+
 def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
         explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
     aio, ids = explorer
@@ -231,6 +261,8 @@ def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
     page.click(".span-row")
     page.wait_for_selector('aside dd[data-key="user.input"]')
     assert page.inner_text('aside dd[data-key="user.input"]') == XSS_ATTR
+    assert page.inner_text('[data-chat="Input messages"] .msg .content') == XSS_MESSAGE
+    page.hover('[data-chat="Input messages"] .msg')
     time.sleep(0.3)  # an onerror handler would have fired by now
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img, main script").count() == 0
