@@ -50,8 +50,17 @@ class TraceSummary(BaseModel):
     models: list[str] = Field(description="Distinct non-empty GenAI request and response models, sorted.")
 
 
+class TraceSearchTotals(BaseModel):
+    traces: int = Field(description="Traces matching the filters, on every page together.")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
 class TraceSearchResponse(BaseModel):
     traces: list[TraceSummary]
+    totals: TraceSearchTotals | None = Field(
+        default=None, description="Of the whole filtered set, whatever the page; null on an empty later page.")
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page.")
     start: str = Field(description="Start of the searched range (inclusive), RFC 3339.")

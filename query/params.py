@@ -79,31 +79,39 @@ def parse_trace_id(text: str) -> str:
     return trace_id
 
 
-def encode_cursor(start_ns: int, trace_id: str, range_start_ns: int, range_end_ns: int) -> str:
-    """Opaque keyset position: the last row's (start, trace id) and the searched range, so
-    later pages keep the same range even when `end` defaulted to "now"."""
-    payload = {"v": 1, "t": start_ns, "id": trace_id, "s": range_start_ns, "e": range_end_ns}
+SORTS = ("time", "cost", "tokens", "duration")
+
+
+def encode_cursor(sort: str, key: int, trace_id: str, range_start_ns: int, range_end_ns: int) -> str:
+    """Opaque keyset position: the sort, the last row's (sort key, trace id) and the searched
+    range, so later pages keep the same order and range even when `end` defaulted to "now"."""
+    payload = {"v": 2, "o": sort, "k": key, "id": trace_id, "s": range_start_ns, "e": range_end_ns}
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str, int, int]:
+def decode_cursor(cursor: str) -> tuple[str, int, str, int, int]:
+    """(sort, key, trace id, range start, range end); version 1 cursors are time-sorted."""
     bad = ApiError(400, "cursor: not a cursor this API returned (pass `next_cursor` unchanged)", "cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("v") != 1:
+    if not isinstance(data, dict) or data.get("v") not in (1, 2):
         raise bad
-    t, trace_id, s, e = data.get("t"), data.get("id"), data.get("s"), data.get("e")
-    ints = (t, s, e)
-    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_NS for x in ints):
+    sort = data.get("o", "time") if data["v"] == 2 else "time"
+    key, trace_id, s, e = data.get("k" if data["v"] == 2 else "t"), data.get("id"), data.get("s"), data.get("e")
+    if sort not in SORTS:
+        raise bad
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_NS for x in (s, e)):
+        raise bad
+    if not isinstance(key, int) or isinstance(key, bool) or not -1 <= key <= MAX_NS:
         raise bad
     if not isinstance(trace_id, str) or not _TRACE_ID_RE.match(trace_id):
         raise bad
-    assert isinstance(t, int) and isinstance(s, int) and isinstance(e, int)
-    return t, trace_id.lower(), s, e
+    assert isinstance(s, int) and isinstance(e, int)
+    return sort, key, trace_id.lower(), s, e
 
 
 def parse_attributes(values: Sequence[str]) -> list[tuple[str, str]]:

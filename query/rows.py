@@ -17,6 +17,7 @@ from tracehouse.query.messages import span_messages
 from tracehouse.query.models import (
     ChatMessageModel,
     ToolCall,
+    TraceSearchTotals,
     GenAIFields,
     GenAIPoint,
     GenAISeries,
@@ -52,6 +53,17 @@ def cost_or_none(value: Any) -> float | None:
 def _sum_or_none(values: Sequence[Any]) -> Any:
     present = [v for v in values if v is not None]
     return sum(present) if present else None
+
+
+def search_totals(rows: Sequence[Mapping[str, Any]], *, first_page: bool) -> TraceSearchTotals | None:
+    """Totals of the whole filtered set, which every row of a search carries; zero when a
+    first page is empty, unknown on an empty later page."""
+    if not rows:
+        return TraceSearchTotals(traces=0, input_tokens=0, output_tokens=0, cost_usd=0.0) if first_page else None
+    row = rows[0]
+    return TraceSearchTotals(traces=int(row["matched_traces"]), input_tokens=int(row["matched_input_tokens"]),
+                             output_tokens=int(row["matched_output_tokens"]),
+                             cost_usd=float(row["matched_cost_usd"]))
 
 
 def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:

@@ -72,10 +72,11 @@ class SearchQuery:
     min_tokens: int = 0
     min_cost_usd: float = 0.0
     attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
-    cursor: tuple[int, str] | None = None  # (start_ns, trace_id) of the last row shown
+    sort: str = "time"  # time | cost | tokens | duration, largest first
+    cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
 
     def parameters(self) -> dict[str, Any]:
-        cursor_start, cursor_trace = self.cursor if self.cursor else (0, "")
+        cursor_key, cursor_trace = self.cursor if self.cursor else (0, "")
         return {
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
@@ -92,8 +93,9 @@ class SearchQuery:
             "min_duration_ns": self.min_duration_ns,
             "min_tokens": self.min_tokens,
             "min_cost_usd": float(self.min_cost_usd),
+            "sort": self.sort,
             "has_cursor": 1 if self.cursor else 0,
-            "cursor_start_ns": cursor_start,
+            "cursor_key": cursor_key,
             "cursor_trace_id": cursor_trace,
             "limit": self.limit,
         }

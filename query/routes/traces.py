@@ -19,7 +19,7 @@ from tracehouse.query.params import (
     parse_time_ns,
     parse_trace_id,
 )
-from tracehouse.query.rows import format_ns, span_from_row, summary_from_row, totals_of
+from tracehouse.query.rows import format_ns, search_totals, span_from_row, summary_from_row, totals_of
 from tracehouse.query.store import MAX_TRACE_SPANS, SearchQuery, TraceStore
 
 
@@ -53,6 +53,9 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
         attr: Annotated[list[str] | None, Query(
             description="`key=value`, repeatable: a span attribute or resource attribute equals the value. "
                         "All span-level filters must hold on the same span.")] = None,
+        sort: Annotated[Literal["time", "cost", "tokens", "duration"], Query(
+            description="Order, largest first: `time` (newest), `cost`, `tokens` or `duration`; "
+                        "ties by trace id. Unpriced traces come last by cost.")] = "time",
         limit: Annotated[int, Query(ge=1, le=settings.max_limit, description="Traces per page.")] = 20,
         cursor: Annotated[str | None, Query(
             description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
@@ -64,8 +67,10 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
         keyset: tuple[int, str] | None = None
         range_start = range_end = None
         if cursor:
-            cursor_start, cursor_trace, range_start, range_end = decode_cursor(cursor)
-            keyset = (cursor_start, cursor_trace)
+            cursor_sort, cursor_key, cursor_trace, range_start, range_end = decode_cursor(cursor)
+            if cursor_sort != sort:
+                raise ApiError(400, f"cursor: it continues a search sorted by {cursor_sort}, not {sort}", "cursor")
+            keyset = (cursor_key, cursor_trace)
         end_ns = parse_time_ns(end, "end") if end else range_end if range_end is not None else time.time_ns()
         if start:
             start_ns = parse_time_ns(start, "start")
@@ -82,16 +87,17 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
             session=session or "", user=user or "",
             min_duration_ns=int((min_duration_ms or 0) * 1_000_000),
             min_tokens=min_tokens or 0, min_cost_usd=min_cost_usd or 0.0,
-            attributes=parse_attributes(attr or []), cursor=keyset,
+            attributes=parse_attributes(attr or []), sort=sort, cursor=keyset,
         )
         rows = await store.search(query)
         page = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and page:
             last = page[-1]
-            next_cursor = encode_cursor(int(last.start_time_unix_nano), last.trace_id, start_ns, end_ns)
-        return TraceSearchResponse(traces=page, next_cursor=next_cursor, start=format_ns(start_ns),
-                                   end=format_ns(end_ns), limit=limit)
+            next_cursor = encode_cursor(sort, int(rows[limit - 1]["sort_key"]), last.trace_id, start_ns, end_ns)
+        return TraceSearchResponse(traces=page, totals=search_totals(rows, first_page=keyset is None),
+                                   next_cursor=next_cursor, start=format_ns(start_ns), end=format_ns(end_ns),
+                                   limit=limit)
 
     @router.get("/api/v1/traces/{trace_id}", response_model=TraceDetailResponse,
                 responses={**ERROR_RESPONSES,

@@ -7,8 +7,11 @@
 --    (min(Start) .. max(End) + 1, as the Collector's README does), and duplicate rows of a
 --    span (a client retry after a lost acknowledgement) are collapsed with
 --    LIMIT 1 BY TraceId, SpanId before anything is counted or summed.
--- 3. Trace-level filters, then keyset pagination on (start, trace id): newest first, ties by
---    trace id ascending.
+-- 3. Trace-level filters; totals of the whole filtered set (window sums, computed before
+--    the page is cut); then keyset pagination on (sort key, trace id): largest first
+--    (newest, costliest, most tokens, longest), ties by trace id ascending. Costs sort in
+--    integer nano-dollars and a trace without any as -1, so the key is exact and unpriced
+--    traces come last.
 WITH
 matched AS (
     SELECT DISTINCT TraceId
@@ -49,38 +52,53 @@ spans AS (
       AND Timestamp <= trace_bounds.2
     LIMIT 1 BY TraceId, SpanId
 )
-SELECT
-    TraceId AS trace_id,
-    if(countIf(ParentSpanId = '') > 0,
-       argMinIf(SpanName, span_start_ns, ParentSpanId = ''),
-       argMin(SpanName, span_start_ns)) AS root_span_name,
-    if(countIf(ParentSpanId = '') > 0,
-       argMinIf(ServiceName, span_start_ns, ParentSpanId = ''),
-       argMin(ServiceName, span_start_ns)) AS root_service_name,
-    arraySort(groupUniqArray(ServiceName)) AS service_names,
-    min(span_start_ns) AS start_ns,
-    max(span_end_ns) - start_ns AS duration_ns,
-    count() AS span_count,
-    countIf(StatusCode = 'Error') AS error_count,
-    countIf(StatusCode != 'Unset') AS status_set_count,
-    sum(GenAIInputTokens) AS input_tokens,
-    sum(GenAIOutputTokens) AS output_tokens,
-    sum(GenAITotalTokens) AS total_tokens,
-    toFloat64(sum(GenAITotalCostUSD)) AS total_cost_usd,
-    arraySort(arrayFilter(m -> m != '',
-        groupUniqArrayArray([toString(GenAIRequestModel), toString(GenAIResponseModel)]))) AS models
-FROM spans
-GROUP BY TraceId
-HAVING ({status:String} = ''
-        OR ({status:String} = 'error' AND error_count > 0)
-        OR ({status:String} = 'ok' AND error_count = 0)
-        OR ({status:String} = 'unset' AND status_set_count = 0))
-   AND duration_ns >= {min_duration_ns:Int64}
-   AND ({min_tokens:UInt64} = 0
-        OR ifNull(total_tokens, ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) >= {min_tokens:UInt64})
-   AND ({min_cost_usd:Float64} = 0 OR ifNull(total_cost_usd, 0) >= {min_cost_usd:Float64})
-   AND ({has_cursor:UInt8} = 0
-        OR start_ns < {cursor_start_ns:Int64}
-        OR (start_ns = {cursor_start_ns:Int64} AND trace_id > {cursor_trace_id:String}))
-ORDER BY start_ns DESC, trace_id ASC
+SELECT *
+FROM (
+    SELECT
+        *,
+        count() OVER () AS matched_traces,
+        sum(ifNull(input_tokens, 0)) OVER () AS matched_input_tokens,
+        sum(ifNull(output_tokens, 0)) OVER () AS matched_output_tokens,
+        sum(ifNull(total_cost_usd, 0)) OVER () AS matched_cost_usd
+    FROM (
+        SELECT
+            TraceId AS trace_id,
+            if(countIf(ParentSpanId = '') > 0,
+               argMinIf(SpanName, span_start_ns, ParentSpanId = ''),
+               argMin(SpanName, span_start_ns)) AS root_span_name,
+            if(countIf(ParentSpanId = '') > 0,
+               argMinIf(ServiceName, span_start_ns, ParentSpanId = ''),
+               argMin(ServiceName, span_start_ns)) AS root_service_name,
+            arraySort(groupUniqArray(ServiceName)) AS service_names,
+            min(span_start_ns) AS start_ns,
+            max(span_end_ns) - start_ns AS duration_ns,
+            count() AS span_count,
+            countIf(StatusCode = 'Error') AS error_count,
+            countIf(StatusCode != 'Unset') AS status_set_count,
+            sum(GenAIInputTokens) AS input_tokens,
+            sum(GenAIOutputTokens) AS output_tokens,
+            sum(GenAITotalTokens) AS total_tokens,
+            toFloat64(sum(GenAITotalCostUSD)) AS total_cost_usd,
+            arraySort(arrayFilter(m -> m != '',
+                groupUniqArrayArray([toString(GenAIRequestModel), toString(GenAIResponseModel)]))) AS models,
+            multiIf({sort:String} = 'cost', toInt64(round(ifNull(total_cost_usd, -1e-9) * 1e9)),
+                    {sort:String} = 'tokens', toInt64(ifNull(total_tokens, ifNull(input_tokens, 0) + ifNull(output_tokens, 0))),
+                    {sort:String} = 'duration', toInt64(duration_ns),
+                    toInt64(start_ns)) AS sort_key
+        FROM spans
+        GROUP BY TraceId
+        HAVING ({status:String} = ''
+                OR ({status:String} = 'error' AND error_count > 0)
+                OR ({status:String} = 'ok' AND error_count = 0)
+                OR ({status:String} = 'unset' AND status_set_count = 0))
+           AND duration_ns >= {min_duration_ns:Int64}
+           AND ({min_tokens:UInt64} = 0
+                OR ifNull(total_tokens, ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) >= {min_tokens:UInt64})
+           AND ({min_cost_usd:Float64} = 0 OR ifNull(total_cost_usd, 0) >= {min_cost_usd:Float64})
+    )
+)
+WHERE {has_cursor:UInt8} = 0
+   OR sort_key < {cursor_key:Int64}
+   OR (sort_key = {cursor_key:Int64} AND trace_id > {cursor_trace_id:String})
+ORDER BY sort_key DESC, trace_id ASC
 LIMIT {limit:UInt32}

@@ -101,7 +101,8 @@ const TEXT_FILTERS = [
   ["attr", "attribute key=value"], ["min_cost_usd", "min cost $"], ["min_tokens", "min tokens"],
   ["min_duration_ms", "min duration ms"],
 ];
-const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "cursor", "limit"];
+const SORTS = [["time", "newest"], ["cost", "costliest"], ["tokens", "most tokens"], ["duration", "longest"]];
+const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "sort", "cursor", "limit"];
 
 function searchQuery(p) {
   const q = new URLSearchParams();
@@ -127,10 +128,12 @@ function filterForm(p) {
   const status = el("select", { name: "status", "aria-label": "status" },
     [["", "any status"], ["error", "error"], ["ok", "ok"]].map(([value, label]) =>
       el("option", { value, selected: (p.get("status") || "") === value, text: label })));
+  const sort = el("select", { name: "sort", "aria-label": "sort" },
+    SORTS.map(([value, label]) => el("option", { value, selected: (p.get("sort") || "time") === value, text: label })));
   const inputs = TEXT_FILTERS.map(([name, label]) =>
     el("label", {}, label, el("input", { name, value: p.get(name) || "", autocomplete: "off" })));
   const form = el("form", { class: "filters", role: "search" },
-    el("label", {}, "time range", since), el("label", {}, "status", status), inputs,
+    el("label", {}, "time range", since), el("label", {}, "sort", sort), el("label", {}, "status", status), inputs,
     el("button", { type: "submit", text: "Search" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -146,6 +149,12 @@ async function renderTraces(p) {
   const results = el("section", { "aria-live": "polite" });
   main.append(results);
   const data = await api(`/api/v1/traces?${searchQuery(p)}`);
+  if (data.totals) {
+    const t = data.totals;
+    results.append(el("p", { class: "totals", "data-testid": "totals" },
+      `${fmtInt(t.traces)} traces · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
+      `${fmtCost(t.cost_usd) || "$0"} in total`));
+  }
   if (!data.traces.length) {
     const endpoint = `${location.protocol}//${location.hostname}:4318/v1/traces`;
     results.append(el("div", { class: "empty" },

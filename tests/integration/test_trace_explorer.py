@@ -168,6 +168,24 @@ def test_a_filter_changes_the_rows_as_the_api_says_and_the_url_holds_it(
     assert _listed(page) == everything
 
 
+def test_sorting_by_cost_orders_the_rows_as_the_api_and_totals_cover_the_filtered_set(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    page.select_option('select[name="sort"]', "cost")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*sort=cost*")
+    api = _api(aio, "/api/v1/traces?sort=cost&limit=50")
+    page.wait_for_function("first => document.querySelector('table.traces tbody tr').dataset.traceId === first",
+                           arg=api["traces"][0]["trace_id"])
+    assert _listed(page) == [t["trace_id"] for t in api["traces"]]
+    totals = api["totals"]
+    shown = page.inner_text('[data-testid="totals"]')
+    assert shown.startswith(f"{totals['traces']:,} traces · {totals['input_tokens']:,} input / "
+                            f"{totals['output_tokens']:,} output tokens"), shown
+
+
 def test_clicking_a_trace_opens_its_waterfall_in_parent_order(
         explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
     aio, ids = explorer

@@ -471,6 +471,54 @@ async def test_pagination_walks_every_trace_once(api: httpx.AsyncClient, seeded:
     assert pages == 8
 
 
+def _sort_key(sort: str, t: dict[str, Any]) -> int:
+    """The order the API promises, computed from the summaries it returns."""
+    if sort == "cost":
+        return round(t["total_cost_usd"] * 1e9) if t["total_cost_usd"] is not None else -1
+    if sort == "tokens":
+        return t["total_tokens"] if t["total_tokens"] is not None else (t["input_tokens"] or 0) + (t["output_tokens"] or 0)
+    return t["duration_ns"]
+
+
+@pytest.mark.parametrize("sort", ["cost", "tokens", "duration"])
+async def test_sorting_pages_through_every_trace_once_largest_first(api: httpx.AsyncClient, sort: str) -> None:
+    everything = (await search(api))["traces"]
+    expected = [t["trace_id"] for t in sorted(everything, key=lambda t: (-_sort_key(sort, t), t["trace_id"]))]
+    seen: list[str] = []
+    totals = []
+    cursor = None
+    while True:
+        body = await search(api, sort=sort, limit=3, **({"cursor": cursor} if cursor else {}))
+        seen += ids(body)
+        totals.append(body["totals"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected and len(set(seen)) == len(everything) > 10
+    assert len({json.dumps(t, sort_keys=True) for t in totals}) == 1, "every page reports the same totals"
+
+
+async def test_totals_are_those_of_the_whole_filtered_set(api: httpx.AsyncClient) -> None:
+    for params in ({}, {"status": "error"}, {"provider": "openai"}, {"min_tokens": 1}):
+        everything = (await search(api, **params))["traces"]
+        first_page = await search(api, limit=2, **params)
+        assert first_page["totals"] == {
+            "traces": len(everything),
+            "input_tokens": sum(t["input_tokens"] or 0 for t in everything),
+            "output_tokens": sum(t["output_tokens"] or 0 for t in everything),
+            "cost_usd": pytest.approx(sum(t["total_cost_usd"] or 0 for t in everything)),
+        }, params
+    empty = await search(api, start="2000-01-01T00:00:00Z", end="2000-01-02T00:00:00Z")
+    assert empty["totals"] == {"traces": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+
+
+async def test_a_cursor_continues_only_the_sort_it_came_from(api: httpx.AsyncClient) -> None:
+    cursor = (await search(api, sort="cost", limit=2))["next_cursor"]
+    resp = await api.get("/api/v1/traces", params={"cursor": cursor, "sort": "time"})
+    assert_bad_param(resp, "cursor")
+    assert "sorted by cost" in resp.json()["error"]["message"]
+
+
 async def test_pagination_keeps_the_default_range(api: httpx.AsyncClient) -> None:
     first = await api.get("/api/v1/traces", params={"start": FIX_START, "end": FIX_END, "limit": 5})
     cursor = first.json()["next_cursor"]
