@@ -86,8 +86,14 @@ function route() {
   const p = params();
   main.replaceChildren();
   const trace = p.get("trace");
-  document.title = trace ? `trace ${trace.slice(0, 8)} · tracehouse` : "traces · tracehouse";
-  (trace ? renderTrace(trace, p) : renderTraces(p)).catch((err) => showError(main, err));
+  const view = trace ? "trace" : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts") : "traces";
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.toggleAttribute("aria-current", link.dataset.nav === (view === "prompt" ? "prompts" : view === "trace" ? "traces" : view));
+  }
+  document.title = `${trace ? `trace ${trace.slice(0, 8)}` : view === "prompt" ? p.get("prompt") : view} · tracehouse`;
+  const render = { trace: () => renderTrace(trace, p), prompts: () => renderPrompts(p),
+                   prompt: () => renderPrompt(p.get("prompt"), p), traces: () => renderTraces(p) }[view];
+  render().catch((err) => showError(main, err));
 }
 
 window.addEventListener("popstate", route);
@@ -345,6 +351,116 @@ function renderSpan(panel, span) {
   }
   panel.append(el("h3", { text: "Resource" }), kv(Object.entries(span.resource_attributes)),
     el("h3", { text: "Scope" }), kv([["name", span.scope.name], ["version", span.scope.version]]));
+}
+
+// ---------------------------------------------------------------- prompts
+
+function link(text, query) {
+  return el("a", { href: `/?${query}`, text, onclick: (e) => { e.preventDefault(); navigate(query); } });
+}
+
+async function renderPrompts(p) {
+  main.append(el("h1", { text: "Prompts" }));
+  const q = p.get("q") || "";
+  const form = el("form", { class: "filters", role: "search" },
+    el("label", {}, "name contains", el("input", { name: "q", value: q, autocomplete: "off" })),
+    el("button", { type: "submit", text: "Search" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ view: "prompts" });
+    const value = new FormData(form).get("q");
+    if (value) next.set("q", String(value));
+    navigate(next);
+  });
+  main.append(form);
+  const data = await api(`/api/v1/prompts?${new URLSearchParams(q ? { q, limit: "200" } : { limit: "200" })}`);
+  if (!data.prompts.length) {
+    main.append(el("div", { class: "empty" },
+      el("p", { text: "No prompts yet." }),
+      el("p", { text: "Spans that name a prompt or carry its template (OpenInference, OpenLLMetry, Langfuse, MLflow, POML) register it here, versioned." })));
+    return;
+  }
+  const rows = data.prompts.map((prompt) => {
+    const open = () => navigate(new URLSearchParams({ view: "prompts", prompt: prompt.name }));
+    return el("tr", { tabindex: 0, "data-prompt": prompt.name, onclick: open, onkeydown: (e) => keyInList(e, open) },
+      el("td", { class: "name", text: prompt.name }),
+      el("td", { class: "num", text: fmtInt(prompt.version_count) }),
+      el("td", { text: prompt.latest_version }),
+      el("td", { text: prompt.source || "" }),
+      el("td", { class: "num", text: fmtInt(prompt.usage.requests) }),
+      el("td", { class: "num", text: fmtInt(prompt.usage.total_tokens) }),
+      el("td", { class: "num", text: fmtCost(prompt.usage.cost_usd) }),
+      el("td", { text: prompt.last_seen ? new Date(prompt.last_seen).toLocaleString() : "never used" }));
+  });
+  const head = ["name", "versions", "latest", "source", "requests", "tokens", "cost", "last used"];
+  main.append(el("table", { class: "traces prompts" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: [1, 4, 5, 6].includes(i) ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+}
+
+/** Line diff (longest common subsequence): [["same"|"removed"|"added", line], ...]. */
+export function diffLines(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  const lcs = Array.from({ length: x.length + 1 }, () => new Array(y.length + 1).fill(0));
+  for (let i = x.length - 1; i >= 0; i--) {
+    for (let j = y.length - 1; j >= 0; j--) {
+      lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  const out = [];
+  let i = 0, j = 0;
+  while (i < x.length && j < y.length) {
+    if (x[i] === y[j]) { out.push(["same", x[i]]); i++; j++; }
+    else if (lcs[i + 1][j] >= lcs[i][j + 1]) out.push(["removed", x[i++]]);
+    else out.push(["added", y[j++]]);
+  }
+  while (i < x.length) out.push(["removed", x[i++]]);
+  while (j < y.length) out.push(["added", y[j++]]);
+  return out;
+}
+
+async function renderPrompt(name, p) {
+  main.append(el("p", {}, link("← Prompts", new URLSearchParams({ view: "prompts" }))));
+  const data = await api(`/api/v1/prompts/${encodeURIComponent(name)}`);
+  main.append(el("h1", { text: name }),
+    el("p", {}, link("Traces that used this prompt →", new URLSearchParams({ prompt: name, since: "7d" }))));
+  const rows = data.versions.map((v) => {
+    const u = v.usage;
+    return el("tr", { "data-version": v.version },
+      el("td", { text: v.version || "(none)" }),
+      el("td", { text: v.registered_at ? new Date(v.registered_at).toLocaleString() : "" }),
+      el("td", { class: "num", text: fmtInt(u.requests) }),
+      el("td", { class: "num", text: u.requests ? `${((100 * u.errors) / u.requests).toFixed(1)}%` : "" }),
+      el("td", { class: "num", text: fmtInt(u.total_tokens) }),
+      el("td", { class: "num", text: fmtCost(u.cost_usd) }),
+      el("td", { class: "num", text: u.latency_ms ? `${fmtDuration(u.latency_ms.p50 * NS_PER_MS)} / ${fmtDuration(u.latency_ms.p95 * NS_PER_MS)}` : "" }),
+      el("td", { text: v.last_seen ? new Date(v.last_seen).toLocaleString() : "never used" }));
+  });
+  const head = ["version", "registered", "requests", "errors", "tokens", "cost", "latency p50 / p95", "last used"];
+  main.append(el("table", { class: "traces versions" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+
+  const templated = data.versions.filter((v) => v.template);
+  if (templated.length >= 2) {
+    const pick = (key, fallback) => (templated.some((v) => v.version === p.get(key)) ? p.get(key) : fallback);
+    const a = pick("a", templated[templated.length - 2].version);
+    const b = pick("b", templated[templated.length - 1].version);
+    const choose = (key, current) => el("select", { name: key, "aria-label": `version ${key}`,
+      onchange: (e) => { const next = params(); next.set(key, e.target.value); navigate(next, { replace: true }); } },
+      templated.map((v) => el("option", { value: v.version, selected: v.version === current, text: `v${v.version}` })));
+    const lines = diffLines(templated.find((v) => v.version === a).template, templated.find((v) => v.version === b).template);
+    main.append(el("h2", { text: "Compare versions" }),
+      el("p", {}, choose("a", a), " → ", choose("b", b)),
+      el("pre", { class: "diff", "data-testid": "diff" }, lines.map(([kind, line]) =>
+        el("div", { class: `line ${kind}`, "data-kind": kind }, `${kind === "added" ? "+" : kind === "removed" ? "−" : " "} ${line}`))));
+  }
+  main.append(el("h2", { text: "Templates" }));
+  for (const v of data.versions) {
+    main.append(el("h3", { text: `v${v.version || "(none)"}${v.source ? ` · ${v.source}` : ""}` }),
+      v.template ? el("pre", { class: "template", "data-version": v.version, text: v.template })
+                 : el("p", { class: "muted", text: "No template registered for this version (seen in use only)." }));
+  }
 }
 
 route();

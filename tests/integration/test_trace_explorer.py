@@ -29,6 +29,9 @@ CHROMIUM = shutil.which("chromium")
 # hosts, which a closed network refuses by the dozen.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROMPT = "weather-answer"
+TEMPLATE_V1 = "You are a weather assistant.\nAnswer briefly: {question}\nUse metric units."
+TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\nUse metric units."
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
 XSS_ATTR = "<script>window.__xss = 2</script>"
 XSS_MESSAGE = '<script>window.__xss = 3</script><b onmouseover="window.__xss = 4">hi</b>'
@@ -53,14 +56,16 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
         with tracer.start_as_current_span("chat gpt-4o") as chat:
             chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
                                  "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
-                                 "gen_ai.usage.output_tokens": 300})
+                                 "gen_ai.usage.output_tokens": 300,
+                                 "traceloop.prompt.key": PROMPT, "traceloop.prompt.template": TEMPLATE_V1})
         with tracer.start_as_current_span("execute_tool get_weather") as tool:
             tool.set_attribute("gen_ai.operation.name", "execute_tool")
             tool.set_status(Status(StatusCode.ERROR, "weather service down"))
         with tracer.start_as_current_span("chat gpt-4o-mini") as chat:
             chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
                                  "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 80,
-                                 "gen_ai.usage.output_tokens": 20})
+                                 "gen_ai.usage.output_tokens": 20,
+                                 "traceloop.prompt.key": PROMPT, "traceloop.prompt.template": TEMPLATE_V2})
     with tracer.start_as_current_span(XSS_NAME) as hostile:
         hostile.set_attribute("user.input", XSS_ATTR)
         hostile.set_attribute("gen_ai.input.messages", json.dumps(
@@ -266,6 +271,31 @@ def test_the_chat_view_shows_every_message_of_each_captured_library(
                     shown_roles |= {m["role"] for m in messages}
     assert {"system", "user", "assistant", "tool"} <= shown_roles
     _screenshot(page, "chat", tmp_path)
+
+
+def test_the_prompts_page_lists_versions_with_usage_and_diffs_two_versions(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/")
+    page.click('nav a[data-nav="prompts"]')
+    page.wait_for_selector(f'tr[data-prompt="{PROMPT}"]')
+    listed = {p["name"]: p for p in _api(aio, "/api/v1/prompts")["prompts"]}
+    cells = page.locator(f'tr[data-prompt="{PROMPT}"] td').all_inner_texts()
+    assert cells[:3] == [PROMPT, "2", "2"] and cells[4] == f"{listed[PROMPT]['usage']['requests']:,}"
+    page.click(f'tr[data-prompt="{PROMPT}"]')
+    page.wait_for_selector('[data-testid="diff"]')
+    assert f"prompt={PROMPT}" in page.url
+    detail = _api(aio, f"/api/v1/prompts/{PROMPT}")
+    assert page.eval_on_selector_all("tr[data-version]", "rs => rs.map(r => r.dataset.version)") == \
+        [v["version"] for v in detail["versions"]] == ["1", "2"]
+    assert page.inner_text('pre.template[data-version="1"]') == TEMPLATE_V1
+    diff = page.eval_on_selector_all('[data-testid="diff"] .line', "ls => ls.map(l => [l.dataset.kind, l.textContent])")
+    assert [d for d in diff if d[0] != "same"] == [["removed", "− Answer briefly: {question}"],
+                                                    ["added", "+ Answer in one sentence: {question}"]]
+    _screenshot(page, "prompts", tmp_path)
+    page.click("text=Traces that used this prompt")
+    page.wait_for_url(f"**/?*prompt={PROMPT}*")
+    assert _listed(page) == [t["trace_id"] for t in _api(aio, f"/api/v1/traces?prompt={PROMPT}&limit=50")["traces"]]
 
 
 def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
