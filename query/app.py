@@ -19,6 +19,7 @@ from tracehouse.query.params import NS
 from tracehouse.query.routes.genai_metrics import genai_metrics_router
 from tracehouse.query.routes.health import health_router
 from tracehouse.query.routes.prompts import prompts_router
+from tracehouse.query.routes.sessions import sessions_router
 from tracehouse.query.routes.traces import traces_router
 from tracehouse.query.routes.ui import ui_router
 from tracehouse.query.store import TraceStore
@@ -40,6 +41,7 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     app.include_router(traces_router(store, cfg))
     app.include_router(genai_metrics_router(store, cfg))
     app.include_router(prompts_router(store))
+    app.include_router(sessions_router(store, cfg))
     # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
     app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS)))
     # The trace explorer (query/ui/): a page over the routes above, not part of the API.

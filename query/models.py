@@ -251,6 +251,25 @@ class GenAIMetricsResponse(BaseModel):
 # ------------------------------------------------------------------------------ prompts
 
 
+class SessionSummary(BaseModel):
+    session_id: str
+    user_id: str = Field(description="The user of the latest turn; empty when none was reported.")
+    turns: int = Field(description="Traces of the session starting in the range.")
+    first_time: str = Field(description="Start of the first of those turns, RFC 3339.")
+    last_time: str = Field(description="End of the last of those turns, RFC 3339.")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    error_spans: int
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionSummary] = Field(description="Latest activity first.")
+    total: int = Field(description="Sessions matching, beyond `limit` too.")
+    start: str
+    end: str
+
+
 class PromptUsageTotals(BaseModel):
     spans: int = Field(description="Spans linked to the prompt (its uses).")
     requests: int = Field(description="Model calls among them.")

@@ -40,7 +40,7 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage",
+SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search")
 
 
@@ -257,6 +257,10 @@ class TraceStore:
     async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
         return await self._query("genai_metrics", query.parameters())
+
+    async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int) -> list[dict[str, Any]]:
+        """One row per session id with a turn starting in [start, end); see sql/sessions.sql."""
+        return await self._query("sessions", {"start_ns": start_ns, "end_ns": end_ns, "user": user, "limit": limit})
 
     async def prompt_list(self, q: str, limit: int, offset: int) -> list[dict[str, Any]]:
         """One row per prompt name (registry and usage), by name; `total_names` on each row."""

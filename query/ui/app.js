@@ -86,13 +86,18 @@ function route() {
   const p = params();
   main.replaceChildren();
   const trace = p.get("trace");
-  const view = trace ? "trace" : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts") : "traces";
+  const view = trace ? "trace"
+    : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts")
+    : p.get("view") === "sessions" ? (p.get("session") !== null ? "session" : "sessions") : "traces";
   for (const link of document.querySelectorAll("[data-nav]")) {
-    link.toggleAttribute("aria-current", link.dataset.nav === (view === "prompt" ? "prompts" : view === "trace" ? "traces" : view));
+    const section = { prompt: "prompts", session: "sessions", trace: "traces" }[view] || view;
+    link.toggleAttribute("aria-current", link.dataset.nav === section);
   }
-  document.title = `${trace ? `trace ${trace.slice(0, 8)}` : view === "prompt" ? p.get("prompt") : view} · tracehouse`;
+  document.title = `${trace ? `trace ${trace.slice(0, 8)}` : view === "prompt" ? p.get("prompt")
+    : view === "session" ? `session ${p.get("session")}` : view} · tracehouse`;
   const render = { trace: () => renderTrace(trace, p), prompts: () => renderPrompts(p),
-                   prompt: () => renderPrompt(p.get("prompt"), p), traces: () => renderTraces(p) }[view];
+                   prompt: () => renderPrompt(p.get("prompt"), p), sessions: () => renderSessions(p),
+                   session: () => renderSession(p.get("session"), p), traces: () => renderTraces(p) }[view];
   render().catch((err) => showError(main, err));
 }
 
@@ -169,8 +174,19 @@ async function renderTraces(p) {
         el("code", { text: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=${endpoint}` }))));
     return;
   }
-  const rows = data.traces.map((t) => {
-    const open = () => {
+  results.append(traceTable(data.traces));
+  if (data.next_cursor) {
+    const next = params();
+    next.set("cursor", data.next_cursor);
+    results.append(el("div", { class: "pager" },
+      el("button", { type: "button", text: "Older traces →", onclick: () => navigate(next) })));
+  }
+}
+
+/** The trace rows of a search; a row opens its trace (Enter or click). */
+function traceTable(traces) {
+  const rows = traces.map((t) => {
+    const open = () => {  // the list's own parameters stay, so "back" returns to it as it was
       const next = params();
       next.set("trace", t.trace_id);
       next.delete("span");
@@ -190,15 +206,9 @@ async function renderTraces(p) {
       el("td", { class: "num cost", text: fmtCost(t.total_cost_usd) }));
   });
   const head = ["time", "root span", "service", "models", "status", "duration", "spans", "input tok", "output tok", "cost"];
-  results.append(el("table", { class: "traces" },
+  return el("table", { class: "traces" },
     el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 5 ? "num" : null, text: h })))),
-    el("tbody", {}, rows)));
-  if (data.next_cursor) {
-    const next = params();
-    next.set("cursor", data.next_cursor);
-    results.append(el("div", { class: "pager" },
-      el("button", { type: "button", text: "Older traces →", onclick: () => navigate(next) })));
-  }
+    el("tbody", {}, rows));
 }
 
 function keyInList(event, open) {
@@ -351,6 +361,76 @@ function renderSpan(panel, span) {
   }
   panel.append(el("h3", { text: "Resource" }), kv(Object.entries(span.resource_attributes)),
     el("h3", { text: "Scope" }), kv([["name", span.scope.name], ["version", span.scope.version]]));
+}
+
+// ---------------------------------------------------------------- sessions
+
+function rangeParams(p) {
+  const since = RANGES.find(([name]) => name === (p.get("since") || "24h")) || RANGES[3];
+  const end = Date.now() / 1000;
+  return { start: (end - since[1]).toFixed(3), end: end.toFixed(3) };
+}
+
+async function renderSessions(p) {
+  main.append(el("h1", { text: "Sessions" }));
+  const form = el("form", { class: "filters", role: "search" },
+    el("label", {}, "time range", el("select", { name: "since", "aria-label": "time range" },
+      RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "24h") === name, text: `last ${name}` })))),
+    el("label", {}, "user", el("input", { name: "user", value: p.get("user") || "", autocomplete: "off" })),
+    el("button", { type: "submit", text: "Search" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ view: "sessions" });
+    for (const [name, value] of new FormData(form)) if (value !== "") next.append(name, value);
+    navigate(next);
+  });
+  main.append(form);
+  const q = new URLSearchParams(rangeParams(p));
+  if (p.get("user")) q.set("user", p.get("user"));
+  const data = await api(`/api/v1/sessions?${q}`);
+  if (!data.sessions.length) {
+    main.append(el("div", { class: "empty" },
+      el("p", { text: "No sessions in this time range." }),
+      el("p", {}, "A trace joins a session when a span carries a session id: ",
+        el("code", { text: "session.id" }), ", ", el("code", { text: "gen_ai.conversation.id" }),
+        ", or the Langfuse, OpenInference and MLflow equivalents.")));
+    return;
+  }
+  main.append(el("p", { class: "totals", "data-testid": "totals", text: `${fmtInt(data.total)} sessions` }));
+  const rows = data.sessions.map((s) => {
+    const open = () => {
+      const next = params();
+      next.set("session", s.session_id);
+      navigate(next);
+    };
+    return el("tr", { tabindex: 0, "data-session": s.session_id, onclick: open, onkeydown: (e) => keyInList(e, open) },
+      el("td", { class: "name", text: s.session_id }),
+      el("td", { text: s.user_id }),
+      el("td", { class: "num", text: fmtInt(s.turns) }),
+      el("td", { text: new Date(s.first_time).toLocaleString() }),
+      el("td", { text: new Date(s.last_time).toLocaleString() }),
+      el("td", { class: "num", text: fmtInt(s.input_tokens) }),
+      el("td", { class: "num", text: fmtInt(s.output_tokens) }),
+      el("td", { class: "num", text: fmtCost(s.cost_usd) }),
+      el("td", { class: s.error_spans ? "num status-error" : "num", text: fmtInt(s.error_spans) }));
+  });
+  const head = ["session", "user", "turns", "first", "last", "input tok", "output tok", "cost", "error spans"];
+  main.append(el("table", { class: "traces sessions" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i === 2 || i >= 5 ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+}
+
+async function renderSession(sessionId, p) {
+  const back = params();
+  back.delete("session");
+  main.append(el("p", {}, link("← Sessions", back)), el("h1", { text: `Session ${sessionId}` }));
+  const q = new URLSearchParams({ ...rangeParams(p), session: sessionId, limit: "200" });
+  const data = await api(`/api/v1/traces?${q}`);
+  const t = data.totals;
+  main.append(el("p", { class: "totals", "data-testid": "totals" },
+    `${fmtInt(t.traces)} turns · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
+    `${fmtCost(t.cost_usd) || "$0"} in total`));
+  main.append(traceTable(data.traces));
 }
 
 // ---------------------------------------------------------------- prompts

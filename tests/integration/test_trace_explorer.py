@@ -30,6 +30,7 @@ CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PROMPT = "weather-answer"
+SESSION = "conv-1"
 TEMPLATE_V1 = "You are a weather assistant.\nAnswer briefly: {question}\nUse metric units."
 TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\nUse metric units."
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
@@ -66,6 +67,14 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
                                  "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 80,
                                  "gen_ai.usage.output_tokens": 20,
                                  "traceloop.prompt.key": PROMPT, "traceloop.prompt.template": TEMPLATE_V2})
+    for turn, (question, tokens) in enumerate([("Weather in Paris?", 40), ("And tomorrow?", 60)]):
+        with tracer.start_as_current_span(f"chat turn {turn + 1}") as chat:
+            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                 "gen_ai.request.model": "gpt-4.1-mini", "gen_ai.usage.input_tokens": tokens,
+                                 "gen_ai.usage.output_tokens": 10, "session.id": SESSION, "user.id": "ana",
+                                 "gen_ai.input.messages": json.dumps(
+                                     [{"role": "user", "parts": [{"type": "text", "content": question}]}])})
+            ids[f"turn{turn + 1}"] = format(chat.get_span_context().trace_id, "032x")
     with tracer.start_as_current_span(XSS_NAME) as hostile:
         hostile.set_attribute("user.input", XSS_ATTR)
         hostile.set_attribute("gen_ai.input.messages", json.dumps(
@@ -296,6 +305,23 @@ def test_the_prompts_page_lists_versions_with_usage_and_diffs_two_versions(
     page.click("text=Traces that used this prompt")
     page.wait_for_url(f"**/?*prompt={PROMPT}*")
     assert _listed(page) == [t["trace_id"] for t in _api(aio, f"/api/v1/traces?prompt={PROMPT}&limit=50")["traces"]]
+
+
+def test_the_sessions_page_groups_turns_with_their_tokens_and_cost(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    page.click('nav a[data-nav="sessions"]')
+    page.wait_for_selector(f'tr[data-session="{SESSION}"]')
+    cells = page.locator(f'tr[data-session="{SESSION}"] td').all_inner_texts()
+    assert cells[1:3] == ["ana", "2"] and cells[5:7] == ["100", "20"]
+    page.click(f'tr[data-session="{SESSION}"]')
+    page.wait_for_url(f"**/?*session={SESSION}*")
+    turns = _api(aio, f"/api/v1/traces?session={SESSION}&limit=50")
+    assert sorted(_listed(page)) == sorted([ids["turn1"], ids["turn2"]]) == \
+        sorted(t["trace_id"] for t in turns["traces"])
+    assert page.inner_text('[data-testid="totals"]').startswith("2 turns · 100 input / 20 output tokens")
+    _screenshot(page, "sessions", tmp_path)
 
 
 def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(

@@ -422,6 +422,24 @@ async def test_search_attribute_filters(api: httpx.AsyncClient, seeded: Seeded) 
     assert ids(gold) == ["913f8e3e8e90634152899d9a3aaa9923"]
 
 
+async def test_sessions_group_turns_with_their_tokens_and_cost(api: httpx.AsyncClient) -> None:
+    day = {"start": "2026-01-10T00:00:00Z", "end": "2026-01-11T00:00:00Z"}
+    resp = await api.get("/api/v1/sessions", params=day)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    turns = (await search(api, **day, session="sess-1"))
+    assert body["total"] == 1 and [s["session_id"] for s in body["sessions"]] == ["sess-1"]
+    session = body["sessions"][0]
+    assert session["user_id"] == "user-7" and session["turns"] == len(turns["traces"]) == 1
+    assert session["input_tokens"] == turns["totals"]["input_tokens"]
+    assert session["output_tokens"] == turns["totals"]["output_tokens"]
+    assert session["cost_usd"] == pytest.approx(turns["totals"]["cost_usd"])
+    assert (await api.get("/api/v1/sessions", params={**day, "user": "nobody"})).json()["sessions"] == []
+    assert (await api.get("/api/v1/sessions", params={"start": "2000-01-01T00:00:00Z",
+                                                      "end": "2000-01-02T00:00:00Z"})).json()["total"] == 0
+    assert_bad_param(await api.get("/api/v1/sessions", params={"start": "soon"}), "start")
+
+
 async def test_search_genai_filters(api: httpx.AsyncClient) -> None:
     day = {"start": "2026-01-10T00:00:00Z", "end": "2026-01-11T00:00:00Z"}
     assert ids(await search(api, **day, provider="anthropic")) == [TRACE_B]
