@@ -141,6 +141,14 @@ def _usd(value: float) -> str:
     return f"${Decimal(repr(value)):f}"
 
 
+def _row_from_nav(page: Any, aio: AllInOne, section: str, row: str) -> list[str]:
+    """Open the start page, follow the navigation to `section`, and read one row's cells."""
+    page.goto(f"{aio.query}/")
+    page.click(f'nav a[data-nav="{section}"]')
+    page.wait_for_selector(row)
+    return list(page.locator(f"{row} td").all_inner_texts())
+
+
 def _listed(page: Any) -> list[str]:
     page.wait_for_selector("table.traces tbody tr, .empty, .error")
     return page.eval_on_selector_all("table.traces tbody tr", "rows => rows.map(r => r.dataset.traceId)")
@@ -285,11 +293,8 @@ def test_the_chat_view_shows_every_message_of_each_captured_library(
 def test_the_prompts_page_lists_versions_with_usage_and_diffs_two_versions(
         explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
     aio, _ = explorer
-    page.goto(f"{aio.query}/")
-    page.click('nav a[data-nav="prompts"]')
-    page.wait_for_selector(f'tr[data-prompt="{PROMPT}"]')
+    cells = _row_from_nav(page, aio, "prompts", f'tr[data-prompt="{PROMPT}"]')
     listed = {p["name"]: p for p in _api(aio, "/api/v1/prompts")["prompts"]}
-    cells = page.locator(f'tr[data-prompt="{PROMPT}"] td').all_inner_texts()
     assert cells[:3] == [PROMPT, "2", "2"] and cells[4] == f"{listed[PROMPT]['usage']['requests']:,}"
     page.click(f'tr[data-prompt="{PROMPT}"]')
     page.wait_for_selector('[data-testid="diff"]')
@@ -310,10 +315,7 @@ def test_the_prompts_page_lists_versions_with_usage_and_diffs_two_versions(
 def test_the_sessions_page_groups_turns_with_their_tokens_and_cost(
         explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
     aio, ids = explorer
-    page.goto(f"{aio.query}/")
-    page.click('nav a[data-nav="sessions"]')
-    page.wait_for_selector(f'tr[data-session="{SESSION}"]')
-    cells = page.locator(f'tr[data-session="{SESSION}"] td').all_inner_texts()
+    cells = _row_from_nav(page, aio, "sessions", f'tr[data-session="{SESSION}"]')
     assert cells[1:3] == ["ana", "2"] and cells[5:7] == ["100", "20"]
     page.click(f'tr[data-session="{SESSION}"]')
     page.wait_for_url(f"**/?*session={SESSION}*")
