@@ -88,7 +88,8 @@ function route() {
   const trace = p.get("trace");
   const view = trace ? "trace"
     : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts")
-    : p.get("view") === "sessions" ? (p.get("session") !== null ? "session" : "sessions") : "traces";
+    : p.get("view") === "sessions" ? (p.get("session") !== null ? "session" : "sessions")
+    : p.get("view") === "overview" ? "overview" : "traces";
   for (const link of document.querySelectorAll("[data-nav]")) {
     const section = { prompt: "prompts", session: "sessions", trace: "traces" }[view] || view;
     link.toggleAttribute("aria-current", link.dataset.nav === section);
@@ -97,7 +98,8 @@ function route() {
     : view === "session" ? `session ${p.get("session")}` : view} · tracehouse`;
   const render = { trace: () => renderTrace(trace, p), prompts: () => renderPrompts(p),
                    prompt: () => renderPrompt(p.get("prompt"), p), sessions: () => renderSessions(p),
-                   session: () => renderSession(p.get("session"), p), traces: () => renderTraces(p) }[view];
+                   session: () => renderSession(p.get("session"), p), overview: () => renderOverview(p),
+                   traces: () => renderTraces(p) }[view];
   render().catch((err) => showError(main, err));
 }
 
@@ -431,6 +433,103 @@ async function renderSession(sessionId, p) {
     `${fmtInt(t.traces)} turns · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
     `${fmtCost(t.cost_usd) || "$0"} in total`));
   main.append(traceTable(data.traces));
+}
+
+// ---------------------------------------------------------------- overview (from the rollups)
+
+const GROUPS = [["model", "model"], ["provider", "provider"], ["service", "service"], ["prompt", "prompt"]];
+const METRICS = [
+  ["requests", "requests", (u) => u.requests, fmtInt],
+  ["cost", "cost", (u) => u.cost_usd, fmtCost],
+  ["tokens", "tokens", (u) => u.total_tokens, fmtInt],
+  ["errors", "errors", (u) => u.errors, fmtInt],
+  ["p95", "latency p95", (u) => (u.latency_ms ? u.latency_ms.p95 : null), (ms) => (ms === null ? "" : fmtDuration(ms * NS_PER_MS))],
+];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/** One line per series over time, for the chosen metric. */
+function chart(series, metric, startMs, endMs) {
+  const [, label, value, format] = metric;
+  const width = 900, height = 220, pad = 40;
+  const points = series.map((s) => s.points.map((pt) => [Date.parse(pt.time), value(pt) || 0]));
+  const max = Math.max(1e-12, ...points.flat().map(([, v]) => v));
+  const x = (t) => pad + ((t - startMs) / Math.max(1, endMs - startMs)) * (width - 2 * pad);
+  const y = (v) => height - pad + 10 - (v / max) * (height - pad - 20);
+  const palette = ["#2563eb", "#8e5ad8", "#d98a1c", "#2e7d32", "#c62828", "#0891b2", "#be185d", "#64748b"];
+  const node = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": `${label} over time` },
+    svg("line", { x1: pad, y1: height - pad + 10, x2: width - pad, y2: height - pad + 10, class: "axis" }));
+  const top = svg("text", { x: 4, y: 14, class: "tick" });
+  top.textContent = format(max);
+  node.append(top);
+  points.forEach((pts, i) => {
+    if (!pts.length) return;
+    const color = palette[i % palette.length];
+    node.append(svg("polyline", { points: pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+                                  fill: "none", stroke: color, "stroke-width": 2 }));
+    for (const [t, v] of pts) node.append(svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: color }));
+  });
+  return node;
+}
+
+async function renderOverview(p) {
+  const by = GROUPS.some(([g]) => g === p.get("by")) ? p.get("by") : "model";
+  const metric = METRICS.find(([m]) => m === p.get("metric")) || METRICS[0];
+  main.append(el("h1", { text: "Overview" }));
+  const set = (key, value) => { const next = params(); next.set(key, value); navigate(next, { replace: true }); };
+  main.append(el("form", { class: "filters" },
+    el("label", {}, "time range", el("select", { name: "since", onchange: (e) => set("since", e.target.value) },
+      RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "24h") === name, text: `last ${name}` })))),
+    el("label", {}, "by", el("select", { name: "by", onchange: (e) => set("by", e.target.value) },
+      GROUPS.map(([g, label]) => el("option", { value: g, selected: g === by, text: label })))),
+    el("label", {}, "chart", el("select", { name: "metric", onchange: (e) => set("metric", e.target.value) },
+      METRICS.map(([m, label]) => el("option", { value: m, selected: m === metric[0], text: label }))))));
+  const q = new URLSearchParams({ ...rangeParams(p), group_by: by });
+  const data = await api(`/api/v1/metrics/genai?${q}`);
+  const t = data.totals;
+  if (!t.spans) {
+    main.append(el("div", { class: "empty" }, el("p", { text: "No GenAI calls in this time range." }),
+      el("p", { text: "Model calls (spans with a GenAI model or span kind) are counted here, from the per-minute usage rollup." })));
+    return;
+  }
+  main.append(el("div", { class: "summary", "data-testid": "overview-totals" },
+    el("div", {}, el("b", { text: "requests" }), fmtInt(t.requests)),
+    el("div", {}, el("b", { text: "errors" }), `${fmtInt(t.errors)} (${t.requests ? ((100 * t.errors) / t.requests).toFixed(1) : 0}%)`),
+    el("div", {}, el("b", { text: "input / output tokens" }), `${fmtInt(t.input_tokens)} / ${fmtInt(t.output_tokens)}`),
+    el("div", {}, el("b", { text: "cost" }), fmtCost(t.cost_usd) || "$0"),
+    el("div", {}, el("b", { text: "latency p50 / p95" }),
+      t.latency_ms ? `${fmtDuration(t.latency_ms.p50 * NS_PER_MS)} / ${fmtDuration(t.latency_ms.p95 * NS_PER_MS)}` : "–")));
+  const series = [...data.series].sort((a, b) => (metric[2](b.totals) || 0) - (metric[2](a.totals) || 0));
+  main.append(chart(series.slice(0, 8), metric, Date.parse(data.start), Date.parse(data.end)));
+  const palette = ["#2563eb", "#8e5ad8", "#d98a1c", "#2e7d32", "#c62828", "#0891b2", "#be185d", "#64748b"];
+  const rows = series.map((s, i) => el("tr", { "data-group": s.group[by] },
+    el("td", {}, i < 8 ? el("span", { class: "swatch", style: `background: ${palette[i]}` }) : null, s.group[by] || "(none)"),
+    el("td", { class: "num", text: fmtInt(s.totals.requests) }),
+    el("td", { class: "num", text: fmtInt(s.totals.errors) }),
+    el("td", { class: "num", text: fmtInt(s.totals.input_tokens) }),
+    el("td", { class: "num", text: fmtInt(s.totals.output_tokens) }),
+    el("td", { class: "num", text: fmtCost(s.totals.cost_usd) }),
+    el("td", { class: "num", text: s.totals.latency_ms ? fmtDuration(s.totals.latency_ms.p95 * NS_PER_MS) : "" }),
+    el("td", { class: "num", text: fmtInt(s.totals.unpriced_requests) })));
+  const head = [by, "requests", "errors", "input tok", "output tok", "cost", "p95", "unpriced calls"];
+  main.append(el("table", { class: "traces overview" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+  if (by === "model") {
+    const unpriced = series.filter((s) => s.totals.unpriced_requests > 0 && s.group.model);
+    if (unpriced.length) {
+      main.append(el("h2", { text: "Unpriced models" }), el("p", { class: "muted",
+        text: "Calls to these models carry no cost: the price table does not know them, or no usage was reported." }),
+        el("ul", { "data-testid": "unpriced" }, unpriced.map((s) =>
+          el("li", { "data-model": s.group.model, text: `${s.group.model}: ${fmtInt(s.totals.unpriced_requests)} calls` }))));
+    }
+  }
 }
 
 // ---------------------------------------------------------------- prompts

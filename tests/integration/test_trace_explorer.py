@@ -31,6 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PROMPT = "weather-answer"
 SESSION = "conv-1"
+UNPRICED_MODEL = "in-house-llm-7b"
 TEMPLATE_V1 = "You are a weather assistant.\nAnswer briefly: {question}\nUse metric units."
 TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\nUse metric units."
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
@@ -75,6 +76,10 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
                                  "gen_ai.input.messages": json.dumps(
                                      [{"role": "user", "parts": [{"type": "text", "content": question}]}])})
             ids[f"turn{turn + 1}"] = format(chat.get_span_context().trace_id, "032x")
+    with tracer.start_as_current_span("chat in-house") as chat:
+        chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "acme",
+                             "gen_ai.request.model": UNPRICED_MODEL, "gen_ai.usage.input_tokens": 5,
+                             "gen_ai.usage.output_tokens": 5})
     with tracer.start_as_current_span(XSS_NAME) as hostile:
         hostile.set_attribute("user.input", XSS_ATTR)
         hostile.set_attribute("gen_ai.input.messages", json.dumps(
@@ -324,6 +329,29 @@ def test_the_sessions_page_groups_turns_with_their_tokens_and_cost(
         sorted(t["trace_id"] for t in turns["traces"])
     assert page.inner_text('[data-testid="totals"]').startswith("2 turns · 100 input / 20 output tokens")
     _screenshot(page, "sessions", tmp_path)
+
+
+def test_the_overview_shows_usage_by_model_from_the_rollups_and_lists_unpriced_models(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/")
+    page.click('nav a[data-nav="overview"]')
+    page.wait_for_selector('[data-testid="overview-totals"]')
+    end = time.time()
+    api = _api(aio, f"/api/v1/metrics/genai?group_by=model&start={end - 86400:.3f}&end={end:.3f}")
+    totals = page.inner_text('[data-testid="overview-totals"]')
+    assert f"{api['totals']['requests']:,}" in totals
+    assert f"{api['totals']['input_tokens']:,} / {api['totals']['output_tokens']:,}" in totals
+    groups = page.eval_on_selector_all("table.overview tbody tr", "rs => rs.map(r => r.dataset.group)")
+    assert sorted(groups) == sorted(s["group"]["model"] for s in api["series"])
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", UNPRICED_MODEL} <= set(groups)
+    assert page.locator(f'[data-testid="unpriced"] li[data-model="{UNPRICED_MODEL}"]').count() == 1
+    assert page.locator('[data-testid="unpriced"] li[data-model="gpt-4o"]').count() == 0
+    page.select_option('select[name="metric"]', "cost")
+    page.wait_for_url("**/?*metric=cost*")
+    page.wait_for_selector('svg.chart[aria-label="cost over time"] polyline', state="attached")
+    assert page.locator("svg.chart polyline").count() == min(8, len(api["series"]))
+    _screenshot(page, "overview", tmp_path)
 
 
 def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
