@@ -135,9 +135,22 @@ function searchQuery(p) {
   return q;
 }
 
+/** Unix seconds (or RFC 3339) as a datetime-local input's value, in the browser's time zone. */
+function localInput(value) {
+  if (!value) return "";
+  const ms = /^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : Date.parse(value);
+  if (Number.isNaN(ms)) return "";
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 19);
+}
+
 function filterForm(p) {
+  const absolute = Boolean(p.get("start") || p.get("end"));
   const since = el("select", { name: "since", "aria-label": "time range" },
-    RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "1h") === name, text: `last ${name}` })));
+    absolute ? el("option", { value: "", selected: true, text: "from – to" }) : null,
+    RANGES.map(([name]) => el("option", { value: name, selected: !absolute && (p.get("since") || "1h") === name, text: `last ${name}` })));
+  const from = el("input", { type: "datetime-local", step: 1, name: "from", value: localInput(p.get("start")) });
+  const to = el("input", { type: "datetime-local", step: 1, name: "to", value: localInput(p.get("end")) });
   const status = el("select", { name: "status", "aria-label": "status" },
     [["", "any status"], ["error", "error"], ["ok", "ok"]].map(([value, label]) =>
       el("option", { value, selected: (p.get("status") || "") === value, text: label })));
@@ -146,14 +159,23 @@ function filterForm(p) {
   const inputs = TEXT_FILTERS.map(([name, label]) =>
     el("label", {}, label, el("input", { name, value: p.get(name) || "", autocomplete: "off" })));
   const form = el("form", { class: "filters", role: "search" },
-    el("label", {}, "time range", since), el("label", {}, "sort", sort), el("label", {}, "status", status), inputs,
+    el("label", {}, "time range", since), el("label", {}, "from", from), el("label", {}, "to", to),
+    el("label", {}, "sort", sort), el("label", {}, "status", status), inputs,
     el("button", { type: "submit", text: "Search" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
-    for (const [name, value] of new FormData(form)) if (value !== "") next.append(name, value);
+    for (const [name, value] of new FormData(form)) {
+      if (value === "") continue;
+      // An absolute range (either end) wins over the preset; the URL keeps unix seconds.
+      if (name === "from" || name === "to") next.set(name === "from" ? "start" : "end", String(Date.parse(value) / 1000));
+      else next.append(name, value);
+    }
+    if (next.has("start") || next.has("end")) next.delete("since");
     navigate(next);
   });
+  // Choosing a preset clears the absolute range.
+  since.addEventListener("change", () => { from.value = ""; to.value = ""; });
   return form;
 }
 
@@ -215,14 +237,20 @@ function traceTable(traces) {
 
 function keyInList(event, open) {
   const row = event.currentTarget;
+  const step = (node, forward) => {  // the next row a person can see (collapsed ones are skipped)
+    let next = forward ? node.nextElementSibling : node.previousElementSibling;
+    while (next && next.hidden) next = forward ? next.nextElementSibling : next.previousElementSibling;
+    return next;
+  };
+  const target = event.key === "ArrowDown" ? step(row, true) : event.key === "ArrowUp" ? step(row, false) : null;
   if (event.key === "Enter") open();
-  else if (event.key === "ArrowDown" && row.nextElementSibling) { row.nextElementSibling.focus(); event.preventDefault(); }
-  else if (event.key === "ArrowUp" && row.previousElementSibling) { row.previousElementSibling.focus(); event.preventDefault(); }
+  else if (target) { target.focus(); event.preventDefault(); }
 }
 
 // ---------------------------------------------------------------- one trace
 
 const KIND_CLASS = { llm: "llm", chat: "llm", tool: "tool" };
+const COLLAPSE_ABOVE = 300; // spans; a larger trace opens folded below its second level
 
 /** Spans in waterfall order: depth-first from each root, children by start time. A span
  * whose parent was never received is shown as a root (an orphan), never hidden. */
@@ -240,11 +268,12 @@ export function waterfallOrder(spans) {
   }
   const byStart = (a, b) => (BigInt(a.start_time_unix_nano) < BigInt(b.start_time_unix_nano) ? -1 : 1);
   const out = [];
-  const visit = (span, depth) => {
-    out.push({ span, depth, orphan: depth === 0 && !!span.parent_span_id });
-    for (const child of (children.get(span.span_id) || []).sort(byStart)) visit(child, depth + 1);
+  const visit = (span, depth, ancestors) => {
+    const kids = (children.get(span.span_id) || []).sort(byStart);
+    out.push({ span, depth, orphan: depth === 0 && !!span.parent_span_id, ancestors, children: kids.length });
+    for (const child of kids) visit(child, depth + 1, [...ancestors, span.span_id]);
   };
-  for (const root of roots.sort(byStart)) visit(root, 0);
+  for (const root of roots.sort(byStart)) visit(root, 0, []);
   return out;
 }
 
@@ -275,7 +304,11 @@ async function renderTrace(traceId, p) {
   const start = BigInt(totals.start_time_unix_nano);
   const total = Math.max(1, totals.duration_ns);
   const panel = el("aside", { class: "panel", "aria-label": "span details" });
-  const rows = waterfallOrder(spans).map(({ span, depth, orphan }) => {
+  // Large traces open with only their top two levels shown; any span's subtree folds.
+  const ordered = waterfallOrder(spans);
+  const collapsed = new Set(spans.length > COLLAPSE_ABOVE
+    ? ordered.filter(({ depth, children }) => depth >= 1 && children).map(({ span }) => span.span_id) : []);
+  const rows = ordered.map(({ span, depth, orphan, ancestors, children }) => {
     const kind = spanKind(span);
     const error = span.status.code === "Error";
     const left = (Number(BigInt(span.start_time_unix_nano) - start) / total) * 100;
@@ -285,10 +318,16 @@ async function renderTrace(traceId, p) {
       next.set("span", span.span_id);
       navigate(next, { replace: true });
     };
+    const toggle = children ? el("button", { type: "button", class: "fold", "aria-label": `fold ${children} child spans`,
+      text: collapsed.has(span.span_id) ? "▸" : "▾",
+      onclick: (e) => { e.stopPropagation(); fold(span.span_id); } }) : el("span", { class: "fold-space" });
     return el("div", { class: "span-row", role: "treeitem", tabindex: 0, "data-span-id": span.span_id,
-                       "aria-level": depth + 1, "aria-selected": p.get("span") === span.span_id,
-                       onclick: select, onkeydown: (e) => keyInList(e, select) },
+                       "data-ancestors": ancestors.join(" "), "aria-level": depth + 1,
+                       "aria-expanded": children ? String(!collapsed.has(span.span_id)) : null,
+                       "aria-selected": p.get("span") === span.span_id,
+                       onclick: select, onkeydown: (e) => keyInSpans(e, select, span.span_id, children) },
       el("div", { class: "span-label", style: `padding-left: ${depth * 14}px`, title: span.name },
+        toggle,
         el("span", { class: `kind kind-${KIND_CLASS[kind] || "other"}`, text: kind }),
         error ? el("span", { class: "status-error", text: "✖ " }) : null,
         orphan ? el("span", { class: "muted", text: "(parent missing) " }) : null,
@@ -298,6 +337,28 @@ async function renderTrace(traceId, p) {
                     style: `left: ${left.toFixed(3)}%; width: ${width.toFixed(3)}%`,
                     title: fmtDuration(span.duration_ns) })));
   });
+  const showFolds = () => {
+    for (const row of rows) {
+      row.hidden = row.dataset.ancestors.split(" ").some((id) => collapsed.has(id));
+      if (row.hasAttribute("aria-expanded")) {
+        const open = !collapsed.has(row.dataset.spanId);
+        row.setAttribute("aria-expanded", String(open));
+        row.querySelector(".fold").textContent = open ? "▾" : "▸";
+      }
+    }
+  };
+  const fold = (spanId, open) => {
+    if (open === undefined ? collapsed.has(spanId) : open) collapsed.delete(spanId);
+    else collapsed.add(spanId);
+    showFolds();
+  };
+  const keyInSpans = (event, select, spanId, children) => {
+    if (children && (event.key === "ArrowRight" || event.key === "ArrowLeft")) {
+      fold(spanId, event.key === "ArrowRight");
+      event.preventDefault();
+    } else keyInList(event, select);
+  };
+  showFolds();
   main.append(el("div", { class: "trace-view" },
     el("div", { class: "waterfall", role: "tree", "aria-label": "spans" }, rows), panel));
   const selected = spans.find((s) => s.span_id === p.get("span")) || null;

@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from allinone import REPO, AllInOne
+from genai_helpers import batch_of, span
 from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
+from tracehouse.core.pdata import TraceBatch
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +39,21 @@ TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
 XSS_ATTR = "<script>window.__xss = 2</script>"
 XSS_MESSAGE = '<script>window.__xss = 3</script><b onmouseover="window.__xss = 4">hi</b>'
+
+
+BIG_TRACE, BIG_CHILDREN, BIG_GRANDCHILDREN = 0xB16, 20, 99
+
+
+def _big_trace() -> TraceBatch:
+    """2,001 spans: a root, 20 children, 99 grandchildren under each."""
+    t0 = time.time_ns() - 60 * 10**9
+    spans = [span(BIG_TRACE, 1, t0, {}, name="big root", duration_ns=10**9)]
+    for c in range(BIG_CHILDREN):
+        child = 2 + c * (BIG_GRANDCHILDREN + 1)
+        spans.append(span(BIG_TRACE, child, t0 + c * 10**7, {}, parent=1, name=f"step {c}", duration_ns=10**7))
+        spans += [span(BIG_TRACE, child + 1 + g, t0 + c * 10**7 + g * 10**4, {}, parent=child,
+                       name=f"step {c}.{g}", duration_ns=10**4) for g in range(BIG_GRANDCHILDREN)]
+    return batch_of(spans, service="big-app")
 
 
 def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
@@ -100,6 +117,11 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AllInOn
                 response = http.post(f"{aio.otlp_http}/v1/traces", content=body,
                                      headers={"content-type": "application/x-protobuf"})
                 assert response.status_code == 200, response.text
+            big = _big_trace()
+            response = http.post(f"{aio.otlp_http}/v1/traces", content=big.to_bytes(),
+                                 headers={"content-type": "application/x-protobuf"})
+            assert response.status_code == 200, response.text
+        ids["big"] = BIG_TRACE.to_bytes(16, "big").hex()
         yield aio, ids
     finally:
         aio.stop()
@@ -120,7 +142,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="UTC")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -352,6 +374,48 @@ def test_the_overview_shows_usage_by_model_from_the_rollups_and_lists_unpriced_m
     page.wait_for_selector('svg.chart[aria-label="cost over time"] polyline', state="attached")
     assert page.locator("svg.chart polyline").count() == min(8, len(api["series"]))
     _screenshot(page, "overview", tmp_path)
+
+
+def test_a_2000_span_trace_opens_folded_and_folds_by_mouse_and_keyboard(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/?trace={ids['big']}")
+    page.wait_for_selector(".span-row")
+    visible = "() => [...document.querySelectorAll('.span-row')].filter(r => !r.hidden).length"
+    assert page.locator(".span-row").count() == 1 + BIG_CHILDREN * (1 + BIG_GRANDCHILDREN)
+    assert page.evaluate(visible) == 1 + BIG_CHILDREN, "the top two levels, the rest folded"
+    first_child = page.locator('.span-row[aria-level="2"]').first
+    first_child.locator(".fold").click()
+    assert page.evaluate(visible) == 1 + BIG_CHILDREN + BIG_GRANDCHILDREN
+    assert first_child.get_attribute("aria-expanded") == "true"
+    first_child.focus()
+    page.keyboard.press("ArrowLeft")  # fold it again from the keyboard
+    assert page.evaluate(visible) == 1 + BIG_CHILDREN
+    page.keyboard.press("ArrowDown")  # the next visible row: the second child, not a hidden grandchild
+    assert page.evaluate("document.activeElement.textContent").endswith("step 1")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(visible) == 1 + BIG_CHILDREN + BIG_GRANDCHILDREN
+    page.keyboard.press("Enter")
+    page.wait_for_selector("aside h2")
+    assert page.inner_text("aside h2") == "step 1"
+
+
+def test_an_absolute_time_range_selects_the_traces_inside_it(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    page.fill('input[name="from"]', "2026-11-22T16:00:00")  # the captured payloads' hour (UTC)
+    page.fill('input[name="to"]', "2026-11-22T17:00:00")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*start=*")
+    assert "since=" not in page.url
+    api = _api(aio, "/api/v1/traces?start=2026-11-22T16:00:00Z&end=2026-11-22T17:00:00Z&limit=50")
+    assert api["traces"]
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n",
+                           arg=len(api["traces"]))
+    assert _listed(page) == [t["trace_id"] for t in api["traces"]]
+    assert page.input_value('input[name="from"]').startswith("2026-11-22T16:00"), "the form shows the range"
 
 
 def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
