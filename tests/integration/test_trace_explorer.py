@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from allinone import REPO, AllInOne
-from genai_helpers import batch_of, span
+from genai_helpers import batch_of
+from genai_helpers import span as make_span
 from otlp_fixtures import FIXTURES, fixture_payloads, load_batch
 from tracehouse.core.pdata import TraceBatch
 
@@ -47,11 +48,11 @@ BIG_TRACE, BIG_CHILDREN, BIG_GRANDCHILDREN = 0xB16, 20, 99
 def _big_trace() -> TraceBatch:
     """2,001 spans: a root, 20 children, 99 grandchildren under each."""
     t0 = time.time_ns() - 60 * 10**9
-    spans = [span(BIG_TRACE, 1, t0, {}, name="big root", duration_ns=10**9)]
+    spans = [make_span(BIG_TRACE, 1, t0, {}, name="big root", duration_ns=10**9)]
     for c in range(BIG_CHILDREN):
         child = 2 + c * (BIG_GRANDCHILDREN + 1)
-        spans.append(span(BIG_TRACE, child, t0 + c * 10**7, {}, parent=1, name=f"step {c}", duration_ns=10**7))
-        spans += [span(BIG_TRACE, child + 1 + g, t0 + c * 10**7 + g * 10**4, {}, parent=child,
+        spans.append(make_span(BIG_TRACE, child, t0 + c * 10**7, {}, parent=1, name=f"step {c}", duration_ns=10**7))
+        spans += [make_span(BIG_TRACE, child + 1 + g, t0 + c * 10**7 + g * 10**4, {}, parent=child,
                        name=f"step {c}.{g}", duration_ns=10**4) for g in range(BIG_GRANDCHILDREN)]
     return batch_of(spans, service="big-app")
 
