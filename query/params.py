@@ -8,6 +8,7 @@ import binascii
 import calendar
 import json
 import re
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -67,6 +68,23 @@ def parse_time_ns(text: str, parameter: str = "time") -> int:
 
 
 _TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def parse_range(start: str | None, end: str | None, lookback_ns: int,
+                fallback: tuple[int | None, int | None] = (None, None)) -> tuple[int, int]:
+    """[start, end) in ns from the `start`/`end` parameters. A missing one comes from
+    `fallback` (the range a cursor carries), else `end` is now and `start` is `end` minus
+    the lookback. 400 when start is not before end."""
+    end_ns = parse_time_ns(end, "end") if end else fallback[1] if fallback[1] is not None else time.time_ns()
+    if start:
+        start_ns = parse_time_ns(start, "start")
+    elif fallback[0] is not None:
+        start_ns = fallback[0]
+    else:
+        start_ns = max(0, end_ns - lookback_ns)
+    if start_ns >= end_ns:
+        raise ApiError(400, "start: must be before end", "start")
+    return start_ns, end_ns
 
 
 def parse_trace_id(text: str) -> str:

@@ -16,6 +16,7 @@ from tracehouse.core.genai import ChatMessage
 from tracehouse.query.messages import span_messages
 from tracehouse.query.models import (
     ChatMessageModel,
+    SessionSummary,
     ToolCall,
     TraceSearchTotals,
     GenAIFields,
@@ -64,6 +65,14 @@ def search_totals(rows: Sequence[Mapping[str, Any]], *, first_page: bool) -> Tra
     return TraceSearchTotals(traces=int(row["matched_traces"]), input_tokens=int(row["matched_input_tokens"]),
                              output_tokens=int(row["matched_output_tokens"]),
                              cost_usd=float(row["matched_cost_usd"]))
+
+
+def session_from_row(row: Mapping[str, Any]) -> SessionSummary:
+    return SessionSummary(
+        session_id=row["session_id"], user_id=row["user_id"], turns=int(row["turns"]),
+        first_time=format_ns(int(row["first_ns"])), last_time=format_ns(int(row["last_ns"])),
+        input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
+        cost_usd=float(row["cost_usd"]), error_spans=int(row["error_spans"]))
 
 
 def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:

@@ -1,7 +1,6 @@
 """`GET /api/v1/metrics/genai`: GenAI usage over time, read from the per-minute usage rollup
 (never the spans table)."""
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,7 +15,7 @@ from tracehouse.query.params import (
     default_step,
     parse_group_by,
     parse_step,
-    parse_time_ns,
+    parse_range,
 )
 from tracehouse.query.rows import format_ns, metrics_from_rows
 from tracehouse.query.store import GROUP_DIMENSIONS, MetricsQuery, TraceStore
@@ -51,10 +50,7 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig) -> APIRout
     ) -> GenAIMetricsResponse:
         """Requests, errors, tokens, cost and model-call latency over time, read from the
         per-minute usage rollup (never the spans table). Only buckets with data are returned."""
-        end_ns = parse_time_ns(end, "end") if end else time.time_ns()
-        start_ns = parse_time_ns(start, "start") if start else max(0, end_ns - lookback_ns)
-        if start_ns >= end_ns:
-            raise ApiError(400, "start: must be before end", "start")
+        start_ns, end_ns = parse_range(start, end, lookback_ns)
         step_s = parse_step(step) if step is not None else default_step(end_ns - start_ns)
         dimensions = parse_group_by(group_by or [])
         start_s = start_ns // NS // step_s * step_s

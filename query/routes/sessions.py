@@ -1,16 +1,15 @@
 """`GET /api/v1/sessions`: conversations grouped by session id, from the per-trace rollup.
 One session's turns are the traces of `GET /api/v1/traces?session=<id>`."""
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from tracehouse.query.config import QueryApiConfig
-from tracehouse.query.errors import ERROR_RESPONSES, ApiError
-from tracehouse.query.models import SessionListResponse, SessionSummary
-from tracehouse.query.params import NS, parse_time_ns
-from tracehouse.query.rows import format_ns
+from tracehouse.query.errors import ERROR_RESPONSES
+from tracehouse.query.models import SessionListResponse
+from tracehouse.query.params import NS, parse_range
+from tracehouse.query.rows import format_ns, session_from_row
 from tracehouse.query.store import TraceStore
 
 MAX_SESSIONS = 1000
@@ -31,17 +30,9 @@ def sessions_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
     ) -> SessionListResponse:
         """Conversations: per session id, its turns (traces) in the range, their tokens, cost
         and errors, and its user. Reads the per-trace rollup, never the spans table."""
-        end_ns = parse_time_ns(end, "end") if end else time.time_ns()
-        start_ns = parse_time_ns(start, "start") if start else max(0, end_ns - lookback_ns)
-        if start_ns >= end_ns:
-            raise ApiError(400, "start: must be before end", "start")
+        start_ns, end_ns = parse_range(start, end, lookback_ns)
         rows = await store.sessions(start_ns, end_ns, user or "", limit)
-        sessions = [SessionSummary(
-            session_id=r["session_id"], user_id=r["user_id"], turns=int(r["turns"]),
-            first_time=format_ns(int(r["first_ns"])), last_time=format_ns(int(r["last_ns"])),
-            input_tokens=int(r["input_tokens"]), output_tokens=int(r["output_tokens"]),
-            cost_usd=float(r["cost_usd"]), error_spans=int(r["error_spans"])) for r in rows]
-        return SessionListResponse(sessions=sessions, total=int(rows[0]["total_sessions"]) if rows else 0,
+        return SessionListResponse(sessions=[session_from_row(r) for r in rows], total=int(rows[0]["total_sessions"]) if rows else 0,
                                    start=format_ns(start_ns), end=format_ns(end_ns))
 
     return router

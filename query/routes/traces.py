@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and some name the factory's arguments (a closure FastAPI cannot see in strings).
 
-import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -16,7 +15,7 @@ from tracehouse.query.params import (
     decode_cursor,
     encode_cursor,
     parse_attributes,
-    parse_time_ns,
+    parse_range,
     parse_trace_id,
 )
 from tracehouse.query.rows import format_ns, search_totals, span_from_row, summary_from_row, totals_of
@@ -71,15 +70,7 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
             if cursor_sort != sort:
                 raise ApiError(400, f"cursor: it continues a search sorted by {cursor_sort}, not {sort}", "cursor")
             keyset = (cursor_key, cursor_trace)
-        end_ns = parse_time_ns(end, "end") if end else range_end if range_end is not None else time.time_ns()
-        if start:
-            start_ns = parse_time_ns(start, "start")
-        elif range_start is not None:
-            start_ns = range_start
-        else:
-            start_ns = max(0, end_ns - lookback_ns)
-        if start_ns >= end_ns:
-            raise ApiError(400, "start: must be before end", "start")
+        start_ns, end_ns = parse_range(start, end, lookback_ns, (range_start, range_end))
         query = SearchQuery(
             start_ns=start_ns, end_ns=end_ns, limit=limit + 1,
             service=service or "", span_name=span_name or "", status=status or "",

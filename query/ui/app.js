@@ -117,6 +117,22 @@ const TEXT_FILTERS = [
 const SORTS = [["time", "newest"], ["cost", "costliest"], ["tokens", "most tokens"], ["duration", "longest"]];
 const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "sort", "cursor", "limit"];
 
+/** The preset range `since` (or `fallback`) as unix seconds ending now. */
+function rangeParams(p, fallback = "24h") {
+  const preset = (name) => RANGES.find(([n]) => n === name);
+  const since = preset(p.get("since")) || preset(fallback);
+  const end = Date.now() / 1000;
+  return { start: (end - since[1]).toFixed(3), end: end.toFixed(3) };
+}
+
+/** The preset time-range menu; with `absolute`, a from–to range is shown as chosen instead. */
+function sinceSelect(p, fallback, props = {}, absolute = false) {
+  const current = p.get("since") || fallback;
+  return el("select", { name: "since", "aria-label": "time range", ...props },
+    absolute ? el("option", { value: "", selected: true, text: "from – to" }) : null,
+    RANGES.map(([name]) => el("option", { value: name, selected: !absolute && current === name, text: `last ${name}` })));
+}
+
 function searchQuery(p) {
   const q = new URLSearchParams();
   for (const name of API_FILTERS) {
@@ -126,10 +142,9 @@ function searchQuery(p) {
     if (p.get("start")) q.set("start", p.get("start"));
     if (p.get("end")) q.set("end", p.get("end"));
   } else {
-    const since = RANGES.find(([name]) => name === (p.get("since") || "1h")) || RANGES[1];
-    const end = Date.now() / 1000;
-    q.set("start", (end - since[1]).toFixed(3));
-    q.set("end", end.toFixed(3));
+    const { start, end } = rangeParams(p, "1h");
+    q.set("start", start);
+    q.set("end", end);
   }
   if (!q.has("limit")) q.set("limit", "50");
   return q;
@@ -146,9 +161,7 @@ function localInput(value) {
 
 function filterForm(p) {
   const absolute = Boolean(p.get("start") || p.get("end"));
-  const since = el("select", { name: "since", "aria-label": "time range" },
-    absolute ? el("option", { value: "", selected: true, text: "from – to" }) : null,
-    RANGES.map(([name]) => el("option", { value: name, selected: !absolute && (p.get("since") || "1h") === name, text: `last ${name}` })));
+  const since = sinceSelect(p, "1h", {}, absolute);
   const from = el("input", { type: "datetime-local", step: 1, name: "from", value: localInput(p.get("start")) });
   const to = el("input", { type: "datetime-local", step: 1, name: "to", value: localInput(p.get("end")) });
   const status = el("select", { name: "status", "aria-label": "status" },
@@ -428,17 +441,10 @@ function renderSpan(panel, span) {
 
 // ---------------------------------------------------------------- sessions
 
-function rangeParams(p) {
-  const since = RANGES.find(([name]) => name === (p.get("since") || "24h")) || RANGES[3];
-  const end = Date.now() / 1000;
-  return { start: (end - since[1]).toFixed(3), end: end.toFixed(3) };
-}
-
 async function renderSessions(p) {
   main.append(el("h1", { text: "Sessions" }));
   const form = el("form", { class: "filters", role: "search" },
-    el("label", {}, "time range", el("select", { name: "since", "aria-label": "time range" },
-      RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "24h") === name, text: `last ${name}` })))),
+    el("label", {}, "time range", sinceSelect(p, "24h")),
     el("label", {}, "user", el("input", { name: "user", value: p.get("user") || "", autocomplete: "off" })),
     el("button", { type: "submit", text: "Search" }));
   form.addEventListener("submit", (event) => {
@@ -545,8 +551,7 @@ async function renderOverview(p) {
   main.append(el("h1", { text: "Overview" }));
   const set = (key, value) => { const next = params(); next.set(key, value); navigate(next, { replace: true }); };
   main.append(el("form", { class: "filters" },
-    el("label", {}, "time range", el("select", { name: "since", onchange: (e) => set("since", e.target.value) },
-      RANGES.map(([name]) => el("option", { value: name, selected: (p.get("since") || "24h") === name, text: `last ${name}` })))),
+    el("label", {}, "time range", sinceSelect(p, "24h", { onchange: (e) => set("since", e.target.value) })),
     el("label", {}, "by", el("select", { name: "by", onchange: (e) => set("by", e.target.value) },
       GROUPS.map(([g, label]) => el("option", { value: g, selected: g === by, text: label })))),
     el("label", {}, "chart", el("select", { name: "metric", onchange: (e) => set("metric", e.target.value) },
