@@ -32,8 +32,8 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
         version="1",
         description="Search GenAI traces and read them span by span; GenAI usage metrics and the "
                     "prompt registry from the rollups. Every error is "
-                    "`{\"error\": {\"code\", \"message\", \"parameter\"}}`. A span stored twice "
-                    "(same trace id and span id) is shown and counted once.",
+                    "`{\"error\": {\"code\", \"message\", \"parameter\"}}`. A span sent twice "
+                    "(same trace id and span id: a client retry) is shown and counted once.",
     )
     install_error_handlers(app)
     # The order of the routes is the order of the paths in /openapi.json.

@@ -24,6 +24,10 @@ class QueryApiConfig(ComponentConfig):
     default_lookback: Duration = 3600.0
     # Largest `limit` a search may ask for.
     max_limit: int = 1000
+    # The trace list sums each trace from the per-trace rollup rows that start within this
+    # long of the searched range; a longer trace across the range's edge shows the part
+    # inside (its own page is always whole). Larger costs the list more rows to read.
+    max_trace_duration: Duration = 6 * 3600.0
 
     @field_validator("endpoint")
     @classmethod
@@ -38,7 +42,7 @@ class QueryApiConfig(ComponentConfig):
             raise ValueError("must be at least 1")
         return v
 
-    @field_validator("default_lookback")
+    @field_validator("default_lookback", "max_trace_duration")
     @classmethod
     def _check_lookback(cls, v: float) -> float:
         if v <= 0:

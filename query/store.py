@@ -6,14 +6,17 @@ thread-local. User input only ever reaches ClickHouse as server-side bound param
 (`{name:Type}` placeholders); the SQL text itself lives in `sql/*.sql`, where the only
 substitutions are the database and table identifiers from the validated config.
 
-The GenAI metrics and prompt queries read only the rollups the exporter's schema keeps
-(`<traces>_genai_usage_1m`, `<traces>_prompts`), never the spans table.
+The trace list, sessions, GenAI metrics and prompt queries read the rollups the exporter's
+schema keeps (`<traces>_trace_rollup`, `<traces>_genai_usage_1m`, `<traces>_prompts`); only
+span-level search filters and single traces read the spans table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,13 +37,17 @@ log = structlog.get_logger("tracehouse.query.store")
 
 # A trace read returns at most this many spans (the response says when it was cut).
 MAX_TRACE_SPANS = 100_000
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+# A list row whose trace left the rollup between the page and its labels (TTL).
+_NO_LABELS = {"root_span_name": "", "root_service_name": "", "service_names": [], "models": []}
 
 
 class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search")
 
 
@@ -66,14 +73,25 @@ class SearchQuery:
     provider: str = ""
     model: str = ""
     prompt: str = ""
+    prompt_version: str = ""
     session: str = ""
     user: str = ""
     min_duration_ns: int = 0
+    max_duration_ns: int = INT64_MAX
     min_tokens: int = 0
+    max_tokens: int = UINT64_MAX
     min_cost_usd: float = 0.0
+    max_cost_usd: float = math.inf
     attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
     sort: str = "time"  # time | cost | tokens | duration, largest first
     cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
+    # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
+    window_ns: int = 6 * 3600 * 1_000_000_000
+
+    @property
+    def span_filtered(self) -> bool:
+        return bool(self.service or self.span_name or self.provider or self.model or self.prompt
+                    or self.prompt_version or self.session or self.user or self.attributes)
 
     def parameters(self) -> dict[str, Any]:
         cursor_key, cursor_trace = self.cursor if self.cursor else (0, "")
@@ -85,14 +103,20 @@ class SearchQuery:
             "provider": self.provider,
             "model": self.model,
             "prompt": self.prompt,
+            "prompt_version": self.prompt_version,
             "session": self.session,
             "user": self.user,
             "attr_keys": [k for k, _ in self.attributes],
             "attr_values": [v for _, v in self.attributes],
             "status": self.status,
+            "span_filtered": int(self.span_filtered),
             "min_duration_ns": self.min_duration_ns,
+            "max_duration_ns": self.max_duration_ns,
             "min_tokens": self.min_tokens,
+            "max_tokens": self.max_tokens,
             "min_cost_usd": float(self.min_cost_usd),
+            "max_cost_usd": min(float(self.max_cost_usd), sys.float_info.max),
+            "window_ns": self.window_ns,
             "sort": self.sort,
             "has_cursor": 1 if self.cursor else 0,
             "cursor_key": cursor_key,
@@ -122,14 +146,13 @@ class JaegerSearchQuery:
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "min_duration_ns": self.min_duration_ns,
-            "max_duration_ns": _MAX_UINT64 if self.max_duration_ns is None else self.max_duration_ns,
+            "max_duration_ns": UINT64_MAX if self.max_duration_ns is None else self.max_duration_ns,
             "tag_keys": [k for k, _ in self.tags],
             "tag_values": [v for _, v in self.tags],
             "limit": self.limit,
         }
 
 
-_MAX_UINT64 = 2**64 - 1
 # Service and operation lists (Jaeger API) return at most this many names.
 MAX_NAMES = 100_000
 
@@ -224,8 +247,16 @@ class TraceStore:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def search(self, query: SearchQuery) -> list[dict[str, Any]]:
-        """Trace summaries, newest first; at most `query.limit` rows."""
-        return await self._query("trace_search", query.parameters())
+        """Trace summaries in the query's order; at most `query.limit` rows."""
+        rows = await self._query("trace_search", query.parameters())
+        if rows:
+            labels = await self._query("trace_labels", {
+                "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
+                "end_ns": query.end_ns, "window_ns": query.window_ns})
+            by_trace = {label["trace_id"]: label for label in labels}
+            for row in rows:
+                row.update(by_trace.get(row["trace_id"], _NO_LABELS))
+        return rows
 
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""

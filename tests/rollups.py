@@ -7,8 +7,9 @@ rollups keep the evidence. So exactly-once tests compare every rollup with aggre
 recomputed over the distinct raw spans (`LIMIT 1 BY TraceId, SpanId`), never with other
 rollups. Read here:
 
-* `<traces>_trace_rollup`: per trace, time bounds, root span and service, services,
-  providers, models, prompts, span and error counts, tokens, cost, session and user;
+* `<traces>_trace_rollup`: per trace, time bounds and last span start, root span and
+  service, first span, services, providers, models (both ways), prompts, span, error and
+  status-set counts, tokens and cost (NULL when no span reported any), session and user;
 * `<traces>_genai_usage_1m`: per minute x service x provider x models x prompt version,
   spans, requests, errors, tokens, estimated tokens/requests, unpriced requests, costs,
   latency sum and first/last seen (the t-digest quantile state is approximate and is not
@@ -37,9 +38,9 @@ class Rollup:
     columns: tuple[str, ...]
 
 
-_TRACE_COLUMNS = ("Start", "End", "RootSpanName", "RootServiceName", "ServiceNames", "Providers", "Models",
-                  "Prompts", "Spans", "ErrorSpans", "InputTokens", "OutputTokens", "TotalTokens", "TotalCostUSD",
-                  "SessionId", "UserId")
+_TRACE_COLUMNS = ("Start", "End", "LastSpanStart", "RootSpanName", "RootServiceName", "FirstSpan", "ServiceNames",
+                  "Providers", "Models", "ModelNames", "Prompts", "Spans", "ErrorSpans", "StatusSetSpans",
+                  "InputTokens", "OutputTokens", "TotalTokens", "TotalCostUSD", "SessionId", "UserId")
 _USAGE_KEY = ("Minute", "ServiceName", "Provider", "RequestModel", "ResponseModel", "PromptName", "PromptVersion")
 _USAGE_SUMS = ("Spans", "Requests", "Errors", "InputTokens", "OutputTokens", "CachedInputTokens", "ReasoningTokens",
                "TotalTokens", "EstimatedTokens", "EstimatedRequests", "UnpricedRequests", "InputCostUSD",
@@ -50,22 +51,26 @@ _IS_CALL = ("(GenAISpanKind IN ('llm', 'embedding', 'reranker') "
 ROLLUPS = (
     Rollup(
         "_trace_rollup", ("TraceId",),
-        rollup="""SELECT TraceId, min(Start), max(End), max(RootSpanName), max(RootServiceName),
-                         arraySort(groupUniqArrayArray(ServiceNames)), arraySort(groupUniqArrayArray(Providers)),
-                         arraySort(groupUniqArrayArray(Models)), arraySort(groupUniqArrayArray(Prompts)),
-                         sum(Spans), sum(ErrorSpans), sum(InputTokens), sum(OutputTokens), sum(TotalTokens),
-                         sum(TotalCostUSD), max(SessionId), max(UserId)
+        rollup="""SELECT TraceId, min(Start), max(End), max(LastSpanStart), max(RootSpanName), max(RootServiceName),
+                         min(FirstSpan), arraySort(groupUniqArrayArray(ServiceNames)),
+                         arraySort(groupUniqArrayArray(Providers)), arraySort(groupUniqArrayArray(Models)),
+                         arraySort(groupUniqArrayArray(ModelNames)), arraySort(groupUniqArrayArray(Prompts)),
+                         sum(Spans), sum(ErrorSpans), sum(StatusSetSpans), sum(InputTokens), sum(OutputTokens),
+                         sum(TotalTokens), sum(TotalCostUSD), max(SessionId), max(UserId)
                   FROM {src} GROUP BY TraceId""",
-        raw="""SELECT TraceId, min(Timestamp), max(Timestamp + toIntervalNanosecond(Duration)),
+        raw="""SELECT TraceId, min(Timestamp), max(Timestamp + toIntervalNanosecond(Duration)), max(Timestamp),
                       maxIf(SpanName, ParentSpanId = ''), maxIf(ServiceName, ParentSpanId = ''),
+                      min((toUInt8(ParentSpanId != ''), Timestamp, toString(SpanName), toString(ServiceName))),
                       arraySort(groupUniqArray(ServiceName)),
                       arraySort(groupUniqArrayIf(GenAIProvider, GenAIProvider != '')),
                       arraySort(groupUniqArrayIf(if(GenAIRequestModel != '', GenAIRequestModel, GenAIResponseModel),
                                                  GenAIRequestModel != '' OR GenAIResponseModel != '')),
+                      arraySort(arrayFilter(m -> m != '', groupUniqArrayArray(
+                          [toString(GenAIRequestModel), toString(GenAIResponseModel)]))),
                       arraySort(groupUniqArrayIf(GenAIPromptName, GenAIPromptName != '')),
-                      count(), countIf(StatusCode = 'Error'), sum(ifNull(GenAIInputTokens, 0)),
-                      sum(ifNull(GenAIOutputTokens, 0)), sum(ifNull(GenAITotalTokens, 0)),
-                      toDecimal128(sum(ifNull(GenAITotalCostUSD, 0)), 12), max(GenAISessionId), max(GenAIUserId)
+                      count(), countIf(StatusCode = 'Error'), countIf(StatusCode != 'Unset'),
+                      sum(GenAIInputTokens), sum(GenAIOutputTokens), sum(GenAITotalTokens),
+                      toDecimal128(sum(GenAITotalCostUSD), 12), max(GenAISessionId), max(GenAIUserId)
                FROM {src} WHERE TraceId != '' GROUP BY TraceId""",
         columns=_TRACE_COLUMNS),
     Rollup(
@@ -103,7 +108,7 @@ ROLLUPS = (
 )
 
 # Additive columns: their totals say how much a rollup over- or under-counts.
-_ADDITIVE = {"Spans", "ErrorSpans", "Requests", "Errors", "InputTokens", "OutputTokens", "CachedInputTokens",
+_ADDITIVE = {"Spans", "ErrorSpans", "StatusSetSpans", "Requests", "Errors", "InputTokens", "OutputTokens", "CachedInputTokens",
              "ReasoningTokens", "TotalTokens", "EstimatedTokens", "EstimatedRequests", "UnpricedRequests",
              "InputCostUSD", "OutputCostUSD", "TotalCostUSD", "DurationSumNs"}
 
@@ -131,8 +136,8 @@ def rollup_mismatches(client: Any, database: str, traces_table: str = "otel_trac
         totals = []
         for i, column in enumerate(r.columns):
             if column in _ADDITIVE:
-                got = sum(v[i] for v in stored.values())
-                want = sum(v[i] for v in expected.values())
+                got = sum(v[i] or 0 for v in stored.values())  # a NULL sum: no span reported any
+                want = sum(v[i] or 0 for v in expected.values())
                 if got != want:
                     totals.append(f"{column} {got} vs {want}")
         if totals:

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and some name the factory's arguments (a closure FastAPI cannot see in strings).
 
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -19,11 +20,17 @@ from tracehouse.query.params import (
     parse_trace_id,
 )
 from tracehouse.query.rows import format_ns, search_totals, span_from_row, summary_from_row, totals_of
-from tracehouse.query.store import MAX_TRACE_SPANS, SearchQuery, TraceStore
+from tracehouse.query.store import INT64_MAX, MAX_TRACE_SPANS, UINT64_MAX, SearchQuery, TraceStore
+
+
+def duration_ns(ms: float | None, default: int) -> int:
+    """Milliseconds -> nanoseconds, capped at ClickHouse's Int64."""
+    return default if ms is None else int(min(ms * 1_000_000, INT64_MAX))
 
 
 def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
     lookback_ns = int(settings.default_lookback * NS)
+    window_ns = int(settings.max_trace_duration * NS)
     router = APIRouter(tags=["traces"])
 
     @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
@@ -41,14 +48,23 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
         provider: Annotated[str | None, Query(description="A span's GenAI provider (e.g. `openai`).")] = None,
         model: Annotated[str | None, Query(description="A span's GenAI request or response model.")] = None,
         prompt: Annotated[str | None, Query(description="A span's GenAI prompt name.")] = None,
+        prompt_version: Annotated[str | None, Query(
+            description="A span's GenAI prompt version (with `prompt`, that prompt's version).")] = None,
         session: Annotated[str | None, Query(description="A span's GenAI session id.")] = None,
         user: Annotated[str | None, Query(description="A span's GenAI user id.")] = None,
         min_duration_ms: Annotated[float | None, Query(
-            ge=0, description="Minimum trace duration in milliseconds.")] = None,
+            ge=0, allow_inf_nan=False, description="Minimum trace duration in milliseconds.")] = None,
+        max_duration_ms: Annotated[float | None, Query(
+            ge=0, allow_inf_nan=False, description="Maximum trace duration in milliseconds.")] = None,
         min_tokens: Annotated[int | None, Query(
             ge=0, description="Minimum trace total tokens (input + output when totals are missing).")] = None,
+        max_tokens: Annotated[int | None, Query(
+            ge=0, description="Maximum trace total tokens (input + output when totals are missing).")] = None,
         min_cost_usd: Annotated[float | None, Query(
-            ge=0, description="Minimum trace total cost in USD.")] = None,
+            ge=0, allow_inf_nan=False, description="Minimum trace total cost in USD.")] = None,
+        max_cost_usd: Annotated[float | None, Query(
+            ge=0, allow_inf_nan=False,
+            description="Maximum trace total cost in USD (a trace without a cost counts as 0).")] = None,
         attr: Annotated[list[str] | None, Query(
             description="`key=value`, repeatable: a span attribute or resource attribute equals the value. "
                         "All span-level filters must hold on the same span.")] = None,
@@ -60,8 +76,9 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
             description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
     ) -> TraceSearchResponse:
         """Find traces: a trace matches when one of its spans in the range passes every
-        span-level filter (service, span_name, provider, model, prompt, session, user, attr);
-        status, min_duration_ms, min_tokens and min_cost_usd apply to the whole trace.
+        span-level filter (service, span_name, provider, model, prompt, prompt_version, session, user,
+        attr);
+        status and the duration, token and cost bounds apply to the whole trace.
         Newest first; page with `cursor`."""
         keyset: tuple[int, str] | None = None
         range_start = range_end = None
@@ -74,12 +91,21 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
         query = SearchQuery(
             start_ns=start_ns, end_ns=end_ns, limit=limit + 1,
             service=service or "", span_name=span_name or "", status=status or "",
-            provider=provider or "", model=model or "", prompt=prompt or "",
+            provider=provider or "", model=model or "", prompt=prompt or "", prompt_version=prompt_version or "",
             session=session or "", user=user or "",
-            min_duration_ns=int((min_duration_ms or 0) * 1_000_000),
-            min_tokens=min_tokens or 0, min_cost_usd=min_cost_usd or 0.0,
-            attributes=parse_attributes(attr or []), sort=sort, cursor=keyset,
+            min_duration_ns=duration_ns(min_duration_ms, 0),
+            max_duration_ns=duration_ns(max_duration_ms, INT64_MAX),
+            min_tokens=min(min_tokens or 0, UINT64_MAX),
+            max_tokens=UINT64_MAX if max_tokens is None else min(max_tokens, UINT64_MAX),
+            min_cost_usd=min_cost_usd or 0.0,
+            max_cost_usd=math.inf if max_cost_usd is None else max_cost_usd,
+            attributes=parse_attributes(attr or []), sort=sort, cursor=keyset, window_ns=window_ns,
         )
+        for low, high, name in ((query.min_duration_ns, query.max_duration_ns, "max_duration_ms"),
+                                (query.min_tokens, query.max_tokens, "max_tokens"),
+                                (query.min_cost_usd, query.max_cost_usd, "max_cost_usd")):
+            if high < low:
+                raise ApiError(400, f"{name}: must not be below its minimum", name)
         rows = await store.search(query)
         page = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = None

@@ -12,9 +12,9 @@ SELECT
     count() AS turns,
     min(start_ns) AS first_ns,
     max(end_ns) AS last_ns,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    toFloat64(sum(cost_usd)) AS cost_usd,
+    ifNull(sum(input_tokens), 0) AS input_tokens,
+    ifNull(sum(output_tokens), 0) AS output_tokens,
+    toFloat64(ifNull(sum(cost_usd), 0)) AS cost_usd,
     sum(error_spans) AS error_spans,
     count() OVER () AS total_sessions
 FROM

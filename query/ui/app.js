@@ -110,9 +110,10 @@ window.addEventListener("popstate", route);
 const RANGES = [["15m", 15 * 60], ["1h", 3600], ["6h", 6 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
 const TEXT_FILTERS = [
   ["service", "service"], ["provider", "provider"], ["model", "model"], ["session", "session"],
-  ["user", "user"], ["prompt", "prompt name[@version]"], ["span_name", "span name"],
-  ["attr", "attribute key=value"], ["min_cost_usd", "min cost $"], ["min_tokens", "min tokens"],
-  ["min_duration_ms", "min duration ms"],
+  ["user", "user"], ["prompt", "prompt"], ["prompt_version", "prompt version"], ["span_name", "span name"],
+  ["attr", "attribute key=value"],
+  ["min_cost_usd", "min cost $"], ["max_cost_usd", "max cost $"], ["min_tokens", "min tokens"],
+  ["max_tokens", "max tokens"], ["min_duration_ms", "min duration ms"], ["max_duration_ms", "max duration ms"],
 ];
 const SORTS = [["time", "newest"], ["cost", "costliest"], ["tokens", "most tokens"], ["duration", "longest"]];
 const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "sort", "cursor", "limit"];

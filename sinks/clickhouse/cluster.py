@@ -84,8 +84,12 @@ class ClusterSchema:
 
     def _alter(self, db: str, table: str, action: str) -> list[str]:
         action = action.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
+        verb = action.lstrip().upper()
+        if verb.startswith("MODIFY QUERY"):
+            # A view's new query reads this shard's local tables, as its first one did.
+            action = self._sources(db, action)
         statements = [f"ALTER TABLE {db}.{self._local(table)} {self.on_cluster} {action}"]
-        if table in self.tables and action.lstrip().upper().startswith("ADD COLUMN"):
+        if table in self.tables and verb.startswith(("ADD COLUMN", "MODIFY COLUMN")):
             # The Distributed table carries the columns too.
             statements.append(f"ALTER TABLE {db}.{table} {self.on_cluster} {action}")
         return statements

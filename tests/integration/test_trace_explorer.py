@@ -218,6 +218,22 @@ def test_a_filter_changes_the_rows_as_the_api_says_and_the_url_holds_it(
     assert _listed(page) == everything
 
 
+def test_upper_bounds_on_tokens_and_duration_filter_the_rows_as_the_api_says(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    everything = _listed(page)
+    page.fill('input[name="max_tokens"]', "1000")  # the agent trace used 1,600
+    page.fill('input[name="max_duration_ms"]', "60000")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*max_tokens=1000*")
+    bounded = _api(aio, "/api/v1/traces?max_tokens=1000&max_duration_ms=60000&limit=50")["traces"]
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n", arg=len(bounded))
+    assert _listed(page) == [t["trace_id"] for t in bounded]
+    assert ids["agent"] in everything and ids["agent"] not in _listed(page) and bounded
+    assert page.input_value('input[name="max_duration_ms"]') == "60000"
+
+
 def test_sorting_by_cost_orders_the_rows_as_the_api_and_totals_cover_the_filtered_set(
         explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
     aio, _ = explorer

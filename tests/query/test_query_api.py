@@ -456,6 +456,97 @@ async def test_search_genai_filters(api: httpx.AsyncClient) -> None:
     assert ids(await search(api, **day, attr="tenant=acme", service="llm-gateway")) == [TRACE_A]
 
 
+async def test_search_bounds_from_above_and_prompt_versions(api: httpx.AsyncClient) -> None:
+    day = {"start": "2026-01-10T00:00:00Z", "end": "2026-01-11T00:00:00Z"}
+    # A: 2.5 s, 180 tokens, $0.0005; B: 5 ms, 15 tokens (input + output), no cost; orphan: 1 ms, none.
+    assert ids(await search(api, **day)) == [TRACE_ORPHAN, TRACE_B, TRACE_A]
+    assert ids(await search(api, **day, max_tokens=100)) == [TRACE_ORPHAN, TRACE_B]
+    assert ids(await search(api, **day, min_tokens=15, max_tokens=15)) == [TRACE_B]
+    assert ids(await search(api, **day, max_cost_usd=0.0001)) == [TRACE_ORPHAN, TRACE_B]  # no cost counts as 0
+    assert ids(await search(api, **day, min_cost_usd=0.0004, max_cost_usd=0.0005)) == [TRACE_A]
+    assert ids(await search(api, **day, max_duration_ms=10)) == [TRACE_ORPHAN, TRACE_B]
+    assert ids(await search(api, **day, min_duration_ms=2, max_duration_ms=10)) == [TRACE_B]
+    assert ids(await search(api, **day, min_duration_ms=1e300)) == []  # beyond any duration, not a 500
+    assert ids(await search(api, **day, prompt="checkout-helper", prompt_version="3")) == [TRACE_A]
+    assert ids(await search(api, **day, prompt="checkout-helper", prompt_version="2")) == []
+    assert ids(await search(api, **day, prompt_version="3")) == [TRACE_A]
+    totals = (await search(api, **day, max_tokens=100))["totals"]
+    assert totals == {"traces": 2, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.0}
+
+
+async def test_a_trace_across_the_range_start_is_listed_whole(chdb_endpoint: str, database: str) -> None:
+    t0 = parse_time_ns("2026-03-01T10:00:00Z")
+    hour = 3600 * NS
+    long_trace, before = "e5" * 16, "f6" * 16
+    # A two-hour agent run whose spans arrive in two exports, and a trace that ends before the range.
+    root = SpanSpec("agent", long_trace, "e000000000000001", "", "nightly agent", t0, 2 * hour)
+    child = SpanSpec("agent", long_trace, "e000000000000002", "e000000000000001", "late tool call",
+                     t0 + 90 * 60 * NS, NS, code=Status.STATUS_CODE_ERROR)
+    early = SpanSpec("agent", before, "f000000000000001", "", "early", t0 + 10 * 60 * NS, NS)
+    await seed(chdb_endpoint, database, [build_batch([root, early]), build_batch([child])])
+    store = make_store(chdb_endpoint, database)
+    in_range = {"start": "2026-03-01T11:00:00Z", "end": "2026-03-01T13:00:00Z", "limit": 10}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(store, FakeHost())),
+                                     base_url="http://q") as api:
+            [row] = (await search(api, **in_range))["traces"]
+            assert row["trace_id"] == long_trace
+            assert (row["span_count"], row["error_count"], row["root_span_name"]) == (2, 1, "nightly agent")
+            assert (row["start_time"], row["duration_ns"]) == ("2026-03-01T10:00:00.000000000Z", 2 * hour)
+            # no span starts in the last half hour of the run: not listed there
+            assert (await search(api, start="2026-03-01T11:31:00Z", end="2026-03-01T13:00:00Z"))["traces"] == []
+        # A list told traces last at most 30 minutes sums only the part inside that reach.
+        short = create_app(store, FakeHost(), settings=QueryApiConfig(max_trace_duration=1800))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=short), base_url="http://q") as api:
+            [row] = (await search(api, **in_range))["traces"]
+            assert (row["span_count"], row["root_span_name"]) == (1, "late tool call")
+            assert (await api.get(f"/api/v1/traces/{long_trace}")).json()["totals"]["span_count"] == 2
+    finally:
+        await store.close()
+
+
+async def test_traces_stored_before_the_list_read_the_rollup_are_still_listed(
+        chdb_endpoint: str, database: str) -> None:
+    from tracehouse.sinks.clickhouse.schema import planned, schema_params
+
+    params = schema_params(database, "otel_traces", 0, 100)
+    client = open_client(chdb_endpoint)
+    try:
+        client.command(f"CREATE DATABASE {database}")
+        for mig, statements in planned(params):  # the schema as a release before 005 left it
+            if mig.version <= 4:
+                for statement in statements:
+                    client.command(statement)
+        client.command(f"CREATE TABLE {database}.tracehouse_schema_migrations (version UInt32, name String, "
+                       "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
+        client.insert(f"{database}.tracehouse_schema_migrations", [[v, "old"] for v in range(1, 5)],
+                      column_names=["version", "name"])
+        specs = hand_built_specs(time.time_ns())
+        names, data = batch_to_columns(build_batch(specs[:2]))  # trace A's root and first call
+        client.insert(f"{database}.otel_traces", data, column_names=names, column_oriented=True)
+    finally:
+        client.close()
+    # The exporter of this release migrates (005) and stores the rest of trace A.
+    await seed(chdb_endpoint, database, [build_batch(specs[2:5])])
+    store = make_store(chdb_endpoint, database)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(store, FakeHost())),
+                                     base_url="http://q") as api:
+            rows = {r["trace_id"]: r for r in (await search(
+                api, start="2026-01-10T00:00:00Z", end="2026-01-11T00:00:00Z"))["traces"]}
+    finally:
+        await store.close()
+    a = rows[TRACE_A]
+    assert (a["span_count"], a["error_count"], a["root_span_name"], a["root_service_name"]) == (
+        4, 1, "POST /checkout", "shop-api")
+    assert a["start_time"] == "2026-01-10T12:00:00.123456789Z" and a["duration_ns"] == 2_500_000_000
+    # the older rows knew one model per span (the request's); the newer ones both
+    assert a["models"] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"]
+    assert (a["input_tokens"], a["total_tokens"]) == (150, 180)
+    assert a["total_cost_usd"] == pytest.approx(0.0005)
+    assert rows[TRACE_B]["total_tokens"] is None  # written after the migration: unknown, not 0
+
+
 async def test_search_time_range(api: httpx.AsyncClient, seeded: Seeded) -> None:
     empty = await search(api, start="2000-01-01T00:00:00Z", end="2000-01-02T00:00:00Z")
     assert empty["traces"] == [] and empty["next_cursor"] is None
@@ -646,51 +737,54 @@ async def test_trace_detail_errors(api: httpx.AsyncClient) -> None:
 # ------------------------------------------------------------------------------ duplicates
 
 
-async def test_duplicate_spans_are_collapsed(chdb_endpoint: str, database: str) -> None:
+async def test_spans_sent_again_count_once_in_the_list_and_show_once_in_the_trace(
+        chdb_endpoint: str, database: str) -> None:
     payload = TraceBatch.from_bytes((FIXTURES / "mlflow" / "http-protobuf.pb").read_bytes())
     genai = build_batch(hand_built_specs(time.time_ns())[:4])  # trace A, with GenAI columns
     expected = expected_from([payload])
-    # first pass as sent; second pass the same spans again, one insert per span (a client
-    # retry after a lost ack, re-batched differently, so ClickHouse's block dedup cannot help).
-    # The exporter would not insert the copies (sinks/clickhouse/dedup.py); two writers racing,
-    # or a stock Collector sharing the table, can: write them past it, straight into the table.
-    await seed(chdb_endpoint, database, [payload, genai])
+    # As sent, then every span again, one request per span: a client retrying after lost
+    # acknowledgements, re-batched, so ClickHouse's block deduplication cannot help. The
+    # exporter's gate (sinks/clickhouse/dedup.py) keeps the copies out of the table and so out
+    # of the per-trace rollup the list reads.
+    await seed(chdb_endpoint, database, [payload, genai, *split_per_span(payload), *split_per_span(genai)])
+    # Copies written past the gate (two writers racing, or a stock Collector sharing the
+    # table) reach the spans table; ReplacingMergeTree would collapse them on its next merge
+    # (eventually): keep them apart, as between inserts and merges, to test the read path.
     client = open_client(chdb_endpoint)
     try:
-        # ReplacingMergeTree would collapse the copies on its next merge (eventually): keep
-        # them apart, as they are between inserts and merges, to test the read path alone.
+        raw_before = client.query(f"SELECT count() FROM {database}.otel_traces").result_rows[0][0]
         client.command(f"SYSTEM STOP MERGES {database}.otel_traces")
-        for batch in [*split_per_span(payload), *split_per_span(genai)]:
-            names, data = batch_to_columns(batch)
-            client.insert(f"{database}.otel_traces", data, column_names=names, column_oriented=True)
-        raw_rows = client.query(f"SELECT count() FROM {database}.otel_traces").result_rows[0][0]
+        store = make_store(chdb_endpoint, database)
+        app = create_app(store, FakeHost())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://q") as api:
+            listed = await search(api)
+            day = await search(api, start="2026-01-10T00:00:00Z", end="2026-01-11T00:00:00Z")
+            for batch in [*split_per_span(payload), *split_per_span(genai)]:
+                names, data = batch_to_columns(batch)
+                client.insert(f"{database}.otel_traces", data, column_names=names, column_oriented=True)
+            raw_after = client.query(f"SELECT count() FROM {database}.otel_traces").result_rows[0][0]
+            details = {tid: (await api.get(f"/api/v1/traces/{tid}")).json() for tid in [*expected, TRACE_A]}
+        await store.close()
     finally:
         client.close()
-    assert raw_rows == 2 * (payload.span_count + genai.span_count)
+    assert raw_before == payload.span_count + genai.span_count
+    assert raw_after == 2 * raw_before
 
-    store = make_store(chdb_endpoint, database)
-    app = create_app(store, FakeHost())
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://q") as api:
-            body = await search(api)
-            assert {r["trace_id"]: r["span_count"] for r in body["traces"]} == {
-                tid: e["span_count"] for tid, e in expected.items()}
-            for tid, exp in expected.items():
-                detail = (await api.get(f"/api/v1/traces/{tid}")).json()
-                span_ids = [s["span_id"] for s in detail["spans"]]
-                assert len(span_ids) == len(set(span_ids)) == exp["span_count"]
-                assert detail["totals"]["span_count"] == exp["span_count"]
-            day = await search(api, start="2026-01-10T00:00:00Z", end="2026-01-11T00:00:00Z")
-            [a] = day["traces"]
-            assert (a["span_count"], a["error_count"]) == (4, 1)
-            assert (a["input_tokens"], a["output_tokens"], a["total_tokens"]) == (150, 30, 180)
-            assert a["total_cost_usd"] == pytest.approx(0.0005)
-            detail = (await api.get(f"/api/v1/traces/{TRACE_A}")).json()
-            assert len(detail["spans"]) == 4
-            assert detail["totals"]["total_tokens"] == 180
-            assert detail["totals"]["total_cost_usd"] == pytest.approx(0.0005)
-    finally:
-        await store.close()
+    assert {r["trace_id"]: r["span_count"] for r in listed["traces"]} == {
+        tid: e["span_count"] for tid, e in expected.items()}
+    [a] = day["traces"]
+    assert (a["span_count"], a["error_count"]) == (4, 1)
+    assert (a["input_tokens"], a["output_tokens"], a["total_tokens"]) == (150, 30, 180)
+    assert a["total_cost_usd"] == pytest.approx(0.0005)
+    assert day["totals"] == {"traces": 1, "input_tokens": 150, "output_tokens": 30, "cost_usd": pytest.approx(0.0005)}
+
+    for tid, exp in expected.items():
+        span_ids = [s["span_id"] for s in details[tid]["spans"]]
+        assert len(span_ids) == len(set(span_ids)) == exp["span_count"]
+        assert details[tid]["totals"]["span_count"] == exp["span_count"]
+    assert len(details[TRACE_A]["spans"]) == 4
+    assert details[TRACE_A]["totals"]["total_tokens"] == 180
+    assert details[TRACE_A]["totals"]["total_cost_usd"] == pytest.approx(0.0005)
 
 
 # ------------------------------------------------------------------------------ bad parameters
@@ -716,6 +810,12 @@ async def test_duplicate_spans_are_collapsed(chdb_endpoint: str, database: str) 
     ({"min_duration_ms": -1}, "min_duration_ms"),
     ({"min_duration_ms": "slow"}, "min_duration_ms"),
     ({"min_tokens": -5}, "min_tokens"),
+    ({"min_duration_ms": "1e309"}, "min_duration_ms"),  # infinite
+    ({"max_duration_ms": -1}, "max_duration_ms"),
+    ({"max_cost_usd": "nan"}, "max_cost_usd"),
+    ({"min_tokens": 10, "max_tokens": 5}, "max_tokens"),
+    ({"min_cost_usd": 1, "max_cost_usd": 0.5}, "max_cost_usd"),
+    ({"min_duration_ms": 10, "max_duration_ms": 5}, "max_duration_ms"),
 ])
 async def test_bad_parameters_are_400(api: httpx.AsyncClient, params: dict[str, Any], parameter: str) -> None:
     assert_bad_param(await api.get("/api/v1/traces", params=params), parameter)

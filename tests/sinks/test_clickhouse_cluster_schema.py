@@ -80,9 +80,15 @@ def test_the_cluster_schema_has_the_expected_shape() -> None:
         assert re.search(r"TO tracehouse\.\w+_local ", view), view[:120]
         sources = re.findall(r"FROM tracehouse\.(\w+)", view)
         assert sources and all(t.endswith(LOCAL) for t in sources), view[:200]
-    # A column added to the spans table is added to its Distributed table as well.
-    adds = [s for s in statements if "ADD COLUMN" in s]
-    assert {re.match(r"ALTER TABLE tracehouse\.(\w+)", s)[1] for s in adds} == {"otel_traces", "otel_traces_local"}  # type: ignore[index]
+    # A column added or changed is added or changed in the Distributed table as well.
+    for verb in ("ADD COLUMN", "MODIFY COLUMN"):
+        altered = {re.match(r"ALTER TABLE tracehouse\.(\w+)", s)[1] for s in statements if verb in s}  # type: ignore[index]
+        assert altered and all(name + LOCAL in altered for name in altered if not name.endswith(LOCAL)), verb
+        assert {name for name in altered if not name.endswith(LOCAL)} <= set(distributed), verb
+    # A view's query, when changed, still reads this shard's local tables.
+    [modify] = [s for s in statements if "MODIFY QUERY" in s]
+    assert modify.startswith("ALTER TABLE tracehouse.otel_traces_trace_rollup_mv ON CLUSTER")
+    assert re.findall(r"FROM tracehouse\.(\w+)", modify) == ["otel_traces_local"]
 
 
 async def _store_single(endpoint: str, database: str) -> int:
@@ -103,7 +109,8 @@ ROLLUP_CHECKS = {
     "otel_traces_genai_usage_1m": "SELECT ServiceName, RequestModel, PromptName, sum(Requests), sum(TotalTokens), "
                                   "sum(TotalCostUSD), sum(UnpricedRequests) FROM {t} GROUP BY ALL ORDER BY ALL",
     "otel_traces_trace_rollup": "SELECT TraceId, sum(Spans), sum(TotalTokens), sum(TotalCostUSD), "
-                                "max(RootSpanName) FROM {t} GROUP BY TraceId ORDER BY TraceId",
+                                "max(RootSpanName), min(FirstSpan), max(LastSpanStart), sum(StatusSetSpans), "
+                                "arraySort(groupUniqArrayArray(ModelNames)) FROM {t} GROUP BY TraceId ORDER BY TraceId",
     "otel_traces_span_keys": "SELECT TraceId, SpanId FROM {t} ORDER BY ALL",
     "otel_traces_trace_id_ts": "SELECT TraceId, min(Start), max(End) FROM {t} GROUP BY TraceId ORDER BY TraceId",
 }
@@ -115,13 +122,15 @@ def test_the_local_layer_runs_and_rolls_up_what_one_server_does(client: Any, chd
     assert spans > 0
     client.command(f"CREATE DATABASE {clustered}")
     skipped = 0
+    distributed = {m[1] for s in cluster_plan(clustered)
+                   if (m := re.match(rf"CREATE TABLE IF NOT EXISTS {clustered}\.(\w+) .*ENGINE = Distributed", s, re.S))}
     for statement in cluster_plan(clustered):
         runnable = on_one_engine(statement)
         if runnable is None:
             skipped += 1
             continue
-        if re.match(rf"ALTER TABLE {clustered}\.otel_traces ", runnable):
-            continue  # the Distributed table's half of an ADD COLUMN
+        if (m := re.match(rf"ALTER TABLE {clustered}\.(\w+) ", runnable)) and m[1] in distributed:
+            continue  # the Distributed table's half of an ADD / MODIFY COLUMN
         client.command(runnable)
     assert skipped == 6  # the six Distributed tables
     # What a shard receives from the Distributed spans table: the rows, into its local table.

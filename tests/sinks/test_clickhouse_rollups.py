@@ -90,7 +90,8 @@ async def test_rollups_equal_sums_over_raw_spans_and_retries_count_once(exporter
         if s["GenAIRequestModel"] or s["GenAIResponseModel"]:
             t["models"].add(s["GenAIRequestModel"] or s["GenAIResponseModel"])
     rollup = client.query(f"""
-        SELECT TraceId, sum(Spans), sum(ErrorSpans), sum(TotalTokens), sum(TotalCostUSD), max(RootSpanName),
+        SELECT TraceId, sum(Spans), sum(ErrorSpans), ifNull(sum(TotalTokens), 0), ifNull(sum(TotalCostUSD), 0),
+               max(RootSpanName),
                groupUniqArrayArray(Models)
         FROM {database}.otel_traces_trace_rollup GROUP BY TraceId""").result_rows
     assert {r[0]: {"spans": r[1], "errors": r[2], "tokens": r[3], "cost": r[4], "root": r[5], "models": set(r[6])}
