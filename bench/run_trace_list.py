@@ -4,8 +4,8 @@ Starts an all-in-one (`deploy/config/bench.yaml`, embedded chDB) on one core, lo
 `--spans` spans of the bench's GenAI agent traffic over OTLP/HTTP (the same load generator
 as `run_all_in_one`, without its queryability wait), then measures on the other core:
 
-- the API: `GET /api/v1/traces` for the last 24 hours, newest first and by cost, 50 rows
-  (what the list page asks for), `--rounds` times each;
+- the API: `GET /api/v1/traces` for the last 24 hours, 50 rows (what the list page asks
+  for), newest first, by cost, and newest first narrowed to one model, `--rounds` times each;
 - the page: headless Chromium (Debian's, through Playwright) opening `/?since=24h` until
   the first rows are in the table, `--rounds` times.
 
@@ -69,10 +69,16 @@ async def load(base: LoadConfig, spans: int, seed: int) -> int:
     return sent
 
 
+# What the list asks for: newest first, by cost, and narrowed by a span-level filter (which
+# picks its traces from the spans table before the per-trace rollup sums them).
+API_CASES = {"api_sort_time": {"sort": "time"}, "api_sort_cost": {"sort": "cost"},
+             "api_model_filter": {"sort": "time", "model": "gpt-4o-mini"}}
+
+
 def measure_api(query_url: str, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with httpx.Client(trust_env=False, timeout=60) as client:
-        for sort in ("time", "cost"):
+        for name, params in API_CASES.items():
             samples = []
             body: dict[str, Any] = {}
             for _ in range(rounds):
@@ -80,11 +86,11 @@ def measure_api(query_url: str, rounds: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 response = client.get(f"{query_url}/api/v1/traces",
                                       params={"start": f"{end - 86400:.3f}", "end": f"{end:.3f}", "limit": 50,
-                                              "sort": sort})
+                                              **params})
                 samples.append(time.perf_counter() - t0)
                 response.raise_for_status()
                 body = response.json()
-            out[f"api_sort_{sort}"] = {**_ms(samples), "traces_matched": body["totals"]["traces"]}
+            out[name] = {**_ms(samples), "traces_matched": body["totals"]["traces"]}
     return out
 
 

@@ -295,6 +295,13 @@ function spanKind(span) {
   return span.genai.span_kind || span.kind.toLowerCase();
 }
 
+/** A call to a model: an LLM / chat / embedding span, or a span naming a model without a GenAI kind. */
+function isModelCall(span) {
+  const kind = (span.genai.span_kind || "").toLowerCase();
+  return ["llm", "chat", "embedding", "reranker"].includes(kind)
+    || (!kind && Boolean(span.genai.request_model || span.genai.response_model));
+}
+
 async function renderTrace(traceId, p) {
   const back = params();
   back.delete("trace");
@@ -304,6 +311,8 @@ async function renderTrace(traceId, p) {
   const spans = data.spans;
   const totals = data.totals;
   const models = [...new Set(spans.flatMap((s) => [s.genai.request_model, s.genai.response_model]).filter(Boolean))];
+  const slowest = spans.filter(isModelCall).reduce((a, b) => (!a || b.duration_ns > a.duration_ns ? b : a), null);
+  const withSpan = (spanId) => { const next = params(); next.set("span", spanId); return next; };
   main.append(el("h1", { text: `Trace ${traceId}` }),
     el("div", { class: "summary", "data-testid": "summary" },
       el("div", {}, el("b", { text: "duration" }), fmtDuration(totals.duration_ns)),
@@ -312,7 +321,9 @@ async function renderTrace(traceId, p) {
       el("div", {}, el("b", { text: "input / output tokens" }), `${fmtInt(totals.input_tokens) || "–"} / ${fmtInt(totals.output_tokens) || "–"}`),
       el("div", {}, el("b", { text: "cost" }), fmtCost(totals.total_cost_usd) || "–"),
       el("div", {}, el("b", { text: "models" }), models.join(", ") || "–"),
-      el("div", {}, el("b", { text: "services" }), totals.services.join(", "))));
+      el("div", {}, el("b", { text: "services" }), totals.services.join(", ")),
+      slowest ? el("div", { "data-testid": "slowest-call" }, el("b", { text: "slowest model call" }),
+        link(`${slowest.name} · ${fmtDuration(slowest.duration_ns)}`, withSpan(slowest.span_id))) : null));
   if (data.truncated) main.append(el("div", { class: "error", role: "alert", text: "This trace has more spans than one response holds; the newest are shown." }));
 
   const start = BigInt(totals.start_time_unix_nano);
@@ -380,10 +391,12 @@ async function renderTrace(traceId, p) {
   else panel.append(el("p", { class: "muted", text: "Select a span to see its GenAI fields, attributes and events." }));
 }
 
+/** A definition list; a value is text, or an element (a link) placed as it is. */
 function kv(entries) {
   return el("dl", { class: "kv" },
     entries.filter(([, v]) => v !== "" && v !== null && v !== undefined)
-      .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-key": k, text: String(v) })]));
+      .flatMap(([k, v]) => [el("dt", { text: k }),
+        v instanceof Node ? el("dd", { "data-key": k }, v) : el("dd", { "data-key": k, text: String(v) })]));
 }
 
 const LONG_MESSAGE = 1200; // characters shown before a message is collapsed
@@ -423,7 +436,8 @@ function renderSpan(panel, span) {
       ["reasoning tokens", fmtInt(g.reasoning_tokens)], ["total tokens", fmtInt(g.total_tokens)],
       ["tokens", g.input_tokens !== null || g.output_tokens !== null ? (g.tokens_estimated ? "estimated" : "reported") : ""],
       ["cost", g.total_cost_usd === null ? "" : `$${g.total_cost_usd}`], ["cost source", costSource],
-      ["prompt", g.prompt_name ? `${g.prompt_name}${g.prompt_version ? ` v${g.prompt_version}` : ""}` : ""],
+      ["prompt", g.prompt_name ? link(`${g.prompt_name}${g.prompt_version ? ` v${g.prompt_version}` : ""}`,
+        new URLSearchParams({ view: "prompts", prompt: g.prompt_name, ...(g.prompt_version ? { version: g.prompt_version } : {}) })) : ""],
       ["session", g.session_id], ["user", g.user_id]]));
   }
   panel.append(...chat("Input messages", span.input_messages), ...chat("Output messages", span.output_messages));
@@ -672,7 +686,7 @@ async function renderPrompt(name, p) {
     el("p", {}, link("Traces that used this prompt →", new URLSearchParams({ prompt: name, since: "7d" }))));
   const rows = data.versions.map((v) => {
     const u = v.usage;
-    return el("tr", { "data-version": v.version },
+    return el("tr", { "data-version": v.version, "aria-current": p.get("version") === v.version ? "true" : null },
       el("td", { text: v.version || "(none)" }),
       el("td", { text: v.registered_at ? new Date(v.registered_at).toLocaleString() : "" }),
       el("td", { class: "num", text: fmtInt(u.requests) }),
@@ -680,9 +694,11 @@ async function renderPrompt(name, p) {
       el("td", { class: "num", text: fmtInt(u.total_tokens) }),
       el("td", { class: "num", text: fmtCost(u.cost_usd) }),
       el("td", { class: "num", text: u.latency_ms ? `${fmtDuration(u.latency_ms.p50 * NS_PER_MS)} / ${fmtDuration(u.latency_ms.p95 * NS_PER_MS)}` : "" }),
-      el("td", { text: v.last_seen ? new Date(v.last_seen).toLocaleString() : "never used" }));
+      el("td", { text: v.last_seen ? new Date(v.last_seen).toLocaleString() : "never used" }),
+      el("td", {}, u.requests || u.spans ? link("traces →", new URLSearchParams(
+        { prompt: name, ...(v.version ? { prompt_version: v.version } : {}), since: "7d" })) : null));
   });
-  const head = ["version", "registered", "requests", "errors", "tokens", "cost", "latency p50 / p95", "last used"];
+  const head = ["version", "registered", "requests", "errors", "tokens", "cost", "latency p50 / p95", "last used", ""];
   main.append(el("table", { class: "traces versions" },
     el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
     el("tbody", {}, rows)));

@@ -37,6 +37,8 @@ SESSION = "conv-1"
 UNPRICED_MODEL = "in-house-llm-7b"
 TEMPLATE_V1 = "You are a weather assistant.\nAnswer briefly: {question}\nUse metric units."
 TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\nUse metric units."
+AGENT_QUESTION = "Will it rain in Lyon this afternoon?"
+AGENT_ANSWER = "Light rain from 3 pm, about 2 mm."
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
 XSS_ATTR = "<script>window.__xss = 2</script>"
 XSS_MESSAGE = '<script>window.__xss = 3</script><b onmouseover="window.__xss = 4">hi</b>'
@@ -77,7 +79,13 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
             chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
                                  "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
                                  "gen_ai.usage.output_tokens": 300,
-                                 "traceloop.prompt.key": PROMPT, "traceloop.prompt.template": TEMPLATE_V1})
+                                 "traceloop.prompt.key": PROMPT, "traceloop.prompt.template": TEMPLATE_V1,
+                                 "gen_ai.input.messages": json.dumps(
+                                     [{"role": "user", "parts": [{"type": "text", "content": AGENT_QUESTION}]}]),
+                                 "gen_ai.output.messages": json.dumps(
+                                     [{"role": "assistant", "finish_reason": "stop",
+                                       "parts": [{"type": "text", "content": AGENT_ANSWER}]}])})
+            time.sleep(0.05)  # the trace's slowest model call
         with tracer.start_as_current_span("execute_tool get_weather") as tool:
             tool.set_attribute("gen_ai.operation.name", "execute_tool")
             tool.set_status(Status(StatusCode.ERROR, "weather service down"))
@@ -243,7 +251,7 @@ def test_sorting_by_cost_orders_the_rows_as_the_api_and_totals_cover_the_filtere
     page.click('form.filters button[type="submit"]')
     page.wait_for_url("**/?*sort=cost*")
     api = _api(aio, "/api/v1/traces?sort=cost&limit=50")
-    page.wait_for_function("first => document.querySelector('table.traces tbody tr').dataset.traceId === first",
+    page.wait_for_function("first => document.querySelector('table.traces tbody tr')?.dataset.traceId === first",
                            arg=api["traces"][0]["trace_id"])
     assert _listed(page) == [t["trace_id"] for t in api["traces"]]
     totals = api["totals"]
@@ -417,6 +425,39 @@ def test_a_2000_span_trace_opens_folded_and_folds_by_mouse_and_keyboard(
     assert page.inner_text("aside h2") == "step 1"
 
 
+def test_a_new_user_finds_the_costliest_trace_its_slowest_call_the_messages_and_the_prompt_version(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    """The issue's "done when", click by click from the start page, with no URL typed."""
+    aio, ids = explorer
+    costliest = _api(aio, "/api/v1/traces?sort=cost&limit=1")["traces"][0]["trace_id"]
+    detail = _api(aio, f"/api/v1/traces/{costliest}")["spans"]
+    calls = [s for s in detail if s["genai"]["request_model"]]
+    slowest = max(calls, key=lambda s: s["duration_ns"])
+    assert costliest == ids["agent"] and slowest["name"] == "chat gpt-4o"
+
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    page.select_option('select[name="sort"]', "cost")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*sort=cost*")
+    page.wait_for_function("id => document.querySelector('table.traces tbody tr')?.dataset.traceId === id",
+                           arg=costliest)
+    page.click("table.traces tbody tr >> nth=0")
+    page.click('[data-testid="slowest-call"] a')
+    page.wait_for_url(f"**span={slowest['span_id']}*")
+    panel = page.locator("aside.panel")
+    assert panel.locator("h2").inner_text() == "chat gpt-4o"
+    assert panel.locator('[data-chat="Input messages"] [data-role="user"]').inner_text().endswith(AGENT_QUESTION)
+    assert panel.locator('[data-chat="Output messages"] [data-role="assistant"]').inner_text().endswith(AGENT_ANSWER)
+    version = slowest["genai"]["prompt_version"]
+    assert version and slowest["genai"]["prompt_name"] == PROMPT
+    panel.locator('dd[data-key="prompt"] a').click()
+    page.wait_for_url(f"**view=prompts*prompt={PROMPT}*")
+    current = page.locator("table.versions tbody tr[aria-current]")
+    assert current.get_attribute("data-version") == version
+    assert page.locator(f'pre.template[data-version="{version}"]').inner_text() == TEMPLATE_V1
+
+
 def test_an_absolute_time_range_selects_the_traces_inside_it(
         explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
     aio, _ = explorer
@@ -466,3 +507,25 @@ def test_an_empty_range_says_how_to_send_traces(explorer: tuple[AllInOne, dict[s
     page.goto(f"{aio.query}/?start=1000000000&end=1000000060")
     text = page.locator(".empty").inner_text()
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" in text and "/v1/traces" in text
+
+
+@pytest.mark.parametrize(("scheme", "dark"), [("light", False), ("dark", True)])
+def test_the_theme_follows_the_system_setting(explorer: tuple[AllInOne, dict[str, str]], browser: Any,
+                                              scheme: str, dark: bool) -> None:
+    aio, ids = explorer
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.goto(f"{aio.query}/?trace={ids['agent']}")
+        page.wait_for_selector(".span-row")
+        # Relative luminance of the page's background and text, from their computed colours.
+        luminance = page.evaluate("""() => {
+            const rgb = (c) => c.match(/\\d+/g).slice(0, 3).map(Number);
+            const lum = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+            const body = getComputedStyle(document.body);
+            return [lum(rgb(body.backgroundColor)), lum(rgb(body.color))];
+        }""")
+    finally:
+        context.close()
+    background, text = luminance
+    assert (background < 0.2 and text > 0.8) if dark else (background > 0.9 and text < 0.2), luminance
