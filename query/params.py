@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from tracehouse.query.errors import ApiError
 from tracehouse.query.store import GROUP_DIMENSIONS, MAX_DATETIME_S
@@ -39,8 +39,10 @@ def parse_time_ns(text: str, parameter: str = "time") -> int:
     value = text.strip()
     if _NUMBER_RE.match(value):
         try:
-            ns = int(Decimal(value) * NS)
-        except InvalidOperation:
+            seconds_dec = Decimal(value) * NS
+            # Compared before int(): a 400-digit Decimal makes a 400-digit int.
+            ns = int(seconds_dec) if seconds_dec <= MAX_NS else MAX_NS + 1
+        except ArithmeticError:  # InvalidOperation, or Overflow past Decimal's exponent range
             ns = -1
     else:
         m = _RFC3339_RE.match(value)
@@ -157,12 +159,16 @@ def parse_step(text: str) -> int:
     m = _STEP_RE.match(text.strip())
     if not m:
         raise ApiError(400, f"step: expected a duration such as 60s, 5m or 1h (or seconds), got {text!r}", "step")
-    seconds = Decimal(m[1]) * _STEP_UNITS[m[2]]
+    try:
+        seconds = Decimal(m[1]) * _STEP_UNITS[m[2]]
+    except ArithmeticError:  # Overflow past Decimal's exponent range
+        seconds = Decimal(MAX_DATETIME_S + 1)
+    # The size first: `%` on a number wider than Decimal's precision raises (a 500).
+    if seconds > MAX_DATETIME_S:
+        raise ApiError(400, f"step: {text!r} is too large", "step")
     if seconds <= 0 or seconds != seconds.to_integral_value() or seconds % MINUTE:
         raise ApiError(400, f"step: must be a positive whole number of minutes (the rollup's resolution), "
                             f"got {text!r}", "step")
-    if seconds > MAX_DATETIME_S:
-        raise ApiError(400, f"step: {text!r} is too large", "step")
     return int(seconds)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from clickhouse_connect.driver.client import Client
 
 from tracehouse.query.config import QueryClickHouseConfig
 from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.errors import public_reason
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
@@ -325,17 +325,7 @@ class TraceStore:
         await asyncio.to_thread(drain)
 
 
-_CODE_RE = re.compile(r"Code:\s*(\d+)\.\s*(?:DB::Exception:\s*)?(.*)")
-
-
 def _short_error(exc: Exception) -> str:
-    """A one-line reason for API clients: ClickHouse's code and message, no query text or trace."""
-    text = str(exc).strip()
-    m = _CODE_RE.search(text)
-    if m:
-        reason = m[2].split("\n", 1)[0]
-        reason = re.split(r"\.?\s*\(version [^)]*\)", reason)[0]
-        message = f"ClickHouse error {m[1]}: {reason}"
-    else:
-        message = f"ClickHouse is unavailable: {text.splitlines()[0] if text else type(exc).__name__}"
-    return message if len(message) <= 300 else message[:297] + "..."
+    """A one-line reason for API clients: ClickHouse's code and message, no query text, no
+    trace, and nothing of where ClickHouse runs (the full error is logged)."""
+    return public_reason(exc)

@@ -61,26 +61,42 @@ def _media_type(content_type: str | None) -> str:
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate gzip/deflate with a hard cap on the output, so a gzip bomb costs nothing."""
+    """Inflate gzip/deflate with a hard cap on the output, so a gzip bomb costs nothing.
+
+    A gzip body may hold several members (RFC 1952 §2.2; `cat a.gz b.gz`, or a client that
+    compresses in chunks): every member is inflated, as `gzip -d` does, under one cap for
+    their sum. Stopping after the first would acknowledge spans that were never read."""
     if encoding in ("", "identity"):
         return body
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj()
-    else:
+    if encoding not in ("gzip", "deflate"):
         raise HttpError(415, f"unsupported Content-Encoding {encoding!r}; supported: gzip, deflate, identity",
                         grpc_code=code_pb2.INVALID_ARGUMENT)
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    out: list[bytes] = []
+    size = 0
+    data = body
     try:
-        out = inflater.decompress(body, limit + 1)
-        if len(out) > limit:
-            raise HttpError(413, f"decompressed body exceeds the limit of {limit} bytes",
-                            grpc_code=code_pb2.RESOURCE_EXHAUSTED)
-        if not inflater.eof:
-            raise HttpError(400, f"invalid {encoding} body: truncated stream", grpc_code=code_pb2.INVALID_ARGUMENT)
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            chunk = inflater.decompress(data, limit + 1 - size)
+            size += len(chunk)
+            if size > limit or inflater.unconsumed_tail:
+                raise HttpError(413, f"decompressed body exceeds the limit of {limit} bytes",
+                                grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+            out.append(chunk)
+            if not inflater.eof:
+                raise HttpError(400, f"invalid {encoding} body: truncated stream", grpc_code=code_pb2.INVALID_ARGUMENT)
+            data = inflater.unused_data
+            if encoding == "gzip":
+                data = data.lstrip(b"\x00")  # zero padding between members, as gzip(1) allows
+            if not data:
+                break
+            if encoding != "gzip":
+                raise HttpError(400, "invalid deflate body: data after the end of the stream",
+                                grpc_code=code_pb2.INVALID_ARGUMENT)
     except zlib.error as exc:
         raise HttpError(400, f"invalid {encoding} body: {exc}", grpc_code=code_pb2.INVALID_ARGUMENT) from None
-    return out
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def decode_body(body: bytes, encoding: str, is_json: bool, limit: int) -> TraceBatch:

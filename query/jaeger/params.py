@@ -8,7 +8,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tracehouse.query.jaeger.errors import JaegerError
@@ -56,16 +56,15 @@ def parse_go_duration(text: str, parameter: str) -> int:
             break
         try:
             total += Decimal(m[1]) * _GO_UNITS_NS[m[2]]
-        except InvalidOperation:
+        except ArithmeticError:  # InvalidOperation, or Overflow past Decimal's exponent range
             break
         pos = m.end()
     if pos == 0 or pos != len(value):
         raise JaegerError(400, f"{parameter}: expected a duration such as 500us, 100ms, 1.5s, 2m or 1h, "
                                f"got {text!r}")
-    ns = int(total)
-    if ns > MAX_NS:
+    if total > MAX_NS:  # compared before int(): a 400-digit Decimal makes a 400-digit int
         raise JaegerError(400, f"{parameter}: {text!r} is too large")
-    return ns
+    return int(total)
 
 
 def parse_lookback(text: str) -> int | None:
@@ -76,7 +75,11 @@ def parse_lookback(text: str) -> int | None:
         return None
     m = _DAYS_RE.match(value)
     if m:
-        ns = int(Decimal(m[1]) * (24 if m[2] == "d" else 168) * HOUR_NS)
+        try:
+            days_ns = Decimal(m[1]) * (24 if m[2] == "d" else 168) * HOUR_NS
+        except ArithmeticError:
+            days_ns = Decimal(MAX_NS + 1)
+        ns = int(min(days_ns, Decimal(MAX_NS + 1)))
     else:
         ns = parse_go_duration(value, "lookback")
     if ns <= 0 or ns > MAX_NS:
@@ -101,7 +104,10 @@ def parse_limit(text: str) -> int:
     if not _LIMIT_RE.match(value):
         raise JaegerError(400, f"limit: expected a whole number of traces (0 = default {DEFAULT_LIMIT}), "
                                f"got {text!r}")
-    n = int(value)
+    digits = value.lstrip("0")
+    if len(digits) > len(str(MAX_LIMIT)):  # int() refuses over 4300 digits (a 500); any such is > MAX_LIMIT
+        return MAX_LIMIT
+    n = int(digits or "0")
     return DEFAULT_LIMIT if n == 0 else min(n, MAX_LIMIT)
 
 

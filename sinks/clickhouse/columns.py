@@ -84,8 +84,10 @@ def attrs_to_map(attrs: Any) -> dict[str, str]:
     return {kv.key: any_to_str(kv.value) for kv in attrs}
 
 
-def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
-    """Column names and column-oriented data for every span in the batch."""
+def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None
+                     ) -> tuple[list[str], list[list[Any]]]:
+    """Column names and column-oriented data for every span in the batch. GenAI counts and
+    costs out of their columns' range become NULL, counted in `dropped` by column."""
     ts: list[int] = []
     trace_ids: list[str] = []
     span_ids: list[str] = []
@@ -166,7 +168,7 @@ def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
     ]
     # The typed GenAI columns, when a GenAI processor filled them; else the column defaults.
     if batch.genai is not None:
-        genai = clickhouse_columns(batch.genai)
+        genai = clickhouse_columns(batch.genai, dropped)
         for col in GENAI_COLUMN_NAMES:
             values = genai[col]
             if len(values) != len(ts):

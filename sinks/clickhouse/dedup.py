@@ -5,7 +5,11 @@ again in a new request, hence a new insert block. ClickHouse's insert deduplicat
 drops identical block replays, and materialized views sum whatever block reaches them.
 So before each insert the exporter asks the `_span_keys` table (sorted by TraceId, fed by
 a materialized view of the spans table) which keys of the batch exist, and leaves those
-rows out; keys repeated inside one batch are kept once.
+rows out; keys repeated inside one batch are kept once. The lookup is by key only, never
+bounded by the batch's timestamps: a client may resend a span with another start time
+(clock fixed, span re-exported by another SDK), and it is still the same span. The first
+copy stored wins. Each of `_span_keys`' daily partitions answers from its primary key
+(TraceId, SpanId), so the lookup stays a few index reads per partition.
 
 What remains open: two writers inserting the same span at the same moment both pass the
 check. Within one exporter inserts are sequential; through Kafka a trace's spans go to
@@ -27,16 +31,15 @@ TS, TRACE_ID, SPAN_ID = 0, 1, 2  # positions of these columns in batch_to_column
 def stored_keys_query(database: str, traces_table: str) -> str:
     return (
         f"SELECT concat(TraceId, SpanId) FROM {database}.{traces_table}_span_keys "
-        "WHERE TraceId IN {trace_ids:Array(String)} "
-        "AND Timestamp BETWEEN fromUnixTimestamp64Nano({start:Int64}) AND fromUnixTimestamp64Nano({end:Int64})"
+        "WHERE TraceId IN {trace_ids:Array(String)}"
     )
 
 
 def new_rows(client: Client, query: str, data: list[list[Any]]) -> list[int] | None:
     """Indices of the rows to insert, or None when every row is new (the common case)."""
-    trace_ids, span_ids, ts = data[TRACE_ID], data[SPAN_ID], data[TS]
+    trace_ids, span_ids = data[TRACE_ID], data[SPAN_ID]
     keys = [t + s for t, s in zip(trace_ids, span_ids, strict=True)]
-    rows = client.query(query, parameters={"trace_ids": list(set(trace_ids)), "start": min(ts), "end": max(ts)})
+    rows = client.query(query, parameters={"trace_ids": list(set(trace_ids))})
     stored = {row[0] for row in rows.result_rows}
     if not stored and len(set(keys)) == len(keys):
         return None

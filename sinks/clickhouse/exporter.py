@@ -20,27 +20,25 @@ from clickhouse_connect.driver.client import Client
 from tracehouse.core.component import Host, Settings
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.exporterhelper import ExportRequest, Health, TracesExporter
+from tracehouse.core.logs import LogThrottle
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+from tracehouse.sinks.clickhouse.errors import is_data_error, public_reason
 from tracehouse.sinks.clickhouse.dedup import new_rows, stored_keys_query, take_rows, token_settings
 from tracehouse.sinks.clickhouse.prompts import PromptRegistry
 from tracehouse.sinks.clickhouse.schema import migrate, schema_params
 
-# ClickHouse error codes that mean "this data will never insert" (after Vector's
-# ClickhouseRetryLogic): retrying the same rows cannot help.
-_PERMANENT_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 130, 131, 321}
-_CODE_RE = re.compile(r"Code:\s*(\d+)")
-
-
 def _classify(exc: Exception) -> Exception:
+    """PermanentError when the rows can never be inserted (split off by the batch processor
+    or the Kafka writer, answered 400 / INVALID_ARGUMENT); else RetryableError. The text a
+    client sees names ClickHouse's code and reason, not the server's address."""
     if isinstance(exc, (PermanentError, RetryableError)):
         return exc
-    m = _CODE_RE.search(str(exc))
-    if m and int(m[1]) in _PERMANENT_CODES:
-        return PermanentError(f"ClickHouse rejected the rows: {exc}")
-    return RetryableError(f"ClickHouse insert failed: {exc}")
+    if is_data_error(exc):
+        return PermanentError(f"ClickHouse cannot store the spans: {public_reason(exc)}")
+    return RetryableError(f"ClickHouse insert failed: {public_reason(exc)}")
 
 
 class _Insert(ExportRequest):
@@ -58,7 +56,12 @@ class _Insert(ExportRequest):
             # refused, never half-acknowledged (the retry gate drops what did land).
             await asyncio.get_running_loop().run_in_executor(sender.executor, sender.insert, self._batch)
         except Exception as exc:
-            raise _classify(exc) from exc
+            error = _classify(exc)
+            if error is not exc and sender.throttle.allow(type(error).__name__) is not None:
+                # The client is told ClickHouse's reason only; the whole text stays here.
+                sender.log.warning("clickhouse insert failed", permanent=isinstance(error, PermanentError),
+                                   error=str(exc))
+            raise error from exc
 
 
 class ClickHouseSender:
@@ -70,6 +73,7 @@ class ClickHouseSender:
     def __init__(self, settings: Settings, config: ClickHouseExporterConfig):
         self._config = config
         self._log = settings.logger
+        self._throttle = LogThrottle(30.0)
         self._id = str(settings.id)
         self._host: Host | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -78,6 +82,14 @@ class ClickHouseSender:
         self._prompts = PromptRegistry(config.database, config.traces_table_name)
         self._stored_keys_query = stored_keys_query(config.database, config.traces_table_name)
         self.skipped_duplicates = 0
+
+    @property
+    def log(self) -> Any:
+        return self._log
+
+    @property
+    def throttle(self) -> LogThrottle:
+        return self._throttle
 
     @property
     def table(self) -> str:
@@ -91,7 +103,7 @@ class ClickHouseSender:
         except Exception as exc:
             # A server that is not up yet (pod start order) is not fatal: every insert
             # attempt reconnects, and clients get retryable errors meanwhile.
-            health.failing(f"cannot reach ClickHouse: {exc}")
+            health.failing(f"cannot reach ClickHouse: {public_reason(exc)}")
             self._log.warning("clickhouse not reachable at start; will retry on each insert",
                               endpoint=_redact(self._config.endpoint), error=str(exc))
             return
@@ -133,7 +145,10 @@ class ClickHouseSender:
         client = self._ensure_connected()
         if batch.genai is not None:
             self._prompts.link(client, batch.genai)
-        names, data = batch_to_columns(batch)
+        dropped: dict[str, int] = {}
+        names, data = batch_to_columns(batch, dropped)
+        if dropped and self._throttle.allow("dropped") is not None:
+            self._log.warning("GenAI values out of their column's range stored as NULL (unknown)", columns=dropped)
         keep = new_rows(client, self._stored_keys_query, data)
         if keep is not None:
             duplicates = len(data[0]) - len(keep)

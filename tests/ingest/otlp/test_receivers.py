@@ -271,6 +271,93 @@ async def test_grpc_partial_success(running: Running) -> None:
     assert running.sink.span_count == 1
 
 
+MAX_U64 = 2**64 - 1
+YEAR_2300_NS = 10_413_792_000 * 10**9  # 2300-01-01T00:00:00Z
+
+
+def _request_with_unstorable_times() -> bytes:
+    """Times ClickHouse's DateTime64(9) cannot hold (after 2262-04-11), next to a good span."""
+    t0 = 1_700_000_000_000_000_000
+    spans = [
+        Span(trace_id=b"\x02" * 16, span_id=b"\x01" * 8, name="good", start_time_unix_nano=t0,
+             end_time_unix_nano=t0 + 1000, events=[Span.Event(time_unix_nano=t0 + 5, name="e")]),
+        Span(trace_id=b"\x02" * 16, span_id=b"\x02" * 8, name="start-2^63", start_time_unix_nano=2**63,
+             end_time_unix_nano=2**63 + 1),
+        Span(trace_id=b"\x02" * 16, span_id=b"\x03" * 8, name="start-max", start_time_unix_nano=MAX_U64,
+             end_time_unix_nano=MAX_U64),
+        Span(trace_id=b"\x02" * 16, span_id=b"\x04" * 8, name="year-2300", start_time_unix_nano=YEAR_2300_NS,
+             end_time_unix_nano=YEAR_2300_NS + 1000),
+        Span(trace_id=b"\x02" * 16, span_id=b"\x05" * 8, name="end-max", start_time_unix_nano=t0,
+             end_time_unix_nano=MAX_U64),
+        Span(trace_id=b"\x02" * 16, span_id=b"\x06" * 8, name="event-max", start_time_unix_nano=t0,
+             end_time_unix_nano=t0 + 1000, events=[Span.Event(time_unix_nano=t0 + 1, name="ok"),
+                                                   Span.Event(time_unix_nano=MAX_U64, name="bad")]),
+    ]
+    rs = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
+    return ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+async def test_spans_with_times_past_2262_are_rejected_through_partial_success(running: Running,
+                                                                               transport: str) -> None:
+    # They used to pass, then fail the insert of the whole batch (and everything merged with it).
+    body = _request_with_unstorable_times()
+    if transport == "http":
+        resp = await running.http.post(running.url, content=body, headers=PB)
+        assert resp.status_code == 200
+        partial = ExportTraceServiceResponse.FromString(resp.content).partial_success
+    else:
+        partial = ExportTraceServiceResponse.FromString(await running.grpc_export(body)).partial_success
+    assert partial.rejected_spans == 5
+    assert "start-2^63" in partial.error_message and "start_time_unix_nano" in partial.error_message
+    assert "2262" in partial.error_message
+    [batch] = running.sink.batches
+    assert [s.name for _, _, s in batch.iter_spans()] == ["good"]
+
+
+def test_each_unstorable_time_field_is_named() -> None:
+    from tracehouse.core.pdata import TraceBatch
+    from tracehouse.ingest.otlp.validate import drop_invalid_spans
+
+    messages = {}
+    for span in ExportTraceServiceRequest.FromString(_request_with_unstorable_times()).resource_spans[0] \
+            .scope_spans[0].spans:
+        one = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+        messages[span.name] = drop_invalid_spans(TraceBatch.from_request(one))
+    assert messages["good"] == (0, "")
+    assert "start_time_unix_nano 9223372036854775808" in messages["start-2^63"][1]
+    assert "start_time_unix_nano" in messages["year-2300"][1]
+    assert "end_time_unix_nano" in messages["end-max"][1]
+    assert "events[1].time_unix_nano" in messages["event-max"][1]
+    # The last storable nanosecond is accepted.
+    last = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[
+        Span(trace_id=b"\x02" * 16, span_id=b"\x01" * 8, start_time_unix_nano=2**63 - 1,
+             end_time_unix_nano=2**63 - 1)])])])
+    assert drop_invalid_spans(TraceBatch.from_request(last)) == (0, "")
+
+
+async def test_gzip_body_of_several_members_is_read_whole(running: Running) -> None:
+    # `cat a.gz b.gz` is one valid gzip stream (RFC 1952): both members' spans are stored.
+    first = make_request(2, trace_id=b"\x0a" * 16)
+    second = make_request(3, trace_id=b"\x0b" * 16)
+    body = gzip.compress(first) + gzip.compress(second) + b"\x00" * 8  # zero padding, as gzip(1) allows
+    resp = await running.http.post(running.url, content=body, headers={**PB, "content-encoding": "gzip"})
+    assert resp.status_code == 200, resp.content
+    assert running.sink.span_count == 5
+    assert {s.trace_id for b in running.sink.batches for _, _, s in b.iter_spans()} == {b"\x0a" * 16, b"\x0b" * 16}
+
+
+async def test_gzip_members_share_one_decompressed_size_limit(running: Running) -> None:
+    member = gzip.compress(b"\x00" * (MAX_BODY // 2 + 1))
+    resp = await running.http.post(running.url, content=member + member, headers={**PB, "content-encoding": "gzip"})
+    assert resp.status_code == 413
+    assert "decompressed" in status_of(resp).message
+    bad_second = gzip.compress(make_request(1)) + b"garbage after the member"
+    resp = await running.http.post(running.url, content=bad_second, headers={**PB, "content-encoding": "gzip"})
+    assert resp.status_code == 400
+    assert running.sink.span_count == 0
+
+
 # --------------------------------------------------------------------------- pipeline errors
 
 
