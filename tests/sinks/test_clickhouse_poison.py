@@ -117,7 +117,7 @@ async def test_a_span_resent_with_a_shifted_start_is_stored_and_counted_once(pip
     batch, _ = pipeline
     first = request_of(4, span(1, start=T0), span(2, start=T0 + 10))
     hour = 3600 * 10**9
-    resent = request_of(4, span(1, start=T0 + hour), span(2, start=T0 - 2 * 86400 * 10**9))
+    resent = request_of(4, span(1, start=T0 + hour), span(2, start=T0 + hour + 10))
     async with asyncio.timeout(30):
         await batch.consume(first)
         await batch.consume(resent)
