@@ -85,7 +85,14 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+_HANDLER_MARK = "_tracehouse_handler"
+
+
 def configure_logging(level: str = "info", encoding: Encoding = "auto") -> None:
+    """structlog and the stdlib loggers of libraries (uvicorn, clickhouse-connect, aiokafka,
+    asyncio) both through one renderer: in JSON mode every record is exactly one line of JSON,
+    an exception's traceback included (as the `exception` string), so a log shipper never
+    sees a traceback's lines as records of their own."""
     if encoding == "auto":
         encoding = "console" if sys.stderr.isatty() else "json"
     if os.environ.get("TRACEHOUSE_LOG_FORMAT") in ("console", "json"):
@@ -104,6 +111,7 @@ def configure_logging(level: str = "info", encoding: Encoding = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
+            # The traceback becomes one string field; the renderer escapes its newlines.
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -111,8 +119,25 @@ def configure_logging(level: str = "info", encoding: Encoding = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries that use stdlib logging (uvicorn, clickhouse-connect) go to the same stream.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # Libraries that use stdlib logging go to the same stream, rendered the same way.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(numeric, logging.WARNING))
     for name in RATE_LIMITED_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatFilter) for f in logger.filters):

@@ -77,3 +77,55 @@ def test_a_rate_limited_structlog_call_says_how_many_were_suppressed_only_when_s
         ("offset commit failed; retrying", {"partition": 2, "suppressed_since_last": 2}),
         ("offset commit failed; retrying", {"partition": 3}),
     ]
+
+
+_JSON_LOGGING_SCRIPT = r"""
+import asyncio, logging, structlog
+from tracehouse.core.logs import configure_logging
+
+configure_logging("info", "json")
+log = structlog.get_logger("tracehouse.test")
+try:
+    raise ValueError("first line\nsecond line")
+except ValueError:
+    log.exception("structlog call with a traceback", field="x\ny")
+try:
+    raise RuntimeError("from a library")
+except RuntimeError:
+    # What clickhouse-connect does on a value it cannot serialize, uvicorn on an app error.
+    logging.getLogger("clickhouse_connect.driver.transform").exception("Error serializing column `Timestamp`")
+logging.getLogger("uvicorn.error").warning("a message\nover two lines")
+
+async def main():
+    async def boom():
+        raise KeyError("never retrieved")
+    task = asyncio.get_running_loop().create_task(boom())
+    await asyncio.sleep(0.01)
+    del task  # asyncio logs "Task exception was never retrieved" with its traceback
+
+asyncio.run(main())
+import gc; gc.collect()
+"""
+
+
+def test_json_logs_are_one_line_of_json_per_record_tracebacks_included() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRACEHOUSE_LOG_FORMAT"}
+    done = subprocess.run([sys.executable, "-c", _JSON_LOGGING_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    records = [json.loads(line) for line in lines]  # every line is a whole JSON document
+    assert len(records) == 4, done.stderr
+    own, library, multiline, never_retrieved = records
+    assert own["event"] == "structlog call with a traceback" and own["field"] == "x\ny"
+    assert "ValueError: first line\nsecond line" in own["exception"]
+    assert library["event"] == "Error serializing column `Timestamp`"
+    assert library["logger"] == "clickhouse_connect.driver.transform" and library["level"] == "error"
+    assert "Traceback (most recent call last)" in library["exception"] and "RuntimeError" in library["exception"]
+    assert multiline["event"] == "a message\nover two lines" and multiline["level"] == "warning"
+    assert "never retrieved" in never_retrieved["event"] + never_retrieved.get("exception", "")
