@@ -2,6 +2,14 @@
 
 The service owns signals and shutdown order, so uvicorn must neither install signal
 handlers nor exit the process on a bind error: we bind the socket ourselves first.
+
+uvicorn's HTTP/1.1 protocol (httptools) has no limit on the size of a request's headers
+and no deadline for receiving them: a client could send 64 MB of headers, or open
+connections and send a byte of header a minute, and be served. `HardenedHttpProtocol`
+adds what Go's net/http gives the Collector: a cap on the request head
+(`max_header_bytes`, answered 431) and `read_header_timeout` from the connection's
+opening (or the next request's first byte) to the end of its head (answered 408, then
+closed). Reading the body is the application's business: it bounds it itself.
 """
 
 from __future__ import annotations
@@ -13,8 +21,89 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tracehouse.net.endpoint import bind_tcp
+
+# Go's http.DefaultMaxHeaderBytes (1 MiB), which the Collector's confighttp servers use.
+DEFAULT_MAX_HEADER_BYTES = 1 << 20
+# The Collector's confighttp default read_header_timeout.
+DEFAULT_READ_HEADER_TIMEOUT_S = 60.0
+
+
+def _reply_and_close(transport: asyncio.BaseTransport, status: bytes, message: str) -> None:
+    body = message.encode("ascii")
+    transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"  # type: ignore[attr-defined]
+                    b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    transport.close()
+
+
+class HardenedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a request head size cap and a head read deadline."""
+
+    max_header_bytes = DEFAULT_MAX_HEADER_BYTES
+    read_header_timeout = DEFAULT_READ_HEADER_TIMEOUT_S
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # between a message's first byte (or the connection's start) and its head's end
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # Counted after parsing: bytes of a head that ended in this chunk do not count.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._cancel_head_timer()
+                _reply_and_close(self.transport, b"431 Request Header Fields Too Large",
+                                 f"request headers exceed the limit of {self.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None and self.read_header_timeout > 0:
+            self._head_timer = self.loop.call_later(self.read_header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            _reply_and_close(self.transport, b"408 Request Timeout",
+                             f"request headers not received within {self.read_header_timeout:g}s")
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._cancel_head_timer()
+        super().timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # An idle keep-alive connection is uvicorn's keep-alive timeout's business until the
+        # next request's first byte (on_message_begin arms the head deadline again).
+        if not self.pipeline:
+            self._cancel_head_timer()
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -25,11 +114,14 @@ class _EmbeddedServer(uvicorn.Server):
 
 class AsgiServer:
     def __init__(self, app: Any, endpoint: str, *, name: str, timeout_graceful_shutdown: float = 10.0,
-                 h11_max_incomplete_event_size: int | None = None):
+                 max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+                 read_header_timeout: float = DEFAULT_READ_HEADER_TIMEOUT_S):
         self._app = app
         self._endpoint = endpoint
         self._name = name
         self._grace = timeout_graceful_shutdown
+        self._protocol = type("HttpProtocol", (HardenedHttpProtocol,), {
+            "max_header_bytes": max_header_bytes, "read_header_timeout": read_header_timeout})
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -39,7 +131,7 @@ class AsgiServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app, lifespan="off", log_config=None, access_log=False, server_header=False,
-            timeout_graceful_shutdown=math.ceil(self._grace), timeout_keep_alive=30,
+            timeout_graceful_shutdown=math.ceil(self._grace), timeout_keep_alive=30, http=self._protocol,
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"asgi-{self._name}")

@@ -32,12 +32,33 @@ class HttpConfig(ComponentConfig):
     traces_url_path: str = "/v1/traces"
     # Cap on the body, both as sent and after decompression (the Collector's 20 MiB).
     max_request_body_size: int = 20 * 1024 * 1024
+    # Requests handed to the pipeline at once; more are refused with a retryable 503. A
+    # request takes its slot once its whole body is read: clients that are slow to send
+    # (or stall) hold only their connection, never a slot a complete request could use.
     max_concurrent_requests: int = 128
     # How long the pipeline may take before the client is answered with a retryable
     # error; exporters stop retrying before it.
     request_timeout: Duration = 30.0
+    # Time from a connection's opening (or a keep-alive request's first byte) to the end
+    # of the request's headers; then 408 and the connection is closed (the Collector's
+    # confighttp `read_header_timeout`).
+    read_header_timeout: Duration = 60.0
+    # Time to receive the whole body once the headers are in, however it trickles; then
+    # 408 and the connection is closed. (The Collector's `read_timeout` bounds headers and
+    # body together and defaults to none: a stalled body would be held forever.)
+    read_timeout: Duration = 60.0
+    # Cap on the request line and headers together; larger is answered 431 (Go's
+    # http.DefaultMaxHeaderBytes, what the Collector's servers use).
+    max_request_header_size: int = 1024 * 1024
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
+
+    @field_validator("max_request_header_size", "max_request_body_size", "max_concurrent_requests")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be at least 1")
+        return v
 
     @field_validator("traces_url_path")
     @classmethod

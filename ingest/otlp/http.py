@@ -1,8 +1,10 @@
 """OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, gzip or deflate encoded.
 
 A plain ASGI app (no framework): this is the hot path, and every check that can refuse
-a request cheaply (path, method, content type, declared length, concurrency) runs
-before the body is read. Status codes follow the OTLP spec: 400 for bad data, 413 over
+a request cheaply (path, method, content type, declared length) runs before the body is
+read. The concurrency slot is taken only once the body is in (within `read_timeout`), so
+slow or stalled senders cannot lock out the others; the server caps the headers' size
+and the time to receive them (net/asgi_server.py). Status codes follow the OTLP spec: 400 for bad data, 413 over
 the size limit, 415 for an unsupported content type, 429 / 503 with Retry-After when the
 pipeline cannot take more right now.
 """
@@ -40,8 +42,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class HttpError(Exception):
     def __init__(self, status: int, message: str, *, grpc_code: int, retry_after: float | None = None,
-                 refused_spans: int = 0, reason: str = ""):
+                 refused_spans: int = 0, reason: str = "", close: bool = False):
         super().__init__(message)
+        self.close = close  # the client stalled mid-body: the connection is dropped, not kept waiting
         self.status = status
         self.grpc_code = grpc_code
         self.retry_after = retry_after
@@ -132,6 +135,8 @@ class OtlpHttpApp:
             headers = [(b"content-type", (JSON if reply_json else PROTOBUF).encode())]
             if exc.retry_after is not None:
                 headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+            if exc.close:
+                headers.append((b"connection", b"close"))
             body = encode_status(exc.grpc_code, str(exc), json=reply_json, retry_after_s=exc.retry_after)
         self._handler.observe(str(status), started, refused, reason)
         headers.append((b"content-length", str(len(body)).encode()))
@@ -153,12 +158,15 @@ class OtlpHttpApp:
         if declared is not None and declared.isdigit() and int(declared) > cfg.max_request_body_size:
             raise HttpError(413, f"body of {declared} bytes exceeds the limit of {cfg.max_request_body_size} bytes",
                             grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+        # The body first, then a slot: a client that trickles or stalls its body must not
+        # hold a slot a complete request could use (it holds its connection, bounded by
+        # read_timeout).
+        body = await self._read_body(receive)
         if self._active >= cfg.max_concurrent_requests:
             raise HttpError(503, "too many concurrent requests; retry later", grpc_code=code_pb2.UNAVAILABLE,
                             retry_after=1.0)
         self._active += 1
         try:
-            body = await self._read_body(receive)
             encoding = (_header(scope, b"content-encoding") or "").strip().lower()
             try:
                 if len(body) > _OFFLOAD_BYTES:
@@ -191,6 +199,14 @@ class OtlpHttpApp:
         return 200, encode_export_response(rejected, message, json=is_json), [(b"content-type", content_type.encode())]
 
     async def _read_body(self, receive: Receive) -> bytes:
+        try:
+            async with asyncio.timeout(self._config.read_timeout):
+                return await self._read_body_chunks(receive)
+        except TimeoutError:
+            raise HttpError(408, f"request body not received within {self._config.read_timeout:g}s",
+                            grpc_code=code_pb2.DEADLINE_EXCEEDED, close=True) from None
+
+    async def _read_body_chunks(self, receive: Receive) -> bytes:
         limit = self._config.max_request_body_size
         chunks: list[bytes] = []
         size = 0
@@ -219,7 +235,9 @@ class OtlpHttpReceiver:
     async def start(self) -> None:
         app = OtlpHttpApp(self._config, self.handler, self._log)
         self._server = AsgiServer(app, self._config.endpoint, name="otlp-http",
-                                  timeout_graceful_shutdown=self._config.request_timeout)
+                                  timeout_graceful_shutdown=self._config.request_timeout,
+                                  max_header_bytes=self._config.max_request_header_size,
+                                  read_header_timeout=self._config.read_header_timeout)
         await self._server.start()
         self.port = self._server.port
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
