@@ -5,11 +5,19 @@ up through the declarative table in `mapping.py` (first source present wins). Re
 go into `GenAIColumns` on the batch; the span's own attributes are never changed, so the
 original data is always kept. A span that speaks no known convention gets empty fields:
 nothing is invented.
+
+A token count no storage or rollup can sum (over 2**63 - 1: the columns are UInt64 and
+input + output must still fit) is dropped, "not known", and logged: one absurd attribute
+must not fail the insert of every span batched with it. A batch larger than
+`_INLINE_BYTES` is normalized on a worker thread (its message JSON can take a while to
+parse), so the event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.genai import GenAIColumns
+from tracehouse.core.logs import LogThrottle
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
@@ -24,6 +33,11 @@ from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.values import count, json_text, path, raw, text, usd
 
 Attrs = Mapping[str, AnyValue]
+
+# The largest token count kept; see the module doc.
+MAX_TOKEN_COUNT = 2**63 - 1
+# Batches up to this many wire bytes are normalized on the event loop (a millisecond or two).
+_INLINE_BYTES = 1 << 20
 
 _OTEL_DOTTED_PREFIXES = ("aws.", "gcp.", "azure.", "az.", "ibm.")
 # MLflow's `mlflow.message.format` names the client library whose payload it recorded;
@@ -183,7 +197,12 @@ class NormalizeProcessor:
     def __init__(self, settings: Settings, config: GenAINormalizeConfig, next_consumer: TracesConsumer):
         self._config = config
         self._next = next_consumer
+        self._log = settings.logger
+        self._throttle = LogThrottle(60.0)
+        self._lock = threading.Lock()  # batches may be normalized on several threads at once
         self.normalized_spans = 0  # spans with at least one canonical field
+        self.dropped_token_counts = 0  # counts over MAX_TOKEN_COUNT, left unknown
+        self.offloaded_batches = 0
 
     async def start(self, host: Host) -> None:
         return None
@@ -192,25 +211,41 @@ class NormalizeProcessor:
         return None
 
     async def consume(self, batch: TraceBatch) -> None:
-        self.process(batch)
+        if batch.nbytes > _INLINE_BYTES:
+            with self._lock:
+                self.offloaded_batches += 1
+            await asyncio.to_thread(self.process, batch)
+        else:
+            self.process(batch)
         await self._next.consume(batch)
 
     def process(self, batch: TraceBatch) -> GenAIColumns:
         cols = GenAIColumns.empty(batch.span_count)
-        i = 0
+        i = normalized = 0
+        dropped: list[str] = []
         for rs in batch.request.resource_spans:
             resource: dict[str, AnyValue] = (
                 {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = {kv.key: kv.value for kv in span.attributes}
-                    if self._normalize(attrs, resource, span, cols, i):
-                        self.normalized_spans += 1
+                    if self._normalize(attrs, resource, span, cols, i, dropped):
+                        normalized += 1
                     i += 1
         batch.genai = cols
+        with self._lock:
+            self.normalized_spans += normalized
+            self.dropped_token_counts += len(dropped)
+        if dropped:
+            held = self._throttle.allow("dropped")
+            if held is not None:
+                self._log.warning("token counts too large to store were dropped (stored as unknown)",
+                                  fields=sorted(set(dropped)), counts=len(dropped), max=MAX_TOKEN_COUNT,
+                                  suppressed=held)
         return cols
 
-    def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int) -> bool:
+    def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int,
+                   dropped: list[str]) -> bool:
         found = lookup(attrs)
         for name in m.STRING_FIELDS:
             value = found.get(name)
@@ -231,7 +266,7 @@ class NormalizeProcessor:
 
         # Wrapper spans of the Vercel AI SDK repeat their calls' usage: not counted twice.
         if m.VERCEL_KINDS.get(vercel_op) != m.CHAIN:
-            self._tokens(attrs, found, cols, i)
+            self._tokens(attrs, found, cols, i, dropped)
         if not kind and has_model and (cols.input_tokens[i] is not None or cols.output_tokens[i] is not None):
             kind = m.LLM  # a model call that names no kind: model + usage is what defines one
         cols.span_kind[i] = kind
@@ -252,10 +287,14 @@ class NormalizeProcessor:
         return bool(kind or has_model or cols.provider[i] or cols.prompt_name[i])
 
     @staticmethod
-    def _tokens(attrs: Attrs, values: dict[str, Any], cols: GenAIColumns, i: int) -> None:
+    def _tokens(attrs: Attrs, values: dict[str, Any], cols: GenAIColumns, i: int, dropped: list[str]) -> None:
         found = {name: values.get(name) for name in m.COUNT_FIELDS}
         if found["input_tokens"] is None and found["output_tokens"] is None:
             found.update({k: v for k, v in langfuse_usage(attrs).items() if v is not None})
+        for name, value in found.items():
+            if value is not None and value > MAX_TOKEN_COUNT:
+                found[name] = None
+                dropped.append(name)
         inp, out, total = found["input_tokens"], found["output_tokens"], found["total_tokens"]
         if total is None and inp is not None and out is not None:
             found["total_tokens"] = inp + out

@@ -6,13 +6,18 @@ span's `tokens_estimated` flag is set. Only LLM call spans are estimated: agent,
 chain and workflow spans repeat their children's messages, and counting them would
 count the same tokens twice in every rollup.
 
-The work is CPU-only and synchronous; it runs on the event loop thread and is bounded
-per span by `max_chars_per_span`.
+The work is CPU-only and synchronous, bounded per span by `max_chars_per_span`. A batch
+with more than `_INLINE_CHARS` characters of messages to count is processed on a worker
+thread, so the event loop keeps serving every endpoint (probes included) meanwhile; the
+tokenizer counts long texts in pieces, so the thread lets the loop have the GIL between
+them (tokenizer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from dataclasses import dataclass
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
@@ -26,6 +31,30 @@ from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 # operations (OTel `gen_ai.operation.name`, OpenLLMetry `llm.request.type`) of a model call.
 LLM_SPAN_KINDS = frozenset({"llm", "chat", "completion", "generation"})
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "response", "completion"})
+
+
+# Messages of at most this many characters per batch are counted on the event loop (well
+# under a millisecond); more go to a worker thread.
+_INLINE_CHARS = 16_384
+
+
+@dataclass(slots=True)
+class _Stats:
+    input_spans: int = 0
+    output_spans: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    scaled_spans: int = 0
+
+
+def message_chars(cols: GenAIColumns) -> int:
+    """Characters of message content a batch carries (what counting them costs)."""
+    total = 0
+    for column in (cols.input_messages, cols.output_messages):
+        for messages in column:
+            if messages:
+                total += sum(len(m.content) for m in messages)
+    return total
 
 
 def is_llm_call(span_kind: str, operation: str) -> bool:
@@ -51,6 +80,8 @@ class TokensProcessor:
         self.estimated_input_tokens = 0
         self.estimated_output_tokens = 0
         self.scaled_spans = 0  # spans whose content exceeded max_chars_per_span (extrapolated)
+        self.offloaded_batches = 0  # batches counted on a worker thread
+        self._lock = threading.Lock()  # batches may be processed on several threads at once
 
     async def start(self, host: Host) -> None:
         self._host = host
@@ -62,7 +93,12 @@ class TokensProcessor:
         return None
 
     async def consume(self, batch: TraceBatch) -> None:
-        self.process(batch)
+        if batch.genai is not None and message_chars(batch.genai) > _INLINE_CHARS:
+            with self._lock:
+                self.offloaded_batches += 1
+            await asyncio.to_thread(self.process, batch)
+        else:
+            self.process(batch)
         await self._next.consume(batch)
 
     def process(self, batch: TraceBatch) -> int:
@@ -74,7 +110,7 @@ class TokensProcessor:
         encodings: dict[tuple[str, str], str] = {}
         failed: list[bool] | None = None
         estimated = 0
-        before = self._counts()
+        stats = _Stats()
         for i in range(cols.size):
             if not is_llm_call(cols.span_kind[i], cols.operation[i]):
                 continue
@@ -91,33 +127,35 @@ class TokensProcessor:
                 encoding = encodings.get(key)
                 if encoding is None:
                     encoding = encodings[key] = tokenizer.encoding_for(*key, default=cfg.default_encoding)
-                if self._estimate(cols, i, encoding, want_in, want_out):
+                if self._estimate(cols, i, encoding, want_in, want_out, stats):
                     estimated += 1
             if cols.total_tokens[i] is None:
                 inp, out = cols.input_tokens[i], cols.output_tokens[i]
                 if inp is not None and out is not None:
                     cols.total_tokens[i] = inp + out
-        self.estimated_spans += estimated
-        if estimated and self._host is not None:
-            self._publish(before)
+        if estimated:
+            with self._lock:
+                self.estimated_spans += estimated
+                self.estimated_input_spans += stats.input_spans
+                self.estimated_output_spans += stats.output_spans
+                self.estimated_input_tokens += stats.input_tokens
+                self.estimated_output_tokens += stats.output_tokens
+                self.scaled_spans += stats.scaled_spans
+            if self._host is not None:
+                self._publish(stats)
         return estimated
 
-    def _counts(self) -> tuple[int, int, int, int]:
-        return (self.estimated_input_spans, self.estimated_output_spans,
-                self.estimated_input_tokens, self.estimated_output_tokens)
-
-    def _publish(self, before: tuple[int, int, int, int]) -> None:
+    def _publish(self, stats: _Stats) -> None:
         """Once per batch: labelled Prometheus children cost a lookup per call."""
         assert self._host is not None
-        in_spans, out_spans, in_tokens, out_tokens = (now - then for now, then in zip(self._counts(), before,
-                                                                                      strict=True))
         telemetry = self._host.telemetry
-        telemetry.genai_estimated_spans.labels("input").inc(in_spans)
-        telemetry.genai_estimated_spans.labels("output").inc(out_spans)
-        telemetry.genai_estimated_tokens.labels("input").inc(in_tokens)
-        telemetry.genai_estimated_tokens.labels("output").inc(out_tokens)
+        telemetry.genai_estimated_spans.labels("input").inc(stats.input_spans)
+        telemetry.genai_estimated_spans.labels("output").inc(stats.output_spans)
+        telemetry.genai_estimated_tokens.labels("input").inc(stats.input_tokens)
+        telemetry.genai_estimated_tokens.labels("output").inc(stats.output_tokens)
 
-    def _estimate(self, cols: GenAIColumns, i: int, encoding: str, want_in: bool, want_out: bool) -> bool:
+    def _estimate(self, cols: GenAIColumns, i: int, encoding: str, want_in: bool, want_out: bool,
+                  stats: _Stats) -> bool:
         max_chars = self._config.max_chars_per_span
         scaled = done = False
         directions = (("input", want_in, cols.input_messages, cols.input_tokens),
@@ -129,14 +167,14 @@ class TokensProcessor:
             est = tokenizer.estimate_messages(messages, encoding, prompt=direction == "input", max_chars=max_chars)
             tokens_column[i] = est.tokens
             if direction == "input":
-                self.estimated_input_spans += 1
-                self.estimated_input_tokens += est.tokens
+                stats.input_spans += 1
+                stats.input_tokens += est.tokens
             else:
-                self.estimated_output_spans += 1
-                self.estimated_output_tokens += est.tokens
+                stats.output_spans += 1
+                stats.output_tokens += est.tokens
             scaled |= est.scaled
             done = True
         if done:
             cols.tokens_estimated[i] = True
-            self.scaled_spans += scaled
+            stats.scaled_spans += scaled
         return done

@@ -73,17 +73,53 @@ def preload(*encodings: str) -> None:
         _tokenizer(encoding)
 
 
+# Longer texts are counted in pieces of about this many characters. bpe-openai holds the
+# GIL for a whole call (~40 ms per 200k characters of base64): a piece is ~3 ms, and
+# between pieces a worker thread counting a huge message lets the event loop run.
+PIECE_CHARS = 16_384
+
+
 def count_text(text: str, encoding: str = O200K) -> int:
     """BPE tokens of `text`, special-token strings counted as ordinary text."""
     if not text:
         return 0
     tok = _tokenizer(encoding)
+    if len(text) <= PIECE_CHARS:
+        return _count(tok, text)
+    return sum(_count(tok, piece) for piece in split_text(text))
+
+
+def _count(tok: _Counter, text: str) -> int:
     try:
         return tok.count(text)
     except UnicodeEncodeError:
         # Lone surrogates (e.g. from "\ud83d" JSON escapes): as tiktoken, pair what
         # pairs and replace the rest with U+FFFD.
         return tok.count(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+
+def split_text(text: str, size: int = PIECE_CHARS) -> Iterable[str]:
+    """`text` in pieces of at most about `size` characters whose token counts add up to the
+    whole's.
+
+    A piece ends before a single space that has non-whitespace on both sides. In both
+    encodings' pre-tokenizer patterns (OpenAI's o200k_base and cl100k_base regexes) a
+    pre-token contains a space only at its start or consists of whitespace only, so such a
+    space always starts a pre-token; BPE merges never cross pre-tokens, so the counts of
+    the pieces sum to the count of the text. A stretch with no such space (base64, minified
+    code) is cut at `size`: the two pre-tokens at the cut may count a token more or less."""
+    start, n = 0, len(text)
+    while n - start > size:
+        end = start + size
+        floor = start + size // 2
+        cut = text.rfind(" ", floor, end)
+        while cut > floor and (text[cut - 1].isspace() or text[cut + 1].isspace()):
+            cut = text.rfind(" ", floor, cut)
+        if cut <= floor:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 # --- model -> encoding ------------------------------------------------------------

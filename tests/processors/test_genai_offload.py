@@ -1,0 +1,155 @@
+"""GenAI processing of huge messages stays off the event loop: probes and other requests are
+answered while a request carrying 200k-character messages is normalized and tokenized."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import string
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genai_helpers import batch_of, span
+from tracehouse.core.component import ComponentID, Kind, Settings
+from tracehouse.core.testing import TestHost, TracesSink
+from tracehouse.ingest.otlp.config import HttpConfig, OtlpReceiverConfig, ProtocolsConfig
+from tracehouse.ingest.otlp.receiver import OtlpReceiver
+from tracehouse.net.asgi_server import AsgiServer
+from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
+from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
+from tracehouse.processors.genai_tokens import tokenizer
+from tracehouse.processors.genai_tokens.config import GenAITokensConfig
+from tracehouse.processors.genai_tokens.processor import TokensProcessor
+
+T0 = 1_795_000_000 * 10**9
+SPANS = 20
+MAX_TOKEN_COUNT = 2**63 - 1  # the largest count kept: input + output still fits UInt64
+CHARS = 200_000
+
+
+def huge_content(seed: int) -> str:
+    # base64-like: no spaces, the tokenizer's slowest input per character.
+    rng = random.Random(seed)
+    return "".join(rng.choices(string.ascii_letters + string.digits + "+/", k=CHARS))
+
+
+def huge_request_spans() -> list[Any]:
+    return [span(1, i + 1, T0 + i, {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "content": huge_content(i)}]),
+    }) for i in range(SPANS)]
+
+
+def processors(sink: Any) -> tuple[NormalizeProcessor, TokensProcessor]:
+    tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(),
+                             sink)
+    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
+                                   GenAINormalizeConfig(), tokens)
+    return normalize, tokens
+
+
+async def largest_loop_stall(work: Any) -> tuple[float, float]:
+    """(longest gap between 5 ms ticks of the event loop while `work` runs, how long it ran)."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    t0 = time.perf_counter()
+    await work
+    elapsed = time.perf_counter() - t0
+    done.set()
+    await tick
+    return max(gaps, default=elapsed), elapsed
+
+
+async def test_tokenizing_huge_messages_does_not_stall_the_event_loop() -> None:
+    sink = TracesSink()
+    normalize, tokens = processors(sink)
+    await tokens.start(TestHost())
+    batch = batch_of(huge_request_spans())
+    stall, elapsed = await largest_loop_stall(normalize.consume(batch))
+    assert elapsed > 0.2, "the work must take long enough for the check to mean something"
+    assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
+    assert tokens.offloaded_batches == 1
+    cols = sink.batches[0].genai
+    assert cols is not None and all(t is not None and t > CHARS // 3 for t in cols.input_tokens)
+    assert cols.tokens_estimated == [True] * SPANS
+
+
+async def test_probes_are_answered_while_a_huge_request_is_processed() -> None:
+    """/healthz (any endpoint on the loop) answers within 200 ms while a request with
+    20 messages of 200k characters goes through genai_normalize and genai_tokens."""
+    sink = TracesSink()
+    normalize, tokens = processors(sink)
+    host = TestHost()
+    await tokens.start(host)
+    receiver = OtlpReceiver(Settings(ComponentID("otlp"), Kind.RECEIVER), OtlpReceiverConfig(
+        protocols=ProtocolsConfig(http=HttpConfig(endpoint="127.0.0.1:0"))), normalize)
+    await receiver.start(host)
+
+    async def healthz(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    probe_server = AsgiServer(healthz, "127.0.0.1:0", name="healthz")
+    await probe_server.start()
+    body = batch_of(huge_request_spans()).to_bytes()
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await http.get(f"http://127.0.0.1:{probe_server.port}/healthz")  # warm the connection
+            post = asyncio.create_task(http.post(f"http://127.0.0.1:{receiver.http_port}/v1/traces", content=body,
+                                                 headers={"content-type": "application/x-protobuf"}))
+            latencies = []
+            while not post.done():
+                t0 = time.perf_counter()
+                resp = await http.get(f"http://127.0.0.1:{probe_server.port}/healthz")
+                latencies.append(time.perf_counter() - t0)
+                assert resp.status_code == 200
+                await asyncio.sleep(0.02)
+            assert (await post).status_code == 200
+        assert max(latencies) < 0.2, f"slowest probe {max(latencies) * 1000:.0f} ms"
+        assert len(latencies) >= 5, "the request must take long enough for the probes to mean something"
+        assert sink.span_count == SPANS
+    finally:
+        await probe_server.stop()
+        await receiver.shutdown()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["word", " ", "  ", "\n", "\t", "x.", "(y)", "42", "1234", "'s", "日本", "😀", "A",
+                                 "-", "…"]), min_size=1, max_size=3000),
+       st.sampled_from([tokenizer.O200K, tokenizer.CL100K]))
+def test_counting_in_pieces_gives_the_whole_texts_count(parts: list[str], encoding: str) -> None:
+    text = "".join(parts)
+    whole = tokenizer._count(tokenizer._tokenizer(encoding), text)
+    pieces = list(tokenizer.split_text(text, size=64))
+    assert "".join(pieces) == text
+    assert sum(tokenizer._count(tokenizer._tokenizer(encoding), p) for p in pieces) == whole
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", 2.0**70, "1e30"])
+def test_a_token_count_too_large_to_store_is_dropped_and_logged(value: object) -> None:
+    normalize, _ = processors(TracesSink())
+    batch = batch_of([span(1, 1, T0, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                                      "gen_ai.usage.input_tokens": value, "gen_ai.usage.output_tokens": 7})])
+    cols = normalize.process(batch)
+    assert cols.input_tokens == [None] and cols.output_tokens == [7] and cols.total_tokens == [None]
+    assert normalize.dropped_token_counts == 1
+    largest = batch_of([span(1, 1, T0, {"gen_ai.usage.input_tokens": MAX_TOKEN_COUNT,
+                                        "gen_ai.usage.output_tokens": MAX_TOKEN_COUNT})])
+    cols = normalize.process(largest)
+    assert cols.total_tokens == [2 * MAX_TOKEN_COUNT]  # still a UInt64
