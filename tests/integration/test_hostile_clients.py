@@ -95,8 +95,8 @@ async def test_stalled_bodies_while_a_valid_post_succeeds(server: AllInOne) -> N
     stalled = []
     for _ in range(140):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                     f"Content-Length: 50000\r\n\r\n".encode() + b"\x0a")
+        writer.write(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Content-Length: 50000\r\n\r\n" + b"\x0a")
         stalled.append((reader, writer))
     await asyncio.sleep(0.3)
     trace = uuid.uuid4().bytes

@@ -17,7 +17,6 @@ from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.ingest.otlp.config import HttpConfig, OtlpReceiverConfig, ProtocolsConfig
 from tracehouse.ingest.otlp.receiver import OtlpReceiver
 
-Start = Callable[..., "asyncio.Future[tuple[OtlpReceiver, TracesSink]]"]
 
 
 @pytest.fixture
