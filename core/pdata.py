@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -117,6 +117,53 @@ class TraceBatch:
         return TraceBatch(request=request, span_count=self.span_count, raw=self.raw,
                           genai=None if self.genai is None else self.genai.copy(),
                           origin=self.origin, deadline=self.deadline)
+
+    def split(self) -> tuple[TraceBatch, TraceBatch]:
+        """Two halves of a batch of two spans or more: by its resource spans when it has
+        several (a merged batch's requests stay whole), else by its spans. GenAI columns are
+        sliced alongside; the origin is dropped (its token names the whole batch) and the
+        deadline kept. What an exporter bisects with to find the span a destination refuses."""
+        if self.span_count < 2:
+            raise ValueError("a batch of fewer than two spans cannot be split")
+        resource_spans = list(self.request.resource_spans)
+        first, second = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+        if len(resource_spans) > 1:
+            half = len(resource_spans) // 2
+            first.resource_spans.extend(resource_spans[:half])
+            second.resource_spans.extend(resource_spans[half:])
+        if not count_spans(first) or not count_spans(second):  # one resource, or all spans on one side
+            first, second = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+            mid = self.span_count // 2
+            seen = 0
+            for rs in resource_spans:
+                parts = (first.resource_spans.add(), second.resource_spans.add())
+                for part in parts:
+                    part.resource.CopyFrom(rs.resource)
+                    part.schema_url = rs.schema_url
+                for ss in rs.scope_spans:
+                    scopes = [None, None]
+                    for span in ss.spans:
+                        side = 0 if seen < mid else 1
+                        if scopes[side] is None:
+                            scope = parts[side].scope_spans.add()
+                            scope.scope.CopyFrom(ss.scope)
+                            scope.schema_url = ss.schema_url
+                            scopes[side] = scope
+                        scopes[side].spans.append(span)  # type: ignore[attr-defined]
+                        seen += 1
+        halves = []
+        offset = 0
+        for request in (first, second):
+            n = count_spans(request)
+            genai = None
+            if self.genai is not None:
+                genai = GenAIColumns(size=n)
+                for f in fields(GenAIColumns):
+                    if f.name != "size":
+                        setattr(genai, f.name, getattr(self.genai, f.name)[offset:offset + n])
+            halves.append(TraceBatch(request=request, span_count=n, genai=genai, deadline=self.deadline))
+            offset += n
+        return halves[0], halves[1]
 
     def remaining(self, default: float) -> float:
         """Seconds left before the deadline, at most `default` (`default` without one)."""

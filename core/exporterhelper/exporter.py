@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from tracehouse.core.component import Host, Kind, Settings, Status
@@ -284,23 +284,45 @@ class TracesExporter:
                             moved_to=str(target), spans=entry.span_count, error=str(exc))
             return
         # Acknowledged work: retried until the destination takes it, however long that is.
+        # A permanent refusal is bisected down to the spans refused (one request's bad data
+        # in a merged entry must not take the others with it); only those are dropped.
         delays = backoff_delays(self._config.retry_on_failure, forever=True)
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            refused = await self._replay_part(disk, entry, part, delays)
+            if refused is None:
+                self._on_sent(part.span_count)
+            elif part.span_count > 1 and not refused[1]:  # (a partly delivered part is not resent)
+                halves = part.split()
+                parts.extend(h for h in reversed(halves) if h.span_count)
+            else:
+                error, delivered = refused
+                rejected = part.span_count - delivered
+                self._on_failed(rejected, error, delivered=delivered, log=False)
+                telemetry.exporter_dropped_spans.labels(self._id, "rejected").inc(rejected)
+                self._log.error(f"{self._sender.name} rejected queued spans; they are dropped",
+                                entry=entry.name, spans=rejected, error=str(error))
+        await disk.remove(entry)
+
+    async def _replay_part(self, disk: DiskQueue, entry: QueueEntry, batch: TraceBatch,
+                           delays: Iterator[float]) -> tuple[PermanentError, int] | None:
+        """Send `batch` until it is taken (None) or refused permanently ((error, spans delivered))."""
+        telemetry = self._telemetry()
         request: ExportRequest | None = None
         while True:
             try:
                 if request is None:
                     request = self._sender.request(batch)
                 await self._attempt(request, self._config.timeout)
-                break
+                return None
             except PermanentError as exc:
                 delivered = request.delivered_spans if request is not None else 0
-                rejected = batch.span_count - delivered
-                self._on_failed(rejected, exc, delivered=delivered, log=False)
-                telemetry.exporter_dropped_spans.labels(self._id, "rejected").inc(rejected)
-                self._log.error(f"{self._sender.name} rejected a queued batch; its spans are dropped",
-                                entry=entry.name, spans=rejected, error=str(exc))
-                await disk.remove(entry)
-                return
+                if batch.span_count > 1 and not delivered and self._throttle.allow("bisect") is not None:
+                    self._log.warning(f"{self._sender.name} refused a queued batch; resending it in halves to "
+                                      "find the spans it refuses", entry=entry.name, spans=batch.span_count,
+                                      error=str(exc))
+                return exc, delivered
             except Exception as exc:
                 telemetry.exporter_send_retries.labels(self._id).inc()
                 self.failing(str(exc))
@@ -312,8 +334,6 @@ class TracesExporter:
                                       error=str(exc), retry_in_s=round(delay, 2), queued_entries=disk.entries,
                                       queued_spans=disk.spans, suppressed=held)
                 await asyncio.sleep(delay)
-        self._on_sent(batch.span_count)
-        await disk.remove(entry)
 
     # -------------------------------------------------------------- status and metrics
 

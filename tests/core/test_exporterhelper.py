@@ -230,7 +230,8 @@ async def test_the_disk_queue_acknowledges_while_the_destination_is_down_and_del
 
 
 async def test_a_queued_batch_the_destination_rejects_is_dropped_and_counted(tmp_path: Path) -> None:
-    sender = ScriptedSender([PermanentError("schema mismatch")])
+    # Refused whole, then each half, down to every single span: all of them are dropped.
+    sender = ScriptedSender([PermanentError("schema mismatch")] * 1000)
     host, exp = TestHost(), exporter(sender, sending_queue={"storage": str(tmp_path)})
     await exp.start(host)
     batch = await enriched()
@@ -240,4 +241,52 @@ async def test_a_queued_batch_the_destination_rejects_is_dropped_and_counted(tmp
         await asyncio.sleep(0.02)
     await exp.shutdown()
     assert metric(host, "tracehouse_exporter_dropped_spans_total", reason="rejected") == batch.span_count
+    assert not list(tmp_path.glob("*.wal"))
+
+
+class PoisonSender(ScriptedSender):
+    """Refuses, permanently, any batch holding a span named "poison" (as ClickHouse refuses
+    a block with one value out of its column's range)."""
+
+    def request(self, batch: TraceBatch) -> ExportRequest:
+        sender = self
+
+        class Attempt(ExportRequest):
+            span_count = batch.span_count
+
+            async def send(self) -> None:
+                sender.attempts += 1
+                if any(s.name == "poison" for _, _, s in batch.iter_spans()):
+                    raise PermanentError("a value cannot be stored")
+                sender.delivered.append(batch)
+
+        return Attempt()
+
+
+async def test_a_queued_batch_with_one_refused_span_loses_only_that_span(tmp_path: Path) -> None:
+    """A disk-queue entry is a merged batch of many requests, all acknowledged: a permanent
+    refusal is bisected down to the refused span; every other span is delivered."""
+    sender = PoisonSender()
+    host, exp = TestHost(), exporter(sender, sending_queue={"storage": str(tmp_path)})
+    await exp.start(host)
+    batch = await enriched()
+    spans = [s for _, _, s in batch.iter_spans()]
+    assert len(spans) >= 3
+    spans[len(spans) // 2].name = "poison"
+    batch.mark_mutated()
+    await exp.consume(batch)
+    deadline = time.monotonic() + 5
+    while exp.queued_spans and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await exp.shutdown()
+    delivered = [s.span_id for b in sender.delivered for _, _, s in b.iter_spans()]
+    assert sorted(delivered) == sorted(s.span_id for s in spans if s.name != "poison")
+    assert batch.genai is not None
+    by_span = {s.span_id: (batch.genai.input_tokens[i], batch.genai.span_kind[i]) for i, s in enumerate(spans)}
+    for part in sender.delivered:  # GenAI columns stay aligned with their spans
+        assert part.genai is not None and part.genai.size == part.span_count
+        for i, (_, _, s) in enumerate(part.iter_spans()):
+            assert (part.genai.input_tokens[i], part.genai.span_kind[i]) == by_span[s.span_id]
+    assert metric(host, "tracehouse_exporter_dropped_spans_total", reason="rejected") == 1
+    assert metric(host, "tracehouse_exporter_sent_spans_total") == len(spans) - 1
     assert not list(tmp_path.glob("*.wal"))
