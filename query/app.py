@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from tracehouse.extensions.health_check.health import HealthSource
+from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import document_400_not_422, install_error_handlers
 from tracehouse.query.jaeger.router import jaeger_router
@@ -25,7 +26,9 @@ from tracehouse.query.routes.ui import ui_router
 from tracehouse.query.store import TraceStore
 
 
-def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None) -> FastAPI:
+def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None,
+               access: Access = OPEN) -> FastAPI:
+    """`access` decides who reads what (query/access.py); OPEN = no keys, the default tenant."""
     cfg = settings or QueryApiConfig()
     app = FastAPI(
         title="tracehouse query API",
@@ -37,13 +40,13 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     )
     install_error_handlers(app)
     # The order of the routes is the order of the paths in /openapi.json.
-    app.include_router(health_router(health))
-    app.include_router(traces_router(store, cfg))
-    app.include_router(genai_metrics_router(store, cfg))
-    app.include_router(prompts_router(store))
-    app.include_router(sessions_router(store, cfg))
+    app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
+    app.include_router(traces_router(store, cfg, access))
+    app.include_router(genai_metrics_router(store, cfg, access))
+    app.include_router(prompts_router(store, access))
+    app.include_router(sessions_router(store, cfg, access))
     # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
-    app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS)))
+    app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access))
     # The trace explorer (query/ui/): a page over the routes above, not part of the API.
     app.include_router(ui_router())
     document_400_not_422(app)

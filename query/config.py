@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
@@ -28,6 +29,11 @@ class QueryApiConfig(ComponentConfig):
     # long of the searched range; a longer trace across the range's edge shows the part
     # inside (its own page is always whole). Larger costs the list more rows to read.
     max_trace_duration: Duration = 6 * 3600.0
+    # `auth: {authenticator: bearertokenauth}`: API routes need a key of kind read or full,
+    # and read only that key's tenant. Health probes stay open.
+    auth: AuthConfig | None = None
+    # With `auth`: whether `/metrics` needs a key too (Prometheus then sends one).
+    metrics_auth: bool = False
 
     @field_validator("endpoint")
     @classmethod

@@ -27,11 +27,13 @@ log = structlog.get_logger("tracehouse.query.app")  # the app's logger: these ha
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, parameter: str | None = None):
+    def __init__(self, code: int, message: str, parameter: str | None = None, *,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.parameter = parameter
+        self.headers = headers
 
 
 def error_response(code: int, message: str, parameter: str | None = None,
@@ -54,7 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.code, exc.message, exc.parameter)
+        return error_response(exc.code, exc.message, exc.parameter, headers=exc.headers)
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from tracehouse.net.asgi_server import AsgiServer
+from tracehouse.core.auth import resolve_authenticator
 from tracehouse.core.component import Host, Settings
 from tracehouse.extensions.health_check.health import health_of
+from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.store import TraceStore
@@ -21,8 +23,9 @@ class QueryApiExtension:
 
     async def start(self, host: Host) -> None:
         cfg = self._config
+        access = Access(resolve_authenticator(host, cfg.auth))
         store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers)
-        app = create_app(store, health_of(host), settings=cfg)
+        app = create_app(store, health_of(host), settings=cfg, access=access)
         server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id))
         self._store = store
         try:
@@ -34,7 +37,8 @@ class QueryApiExtension:
         self._server = server
         self.port = server.port
         self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port,
-                       database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name)
+                       database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name,
+                       auth=cfg.auth.authenticator if cfg.auth else "off: every caller reads the default tenant")
 
     async def shutdown(self) -> None:
         """Stop accepting, finish in-flight requests, close the ClickHouse clients. Safe twice."""

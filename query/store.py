@@ -246,64 +246,72 @@ class TraceStore:
             raise StoreError("the query API is shutting down") from exc
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    async def search(self, query: SearchQuery) -> list[dict[str, Any]]:
+    # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
+    # are never read.
+    async def search(self, query: SearchQuery, *, tenant: str) -> list[dict[str, Any]]:
         """Trace summaries in the query's order; at most `query.limit` rows."""
-        rows = await self._query("trace_search", query.parameters())
+        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant})
         if rows:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
-                "end_ns": query.end_ns, "window_ns": query.window_ns})
+                "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
             by_trace = {label["trace_id"]: label for label in labels}
             for row in rows:
                 row.update(by_trace.get(row["trace_id"], _NO_LABELS))
         return rows
 
-    async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+    async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS, *,
+                          tenant: str) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""
-        return await self.traces_spans([trace_id], max_spans)
+        return await self.traces_spans([trace_id], max_spans, tenant=tenant)
 
-    async def jaeger_services(self, since_ns: int) -> list[str]:
+    async def jaeger_services(self, since_ns: int, *, tenant: str) -> list[str]:
         """Distinct service names of spans since `since_ns`, sorted."""
-        rows = await self._query("jaeger_services", {"since_ns": since_ns, "max_rows": MAX_NAMES})
+        rows = await self._query("jaeger_services", {"since_ns": since_ns, "max_rows": MAX_NAMES, "tenant": tenant})
         return [r["service"] for r in rows]
 
-    async def jaeger_operations(self, service: str, since_ns: int) -> list[tuple[str, str]]:
+    async def jaeger_operations(self, service: str, since_ns: int, *, tenant: str) -> list[tuple[str, str]]:
         """Distinct (span name, span kind) of one service's spans since `since_ns`, sorted."""
-        rows = await self._query("jaeger_operations",
-                                 {"service": service, "since_ns": since_ns, "max_rows": MAX_NAMES})
+        rows = await self._query("jaeger_operations", {"service": service, "since_ns": since_ns,
+                                                       "max_rows": MAX_NAMES, "tenant": tenant})
         return [(r["name"], r["kind"]) for r in rows]
 
-    async def jaeger_search(self, query: JaegerSearchQuery) -> list[str]:
+    async def jaeger_search(self, query: JaegerSearchQuery, *, tenant: str) -> list[str]:
         """Ids of the matching traces, newest first; at most `query.limit`."""
-        rows = await self._query("jaeger_search", query.parameters())
+        rows = await self._query("jaeger_search", {**query.parameters(), "tenant": tenant})
         return [r["trace_id"] for r in rows]
 
-    async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+    async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS, *,
+                           tenant: str) -> list[dict[str, Any]]:
         """Every span (each once) of these traces, trace by trace in the given order, each by
         start time. At most `max_spans` rows."""
         if not trace_ids:
             return []
-        return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans})
+        return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans,
+                                                 "tenant": tenant})
 
-    async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
+    async def genai_metrics(self, query: MetricsQuery, *, tenant: str) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
-        return await self._query("genai_metrics", query.parameters())
+        return await self._query("genai_metrics", {**query.parameters(), "tenant": tenant})
 
-    async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int) -> list[dict[str, Any]]:
+    async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per session id with a turn starting in [start, end); see sql/sessions.sql."""
-        return await self._query("sessions", {"start_ns": start_ns, "end_ns": end_ns, "user": user, "limit": limit})
+        return await self._query("sessions", {"start_ns": start_ns, "end_ns": end_ns, "user": user, "limit": limit,
+                                              "tenant": tenant})
 
-    async def prompt_list(self, q: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    async def prompt_list(self, q: str, limit: int, offset: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per prompt name (registry and usage), by name; `total_names` on each row."""
-        return await self._query("prompt_list", {"q": q, "limit": limit, "offset": offset})
+        return await self._query("prompt_list", {"q": q, "limit": limit, "offset": offset, "tenant": tenant})
 
-    async def prompt_registry(self, name: str) -> list[dict[str, Any]]:
+    async def prompt_registry(self, name: str, *, tenant: str) -> list[dict[str, Any]]:
         """The registry entry (earliest claim) of every version of one prompt."""
-        return await self._query("prompt_registry", {"name": name})
+        return await self._query("prompt_registry", {"name": name, "tenant": tenant})
 
-    async def prompt_usage(self, name: str, start_s: int = 0, end_s: int = MAX_DATETIME_S) -> list[dict[str, Any]]:
+    async def prompt_usage(self, name: str, start_s: int = 0, end_s: int = MAX_DATETIME_S, *,
+                           tenant: str) -> list[dict[str, Any]]:
         """Usage of one prompt per version, summed over the minutes in [start_s, end_s)."""
-        return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s})
+        return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s,
+                                                  "tenant": tenant})
 
     # -- lifecycle -------------------------------------------------------------------
     async def close(self) -> None:

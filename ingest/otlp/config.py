@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
+from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
@@ -23,6 +24,9 @@ class GrpcConfig(ComponentConfig):
     max_recv_msg_size_mib: float = 16.0
     # Requests handled at once; more are refused with a retryable UNAVAILABLE.
     max_concurrent_requests: int = 128
+    # `auth: {authenticator: bearertokenauth}`: every call needs an API key (metadata
+    # `authorization: Bearer <key>`), whose tenant owns the spans.
+    auth: AuthConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 
@@ -36,6 +40,8 @@ class HttpConfig(ComponentConfig):
     # How long the pipeline may take before the client is answered with a retryable
     # error; exporters stop retrying before it.
     request_timeout: Duration = 30.0
+    # `auth: {authenticator: bearertokenauth}`: every request needs `Authorization: Bearer <key>`.
+    auth: AuthConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 

@@ -16,6 +16,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from tracehouse.core.auth import ANONYMOUS
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.net.endpoint import parse_endpoint
 from tracehouse.core.pdata import TraceBatch
@@ -55,11 +56,15 @@ class OtlpGrpcReceiver:
         self._active += 1
         spans = 0
         try:
+            principal = ANONYMOUS
+            if self.handler.needs_auth:
+                principal = self.handler.authenticate(
+                    {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)})
             batch = TraceBatch.from_bytes(request)
             spans = batch.span_count
             remaining = context.time_remaining()
             batch.deadline = time.monotonic() + remaining if remaining is not None else None
-            rejected, message = await self.handler.export(batch)
+            rejected, message = await self.handler.export(batch, principal)
         except Exception as exc:  # a malformed request (BadRequestError) included
             refusal = refusal_for(exc)
             if not isinstance(exc, (RetryableError, PermanentError)):

@@ -6,8 +6,10 @@
 import math
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
+from tracehouse.core.auth import Principal
+from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
 from tracehouse.query.models import ErrorResponse, TraceDetailResponse, TraceSearchResponse
@@ -28,13 +30,14 @@ def duration_ns(ms: float | None, default: int) -> int:
     return default if ms is None else int(min(ms * 1_000_000, INT64_MAX))
 
 
-def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
+def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
     lookback_ns = int(settings.default_lookback * NS)
     window_ns = int(settings.max_trace_duration * NS)
     router = APIRouter(tags=["traces"])
 
     @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
     async def search_traces(
+        principal: Annotated[Principal, Depends(access.read)],
         start: Annotated[str | None, Query(
             description="Start of the range (inclusive): RFC 3339 or unix seconds. "
                         "Default: `end` minus the configured lookback (1h).")] = None,
@@ -106,7 +109,7 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
                                 (query.min_cost_usd, query.max_cost_usd, "max_cost_usd")):
             if high < low:
                 raise ApiError(400, f"{name}: must not be below its minimum", name)
-        rows = await store.search(query)
+        rows = await store.search(query, tenant=principal.tenant)
         page = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and page:
@@ -120,11 +123,12 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
                 responses={**ERROR_RESPONSES,
                            404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
     async def get_trace(
+        principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
     ) -> TraceDetailResponse:
         """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
         tid = parse_trace_id(trace_id)
-        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
         kept = rows[:MAX_TRACE_SPANS]

@@ -132,9 +132,9 @@ class ClickHouseSender:
         """One insert attempt, on the ClickHouse thread."""
         client = self._ensure_connected()
         if batch.genai is not None:
-            self._prompts.link(client, batch.genai)
+            self._prompts.link(client, batch.genai, batch.tenant)
         names, data = batch_to_columns(batch)
-        keep = new_rows(client, self._stored_keys_query, data)
+        keep = new_rows(client, self._stored_keys_query, data, batch.tenant)
         if keep is not None:
             duplicates = len(data[0]) - len(keep)
             self.skipped_duplicates += duplicates
