@@ -17,12 +17,21 @@ from fastapi.security import HTTPBearer
 
 from tracehouse.core.auth import ANONYMOUS, Action, Principal, ServerAuthenticator
 from tracehouse.core.errors import PermissionDeniedError, UnauthenticatedError
-from tracehouse.query.errors import ApiError
 
 # Declared for the OpenAPI document (the "Authorize" button); the check itself is ours.
 _BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 Dependency = Callable[..., Awaitable[Principal]]
+
+
+class AccessError(Exception):
+    """401 or 403; the app's and the Jaeger routes' error handlers answer it in their shape."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers
 
 
 class Access:
@@ -38,9 +47,9 @@ class Access:
             principal = self.authenticator.authenticate(request.headers)
             principal.require(action)
         except UnauthenticatedError as exc:
-            raise ApiError(401, str(exc), headers={"www-authenticate": 'Bearer realm="tracehouse"'}) from None
+            raise AccessError(401, str(exc), {"www-authenticate": 'Bearer realm="tracehouse"'}) from None
         except PermissionDeniedError as exc:
-            raise ApiError(403, str(exc)) from None
+            raise AccessError(403, str(exc)) from None
         return principal
 
     def _requires(self, action: Action) -> Dependency:

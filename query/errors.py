@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.query.access import AccessError
 from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error
 from tracehouse.query.models import ErrorResponse
 from tracehouse.query.store import StoreError
@@ -53,6 +54,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def install_error_handlers(app: FastAPI) -> None:
     """Exception handlers turning whatever a route raises into the `{"error": ...}` envelope."""
+
+    @app.exception_handler(AccessError)
+    async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
+        return error_response(exc.code, exc.message, headers=exc.headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

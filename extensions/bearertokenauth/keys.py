@@ -4,7 +4,7 @@ The key file (YAML) is all the server knows:
 
     keys:
       - name: shop-ingest        # for logs; never the secret
-        tenant: shop
+        tenant: shop             # `default`: the tenant of data sent before keys existed
         kind: ingest             # ingest | read | full
         sha256: 5e884898da28...  # hex digest of the key, from `tracehouse keys create`
     tenants:                     # optional per-tenant limits; absent: unlimited
@@ -27,8 +27,11 @@ from typing import Any
 import yaml
 
 from tracehouse.core.auth import KeyKind
+from tracehouse.core.pdata import DEFAULT_TENANT
 
 KEY_PREFIX = "thk_"
+# The key file's name for the default tenant (stored as the empty string).
+DEFAULT_TENANT_NAME = "default"
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -113,6 +116,8 @@ def _key(entry: Any, where: str) -> ApiKey:
     tenant = str(entry["tenant"])
     if not TENANT_RE.match(tenant):
         raise KeyFileError(f"{where}: tenant {tenant!r} must be 1-63 lower-case letters, digits, '-' or '_'")
+    if tenant == DEFAULT_TENANT_NAME:
+        tenant = DEFAULT_TENANT  # the data sent before keys were configured
     sha = str(entry["sha256"]).lower()
     if not _DIGEST_RE.match(sha):
         raise KeyFileError(f"{where}: sha256 must be 64 hex digits (the digest, never the key itself)")

@@ -94,7 +94,8 @@ class OtlpGrpcReceiver:
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self._config.endpoint}: {exc}") from None
         await self._server.start()
-        self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port)
+        self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port,
+                       auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

@@ -226,7 +226,7 @@ class OtlpHttpReceiver:
         await self._server.start()
         self.port = self._server.port
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=self._config.traces_url_path)
+                       path=self._config.traces_url_path, auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

@@ -44,6 +44,12 @@ class TraceExportService:
         self._authenticator = resolve_authenticator(host, self._auth_config)
 
     @property
+    def auth_description(self) -> str:
+        if self._auth_config is None:
+            return "off: no API key needed, every span is the default tenant's"
+        return self._auth_config.authenticator
+
+    @property
     def needs_auth(self) -> bool:
         return self._authenticator is not None
 
