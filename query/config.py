@@ -15,6 +15,23 @@ class QueryClickHouseConfig(ClickHouseConnectionConfig):
     directory as the exporter: in the all-in-one both share the process's one engine."""
 
 
+class RetentionConfig(ComponentConfig):
+    """Per-tenant retention: a tenant's data older than its duration is deleted, every
+    `check_interval`. The exporter's `ttl` still bounds every tenant's data."""
+
+    # Tenant (as in the key file; `default` for data sent without keys) -> how long to keep.
+    tenants: dict[str, Duration] = {}
+    check_interval: Duration = 3600.0
+
+    @field_validator("tenants")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [t for t, d in v.items() if d <= 0]
+        if bad:
+            raise ValueError(f"retention must be greater than zero (tenants {bad})")
+        return v
+
+
 class QueryApiConfig(ComponentConfig):
     # localhost by default, as the Collector's extensions do; containers set 0.0.0.0:8080.
     endpoint: str = "localhost:8080"
@@ -34,6 +51,7 @@ class QueryApiConfig(ComponentConfig):
     auth: AuthConfig | None = None
     # With `auth`: whether `/metrics` needs a key too (Prometheus then sends one).
     metrics_auth: bool = False
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("endpoint")
     @classmethod

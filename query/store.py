@@ -19,12 +19,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import structlog
 from clickhouse_connect.driver.client import Client
@@ -34,6 +35,7 @@ from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
+T = TypeVar("T")
 
 # A trace read returns at most this many spans (the response says when it was cut).
 MAX_TRACE_SPANS = 100_000
@@ -245,6 +247,40 @@ class TraceStore:
         except RuntimeError as exc:  # executor shut down between the check and the submit
             raise StoreError("the query API is shutting down") from exc
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(client, *args)` on a query thread, its failure a StoreError."""
+        executor = self._executor
+        if executor is None:
+            raise StoreError("the query API is shutting down")
+
+        def run() -> T:
+            try:
+                return fn(self._client(), *args)
+            except StoreError:
+                raise
+            except Exception as exc:
+                log.warning("statement failed", what=what, error=str(exc))
+                raise StoreError(_short_error(exc)) from exc
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, run)
+        except RuntimeError as exc:
+            raise StoreError("the query API is shutting down") from exc
+
+    async def delete_trace(self, trace_id: str, *, tenant: str) -> int:
+        """Delete the tenant's trace (spans and their rollup contributions); spans deleted."""
+        from tracehouse.query.deletion import delete_trace
+
+        cfg = self._config
+        return await self._call("delete trace", delete_trace, cfg.database, cfg.traces_table_name, trace_id, tenant)
+
+    async def expire(self, tenant: str, before: datetime) -> None:
+        """Delete the tenant's data older than `before`."""
+        from tracehouse.query.deletion import expire_tenant
+
+        cfg = self._config
+        await self._call("expire", expire_tenant, cfg.database, cfg.traces_table_name, tenant, before)
 
     # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
     # are never read.

@@ -12,7 +12,7 @@ from tracehouse.core.auth import Principal
 from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
-from tracehouse.query.models import ErrorResponse, TraceDetailResponse, TraceSearchResponse
+from tracehouse.query.models import ErrorResponse, TraceDeletedResponse, TraceDetailResponse, TraceSearchResponse
 from tracehouse.query.params import (
     NS,
     decode_cursor,
@@ -135,5 +135,20 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
         return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r, messages=True) for r in kept],
                                    totals=totals_of(kept),
                                    truncated=len(rows) > MAX_TRACE_SPANS)
+
+    @router.delete("/api/v1/traces/{trace_id}", response_model=TraceDeletedResponse,
+                   responses={**ERROR_RESPONSES,
+                              404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
+    async def delete_trace(
+        principal: Annotated[Principal, Depends(access.write)],
+        trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
+    ) -> TraceDeletedResponse:
+        """Delete a trace: every span, and its part of every rollup (trace list, sessions,
+        usage metrics, prompt usage). Needs a `full` key when keys are configured."""
+        tid = parse_trace_id(trace_id)
+        spans = await store.delete_trace(tid, tenant=principal.tenant)
+        if not spans:
+            raise ApiError(404, f"trace {tid} not found")
+        return TraceDeletedResponse(trace_id=tid, deleted_spans=spans)
 
     return router
