@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from tracehouse.extensions.health_check.health import HealthSource
 from tracehouse.query.access import OPEN, Access
+from tracehouse.query.budget import ReadBudget, ReadBudgetMiddleware
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import document_400_not_422, install_error_handlers
 from tracehouse.query.jaeger.router import jaeger_router
@@ -39,6 +40,9 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
                     "(same trace id and span id: a client retry) is shown and counted once.",
     )
     install_error_handlers(app)
+    app.add_middleware(ReadBudgetMiddleware, budget=ReadBudget(
+        cfg.max_concurrent_reads, cfg.max_concurrent_reads_per_client, cfg.read_queue_timeout,
+        cfg.max_concurrent_trace_reads))
     # The order of the routes is the order of the paths in /openapi.json.
     app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
     app.include_router(traces_router(store, cfg, access))

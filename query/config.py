@@ -52,6 +52,15 @@ class QueryApiConfig(ComponentConfig):
     # With `auth`: whether `/metrics` needs a key too (Prometheus then sends one).
     metrics_auth: bool = False
     retention: RetentionConfig = RetentionConfig()
+    # The read budget (query/budget.py): API requests at once, in total and per client (an
+    # API key, else an address); over the total, a request waits this long, then 503.
+    max_concurrent_reads: int = 8
+    max_concurrent_reads_per_client: int = 4
+    read_queue_timeout: Duration = 5.0
+    # Of those, reads of whole traces (up to 100k spans each) at once; the others wait.
+    max_concurrent_trace_reads: int = 2
+    # ClickHouse's memory cap for one query of the API (max_memory_usage).
+    max_query_memory_mib: int = 2048
 
     @field_validator("endpoint")
     @classmethod
@@ -59,7 +68,9 @@ class QueryApiConfig(ComponentConfig):
         parse_endpoint(v)
         return v
 
-    @field_validator("max_workers", "max_limit")
+    @field_validator("max_workers", "max_limit", "max_concurrent_reads", "max_concurrent_reads_per_client",
+                     "max_concurrent_trace_reads",
+                     "max_query_memory_mib")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

@@ -199,8 +199,9 @@ class MetricsQuery:
 
 
 class TraceStore:
-    def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4):
+    def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4, max_query_memory_mib: int = 2048):
         self._config = config
+        self._max_memory = max_query_memory_mib * 1024 * 1024
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers, thread_name_prefix="query-clickhouse")
         self._local = threading.local()
@@ -219,14 +220,17 @@ class TraceStore:
         if client is None:
             cfg = self._config
             client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
-                                 settings={"max_execution_time": max(1, int(cfg.timeout))},
+                                 settings={"max_execution_time": max(1, int(cfg.timeout)),
+                                           "max_memory_usage": self._max_memory},
                                  timeout_s=cfg.timeout)
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
         return client
 
-    def _run(self, name: str, parameters: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _run(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """On a query thread: rows as dicts (built here, not on the event loop: a trace of
+        100k spans takes a while)."""
         t0 = time.perf_counter()
         try:
             result = self._client().query(self._sql[name], parameters=dict(parameters))
@@ -235,7 +239,8 @@ class TraceStore:
             raise StoreError(_short_error(exc)) from exc
         log.debug("query done", query=name, rows=len(result.result_rows),
                   ms=round((time.perf_counter() - t0) * 1000, 2))
-        return list(result.column_names), [tuple(row) for row in result.result_rows]
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
     async def _query(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         executor = self._executor
@@ -243,10 +248,9 @@ class TraceStore:
             raise StoreError("the query API is shutting down")
         loop = asyncio.get_running_loop()
         try:
-            names, rows = await loop.run_in_executor(executor, self._run, name, parameters)
+            return await loop.run_in_executor(executor, self._run, name, parameters)
         except RuntimeError as exc:  # executor shut down between the check and the submit
             raise StoreError("the query API is shutting down") from exc
-        return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """`fn(client, *args)` on a query thread, its failure a StoreError."""

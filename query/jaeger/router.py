@@ -5,8 +5,9 @@
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and the access dependency is the factory's argument (a closure FastAPI cannot see in strings).
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -44,6 +45,12 @@ MAX_TRACE_IDS = 100  # `traceID` values one /api/traces request may name
 # spans of this window (the primary key's prefix keeps it cheap).
 NAMES_LOOKBACK_NS = 7 * 24 * HOUR_NS
 _SPAN_KIND_FILTERS = ("server", "client", "internal", "producer", "consumer", "unspecified")
+
+
+async def off_loop(render: Callable[[], JSONResponse]) -> JSONResponse:
+    """Build (and serialize) a response on a worker thread: whole traces can be large, and the
+    event loop serves ingest too."""
+    return await asyncio.to_thread(render)
 
 
 def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, access: Access = OPEN) -> APIRouter:
@@ -144,17 +151,17 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, acce
             min_duration_ns=min_ns, max_duration_ns=max_ns, tags=parse_tags(tags, tag or []))
         trace_ids = await store.jaeger_search(query, tenant=principal.tenant)
         rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
-        return JSONResponse(envelope(traces_from_rows(trace_ids, rows)))
+        return await off_loop(lambda: JSONResponse(envelope(traces_from_rows(trace_ids, rows))))
 
     async def _by_ids(values: Sequence[str], tenant: str) -> JSONResponse:
         ids = list(dict.fromkeys(parse_trace_id(v, "traceID") for value in values for v in value.split(",")))
         if len(ids) > MAX_TRACE_IDS:
             raise JaegerError(400, f"traceID: at most {MAX_TRACE_IDS} trace ids")
         rows = await store.traces_spans(ids, MAX_TRACE_SPANS + 1, tenant=tenant)
-        traces = traces_from_rows(ids, rows)
+        traces = await asyncio.to_thread(traces_from_rows, ids, rows)
         found = {t["traceID"] for t in traces}
         missing = [{"code": 404, "msg": "trace not found", "traceID": i} for i in ids if i not in found]
-        return JSONResponse(envelope(traces, missing))
+        return await off_loop(lambda: JSONResponse(envelope(traces, missing)))
 
     @router.get("/api/traces/{trace_id}", response_model=JaegerTracesResponse,
                 responses={**ERROR_RESPONSES, 404: {"model": JaegerErrorResponse, "description": "No span of this trace."}})
@@ -170,6 +177,6 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, acce
         warnings = None
         if len(rows) > MAX_TRACE_SPANS:
             warnings = [f"the trace has more than {MAX_TRACE_SPANS} spans; only the first are shown"]
-        return JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)]))
+        return await off_loop(lambda: JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)])))
 
     return router

@@ -3,10 +3,13 @@
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and some name the factory's arguments (a closure FastAPI cannot see in strings).
 
+import asyncio
 import math
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response, StreamingResponse
 
 from tracehouse.core.auth import Principal
 from tracehouse.query.access import OPEN, Access
@@ -23,6 +26,26 @@ from tracehouse.query.params import (
 )
 from tracehouse.query.rows import format_ns, search_totals, span_from_row, summary_from_row, totals_of
 from tracehouse.query.store import INT64_MAX, MAX_TRACE_SPANS, UINT64_MAX, SearchQuery, TraceStore
+
+
+SPANS_PER_CHUNK = 500
+
+
+async def detail_json(trace_id: str, rows: list[dict[str, Any]], truncated: bool) -> AsyncIterator[bytes]:
+    """TraceDetailResponse as JSON, produced piece by piece; each span row is dropped once
+    it is written."""
+    totals = await asyncio.to_thread(lambda: totals_of(rows).model_dump_json().encode())
+    yield b'{"trace_id":"' + trace_id.encode() + b'","spans":['
+    for start in range(0, len(rows), SPANS_PER_CHUNK):
+        yield await asyncio.to_thread(_spans_json, rows, start, start == 0)
+    yield b'],"totals":' + totals + b',"truncated":' + (b"true" if truncated else b"false") + b"}"
+
+
+def _spans_json(rows: list[dict[str, Any]], start: int, first: bool) -> bytes:
+    end = min(len(rows), start + SPANS_PER_CHUNK)
+    parts = [span_from_row(rows[i], messages=True).model_dump_json().encode() for i in range(start, end)]
+    rows[start:end] = [{}] * (end - start)  # free the rows as they are written
+    return (b"" if first else b",") + b",".join(parts)
 
 
 def duration_ns(ms: float | None, default: int) -> int:
@@ -125,16 +148,18 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
     async def get_trace(
         principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
-    ) -> TraceDetailResponse:
+    ) -> Response:
         """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
         tid = parse_trace_id(trace_id)
         rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
-        kept = rows[:MAX_TRACE_SPANS]
-        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r, messages=True) for r in kept],
-                                   totals=totals_of(kept),
-                                   truncated=len(rows) > MAX_TRACE_SPANS)
+        truncated = len(rows) > MAX_TRACE_SPANS
+        del rows[MAX_TRACE_SPANS:]
+        # Streamed: spans are converted a chunk at a time on a worker thread, so a trace of
+        # 100k spans neither blocks the event loop (ingest shares it) nor holds every span's
+        # model and the whole body in memory at once.
+        return StreamingResponse(detail_json(tid, rows, truncated), media_type="application/json")
 
     @router.delete("/api/v1/traces/{trace_id}", response_model=TraceDeletedResponse,
                    responses={**ERROR_RESPONSES,
