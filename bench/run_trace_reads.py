@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from tracehouse.core.component import ComponentID, Kind, Settings
@@ -48,7 +49,8 @@ def _batch(first: int, count: int, t0: int) -> TraceBatch:
                   start_time_unix_nano=t0 + i * 1000, end_time_unix_nano=t0 + i * 1000 + 500,
                   attributes=key_values({"gen_ai.request.model": "gpt-4o", "gen_ai.input.messages": messages}))
              for i in range(first, first + count)]
-    rs = ResourceSpans(resource={"attributes": key_values({"service.name": "bench"})}, scope_spans=[ScopeSpans(spans=spans)])
+    rs = ResourceSpans(resource=Resource(attributes=key_values({"service.name": "bench"})),
+                       scope_spans=[ScopeSpans(spans=spans)])
     return TraceBatch.from_request(ExportTraceServiceRequest(resource_spans=[rs]))
 
 
