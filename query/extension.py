@@ -23,7 +23,7 @@ class QueryApiExtension:
         cfg = self._config
         store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers)
         app = create_app(store, health_of(host), settings=cfg)
-        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id))
+        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id), tls=cfg.tls, logger=self._log)
         self._store = store
         try:
             await server.start()
@@ -33,7 +33,8 @@ class QueryApiExtension:
             raise
         self._server = server
         self.port = server.port
-        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port,
+        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port, scheme=server.scheme,
+                       client_auth=bool(cfg.tls and cfg.tls.client_ca_file),
                        database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name)
 
     async def shutdown(self) -> None:
