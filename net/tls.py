@@ -186,7 +186,7 @@ def server_context(config: TlsServerConfig, alpn: list[str] | None = None) -> ss
 
 def _fingerprint(paths: list[str]) -> tuple[tuple[int, int, int, int] | None, ...]:
     """What changes when a file is rewritten or a Kubernetes Secret swaps its symlinks."""
-    out = []
+    out: list[tuple[int, int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)

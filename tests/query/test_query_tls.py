@@ -4,11 +4,15 @@ and certificates made in the test (tls_certs.Pki)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,3 +176,14 @@ async def test_health_check_over_tls(pki: Pki, mtls: bool) -> None:
                 await plain.get("/healthz")
     finally:
         await service.shutdown()
+
+
+async def test_the_image_healthcheck_follows_an_https_query_api(pki: Pki, chdb_endpoint: str) -> None:
+    """deploy/docker/healthcheck.py asks over HTTPS too (without verifying: its own loopback)."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "healthcheck.py"
+    async with query_api(chdb_endpoint, pki.server_tls()) as api:
+        env = {"PATH": os.environ.get("PATH", ""), "TRACEHOUSE_BIND": "127.0.0.1",
+               "TRACEHOUSE_QUERY_PORT": str(api.port), "TRACEHOUSE_HEALTH_PORT": "9"}
+        result = await asyncio.to_thread(subprocess.run, [sys.executable, str(script)], env=env,
+                                         capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
