@@ -163,6 +163,8 @@ class TlsServerConfig(ComponentConfig):
     @model_validator(mode="after")
     def _loads(self, info: ValidationInfo) -> TlsServerConfig:
         _check_version_range(self.min_version, self.max_version)
+        if self.client_ca_file_reload and not self.client_ca_file:
+            raise ValueError("client_ca_file_reload is set but client_ca_file is not")
         if files_checked(info):
             try:
                 server_context(self)
@@ -276,7 +278,11 @@ class ServerTls:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            self.check()
+            try:
+                self.check()
+            except Exception as exc:  # never let one bad check end the watching
+                self._log.error("TLS reload check failed; still serving the previous certificate",
+                                listener=self._name, error=f"{type(exc).__name__}: {exc}")
 
     def check(self) -> bool:
         """Reload if a watched file changed; True when a new certificate is now served."""

@@ -90,6 +90,7 @@ def test_listeners_and_clients_load_their_tls_settings(pki: Pki) -> None:
     ({"cert_file": "CERT", "key_file": "KEY", "ca_file": "CA"}, "tls", "client_ca_file"),
     ({"cert_file": "CERT", "key_file": "KEY", "reload_interval": "soon"}, "tls::reload_interval", "invalid duration"),
     ({"cert_file": "CERT", "key_file": "KEY", "cipher_suites": ["X"]}, "tls::cipher_suites", "unknown key"),
+    ({"cert_file": "CERT", "key_file": "KEY", "client_ca_file_reload": True}, "tls", "client_ca_file is not"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_server_tls_is_a_config_error_naming_the_key(pki: Pki, tmp_path: Path, tls: dict[str, Any],
                                                         where: str, message: str) -> None:
