@@ -8,6 +8,7 @@ from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import TlsServerConfig
 from tracehouse.sinks.clickhouse.config import ClickHouseConnectionConfig
 
 class QueryClickHouseConfig(ClickHouseConnectionConfig):
@@ -35,6 +36,8 @@ class RetentionConfig(ComponentConfig):
 class QueryApiConfig(ComponentConfig):
     # localhost by default, as the Collector's extensions do; containers set 0.0.0.0:8080.
     endpoint: str = "localhost:8080"
+    # TLS (and mTLS with client_ca_file) on the API's port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
     clickhouse: QueryClickHouseConfig = QueryClickHouseConfig()
     # Threads running ClickHouse queries (each holds its own client).
     max_workers: int = 4

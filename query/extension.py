@@ -33,7 +33,7 @@ class QueryApiExtension:
         access = Access(resolve_authenticator(host, cfg.auth))
         store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers, max_query_memory_mib=cfg.max_query_memory_mib)
         app = create_app(store, health_of(host), settings=cfg, access=access)
-        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id))
+        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id), tls=cfg.tls, logger=self._log)
         self._store = store
         try:
             await server.start()
@@ -45,7 +45,8 @@ class QueryApiExtension:
         self.port = server.port
         if cfg.retention.tenants:
             self._retention = asyncio.create_task(self._expire_forever(store), name="retention")
-        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port,
+        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port, scheme=server.scheme,
+                       client_auth=bool(cfg.tls and cfg.tls.client_ca_file),
                        database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name,
                        auth=cfg.auth.authenticator if cfg.auth else "off: every caller reads the default tenant")
 

@@ -222,7 +222,7 @@ class TraceStore:
             client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
                                  settings={"max_execution_time": max(1, int(cfg.timeout)),
                                            "max_memory_usage": self._max_memory},
-                                 timeout_s=cfg.timeout)
+                                 timeout_s=cfg.timeout, tls=cfg.tls)
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)

@@ -10,6 +10,7 @@ from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import TlsServerConfig
 
 
 def _check_endpoint(v: str) -> str:
@@ -27,8 +28,20 @@ class GrpcConfig(ComponentConfig):
     # `auth: {authenticator: bearertokenauth}`: every call needs an API key (metadata
     # `authorization: Bearer <key>`), whose tenant owns the spans.
     auth: AuthConfig | None = None
+    # TLS (and mTLS with client_ca_file) on this port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
+
+    @field_validator("tls")
+    @classmethod
+    def _grpc_versions(cls, v: TlsServerConfig | None) -> TlsServerConfig | None:
+        # grpcio's server credentials take no version limits: gRPC core always negotiates 1.2 or 1.3.
+        if v is not None and (v.min_version != "1.2" or v.max_version not in ("", "1.3")):
+            raise ValueError("the gRPC listener (grpcio) always accepts TLS 1.2 and 1.3 and cannot be limited to one "
+                             "of them: leave min_version at 1.2 and max_version unset here (the HTTP listener "
+                             "and the query API take both)")
+        return v
 
 
 class HttpConfig(ComponentConfig):
@@ -42,6 +55,8 @@ class HttpConfig(ComponentConfig):
     request_timeout: Duration = 30.0
     # `auth: {authenticator: bearertokenauth}`: every request needs `Authorization: Bearer <key>`.
     auth: AuthConfig | None = None
+    # TLS (and mTLS with client_ca_file) on this port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from tracehouse.core.auth import ANONYMOUS
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import ServerTls
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
@@ -45,6 +46,7 @@ class OtlpGrpcReceiver:
         self._config = config
         self._log = logger
         self._server: grpc.aio.Server | None = None
+        self._tls = ServerTls(config.tls, name="otlp-grpc", logger=logger) if config.tls is not None else None
         self._active = 0
         self.port: int | None = None
 
@@ -78,6 +80,8 @@ class OtlpGrpcReceiver:
         return encode_export_response(rejected, message, json=False)
 
     async def start(self) -> None:
+        # The files load before the server exists: a bad certificate fails start-up cleanly.
+        credentials = self._tls.grpc_credentials() if self._tls is not None else None
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", max_bytes),
@@ -90,15 +94,24 @@ class OtlpGrpcReceiver:
         host, port = parse_endpoint(self._config.endpoint)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = self._server.add_insecure_port(address)
+            if credentials is not None:
+                self.port = self._server.add_secure_port(address, credentials)
+            else:
+                self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self._config.endpoint}: {exc}") from None
         await self._server.start()
+        if self._tls is not None:
+            self._tls.start()
+        tls = self._config.tls
         self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port,
+                       tls=tls is not None, client_auth=bool(tls and tls.client_ca_file),
                        auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None
+        if self._tls is not None:
+            await self._tls.close()
         if server is not None:
             # Refuse new calls, give in-flight ones time to finish (their spans may be
             # waiting on the exporter), then stop.

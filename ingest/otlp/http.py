@@ -221,12 +221,16 @@ class OtlpHttpReceiver:
 
     async def start(self) -> None:
         app = OtlpHttpApp(self._config, self.handler, self._log)
-        self._server = AsgiServer(app, self._config.endpoint, name="otlp-http",
-                                  timeout_graceful_shutdown=self._config.request_timeout)
-        await self._server.start()
-        self.port = self._server.port
+        server = AsgiServer(app, self._config.endpoint, name="otlp-http",
+                            timeout_graceful_shutdown=self._config.request_timeout, tls=self._config.tls,
+                            logger=self._log)
+        await server.start()
+        self._server = server
+        self.port = server.port
+        tls = self._config.tls
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=self._config.traces_url_path, auth=self.handler.auth_description)
+                       path=self._config.traces_url_path, scheme=server.scheme,
+                       client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

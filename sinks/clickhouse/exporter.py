@@ -117,7 +117,7 @@ class ClickHouseSender:
         # holds its rows: the client's acknowledgement must not rest on a node's local queue.
         settings = {"distributed_foreground_insert": 1} if cfg.cluster else None
         client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password, timeout_s=cfg.timeout,
-                             settings=settings)
+                             settings=settings, tls=cfg.tls)
         try:
             if cfg.create_schema:
                 migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
