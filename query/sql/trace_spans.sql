@@ -42,6 +42,7 @@ SELECT
     ${genai_columns}
 FROM ${db}.${table}
 WHERE TraceId IN {trace_ids:Array(String)}
+  AND Tenant = {tenant:String}
   AND (toUInt32(trace_bounds.2) = 4294967295
        OR (Timestamp >= trace_bounds.1 AND Timestamp <= trace_bounds.2 + 1))
 ORDER BY indexOf({trace_ids:Array(String)}, TraceId) ASC, start_ns ASC, SpanId ASC
