@@ -89,8 +89,8 @@ async def test_no_numeric_parameter_answers_500(api: httpx.AsyncClient) -> None:
             schema = p.get("schema", {})
             kinds = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
             concrete = path.replace("{name}", "some-prompt").replace("{name:path}", "some-prompt")
-            if p["in"] == "query" and kinds & numeric_kinds and concrete in NUMERIC_PARAMETERS:
-                assert p["name"] in NUMERIC_PARAMETERS[concrete], (path, p["name"])
+            if p["in"] == "query" and kinds & numeric_kinds:  # a new numeric parameter must be listed
+                assert p["name"] in NUMERIC_PARAMETERS.get(concrete, []), (path, p["name"])
     for path, names in NUMERIC_PARAMETERS.items():
         for name in names:
             for value in HUGE:
