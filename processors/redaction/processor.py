@@ -34,9 +34,6 @@ from tracehouse.core.anyvalue import to_python
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.genai import ChatMessage, GenAIColumns
 from tracehouse.core.pdata import TraceBatch, any_value
-from tracehouse.processors.genai_normalize import mapping
-from tracehouse.processors.genai_normalize.processor import first_value, link_prompt
-from tracehouse.processors.genai_normalize.values import json_text, text
 from tracehouse.processors.redaction import content as c
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.detectors import MIN_LENGTH, Scanner
@@ -148,11 +145,12 @@ class RedactionProcessor:
             resource: dict[str, AnyValue] | None = None
             if res is not None:
                 tally_keys += len(res.redacted)
+                mutated = True
             for ss in rs.scope_spans:
                 scope = self._attrs(ss.scope.attributes, None, counts)
                 if scope is not None:
                     tally_keys += len(scope.redacted)
-                mutated |= resource_changed or scope is not None
+                    mutated = True
                 for span in ss.spans:
                     changed = False
                     content_gone = False
@@ -409,6 +407,12 @@ class RedactionProcessor:
                 content_gone: bool) -> None:
         """Re-read a changed span's free-text GenAI columns from its redacted attributes,
         as genai_normalize reads them, and mask or clear its message columns."""
+        # Imported here: only a batch that went through genai_normalize has columns, so the
+        # sidecar (redaction before Kafka, no GenAI processors) never loads them.
+        from tracehouse.processors.genai_normalize import mapping
+        from tracehouse.processors.genai_normalize.processor import first_value, link_prompt
+        from tracehouse.processors.genai_normalize.values import json_text, text
+
         attrs = {kv.key: kv.value for kv in span.attributes}
         for name in _REREAD:
             column = getattr(cols, name)

@@ -5,6 +5,8 @@ its config errors. The end-to-end run into chDB is in test_redaction_pipeline.py
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import json
 from typing import Any
 
@@ -18,6 +20,7 @@ from redaction_helpers import SECRETS, STRUCTURAL, inject_secrets, markers, reda
 from tracehouse.core.anyvalue import to_python
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.config import load_config_dict
+from tracehouse.core.exporterhelper.codec import encode_batch
 from tracehouse.core.errors import ConfigError
 from tracehouse.core.pdata import TraceBatch, any_value, key_values
 from tracehouse.core.genai import GenAIColumns
@@ -421,6 +424,30 @@ async def test_columns_read_before_redaction_are_re_read_from_the_redacted_span(
     assert dropped.genai.prompt_template == [masked]  # drop masks templates: the registry still links
 
 
+USAGE_KEYS = ("gen_ai.usage.", "llm.token_count.", "mlflow.chat.tokenUsage", "ai.usage.")
+
+
+@pytest.mark.parametrize("content", ["mask", "drop"])
+@pytest.mark.parametrize("relative", PAYLOADS)
+async def test_nothing_queued_holds_a_secret(relative: str, content: str) -> None:
+    """What the exporter's disk queue would write (the spans and their GenAI columns, with
+    messages read for token estimation since usage is missing) holds no secret."""
+    batch = load_batch(relative)
+    inject_secrets(batch)
+    for _, _, sp in batch.iter_spans():
+        keep = [kv for kv in sp.attributes if not kv.key.startswith(USAGE_KEYS)]
+        del sp.attributes[:]
+        sp.attributes.extend(keep)
+    batch.mark_mutated()
+    batch = await enrich(batch)
+    assert batch.genai is not None and any(m is not None for m in batch.genai.input_messages)
+    assert any(m in encode_batch(batch) for m in markers())
+    redactor(genai={"content": content}).process(batch)
+    queued = encode_batch(batch)
+    for marker in markers():
+        assert marker not in queued, marker
+
+
 # ------------------------------------------------------------------------------ metrics
 
 def test_counters_by_kind() -> None:
@@ -442,3 +469,11 @@ def test_counters_by_kind() -> None:
     assert value("tracehouse_processor_redaction_redacted_keys_total") == 7
     assert value("tracehouse_processor_redaction_spans_total") == 1
     assert b"tracehouse_processor_redaction_masked_values_total" in host.telemetry.render()
+
+
+def test_the_sidecar_loads_no_genai_processor_engine_or_tokenizer() -> None:
+    # The sidecar runs redaction before Kafka and must stay small (deploy/docker/README.md).
+    code = ("import sys, tracehouse.processors.redaction.factory; print(sorted(m for m in sys.modules if "
+            "m.startswith(('tracehouse.processors.genai', 'chdb', 'bpe_openai', 'clickhouse_connect'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
