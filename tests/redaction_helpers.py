@@ -125,7 +125,7 @@ def text_values(key: str, value: Any) -> Iterator[tuple[str, str]]:
     if key.endswith((".message.content", ".function.arguments")):
         yield key.rsplit(".", 1)[-1], value
         return
-    if key not in CONTENT_ATTRIBUTES:
+    if key not in CONTENT_ATTRIBUTES or value == "null":  # a JSON null holds no text
         return
     tree: Any = value
     if isinstance(value, str) and value.startswith(("[", "{")):

@@ -447,7 +447,11 @@ _NOT_JSON = object()
 
 
 def _loads(s: str) -> Any:
-    """The JSON value of a message attribute, or _NOT_JSON for plain text."""
+    """The JSON value of a message attribute, or _NOT_JSON for plain text. Of the bare
+    literals only `null` (MLflow's empty output) is JSON here: a lone number or word is
+    taken as text, so `drop` removes it."""
+    if s == "null":
+        return None
     head = s.lstrip()[:1]
     if head not in ('{', '[', '"'):
         return _NOT_JSON

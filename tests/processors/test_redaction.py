@@ -349,6 +349,14 @@ def test_drop_removes_content_keeps_structure_and_genai_fields(relative: str) ->
     assert red.masked_values["content"] > 0
 
 
+def test_drop_keeps_a_json_null() -> None:
+    batch = load_batch("mlflow/http-protobuf.pb")
+    redactor(genai={"content": "drop"}).process(batch)
+    agent = [attrs_of(sp) for _, _, sp in batch.iter_spans() if sp.name == "umbrella_advisor"][0]
+    assert agent["mlflow.spanOutputs"] == "null"
+    assert json.loads(agent["mlflow.spanInputs"]) == {"fn": ""}
+
+
 def test_drop_of_flattened_openinference_messages_keeps_roles_and_tool_names() -> None:
     batch = load_batch("openinference/http-protobuf.pb")
     redactor(genai={"content": "drop"}).process(batch)
