@@ -284,12 +284,12 @@ class RedactionProcessor:
                                          and cls is not c.Content.KEPT):
                     continue
                 if is_tree:
-                    tree, changed = self._tree(to_python(kv.value), cls, counts)
+                    tree, changed = self._tree(to_python(kv.value), cls, counts, scan_all)
                     if changed:
                         kv.value.CopyFrom(any_value(tree))
                         masked.append(kv.key)
                 else:
-                    new = self._string(s, cls, counts)
+                    new = self._string(s, cls, counts, scan_all)
                     if new is not s:
                         kv.value.string_value = new
                         masked.append(kv.key)
@@ -353,8 +353,9 @@ class RedactionProcessor:
         new = self._scanner.mask(s, counts)
         return self._blocked(new, counts) if self._blocked_values else new
 
-    def _string(self, s: str, cls: c.Content | None, counts: dict[str, int]) -> str:
-        """One string attribute value; `s` itself when unchanged."""
+    def _string(self, s: str, cls: c.Content | None, counts: dict[str, int], may_match: bool = True) -> str:
+        """One string attribute value; `s` itself when unchanged. `may_match` false: the
+        detectors' gate already found nothing in the value's attribute map."""
         if cls is None:
             return self._plain(s, counts)
         if cls is c.Content.KEPT:
@@ -377,20 +378,26 @@ class RedactionProcessor:
                 counts[CONTENT] = counts.get(CONTENT, 0) + 1
                 return ""
             return self._text(s, counts)
-        tree, changed = self._tree(tree, cls, counts)
+        # After a drop, mask what is left only when the text may hold a match at all.
+        scan = not drop or bool(self._blocked_values) or (may_match and self._scanner.may_match(s))
+        tree, changed = self._tree(tree, cls, counts, scan)
         if not changed:
             return s
         compact = '": ' not in s and '", ' not in s
         return json.dumps(tree, ensure_ascii=False, separators=(",", ":") if compact else (", ", ": "))
 
-    def _tree(self, tree: Any, cls: c.Content | None, counts: dict[str, int]) -> tuple[Any, bool]:
+    def _tree(self, tree: Any, cls: c.Content | None, counts: dict[str, int],
+              scan: bool = True) -> tuple[Any, bool]:
         """A decoded JSON or structured value: drop (content, `drop` mode), then mask the
-        string leaves left. Changed in place where possible."""
+        string leaves left (unless `scan` is false: nothing in it can match). Changed in
+        place where possible."""
         dropped = 0
         if cls is not None and cls is not c.Content.KEPT and self._content == "drop":
             tree, dropped = c.drop_tree(tree, opaque=cls is c.Content.OPAQUE)
             if dropped:
                 counts[CONTENT] = counts.get(CONTENT, 0) + dropped
+        if not scan:
+            return tree, dropped > 0
         mask: Callable[[str], str]
         if cls is None:
             mask = partial(self._plain, counts=counts)
