@@ -13,16 +13,16 @@ from tracehouse.core.errors import ConfigError
 DEFAULT_CONFIG = "deploy/config/all-in-one.yaml"
 
 
-def _load_or_report(path: str) -> Config | None:
+def _load_or_report(path: str, *, check_files: bool = True) -> Config | None:
     try:
-        return load_config(path)
+        return load_config(path, check_files=check_files)
     except ConfigError as exc:
         print(f"invalid config {path}: {exc}", file=sys.stderr)
         return None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config)
+    config = _load_or_report(args.config, check_files=not args.skip_file_checks)
     if config is None:
         return 1
     pipelines = ", ".join(
@@ -60,6 +60,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Mint an API key: the key once on stdout, and the key file entry (its digest only)."""
+    from tracehouse.extensions.bearertokenauth.keys import TENANT_RE, digest, new_key
+
+    if not TENANT_RE.match(args.tenant):
+        print(f"tracehouse: tenant {args.tenant!r} must be 1-63 lower-case letters, digits, '-' or '_'",
+              file=sys.stderr)
+        return 2
+    key = new_key()
+    name = args.name or f"{args.tenant}-{args.kind}"
+    print(key)
+    print(f"# Shown once: give the key above to the client. Add this to the key file, under `keys:`\n"
+          f"  - {{name: {name}, tenant: {args.tenant}, kind: {args.kind}, sha256: {digest(key)}}}",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracehouse", description="OpenTelemetry-native GenAI trace pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate-config", help="check a config and exit (0 = valid)")
     validate.add_argument("config", help="YAML config file")
+    validate.add_argument("--skip-file-checks", action="store_true",
+                          help="do not check the files the config names (TLS certificates and keys): for a config "
+                               "checked away from the machine it runs on")
     validate.set_defaults(func=cmd_validate)
+    keys = sub.add_parser("keys", help="API keys for the bearertokenauth extension")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="mint a key: the key on stdout, its key file entry on stderr")
+    create.add_argument("--tenant", required=True, help="the tenant the key's data belongs to (`default`: no tenant)")
+    create.add_argument("--kind", choices=["ingest", "read", "full"], default="ingest",
+                        help="ingest: send telemetry; read: the query API and UI; full: both, and delete")
+    create.add_argument("--name", help="a name for logs (default: <tenant>-<kind>)")
+    create.set_defaults(func=cmd_keys_create)
     return parser
 
 

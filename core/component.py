@@ -100,6 +100,9 @@ class Host(Protocol):
 
     def statuses(self) -> dict[str, tuple[Status, str | None]]: ...
 
+    def extension(self, cid: ComponentID) -> object | None:
+        """A running extension by id (authenticators are looked up this way), or None."""
+
 
 @runtime_checkable
 class Component(Protocol):

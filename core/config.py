@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from tracehouse.core.component import ComponentConfig, ComponentID, Kind
 from tracehouse.core.errors import ConfigError
@@ -63,6 +63,20 @@ def _positive(seconds: float) -> float:
 
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 """A Duration that must be above zero (timeouts, intervals)."""
+
+
+# ---------------------------------------------------------------------------- files
+
+_CHECK_FILES = "check_files"
+
+
+def files_checked(info: ValidationInfo) -> bool:
+    """Whether validators should check the files a config names (TLS certificates and keys).
+
+    On unless the config is loaded with `check_files=False`: a config checked away from the
+    machine it will run on (a CI job, the Helm chart's tests) names files that are not there."""
+    context = info.context
+    return bool(context.get(_CHECK_FILES, True)) if isinstance(context, dict) else True
 
 
 # ---------------------------------------------------------------------------- env vars
@@ -169,7 +183,7 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> ConfigError:
     return ConfigError(first.path, f"{first.reason} (all problems: {detail})")
 
 
-def _build_component(kind: Kind, key: str, raw: Any) -> ComponentEntry:
+def _build_component(kind: Kind, key: str, raw: Any, check_files: bool = True) -> ComponentEntry:
     path = f"{kind.plural}::{key}"
     try:
         cid = ComponentID.parse(key)
@@ -184,7 +198,7 @@ def _build_component(kind: Kind, key: str, raw: Any) -> ComponentEntry:
     if not isinstance(raw, dict):
         raise ConfigError(path, f"expected a mapping of settings, got {type(raw).__name__}")
     try:
-        config = factory.config_type.model_validate(raw)
+        config = factory.config_type.model_validate(raw, context={_CHECK_FILES: check_files})
     except ValidationError as exc:
         raise _format_validation_error(path, exc) from None
     except ConfigError as exc:
@@ -195,7 +209,10 @@ def _build_component(kind: Kind, key: str, raw: Any) -> ComponentEntry:
 _TOP_KEYS = {"receivers", "processors", "exporters", "extensions", "service", "connectors"}
 
 
-def load_config_dict(data: Any, source: str = "<memory>") -> Config:
+def load_config_dict(data: Any, source: str = "<memory>", *, check_files: bool = True) -> Config:
+    """Validate a config. `check_files=False` skips the checks of the files it names (TLS
+    certificates and keys: present, readable, loadable), for a config checked elsewhere than
+    where it runs."""
     if not isinstance(data, dict):
         raise ConfigError("", f"{source}: expected a YAML mapping at the top level")
     data = _expand_env(data, "")
@@ -211,7 +228,7 @@ def load_config_dict(data: Any, source: str = "<memory>") -> Config:
         if not isinstance(section, dict):
             raise ConfigError(kind.plural, "expected a mapping of component id to settings")
         for key, raw in section.items():
-            entry = _build_component(kind, str(key), raw)
+            entry = _build_component(kind, str(key), raw, check_files)
             components[(kind, entry.id)] = entry
 
     if "service" not in data:
@@ -255,7 +272,7 @@ def load_config_dict(data: Any, source: str = "<memory>") -> Config:
     return Config(components=components, service=service, source=source)
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     p = Path(path)
     try:
         text = p.read_text()
@@ -267,4 +284,4 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("", f"{p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return load_config_dict(data, source=str(p))
+    return load_config_dict(data, source=str(p), check_files=check_files)

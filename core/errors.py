@@ -44,3 +44,11 @@ class ConfigError(Exception):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.reason = message
+
+
+class UnauthenticatedError(PermanentError):
+    """No credentials, or credentials no key matches (HTTP 401 / gRPC UNAUTHENTICATED)."""
+
+
+class PermissionDeniedError(PermanentError):
+    """A valid key whose kind does not allow this action (HTTP 403 / gRPC PERMISSION_DENIED)."""

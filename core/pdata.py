@@ -25,6 +25,11 @@ from tracehouse.core.genai import GenAIColumns
 TRACE_ID_LEN = 16
 SPAN_ID_LEN = 8
 
+# The tenant of data sent without authentication and of rows stored before tenants existed
+# (the key file calls it `default`); stored as the empty string.
+DEFAULT_TENANT = ""
+
+
 def count_spans(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
@@ -55,7 +60,8 @@ class TraceBatch:
     `genai` holds the GenAI processors' column-wise results, aligned with `iter_spans()`
     order, so later stages never rescan attributes. `origin` names the Kafka records the
     batch was read from. `deadline` (monotonic seconds) is when the earliest client
-    waiting on these spans stops waiting: exporters give up retrying before it.
+    waiting on these spans stops waiting: exporters give up retrying before it. `tenant`
+    owns every span of the batch: batches of different tenants are never merged.
     """
 
     request: ExportTraceServiceRequest
@@ -64,6 +70,7 @@ class TraceBatch:
     genai: GenAIColumns | None = None
     origin: RecordRange | None = None
     deadline: float | None = None
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, deadline: float | None = None) -> TraceBatch:
@@ -89,6 +96,9 @@ class TraceBatch:
         parts = list(batches)
         if len(parts) == 1:
             return parts[0]
+        tenants = {p.tenant for p in parts}
+        if len(tenants) > 1:
+            raise ValueError(f"cannot merge batches of different tenants: {sorted(tenants)}")
         request = ExportTraceServiceRequest()
         for part in parts:
             request.resource_spans.extend(part.request.resource_spans)
@@ -102,7 +112,7 @@ class TraceBatch:
         deadlines = [p.deadline for p in parts if p.deadline is not None]
         return cls(request=request, span_count=sum(p.span_count for p in parts), raw=raw, genai=genai,
                    origin=origins.pop() if len(origins) == 1 else None,
-                   deadline=min(deadlines) if deadlines else None)
+                   deadline=min(deadlines) if deadlines else None, tenant=parts[0].tenant)
 
     def clone(self) -> TraceBatch:
         """A deep copy: the clone can be changed without the original seeing it.
@@ -116,7 +126,7 @@ class TraceBatch:
             request.CopyFrom(self.request)
         return TraceBatch(request=request, span_count=self.span_count, raw=self.raw,
                           genai=None if self.genai is None else self.genai.copy(),
-                          origin=self.origin, deadline=self.deadline)
+                          origin=self.origin, deadline=self.deadline, tenant=self.tenant)
 
     def remaining(self, default: float) -> float:
         """Seconds left before the deadline, at most `default` (`default` without one)."""

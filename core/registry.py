@@ -31,6 +31,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     Kind.EXTENSION: {
         "query_api": "tracehouse.query.factory:factory",
         "health_check": "tracehouse.extensions.health_check.factory:factory",
+        "bearertokenauth": "tracehouse.extensions.bearertokenauth.factory:factory",
     },
 }
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from tracehouse.core.auth import ServerAuthenticator
 from tracehouse.core.component import Component, ComponentID, Kind, Settings, Status, TracesConsumer, mutates_data
 from tracehouse.core.config import Config
 from tracehouse.core.fanout import fanout
@@ -58,6 +59,9 @@ class Service:
 
     def statuses(self) -> dict[str, tuple[Status, str | None]]:
         return dict(self._status)
+
+    def extension(self, cid: ComponentID) -> object | None:
+        return next((n.component for n in self._nodes if n.kind is Kind.EXTENSION and n.id == cid), None)
 
     def healthy(self) -> bool:
         """Liveness: false only when something failed fatally."""
@@ -115,7 +119,9 @@ class Service:
             self.build()
         # Extensions first (the query API answers probes while the rest starts), then
         # exporters, processors in reverse pipeline order, receivers last.
-        order = self._ordered(Kind.EXTENSION, Kind.EXPORTER)
+        # Authenticators before the extensions that ask them (the query API).
+        extensions = sorted(self._ordered(Kind.EXTENSION), key=lambda n: not isinstance(n.component, ServerAuthenticator))
+        order = extensions + self._ordered(Kind.EXPORTER)
         order += list(reversed(self._ordered(Kind.PROCESSOR))) + self._ordered(Kind.RECEIVER)
         for node in order:
             self.report_status(node.id, node.kind, Status.STARTING)

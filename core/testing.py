@@ -25,8 +25,13 @@ class TestHost:
     def report_status(self, component: ComponentID, kind: Kind, status: Status, error: str | None = None) -> None:
         self.status[f"{kind.value}/{component}"] = (status, error)
 
+    extensions: dict[ComponentID, object] = field(default_factory=dict)
+
     def statuses(self) -> dict[str, tuple[Status, str | None]]:
         return dict(self.status)
+
+    def extension(self, cid: ComponentID) -> object | None:
+        return self.extensions.get(cid)
 
 
 @dataclass

@@ -6,27 +6,12 @@ Keys follow the Collector's configkafka.ClientConfig (`brokers`, `client_id`, `t
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from tracehouse.core.component import ComponentConfig
-
-
-class KafkaTLSConfig(ComponentConfig):
-    """TLS to the brokers. Present (even empty) means on; verification is on by default."""
-
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> KafkaTLSConfig:
-        if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file and key_file go together (client certificate authentication)")
-        return self
+from tracehouse.net.tls import TlsClientConfig, client_context
 
 
 class KafkaSASLConfig(ComponentConfig):
@@ -42,7 +27,8 @@ class KafkaAuthConfig(ComponentConfig):
 class KafkaClientConfig(ComponentConfig):
     brokers: list[str] = ["localhost:9092"]
     client_id: str = "tracehouse"
-    tls: KafkaTLSConfig | None = None
+    # The Collector's client-side configtls keys (net/tls.py). Present (even empty) means TLS.
+    tls: TlsClientConfig | None = None
     auth: KafkaAuthConfig = KafkaAuthConfig()
 
     @field_validator("brokers", mode="before")
@@ -66,25 +52,20 @@ class KafkaClientConfig(ComponentConfig):
 
 
 def client_kwargs(config: KafkaClientConfig) -> dict[str, Any]:
-    """Keyword arguments for AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient."""
+    """Keyword arguments for AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient.
+
+    Builds the TLS context from the files as they are now (each connect attempt calls this,
+    so rotated files are picked up on reconnect); raises TlsFileError naming the key when a
+    file no longer loads."""
     kwargs: dict[str, Any] = {"bootstrap_servers": list(config.brokers), "client_id": config.client_id}
     sasl = config.auth.sasl
-    if config.tls is not None:
-        kwargs["ssl_context"] = _ssl_context(config.tls)
+    context = client_context(config.tls) if config.tls is not None else None
+    if context is not None:
+        kwargs["ssl_context"] = context
     if sasl is not None:
         kwargs.update(sasl_mechanism=sasl.mechanism, sasl_plain_username=sasl.username,
                       sasl_plain_password=sasl.password)
     kwargs["security_protocol"] = {(False, False): "PLAINTEXT", (True, False): "SSL",
                                    (False, True): "SASL_PLAINTEXT", (True, True): "SASL_SSL"}[
-        (config.tls is not None, sasl is not None)]
+        (context is not None, sasl is not None)]
     return kwargs
-
-
-def _ssl_context(tls: KafkaTLSConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

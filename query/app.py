@@ -12,6 +12,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from tracehouse.extensions.health_check.health import HealthSource
+from tracehouse.query.access import OPEN, Access
+from tracehouse.query.budget import ReadBudget, ReadBudgetMiddleware
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import document_400_not_422, install_error_handlers
 from tracehouse.query.jaeger.router import jaeger_router
@@ -25,7 +27,9 @@ from tracehouse.query.routes.ui import ui_router
 from tracehouse.query.store import TraceStore
 
 
-def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None) -> FastAPI:
+def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None,
+               access: Access = OPEN) -> FastAPI:
+    """`access` decides who reads what (query/access.py); OPEN = no keys, the default tenant."""
     cfg = settings or QueryApiConfig()
     app = FastAPI(
         title="tracehouse query API",
@@ -36,14 +40,17 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
                     "(same trace id and span id: a client retry) is shown and counted once.",
     )
     install_error_handlers(app)
+    app.add_middleware(ReadBudgetMiddleware, budget=ReadBudget(
+        cfg.max_concurrent_reads, cfg.max_concurrent_reads_per_client, cfg.read_queue_timeout,
+        cfg.max_concurrent_trace_reads))
     # The order of the routes is the order of the paths in /openapi.json.
-    app.include_router(health_router(health))
-    app.include_router(traces_router(store, cfg))
-    app.include_router(genai_metrics_router(store, cfg))
-    app.include_router(prompts_router(store))
-    app.include_router(sessions_router(store, cfg))
+    app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
+    app.include_router(traces_router(store, cfg, access))
+    app.include_router(genai_metrics_router(store, cfg, access))
+    app.include_router(prompts_router(store, access))
+    app.include_router(sessions_router(store, cfg, access))
     # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
-    app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS)))
+    app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access))
     # The trace explorer (query/ui/): a page over the routes above, not part of the API.
     app.include_router(ui_router())
     document_400_not_422(app)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import TlsServerConfig
 from tracehouse.sinks.clickhouse.config import ClickHouseConnectionConfig
 
 class QueryClickHouseConfig(ClickHouseConnectionConfig):
@@ -14,9 +16,28 @@ class QueryClickHouseConfig(ClickHouseConnectionConfig):
     directory as the exporter: in the all-in-one both share the process's one engine."""
 
 
+class RetentionConfig(ComponentConfig):
+    """Per-tenant retention: a tenant's data older than its duration is deleted, every
+    `check_interval`. The exporter's `ttl` still bounds every tenant's data."""
+
+    # Tenant (as in the key file; `default` for data sent without keys) -> how long to keep.
+    tenants: dict[str, Duration] = {}
+    check_interval: Duration = 3600.0
+
+    @field_validator("tenants")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [t for t, d in v.items() if d <= 0]
+        if bad:
+            raise ValueError(f"retention must be greater than zero (tenants {bad})")
+        return v
+
+
 class QueryApiConfig(ComponentConfig):
     # localhost by default, as the Collector's extensions do; containers set 0.0.0.0:8080.
     endpoint: str = "localhost:8080"
+    # TLS (and mTLS with client_ca_file) on the API's port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
     clickhouse: QueryClickHouseConfig = QueryClickHouseConfig()
     # Threads running ClickHouse queries (each holds its own client).
     max_workers: int = 4
@@ -28,6 +49,21 @@ class QueryApiConfig(ComponentConfig):
     # long of the searched range; a longer trace across the range's edge shows the part
     # inside (its own page is always whole). Larger costs the list more rows to read.
     max_trace_duration: Duration = 6 * 3600.0
+    # `auth: {authenticator: bearertokenauth}`: API routes need a key of kind read or full,
+    # and read only that key's tenant. Health probes stay open.
+    auth: AuthConfig | None = None
+    # With `auth`: whether `/metrics` needs a key too (Prometheus then sends one).
+    metrics_auth: bool = False
+    retention: RetentionConfig = RetentionConfig()
+    # The read budget (query/budget.py): API requests at once, in total and per client (an
+    # API key, else an address); over the total, a request waits this long, then 503.
+    max_concurrent_reads: int = 8
+    max_concurrent_reads_per_client: int = 4
+    read_queue_timeout: Duration = 5.0
+    # Of those, reads of whole traces (up to 100k spans each) at once; the others wait.
+    max_concurrent_trace_reads: int = 2
+    # ClickHouse's memory cap for one query of the API (max_memory_usage).
+    max_query_memory_mib: int = 2048
 
     @field_validator("endpoint")
     @classmethod
@@ -35,7 +71,9 @@ class QueryApiConfig(ComponentConfig):
         parse_endpoint(v)
         return v
 
-    @field_validator("max_workers", "max_limit")
+    @field_validator("max_workers", "max_limit", "max_concurrent_reads", "max_concurrent_reads_per_client",
+                     "max_concurrent_trace_reads",
+                     "max_query_memory_mib")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.query.access import AccessError
 from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error
 from tracehouse.query.models import ErrorResponse
 from tracehouse.query.store import StoreError
@@ -27,11 +28,13 @@ log = structlog.get_logger("tracehouse.query.app")  # the app's logger: these ha
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, parameter: str | None = None):
+    def __init__(self, code: int, message: str, parameter: str | None = None, *,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.parameter = parameter
+        self.headers = headers
 
 
 def error_response(code: int, message: str, parameter: str | None = None,
@@ -52,9 +55,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def install_error_handlers(app: FastAPI) -> None:
     """Exception handlers turning whatever a route raises into the `{"error": ...}` envelope."""
 
+    @app.exception_handler(AccessError)
+    async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
+        return error_response(exc.code, exc.message, headers=exc.headers)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.code, exc.message, exc.parameter)
+        return error_response(exc.code, exc.message, exc.parameter, headers=exc.headers)
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:

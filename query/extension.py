@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+from tracehouse.core.pdata import DEFAULT_TENANT
+from tracehouse.extensions.bearertokenauth.keys import DEFAULT_TENANT_NAME
 from tracehouse.net.asgi_server import AsgiServer
+from tracehouse.core.auth import resolve_authenticator
 from tracehouse.core.component import Host, Settings
 from tracehouse.extensions.health_check.health import health_of
+from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig
-from tracehouse.query.store import TraceStore
+from tracehouse.query.store import StoreError, TraceStore
 
 
 class QueryApiExtension:
@@ -17,13 +25,15 @@ class QueryApiExtension:
         self._log = settings.logger
         self._store: TraceStore | None = None
         self._server: AsgiServer | None = None
+        self._retention: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     async def start(self, host: Host) -> None:
         cfg = self._config
-        store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers)
-        app = create_app(store, health_of(host), settings=cfg)
-        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id))
+        access = Access(resolve_authenticator(host, cfg.auth))
+        store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers, max_query_memory_mib=cfg.max_query_memory_mib)
+        app = create_app(store, health_of(host), settings=cfg, access=access)
+        server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id), tls=cfg.tls, logger=self._log)
         self._store = store
         try:
             await server.start()
@@ -33,11 +43,33 @@ class QueryApiExtension:
             raise
         self._server = server
         self.port = server.port
-        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port,
-                       database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name)
+        if cfg.retention.tenants:
+            self._retention = asyncio.create_task(self._expire_forever(store), name="retention")
+        self._log.info("query API listening", endpoint=cfg.endpoint, port=self.port, scheme=server.scheme,
+                       client_auth=bool(cfg.tls and cfg.tls.client_ca_file),
+                       database=cfg.clickhouse.database, table=cfg.clickhouse.traces_table_name,
+                       auth=cfg.auth.authenticator if cfg.auth else "off: every caller reads the default tenant")
+
+    async def _expire_forever(self, store: TraceStore) -> None:
+        retention = self._config.retention
+        while True:
+            for name, keep in retention.tenants.items():
+                tenant = DEFAULT_TENANT if name == DEFAULT_TENANT_NAME else name
+                before = datetime.now(UTC) - timedelta(seconds=keep)
+                try:
+                    await store.expire(tenant, before)
+                    self._log.info("retention applied", tenant=name, deleted_before=before.isoformat())
+                except StoreError as exc:
+                    self._log.warning("retention not applied; next check will retry", tenant=name, error=str(exc))
+            await asyncio.sleep(retention.check_interval)
 
     async def shutdown(self) -> None:
         """Stop accepting, finish in-flight requests, close the ClickHouse clients. Safe twice."""
+        task, self._retention = self._retention, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         server, self._server = self._server, None
         store, self._store = self._store, None
         if server is not None:

@@ -50,6 +50,11 @@ class TraceSummary(BaseModel):
     models: list[str] = Field(description="Distinct non-empty GenAI request and response models, sorted.")
 
 
+class TraceDeletedResponse(BaseModel):
+    trace_id: str
+    deleted_spans: int = Field(description="Spans the trace had; they and their rollup contributions are gone.")
+
+
 class TraceSearchTotals(BaseModel):
     traces: int = Field(description="Traces matching the filters, on every page together.")
     input_tokens: int

@@ -19,12 +19,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import structlog
 from clickhouse_connect.driver.client import Client
@@ -34,6 +35,7 @@ from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
+T = TypeVar("T")
 
 # A trace read returns at most this many spans (the response says when it was cut).
 MAX_TRACE_SPANS = 100_000
@@ -197,8 +199,9 @@ class MetricsQuery:
 
 
 class TraceStore:
-    def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4):
+    def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4, max_query_memory_mib: int = 2048):
         self._config = config
+        self._max_memory = max_query_memory_mib * 1024 * 1024
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers, thread_name_prefix="query-clickhouse")
         self._local = threading.local()
@@ -217,14 +220,17 @@ class TraceStore:
         if client is None:
             cfg = self._config
             client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
-                                 settings={"max_execution_time": max(1, int(cfg.timeout))},
-                                 timeout_s=cfg.timeout)
+                                 settings={"max_execution_time": max(1, int(cfg.timeout)),
+                                           "max_memory_usage": self._max_memory},
+                                 timeout_s=cfg.timeout, tls=cfg.tls)
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
         return client
 
-    def _run(self, name: str, parameters: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _run(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """On a query thread: rows as dicts (built here, not on the event loop: a trace of
+        100k spans takes a while)."""
         t0 = time.perf_counter()
         try:
             result = self._client().query(self._sql[name], parameters=dict(parameters))
@@ -233,7 +239,8 @@ class TraceStore:
             raise StoreError(_short_error(exc)) from exc
         log.debug("query done", query=name, rows=len(result.result_rows),
                   ms=round((time.perf_counter() - t0) * 1000, 2))
-        return list(result.column_names), [tuple(row) for row in result.result_rows]
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
     async def _query(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         executor = self._executor
@@ -241,69 +248,110 @@ class TraceStore:
             raise StoreError("the query API is shutting down")
         loop = asyncio.get_running_loop()
         try:
-            names, rows = await loop.run_in_executor(executor, self._run, name, parameters)
+            return await loop.run_in_executor(executor, self._run, name, parameters)
         except RuntimeError as exc:  # executor shut down between the check and the submit
             raise StoreError("the query API is shutting down") from exc
-        return [dict(zip(names, row, strict=True)) for row in rows]
 
-    async def search(self, query: SearchQuery) -> list[dict[str, Any]]:
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(client, *args)` on a query thread, its failure a StoreError."""
+        executor = self._executor
+        if executor is None:
+            raise StoreError("the query API is shutting down")
+
+        def run() -> T:
+            try:
+                return fn(self._client(), *args)
+            except StoreError:
+                raise
+            except Exception as exc:
+                log.warning("statement failed", what=what, error=str(exc))
+                raise StoreError(_short_error(exc)) from exc
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, run)
+        except RuntimeError as exc:
+            raise StoreError("the query API is shutting down") from exc
+
+    async def delete_trace(self, trace_id: str, *, tenant: str) -> int:
+        """Delete the tenant's trace (spans and their rollup contributions); spans deleted."""
+        from tracehouse.query.deletion import delete_trace
+
+        cfg = self._config
+        return await self._call("delete trace", delete_trace, cfg.database, cfg.traces_table_name, trace_id, tenant)
+
+    async def expire(self, tenant: str, before: datetime) -> None:
+        """Delete the tenant's data older than `before`."""
+        from tracehouse.query.deletion import expire_tenant
+
+        cfg = self._config
+        await self._call("expire", expire_tenant, cfg.database, cfg.traces_table_name, tenant, before)
+
+    # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
+    # are never read.
+    async def search(self, query: SearchQuery, *, tenant: str) -> list[dict[str, Any]]:
         """Trace summaries in the query's order; at most `query.limit` rows."""
-        rows = await self._query("trace_search", query.parameters())
+        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant})
         if rows:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
-                "end_ns": query.end_ns, "window_ns": query.window_ns})
+                "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
             by_trace = {label["trace_id"]: label for label in labels}
             for row in rows:
                 row.update(by_trace.get(row["trace_id"], _NO_LABELS))
         return rows
 
-    async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+    async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS, *,
+                          tenant: str) -> list[dict[str, Any]]:
         """Every span of the trace (each once), ordered by start time."""
-        return await self.traces_spans([trace_id], max_spans)
+        return await self.traces_spans([trace_id], max_spans, tenant=tenant)
 
-    async def jaeger_services(self, since_ns: int) -> list[str]:
+    async def jaeger_services(self, since_ns: int, *, tenant: str) -> list[str]:
         """Distinct service names of spans since `since_ns`, sorted."""
-        rows = await self._query("jaeger_services", {"since_ns": since_ns, "max_rows": MAX_NAMES})
+        rows = await self._query("jaeger_services", {"since_ns": since_ns, "max_rows": MAX_NAMES, "tenant": tenant})
         return [r["service"] for r in rows]
 
-    async def jaeger_operations(self, service: str, since_ns: int) -> list[tuple[str, str]]:
+    async def jaeger_operations(self, service: str, since_ns: int, *, tenant: str) -> list[tuple[str, str]]:
         """Distinct (span name, span kind) of one service's spans since `since_ns`, sorted."""
-        rows = await self._query("jaeger_operations",
-                                 {"service": service, "since_ns": since_ns, "max_rows": MAX_NAMES})
+        rows = await self._query("jaeger_operations", {"service": service, "since_ns": since_ns,
+                                                       "max_rows": MAX_NAMES, "tenant": tenant})
         return [(r["name"], r["kind"]) for r in rows]
 
-    async def jaeger_search(self, query: JaegerSearchQuery) -> list[str]:
+    async def jaeger_search(self, query: JaegerSearchQuery, *, tenant: str) -> list[str]:
         """Ids of the matching traces, newest first; at most `query.limit`."""
-        rows = await self._query("jaeger_search", query.parameters())
+        rows = await self._query("jaeger_search", {**query.parameters(), "tenant": tenant})
         return [r["trace_id"] for r in rows]
 
-    async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS) -> list[dict[str, Any]]:
+    async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS, *,
+                           tenant: str) -> list[dict[str, Any]]:
         """Every span (each once) of these traces, trace by trace in the given order, each by
         start time. At most `max_spans` rows."""
         if not trace_ids:
             return []
-        return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans})
+        return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans,
+                                                 "tenant": tenant})
 
-    async def genai_metrics(self, query: MetricsQuery) -> list[dict[str, Any]]:
+    async def genai_metrics(self, query: MetricsQuery, *, tenant: str) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
-        return await self._query("genai_metrics", query.parameters())
+        return await self._query("genai_metrics", {**query.parameters(), "tenant": tenant})
 
-    async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int) -> list[dict[str, Any]]:
+    async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per session id with a turn starting in [start, end); see sql/sessions.sql."""
-        return await self._query("sessions", {"start_ns": start_ns, "end_ns": end_ns, "user": user, "limit": limit})
+        return await self._query("sessions", {"start_ns": start_ns, "end_ns": end_ns, "user": user, "limit": limit,
+                                              "tenant": tenant})
 
-    async def prompt_list(self, q: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    async def prompt_list(self, q: str, limit: int, offset: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per prompt name (registry and usage), by name; `total_names` on each row."""
-        return await self._query("prompt_list", {"q": q, "limit": limit, "offset": offset})
+        return await self._query("prompt_list", {"q": q, "limit": limit, "offset": offset, "tenant": tenant})
 
-    async def prompt_registry(self, name: str) -> list[dict[str, Any]]:
+    async def prompt_registry(self, name: str, *, tenant: str) -> list[dict[str, Any]]:
         """The registry entry (earliest claim) of every version of one prompt."""
-        return await self._query("prompt_registry", {"name": name})
+        return await self._query("prompt_registry", {"name": name, "tenant": tenant})
 
-    async def prompt_usage(self, name: str, start_s: int = 0, end_s: int = MAX_DATETIME_S) -> list[dict[str, Any]]:
+    async def prompt_usage(self, name: str, start_s: int = 0, end_s: int = MAX_DATETIME_S, *,
+                           tenant: str) -> list[dict[str, Any]]:
         """Usage of one prompt per version, summed over the minutes in [start_s, end_s)."""
-        return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s})
+        return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s,
+                                                  "tenant": tenant})
 
     # -- lifecycle -------------------------------------------------------------------
     async def close(self) -> None:

@@ -90,3 +90,11 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 
     with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
         yield kafka.get_bootstrap_server()
+
+
+@pytest.fixture
+def pki(tmp_path: Any) -> Any:
+    """A server CA, a client CA and a stranger CA with their certificates, as PEM files (trustme)."""
+    from tls_certs import Pki
+
+    return Pki(tmp_path / "pki")

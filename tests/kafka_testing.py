@@ -81,11 +81,12 @@ async def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[Record]:
+async def read_topic(bootstrap: str, topic: str, timeout: float = 15.0, **client: Any) -> list[Record]:
     """Every record in the topic now, from the start. No consumer group (joining one takes
-    ~5 s on tansu): partitions are assigned by hand and read up to their end offsets."""
+    ~5 s on tansu): partitions are assigned by hand and read up to their end offsets.
+    `client`: more AIOKafkaConsumer settings (TLS)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **client)
     await consumer.start()
     try:
         await consumer.topics()  # refreshes metadata for every topic

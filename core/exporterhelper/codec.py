@@ -1,7 +1,8 @@
 """A batch as bytes for the persistent queue, with everything the pipeline attached to it.
 
-A batch without enrichment is stored as its plain OTLP request bytes (what the sidecar's
-queue always held). One with GenAI columns or an origin is stored as an envelope whose
+A batch without enrichment, of the default tenant, is stored as its plain OTLP request
+bytes (what the sidecar's queue always held). One with GenAI columns, an origin or another
+tenant is stored as an envelope whose
 first byte is 0: no protobuf message starts with it (field number 0 is invalid), so the
 two forms cannot be mistaken for each other and older queue files still read.
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from tracehouse.core.errors import BadRequestError
 from tracehouse.core.genai import GenAIColumns
-from tracehouse.core.pdata import RecordRange, TraceBatch
+from tracehouse.core.pdata import DEFAULT_TENANT, RecordRange, TraceBatch
 
 _MAGIC = b"\x00THB\x01"
 _LENGTH = struct.Struct(">I")
@@ -24,9 +25,11 @@ _LENGTH = struct.Struct(">I")
 
 def encode_batch(batch: TraceBatch) -> bytes:
     otlp = batch.to_bytes()
-    if batch.genai is None and batch.origin is None:
+    if batch.genai is None and batch.origin is None and batch.tenant == DEFAULT_TENANT:
         return otlp
     meta: dict[str, Any] = {}
+    if batch.tenant != DEFAULT_TENANT:
+        meta["tenant"] = batch.tenant
     if batch.genai is not None:
         meta["genai"] = batch.genai.to_json()
     if batch.origin is not None:
@@ -53,6 +56,8 @@ def decode_batch(data: bytes) -> TraceBatch:
             batch.genai = GenAIColumns.from_json(meta["genai"])
             if batch.genai.size != batch.span_count:
                 raise ValueError(f"GenAI columns for {batch.genai.size} spans, the batch has {batch.span_count}")
+        if "tenant" in meta:
+            batch.tenant = str(meta["tenant"])
         if "origin" in meta:
             topic, partition, first, last = meta["origin"]
             batch.origin = RecordRange(str(topic), int(partition), int(first), int(last))

@@ -3,7 +3,9 @@
 Every role serves /readyz, on one of two ports:
   - all-in-one and query: the query API, TRACEHOUSE_QUERY_PORT (8080);
   - sidecar and writer:   the health_check extension, TRACEHOUSE_HEALTH_PORT (13133).
-Both are asked; the first that says ready wins, so one HEALTHCHECK fits every config.
+Both are asked, over HTTP and then HTTPS (a listener with `tls:`; the certificate is not
+verified, as the kubelet's probes do not: this is the container's own loopback); the first
+that says ready wins, so one HEALTHCHECK fits every config.
 TRACEHOUSE_HEALTHCHECK_URL replaces both with one URL (for a config of your own that
 serves /readyz elsewhere). Exits 1 with the reason for each URL otherwise: Docker keeps
 that output in `docker inspect` (State.Health.Log).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import urllib.request
 
@@ -37,12 +40,16 @@ def probe_urls() -> list[str]:
         return [override]
     host = probe_host()
     ports = (os.environ.get("TRACEHOUSE_QUERY_PORT", "8080"), os.environ.get("TRACEHOUSE_HEALTH_PORT", "13133"))
-    return [f"http://{host}:{port}/readyz" for port in ports]
+    return [f"{scheme}://{host}:{port}/readyz" for port in ports for scheme in ("http", "https")]
 
 
 def check(url: str) -> str | None:
     """None when ready; else why not."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=unverified))
     try:
         with opener.open(url, timeout=TIMEOUT_S) as response:
             body = json.load(response)

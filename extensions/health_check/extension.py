@@ -27,12 +27,13 @@ class HealthCheckExtension:
     async def start(self, host: Host) -> None:
         from tracehouse.net.asgi_server import AsgiServer
 
-        server = AsgiServer(health_app(health_of(host)), self._config.endpoint, name=str(self._settings.id))
+        server = AsgiServer(health_app(health_of(host)), self._config.endpoint, name=str(self._settings.id),
+                            tls=self._config.tls, logger=self._settings.logger)
         await server.start()
         self._server = server
         self.port = server.port
         self._settings.logger.info("health endpoints listening", endpoint=self._config.endpoint, port=self.port,
-                                   paths="/healthz /readyz /metrics")
+                                   scheme=server.scheme, paths="/healthz /readyz /metrics")
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

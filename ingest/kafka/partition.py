@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tracehouse.core.pdata import RecordRange, TraceBatch
+from tracehouse.core.auth import TENANT_HEADER
+from tracehouse.core.pdata import DEFAULT_TENANT, RecordRange, TraceBatch
 from tracehouse.ingest.kafka.config import KafkaBatchConfig
 from tracehouse.ingest.otlp.validate import drop_invalid_spans
 
@@ -54,6 +55,7 @@ class ConsumedRecord:
     invalid_spans: int = 0
     clean: bytes | None = None  # None: undecodable, see `error`
     error: str = ""
+    tenant: str = DEFAULT_TENANT  # from the record's tracehouse-tenant header
 
     @property
     def nbytes(self) -> int:
@@ -63,6 +65,9 @@ class ConsumedRecord:
 def decode(offset: int, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]],
            arrived: float) -> ConsumedRecord:
     msg = ConsumedRecord(offset, key, value, tuple(headers), arrived)
+    for name, header in msg.headers:
+        if name == TENANT_HEADER:
+            msg.tenant = header.decode("utf-8", "replace")
     try:
         batch = TraceBatch.from_bytes(value or b"")
     except Exception as exc:  # BadRequestError from protobuf, or anything a hostile payload triggers
@@ -110,7 +115,20 @@ def build_batch(topic: str, partition: int, messages: Sequence[ConsumedRecord]) 
     """
     batch = TraceBatch.from_bytes(b"".join(m.clean for m in messages if m.clean is not None))
     batch.origin = RecordRange(topic, partition, messages[0].offset, messages[-1].offset)
+    batch.tenant = messages[0].tenant
     return batch
+
+
+def tenant_runs(messages: Sequence[ConsumedRecord]) -> list[list[ConsumedRecord]]:
+    """Consecutive records of one tenant: a batch is one tenant's, and each run keeps
+    consecutive offsets, so its token is as deterministic as the cut's."""
+    runs: list[list[ConsumedRecord]] = []
+    for msg in messages:
+        if runs and runs[-1][-1].tenant == msg.tenant:
+            runs[-1].append(msg)
+        else:
+            runs.append([msg])
+    return runs
 
 
 class PartitionBatcher:

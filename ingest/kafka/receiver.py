@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from tracehouse.core.component import Host, Kind, Settings, Status, TracesConsumer
 from tracehouse.net.kafka import client_kwargs
+from tracehouse.net.tls import TlsFileError
 from tracehouse.core.logs import RateLimited
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
@@ -123,7 +124,17 @@ class KafkaReceiver:
     async def _run(self) -> None:
         delays = retry_delays(self._config.error_backoff)
         while not self._stopping.is_set():
-            consumer = self._consumer = self._new_consumer()
+            try:
+                consumer = self._new_consumer()
+            except TlsFileError as exc:
+                # A TLS file that no longer loads (mid-rotation) is retried like a broker that is down.
+                delay = next(delays)
+                self._report(Status.RECOVERABLE_ERROR, f"cannot load the TLS files: {exc}")
+                self._connect_log(self._log.warning, "kafka TLS files do not load; retrying", error=str(exc),
+                                  retry_in_s=round(delay, 2))
+                await self._rest(delay)
+                continue
+            self._consumer = consumer
             try:
                 await consumer.start()
             except Exception as exc:

@@ -45,6 +45,7 @@ from tracehouse.ingest.kafka.partition import (
     build_batch,
     parse_plan,
     plan_metadata,
+    tenant_runs,
 )
 
 CommittedOffsets = dict[TopicPartition, OffsetAndMetadata]
@@ -213,8 +214,8 @@ class PartitionWorker:
                 await self._dead_letter(msg, "decode_error", msg.error)
                 refused += 1
         good = [m for m in cut.messages if m.clean is not None]
-        if good:
-            refused += await self._deliver(good)
+        for run in tenant_runs(good):
+            refused += await self._deliver(run)
         await self._services.commit(self, cut.last + 1, "")
         self.committed = cut.last + 1
         self._services.metrics.batch_done(self.tp.topic, len(cut.messages) - refused, time.monotonic() - t0)

@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
+from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import TlsServerConfig
 
 
 def _check_endpoint(v: str) -> str:
@@ -23,8 +25,23 @@ class GrpcConfig(ComponentConfig):
     max_recv_msg_size_mib: float = 16.0
     # Requests handled at once; more are refused with a retryable UNAVAILABLE.
     max_concurrent_requests: int = 128
+    # `auth: {authenticator: bearertokenauth}`: every call needs an API key (metadata
+    # `authorization: Bearer <key>`), whose tenant owns the spans.
+    auth: AuthConfig | None = None
+    # TLS (and mTLS with client_ca_file) on this port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
+
+    @field_validator("tls")
+    @classmethod
+    def _grpc_versions(cls, v: TlsServerConfig | None) -> TlsServerConfig | None:
+        # grpcio's server credentials take no version limits: gRPC core always negotiates 1.2 or 1.3.
+        if v is not None and (v.min_version != "1.2" or v.max_version not in ("", "1.3")):
+            raise ValueError("the gRPC listener (grpcio) always accepts TLS 1.2 and 1.3 and cannot be limited to one "
+                             "of them: leave min_version at 1.2 and max_version unset here (the HTTP listener "
+                             "and the query API take both)")
+        return v
 
 
 class HttpConfig(ComponentConfig):
@@ -36,6 +53,10 @@ class HttpConfig(ComponentConfig):
     # How long the pipeline may take before the client is answered with a retryable
     # error; exporters stop retrying before it.
     request_timeout: Duration = 30.0
+    # `auth: {authenticator: bearertokenauth}`: every request needs `Authorization: Bearer <key>`.
+    auth: AuthConfig | None = None
+    # TLS (and mTLS with client_ca_file) on this port: net/tls.py, docs/tls.md.
+    tls: TlsServerConfig | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from google.rpc import code_pb2
 
-from tracehouse.core.errors import BadRequestError, PayloadTooLargeError, PermanentError, RetryableError
+from tracehouse.core.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    PermanentError,
+    PermissionDeniedError,
+    RetryableError,
+    UnauthenticatedError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,8 @@ REFUSALS: dict[type[BaseException], Refusal] = {
     RetryableError: Refusal(503, code_pb2.UNAVAILABLE, "unavailable", retry_after=1.0),
     PayloadTooLargeError: Refusal(413, code_pb2.RESOURCE_EXHAUSTED, "too_large"),
     BadRequestError: Refusal(400, code_pb2.INVALID_ARGUMENT, "bad_request"),
+    UnauthenticatedError: Refusal(401, code_pb2.UNAUTHENTICATED, "unauthenticated"),
+    PermissionDeniedError: Refusal(403, code_pb2.PERMISSION_DENIED, "permission_denied"),
     PermanentError: Refusal(400, code_pb2.INVALID_ARGUMENT, "permanent"),
     BaseException: Refusal(503, code_pb2.UNAVAILABLE, "internal", retry_after=5.0, message="internal error: "),
 }

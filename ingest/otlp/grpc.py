@@ -16,8 +16,10 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from tracehouse.core.auth import ANONYMOUS
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.tls import ServerTls
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
@@ -44,6 +46,7 @@ class OtlpGrpcReceiver:
         self._config = config
         self._log = logger
         self._server: grpc.aio.Server | None = None
+        self._tls = ServerTls(config.tls, name="otlp-grpc", logger=logger) if config.tls is not None else None
         self._active = 0
         self.port: int | None = None
 
@@ -55,11 +58,15 @@ class OtlpGrpcReceiver:
         self._active += 1
         spans = 0
         try:
+            principal = ANONYMOUS
+            if self.handler.needs_auth:
+                principal = self.handler.authenticate(
+                    {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)})
             batch = TraceBatch.from_bytes(request)
             spans = batch.span_count
             remaining = context.time_remaining()
             batch.deadline = time.monotonic() + remaining if remaining is not None else None
-            rejected, message = await self.handler.export(batch)
+            rejected, message = await self.handler.export(batch, principal)
         except Exception as exc:  # a malformed request (BadRequestError) included
             refusal = refusal_for(exc)
             if not isinstance(exc, (RetryableError, PermanentError)):
@@ -73,6 +80,8 @@ class OtlpGrpcReceiver:
         return encode_export_response(rejected, message, json=False)
 
     async def start(self) -> None:
+        # The files load before the server exists: a bad certificate fails start-up cleanly.
+        credentials = self._tls.grpc_credentials() if self._tls is not None else None
         max_bytes = int(self._config.max_recv_msg_size_mib * 1024 * 1024)
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", max_bytes),
@@ -85,14 +94,24 @@ class OtlpGrpcReceiver:
         host, port = parse_endpoint(self._config.endpoint)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = self._server.add_insecure_port(address)
+            if credentials is not None:
+                self.port = self._server.add_secure_port(address, credentials)
+            else:
+                self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self._config.endpoint}: {exc}") from None
         await self._server.start()
-        self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port)
+        if self._tls is not None:
+            self._tls.start()
+        tls = self._config.tls
+        self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port,
+                       tls=tls is not None, client_auth=bool(tls and tls.client_ca_file),
+                       auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None
+        if self._tls is not None:
+            await self._tls.close()
         if server is not None:
             # Refuse new calls, give in-flight ones time to finish (their spans may be
             # waiting on the exporter), then stop.

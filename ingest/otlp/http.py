@@ -19,7 +19,14 @@ from typing import Any
 from google.rpc import code_pb2
 
 from tracehouse.net.asgi_server import AsgiServer
-from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
+from tracehouse.core.auth import ANONYMOUS
+from tracehouse.core.errors import (
+    BadRequestError,
+    PermanentError,
+    PermissionDeniedError,
+    RetryableError,
+    UnauthenticatedError,
+)
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
@@ -116,6 +123,8 @@ class OtlpHttpApp:
             headers = [(b"content-type", (JSON if reply_json else PROTOBUF).encode())]
             if exc.retry_after is not None:
                 headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+            if status == 401:
+                headers.append((b"www-authenticate", b'Bearer realm="tracehouse"'))
             body = encode_status(exc.grpc_code, str(exc), json=reply_json, retry_after_s=exc.retry_after)
         self._handler.observe(str(status), started, refused, reason)
         headers.append((b"content-length", str(len(body)).encode()))
@@ -137,6 +146,16 @@ class OtlpHttpApp:
         if declared is not None and declared.isdigit() and int(declared) > cfg.max_request_body_size:
             raise HttpError(413, f"body of {declared} bytes exceeds the limit of {cfg.max_request_body_size} bytes",
                             grpc_code=code_pb2.RESOURCE_EXHAUSTED)
+        # Before the body is read: a caller without a valid key costs nothing more.
+        principal = ANONYMOUS
+        if self._handler.needs_auth:
+            try:
+                principal = self._handler.authenticate(
+                    {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]})
+            except (UnauthenticatedError, PermissionDeniedError) as exc:
+                refusal = refusal_for(exc)
+                raise HttpError(refusal.http_status, refusal.message, grpc_code=refusal.grpc_code,
+                                reason=refusal.reason) from None
         if self._active >= cfg.max_concurrent_requests:
             raise HttpError(503, "too many concurrent requests; retry later", grpc_code=code_pb2.UNAVAILABLE,
                             retry_after=1.0)
@@ -157,7 +176,7 @@ class OtlpHttpApp:
                 # exception and traceback form a cycle that pins the request body until a
                 # full GC, which under sustained refusals looks like a leak.
                 async with asyncio.timeout(cfg.request_timeout):
-                    rejected, message = await self._handler.export(batch)
+                    rejected, message = await self._handler.export(batch, principal)
             except TimeoutError:
                 raise HttpError(503, "the pipeline did not accept the data in time; retry later",
                                 grpc_code=code_pb2.UNAVAILABLE, retry_after=5.0) from None
@@ -202,12 +221,16 @@ class OtlpHttpReceiver:
 
     async def start(self) -> None:
         app = OtlpHttpApp(self._config, self.handler, self._log)
-        self._server = AsgiServer(app, self._config.endpoint, name="otlp-http",
-                                  timeout_graceful_shutdown=self._config.request_timeout)
-        await self._server.start()
-        self.port = self._server.port
+        server = AsgiServer(app, self._config.endpoint, name="otlp-http",
+                            timeout_graceful_shutdown=self._config.request_timeout, tls=self._config.tls,
+                            logger=self._log)
+        await server.start()
+        self._server = server
+        self.port = server.port
+        tls = self._config.tls
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=self._config.traces_url_path)
+                       path=self._config.traces_url_path, scheme=server.scheme,
+                       client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

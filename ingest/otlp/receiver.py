@@ -8,8 +8,18 @@ reached the durable point (ClickHouse in the all-in-one, Kafka in the sidecar).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
+from tracehouse.core.auth import (
+    ANONYMOUS,
+    TENANT_ATTRIBUTE,
+    Action,
+    AuthConfig,
+    Principal,
+    ServerAuthenticator,
+    resolve_authenticator,
+)
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.ingest.otlp.config import OtlpReceiverConfig
@@ -17,20 +27,50 @@ from tracehouse.ingest.otlp.validate import drop_invalid_spans
 
 
 class TraceExportService:
-    """What both transports do with a decoded request."""
+    """What both transports do with a request: who sent it, then its valid spans on."""
 
-    def __init__(self, settings: Settings, next_consumer: TracesConsumer, transport: str):
+    def __init__(self, settings: Settings, next_consumer: TracesConsumer, transport: str,
+                 auth: AuthConfig | None = None):
         self._next = next_consumer
         self._settings = settings
         self.transport = transport
         self.host: Host | None = None
         self._receiver = str(settings.id)
+        self._auth_config = auth
+        self._authenticator: ServerAuthenticator | None = None
 
-    async def export(self, batch: TraceBatch) -> tuple[int, str]:
-        """Hand the valid spans on. Returns (rejected spans, message) for partial_success."""
+    def bind(self, host: Host) -> None:
+        self.host = host
+        self._authenticator = resolve_authenticator(host, self._auth_config)
+
+    @property
+    def auth_description(self) -> str:
+        if self._auth_config is None:
+            return "off: no API key needed, every span is the default tenant's"
+        return self._auth_config.authenticator
+
+    @property
+    def needs_auth(self) -> bool:
+        return self._authenticator is not None
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, from its headers; UnauthenticatedError / PermissionDeniedError."""
+        if self._authenticator is None:
+            return ANONYMOUS
+        principal = self._authenticator.authenticate(headers)
+        principal.require(Action.INGEST)
+        return principal
+
+    async def export(self, batch: TraceBatch, principal: Principal = ANONYMOUS) -> tuple[int, str]:
+        """Hand the valid spans on, as the caller's tenant's. Returns (rejected spans,
+        message) for partial_success."""
         rejected, message = drop_invalid_spans(batch)
         if rejected and self.host:
             self.host.telemetry.receiver_refused_spans.labels(self._receiver, self.transport, "invalid").inc(rejected)
+        batch.tenant = principal.tenant
+        strip_tenant_attribute(batch)
+        if batch.span_count and self._authenticator is not None:
+            self._authenticator.admit(principal.tenant, batch.span_count, batch.nbytes)
         if batch.span_count:
             await self._next.consume(batch)
             if self.host:
@@ -45,6 +85,18 @@ class TraceExportService:
         t.receiver_request_duration.labels(self._receiver, self.transport).observe(time.perf_counter() - started)
         if refused_spans:
             t.receiver_refused_spans.labels(self._receiver, self.transport, reason).inc(refused_spans)
+
+
+def strip_tenant_attribute(batch: TraceBatch) -> None:
+    """Drop a `tracehouse.tenant` resource attribute a client sent: the tenant is what the
+    server authenticated, never what the data claims."""
+    for rs in batch.request.resource_spans:
+        attrs = rs.resource.attributes
+        if any(kv.key == TENANT_ATTRIBUTE for kv in attrs):
+            kept = [kv for kv in attrs if kv.key != TENANT_ATTRIBUTE]
+            del attrs[:]
+            attrs.extend(kept)
+            batch.mark_mutated()
 
 
 class _Transport(Protocol):
@@ -65,13 +117,15 @@ class OtlpReceiver:
         if protocols.grpc is not None:
             from tracehouse.ingest.otlp.grpc import OtlpGrpcReceiver
 
-            self._servers.append(OtlpGrpcReceiver(protocols.grpc, TraceExportService(settings, next_consumer, "grpc"),
-                                                  settings.logger))
+            self._servers.append(OtlpGrpcReceiver(
+                protocols.grpc, TraceExportService(settings, next_consumer, "grpc", protocols.grpc.auth),
+                settings.logger))
         if protocols.http is not None:
             from tracehouse.ingest.otlp.http import OtlpHttpReceiver
 
-            self._servers.append(OtlpHttpReceiver(protocols.http, TraceExportService(settings, next_consumer, "http"),
-                                                  settings.logger))
+            self._servers.append(OtlpHttpReceiver(
+                protocols.http, TraceExportService(settings, next_consumer, "http", protocols.http.auth),
+                settings.logger))
 
     @property
     def grpc_port(self) -> int | None:
@@ -83,7 +137,7 @@ class OtlpReceiver:
 
     async def start(self, host: Host) -> None:
         for server in self._servers:
-            server.handler.host = host
+            server.handler.bind(host)
             await server.start()
 
     async def shutdown(self) -> None:

@@ -31,8 +31,9 @@ class BatchProcessor:
         self._settings = settings
         self._config = config
         self._next = next_consumer
-        self._pending: list[_Pending] = []
-        self._pending_spans = 0
+        # Per tenant: a batch holds one tenant's spans, so tenants are batched apart.
+        self._pending: dict[str, list[_Pending]] = {}
+        self._pending_spans: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._exports: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.max_concurrent_exports)
@@ -49,30 +50,41 @@ class BatchProcessor:
         if batch.span_count == 0:
             return
         cfg = self._config
-        if cfg.send_batch_max_size and self._pending_spans + batch.span_count > cfg.send_batch_max_size:
-            self._flush("max_size")
+        tenant = batch.tenant
+        pending = self._pending_spans.get(tenant, 0)
+        if cfg.send_batch_max_size and pending + batch.span_count > cfg.send_batch_max_size:
+            self._flush_tenant(tenant, "max_size")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(batch, done))
-        self._pending_spans += batch.span_count
+        self._pending.setdefault(tenant, []).append(_Pending(batch, done))
+        self._pending_spans[tenant] = self._pending_spans.get(tenant, 0) + batch.span_count
         self._gauge()
-        if self._pending_spans >= cfg.send_batch_size:
-            self._flush("size")
-        elif self._timer is None:
+        if self._pending_spans[tenant] >= cfg.send_batch_size:
+            self._flush_tenant(tenant, "size")
+        if self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(cfg.timeout, self._flush, "timeout")
         # Shielded: a client that hangs up must not cancel the export others wait on.
         await asyncio.shield(done)
 
     def _gauge(self) -> None:
         if self._host:
-            self._host.telemetry.queued_spans.labels(str(self._settings.id)).set(self._pending_spans)
+            self._host.telemetry.queued_spans.labels(str(self._settings.id)).set(sum(self._pending_spans.values()))
 
     def _flush(self, trigger: str) -> None:
+        """Every tenant's pending requests (the timer, shutdown)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._pending:
+        for tenant in list(self._pending):
+            self._flush_tenant(tenant, trigger)
+
+    def _flush_tenant(self, tenant: str, trigger: str) -> None:
+        items = self._pending.pop(tenant, [])
+        spans = self._pending_spans.pop(tenant, 0)
+        if not self._pending and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not items:
             return
-        items, self._pending, spans, self._pending_spans = self._pending, [], self._pending_spans, 0
         self._gauge()
         if self._host:
             t = self._host.telemetry

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.query.access import AccessError
 from tracehouse.query.store import StoreError
 
 log = structlog.get_logger("tracehouse.query.jaeger")
@@ -58,6 +59,8 @@ class JaegerRoute(APIRoute):
                 return await handler(request)
             except JaegerError as exc:
                 return jaeger_error(exc.code, exc.msg)
+            except AccessError as exc:
+                return jaeger_error(exc.code, exc.message, exc.headers)
             except StoreError as exc:
                 return jaeger_error(503, f"the trace store could not answer: {exc}", {"Retry-After": "5"})
             except RequestValidationError as exc:

@@ -2,13 +2,18 @@
 `GET /api/operations`, `GET /api/traces` (search, or `?traceID=...` repeated) and
 `GET /api/traces/{traceID}`, all answering in Jaeger's envelope."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
+# and the access dependency is the factory's argument (a closure FastAPI cannot see in strings).
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+
+from tracehouse.core.auth import Principal
+from tracehouse.query.access import OPEN, Access
 from fastapi.responses import JSONResponse
 
 from tracehouse.query.jaeger.errors import JaegerError, JaegerRoute, envelope, jaeger_error
@@ -42,25 +47,34 @@ NAMES_LOOKBACK_NS = 7 * 24 * HOUR_NS
 _SPAN_KIND_FILTERS = ("server", "client", "internal", "producer", "consumer", "unspecified")
 
 
-def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> APIRouter:
+async def off_loop(render: Callable[[], JSONResponse]) -> JSONResponse:
+    """Build (and serialize) a response on a worker thread: whole traces can be large, and the
+    event loop serves ingest too."""
+    return await asyncio.to_thread(render)
+
+
+def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, access: Access = OPEN) -> APIRouter:
     router = APIRouter(tags=["jaeger"], route_class=JaegerRoute)
 
     @router.get("/api/services", response_model=JaegerNamesResponse, responses=ERROR_RESPONSES)
-    async def jaeger_services() -> JSONResponse:
+    async def jaeger_services(principal: Annotated[Principal, Depends(access.read)]) -> JSONResponse:
         """Service names with spans in the last 7 days, sorted (Jaeger's API has no time range here)."""
-        names = await store.jaeger_services(time.time_ns() - NAMES_LOOKBACK_NS)
+        names = await store.jaeger_services(time.time_ns() - NAMES_LOOKBACK_NS, tenant=principal.tenant)
         return JSONResponse(envelope(names))
 
     @router.get("/api/services/{service:path}/operations", response_model=JaegerNamesResponse, responses=ERROR_RESPONSES)
     async def jaeger_service_operations(
+        principal: Annotated[Principal, Depends(access.read)],
         service: Annotated[str, Path(description="A service name (URL-encoded).")],
     ) -> JSONResponse:
         """Span names of the service's spans in the last 7 days, sorted."""
-        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS)
+        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS,
+                                                   tenant=principal.tenant)
         return JSONResponse(envelope(sorted({name for name, _ in operations})))
 
     @router.get("/api/operations", response_model=JaegerOperationsResponse, responses=ERROR_RESPONSES)
     async def jaeger_operations(
+        principal: Annotated[Principal, Depends(access.read)],
         service: Annotated[str | None, Query(description="A service name (required).")] = None,
         span_kind: Annotated[str | None, Query(
             alias="spanKind", description="Only this kind: `server`, `client`, `internal`, `producer`, "
@@ -72,7 +86,8 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> A
         kind_filter = (span_kind or "").strip().lower()
         if kind_filter and kind_filter not in _SPAN_KIND_FILTERS:
             raise JaegerError(400, f"spanKind: expected one of {', '.join(_SPAN_KIND_FILTERS)}, got {span_kind!r}")
-        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS)
+        operations = await store.jaeger_operations(service, time.time_ns() - NAMES_LOOKBACK_NS,
+                                                   tenant=principal.tenant)
         data = []
         for name, kind in operations:
             jaeger_kind = SPAN_KIND.get(kind, "")
@@ -83,6 +98,7 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> A
 
     @router.get("/api/traces", response_model=JaegerTracesResponse, responses=ERROR_RESPONSES)
     async def jaeger_find_traces(
+        principal: Annotated[Principal, Depends(access.read)],
         service: Annotated[str | None, Query(
             description="A service name; required unless `traceID` is given.")] = None,
         operation: Annotated[str | None, Query(description="A span name of that service.")] = None,
@@ -113,7 +129,7 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> A
         """Traces with a span of `service` (and `operation`) that started in [start, end], lasted
         within [minDuration, maxDuration] and has every tag; whole traces, newest first."""
         if trace_id:
-            return await _by_ids(trace_id)
+            return await _by_ids(trace_id, principal.tenant)
         if not service or not service.strip():
             raise JaegerError(400, "service: parameter is required")
         end_ns = parse_micros(end, "end") if end else time.time_ns() // US * US
@@ -133,33 +149,34 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS) -> A
             end_ns=min(end_ns + US, MAX_NS),  # `end` is inclusive to the microsecond
             limit=parse_limit(limit) if limit else DEFAULT_LIMIT,
             min_duration_ns=min_ns, max_duration_ns=max_ns, tags=parse_tags(tags, tag or []))
-        trace_ids = await store.jaeger_search(query)
-        rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1)
-        return JSONResponse(envelope(traces_from_rows(trace_ids, rows)))
+        trace_ids = await store.jaeger_search(query, tenant=principal.tenant)
+        rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
+        return await off_loop(lambda: JSONResponse(envelope(traces_from_rows(trace_ids, rows))))
 
-    async def _by_ids(values: Sequence[str]) -> JSONResponse:
+    async def _by_ids(values: Sequence[str], tenant: str) -> JSONResponse:
         ids = list(dict.fromkeys(parse_trace_id(v, "traceID") for value in values for v in value.split(",")))
         if len(ids) > MAX_TRACE_IDS:
             raise JaegerError(400, f"traceID: at most {MAX_TRACE_IDS} trace ids")
-        rows = await store.traces_spans(ids, MAX_TRACE_SPANS + 1)
-        traces = traces_from_rows(ids, rows)
+        rows = await store.traces_spans(ids, MAX_TRACE_SPANS + 1, tenant=tenant)
+        traces = await asyncio.to_thread(traces_from_rows, ids, rows)
         found = {t["traceID"] for t in traces}
         missing = [{"code": 404, "msg": "trace not found", "traceID": i} for i in ids if i not in found]
-        return JSONResponse(envelope(traces, missing))
+        return await off_loop(lambda: JSONResponse(envelope(traces, missing)))
 
     @router.get("/api/traces/{trace_id}", response_model=JaegerTracesResponse,
                 responses={**ERROR_RESPONSES, 404: {"model": JaegerErrorResponse, "description": "No span of this trace."}})
     async def jaeger_get_trace(
+        principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="Up to 32 hex digits, any case (shorter ids are left-padded).")],
     ) -> JSONResponse:
         """Every span of the trace, once each, ordered by start time."""
         tid = parse_trace_id(trace_id, "traceID")
-        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
         if not rows:
             return jaeger_error(404, "trace not found")
         warnings = None
         if len(rows) > MAX_TRACE_SPANS:
             warnings = [f"the trace has more than {MAX_TRACE_SPANS} spans; only the first are shown"]
-        return JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)]))
+        return await off_loop(lambda: JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)])))
 
     return router

@@ -3,8 +3,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from tracehouse.core.auth import Principal
+from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
 from tracehouse.query.models import GenAIMetricsResponse
@@ -23,12 +25,13 @@ from tracehouse.query.store import GROUP_DIMENSIONS, MetricsQuery, TraceStore
 MAX_METRIC_ROWS = 200_000  # points of every series together
 
 
-def genai_metrics_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
+def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
     lookback_ns = int(settings.default_lookback * NS)
     router = APIRouter(tags=["genai"])
 
     @router.get("/api/v1/metrics/genai", response_model=GenAIMetricsResponse, responses=ERROR_RESPONSES)
     async def genai_metrics(
+        principal: Annotated[Principal, Depends(access.read)],
         start: Annotated[str | None, Query(
             description="Start of the range: RFC 3339 or unix seconds, rounded down to a multiple of `step`. "
                         "Default: `end` minus the configured lookback (1h).")] = None,
@@ -63,7 +66,7 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig) -> APIRout
                              service=service or "", provider=provider or "", model=model or "",
                              prompt=prompt or "", prompt_version=prompt_version or "",
                              max_rows=MAX_METRIC_ROWS + 1)
-        rows = await store.genai_metrics(query)
+        rows = await store.genai_metrics(query, tenant=principal.tenant)
         if len(rows) > MAX_METRIC_ROWS:
             raise ApiError(400, f"step: more than {MAX_METRIC_ROWS} points over all series; use a larger step, "
                                 f"fewer group_by dimensions or filters", "step")

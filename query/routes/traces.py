@@ -3,14 +3,19 @@
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and some name the factory's arguments (a closure FastAPI cannot see in strings).
 
+import asyncio
 import math
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response, StreamingResponse
 
+from tracehouse.core.auth import Principal
+from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
-from tracehouse.query.models import ErrorResponse, TraceDetailResponse, TraceSearchResponse
+from tracehouse.query.models import ErrorResponse, TraceDeletedResponse, TraceDetailResponse, TraceSearchResponse
 from tracehouse.query.params import (
     NS,
     decode_cursor,
@@ -23,18 +28,39 @@ from tracehouse.query.rows import format_ns, search_totals, span_from_row, summa
 from tracehouse.query.store import INT64_MAX, MAX_TRACE_SPANS, UINT64_MAX, SearchQuery, TraceStore
 
 
+SPANS_PER_CHUNK = 500
+
+
+async def detail_json(trace_id: str, rows: list[dict[str, Any]], truncated: bool) -> AsyncIterator[bytes]:
+    """TraceDetailResponse as JSON, produced piece by piece; each span row is dropped once
+    it is written."""
+    totals = await asyncio.to_thread(lambda: totals_of(rows).model_dump_json().encode())
+    yield b'{"trace_id":"' + trace_id.encode() + b'","spans":['
+    for start in range(0, len(rows), SPANS_PER_CHUNK):
+        yield await asyncio.to_thread(_spans_json, rows, start, start == 0)
+    yield b'],"totals":' + totals + b',"truncated":' + (b"true" if truncated else b"false") + b"}"
+
+
+def _spans_json(rows: list[dict[str, Any]], start: int, first: bool) -> bytes:
+    end = min(len(rows), start + SPANS_PER_CHUNK)
+    parts = [span_from_row(rows[i], messages=True).model_dump_json().encode() for i in range(start, end)]
+    rows[start:end] = [{}] * (end - start)  # free the rows as they are written
+    return (b"" if first else b",") + b",".join(parts)
+
+
 def duration_ns(ms: float | None, default: int) -> int:
     """Milliseconds -> nanoseconds, capped at ClickHouse's Int64."""
     return default if ms is None else int(min(ms * 1_000_000, INT64_MAX))
 
 
-def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
+def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
     lookback_ns = int(settings.default_lookback * NS)
     window_ns = int(settings.max_trace_duration * NS)
     router = APIRouter(tags=["traces"])
 
     @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
     async def search_traces(
+        principal: Annotated[Principal, Depends(access.read)],
         start: Annotated[str | None, Query(
             description="Start of the range (inclusive): RFC 3339 or unix seconds. "
                         "Default: `end` minus the configured lookback (1h).")] = None,
@@ -106,7 +132,7 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
                                 (query.min_cost_usd, query.max_cost_usd, "max_cost_usd")):
             if high < low:
                 raise ApiError(400, f"{name}: must not be below its minimum", name)
-        rows = await store.search(query)
+        rows = await store.search(query, tenant=principal.tenant)
         page = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and page:
@@ -120,16 +146,34 @@ def traces_router(store: TraceStore, settings: QueryApiConfig) -> APIRouter:
                 responses={**ERROR_RESPONSES,
                            404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
     async def get_trace(
+        principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
-    ) -> TraceDetailResponse:
+    ) -> Response:
         """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
         tid = parse_trace_id(trace_id)
-        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1)
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
-        kept = rows[:MAX_TRACE_SPANS]
-        return TraceDetailResponse(trace_id=tid, spans=[span_from_row(r, messages=True) for r in kept],
-                                   totals=totals_of(kept),
-                                   truncated=len(rows) > MAX_TRACE_SPANS)
+        truncated = len(rows) > MAX_TRACE_SPANS
+        del rows[MAX_TRACE_SPANS:]
+        # Streamed: spans are converted a chunk at a time on a worker thread, so a trace of
+        # 100k spans neither blocks the event loop (ingest shares it) nor holds every span's
+        # model and the whole body in memory at once.
+        return StreamingResponse(detail_json(tid, rows, truncated), media_type="application/json")
+
+    @router.delete("/api/v1/traces/{trace_id}", response_model=TraceDeletedResponse,
+                   responses={**ERROR_RESPONSES,
+                              404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
+    async def delete_trace(
+        principal: Annotated[Principal, Depends(access.write)],
+        trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
+    ) -> TraceDeletedResponse:
+        """Delete a trace: every span, and its part of every rollup (trace list, sessions,
+        usage metrics, prompt usage). Needs a `full` key when keys are configured."""
+        tid = parse_trace_id(trace_id)
+        spans = await store.delete_trace(tid, tenant=principal.tenant)
+        if not spans:
+            raise ApiError(404, f"trace {tid} not found")
+        return TraceDeletedResponse(trace_id=tid, deleted_spans=spans)
 
     return router

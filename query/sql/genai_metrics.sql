@@ -48,7 +48,8 @@ FROM
         if({by_prompt:UInt8}, toString(PromptName), '') AS g_prompt,
         if({by_prompt_version:UInt8}, toString(PromptVersion), '') AS g_prompt_version
     FROM ${db}.${traces}_genai_usage_1m
-    WHERE Minute >= toDateTime({start_s:UInt32})
+    WHERE Tenant = {tenant:String}
+      AND Minute >= toDateTime({start_s:UInt32})
       AND Minute < toDateTime({end_s:UInt32})
       AND ({service:String} = '' OR ServiceName = {service:String})
       AND ({provider:String} = '' OR Provider = {provider:String})

@@ -6,6 +6,7 @@
 SELECT DISTINCT SpanName AS name, SpanKind AS kind
 FROM ${db}.${table}
 WHERE ServiceName = {service:String}
+  AND Tenant = {tenant:String}
   AND Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64})
 ORDER BY name ASC, kind ASC
 LIMIT {max_rows:UInt32}

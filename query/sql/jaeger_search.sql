@@ -16,6 +16,7 @@ SELECT
     max(toUnixTimestamp64Nano(Timestamp)) AS newest_ns
 FROM ${db}.${table}
 WHERE ServiceName = {service:String}
+  AND Tenant = {tenant:String}
   AND ({operation:String} = '' OR SpanName = {operation:String})
   AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
   AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})

@@ -6,6 +6,7 @@
 SELECT DISTINCT ServiceName AS service
 FROM ${db}.${table}
 WHERE Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64})
+  AND Tenant = {tenant:String}
   AND ServiceName != ''
 ORDER BY service ASC
 LIMIT {max_rows:UInt32}

@@ -32,13 +32,13 @@ WITH versions AS
             toUInt64(0) AS Spans, toUInt64(0) AS Requests, toUInt64(0) AS TotalTokens,
             toDecimal128(0, 12) AS TotalCostUSD
         FROM ${db}.${traces}_prompts
-        WHERE Name != '' AND ({q:String} = '' OR positionCaseInsensitiveUTF8(Name, {q:String}) > 0)
+        WHERE Name != '' AND Tenant = {tenant:String} AND ({q:String} = '' OR positionCaseInsensitiveUTF8(Name, {q:String}) > 0)
         UNION ALL
         SELECT
             toString(PromptName), toString(PromptVersion), 0, '', '', toDateTime64(0, 9),
             FirstSeen, LastSeen, Spans, Requests, TotalTokens, TotalCostUSD
         FROM ${db}.${traces}_genai_usage_1m
-        WHERE PromptName != '' AND ({q:String} = '' OR positionCaseInsensitiveUTF8(PromptName, {q:String}) > 0)
+        WHERE PromptName != '' AND Tenant = {tenant:String} AND ({q:String} = '' OR positionCaseInsensitiveUTF8(PromptName, {q:String}) > 0)
     )
     GROUP BY Name, Version
 )

@@ -8,5 +8,5 @@ SELECT
     toString(argMin(Source, (RegisteredAt, TemplateHash))) AS source,
     toUnixTimestamp64Nano(min(RegisteredAt)) AS registered_at_ns
 FROM ${db}.${traces}_prompts
-WHERE Name = {name:String}
+WHERE Name = {name:String} AND Tenant = {tenant:String}
 GROUP BY Version

@@ -21,6 +21,6 @@ FROM
         *,
         Minute >= toDateTime({start_s:UInt32}) AND Minute < toDateTime({end_s:UInt32}) AS in_window
     FROM ${db}.${traces}_genai_usage_1m
-    WHERE PromptName = {name:String}
+    WHERE PromptName = {name:String} AND Tenant = {tenant:String}
 )
 GROUP BY PromptVersion

@@ -31,6 +31,7 @@ FROM
         sum(ErrorSpans) AS error_spans
     FROM ${db}.${table}_trace_rollup
     WHERE Start >= fromUnixTimestamp64Nano({start_ns:Int64})
+      AND Tenant = {tenant:String}
     GROUP BY TraceId
 )
 WHERE SessionId != ''

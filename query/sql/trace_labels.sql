@@ -11,6 +11,7 @@ SELECT
     arraySort(groupUniqArrayArray(ModelNames)) AS models
 FROM ${db}.${table}_trace_rollup
 WHERE TraceId IN {trace_ids:Array(String)}
+  AND Tenant = {tenant:String}
   AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
   AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})
 GROUP BY TraceId

@@ -40,12 +40,14 @@ FROM (
                 {sort:String} = 'duration', toInt64(duration_ns),
                 toInt64(start_ns)) AS sort_key
     FROM ${db}.${table}_trace_rollup
-    WHERE Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
+    WHERE Tenant = {tenant:String}
+      AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})
       AND ({span_filtered:UInt8} = 0 OR TraceId IN (
             SELECT TraceId
             FROM ${db}.${table}
             WHERE {span_filtered:UInt8} = 1
+              AND Tenant = {tenant:String}
               AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
               AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})
               AND ({service:String} = '' OR ServiceName = {service:String})

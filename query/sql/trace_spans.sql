@@ -38,6 +38,7 @@ SELECT
     ${genai_columns}
 FROM ${db}.${table}
 WHERE TraceId IN {trace_ids:Array(String)}
+  AND Tenant = {tenant:String}
   AND Timestamp >= trace_bounds.1
   AND Timestamp <= trace_bounds.2
 ORDER BY indexOf({trace_ids:Array(String)}, TraceId) ASC, start_ns ASC, SpanId ASC

@@ -22,25 +22,55 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// An API key (when the service requires one) lives for the browser tab only: never in
+// the URL (links are shared), never in localStorage (it outlives the session).
+const KEY_STORAGE = "tracehouse.apiKey";
 
 async function api(path) {
   let response;
+  const headers = { accept: "application/json" };
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key) headers.authorization = `Bearer ${key}`;
   try {
-    response = await fetch(path, { headers: { accept: "application/json" } });
+    response = await fetch(path, { headers });
   } catch (err) {
     throw new ApiError(`The query API did not answer (${err.message}).`);
   }
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const detail = body && body.error ? body.error.message : response.statusText;
-    throw new ApiError(`${response.status}: ${detail}`);
+    throw new ApiError(`${response.status}: ${detail}`, response.status);
   }
   return body;
 }
 
 function showError(container, err) {
   container.append(el("div", { class: "error", role: "alert", text: err.message || String(err) }));
+  if (err.status === 401 || err.status === 403) container.append(keyForm(err.status));
+}
+
+/** Asks for an API key (a read or full key) when the API refuses the page's calls. */
+function keyForm(status) {
+  const input = el("input", { type: "password", name: "api-key", autocomplete: "off", "aria-label": "API key",
+                              placeholder: "thk_…" });
+  const form = el("form", { class: "filters api-key" },
+    el("label", {}, status === 403 ? "This key cannot read here; use a read or full key" : "API key", input),
+    el("button", { type: "submit", text: "Use key" }),
+    sessionStorage.getItem(KEY_STORAGE) ? el("button", { type: "button", text: "Forget key",
+      onclick: () => { sessionStorage.removeItem(KEY_STORAGE); route(); } }) : null);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value.trim()) sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+    route();
+  });
+  return form;
 }
 
 const NS_PER_MS = 1e6;

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+
+if TYPE_CHECKING:
+    from tracehouse.sinks.clickhouse.config import ClickHouseTlsConfig
 
 
 def is_embedded(endpoint: str) -> bool:
@@ -29,13 +32,22 @@ def chdb_path(endpoint: str) -> Path:
 
 def open_client(endpoint: str, *, username: str = "default", password: str = "",
                 database: str | None = None, settings: dict[str, Any] | None = None,
-                timeout_s: float = 30.0) -> Client:
+                timeout_s: float = 30.0, tls: ClickHouseTlsConfig | None = None) -> Client:
     if is_embedded(endpoint):
         path = chdb_path(endpoint)
         path.mkdir(parents=True, exist_ok=True)
         return clickhouse_connect.get_client(dsn=f"chdb://{os.fspath(path)}", database=database,
                                              settings=settings)
     parts = urlsplit(endpoint)
+    tls_kwargs: dict[str, Any] = {}
+    if tls is not None:
+        tls_kwargs = {"verify": not tls.insecure_skip_verify, "ca_cert": tls.ca_file or None,
+                      "client_cert": tls.cert_file or None, "client_cert_key": tls.key_file or None,
+                      "server_host_name": tls.server_name_override or None}
+        if tls.cert_file:
+            # "strict": the certificate at the TLS layer plus the usual username and password;
+            # clickhouse-connect's default would swap the password for certificate user auth.
+            tls_kwargs["tls_mode"] = "strict"
     return clickhouse_connect.get_client(
         host=parts.hostname or "localhost",
         port=parts.port or (8443 if parts.scheme == "https" else 8123),
@@ -50,4 +62,5 @@ def open_client(endpoint: str, *, username: str = "default", password: str = "",
         # Bound parameters go in the POST body, not the URL: the exporter's retry gate
         # binds every trace id of a batch, far more than a URL may carry.
         form_encode_query_params=True,
+        **tls_kwargs,
     )

@@ -90,8 +90,9 @@ class ClusterSchema:
             action = self._sources(db, action)
         statements = [f"ALTER TABLE {db}.{self._local(table)} {self.on_cluster} {action}"]
         if table in self.tables and verb.startswith(("ADD COLUMN", "MODIFY COLUMN")):
-            # The Distributed table carries the columns too.
-            statements.append(f"ALTER TABLE {db}.{table} {self.on_cluster} {action}")
+            # The Distributed table carries the columns too (it has no sorting key).
+            columns_only = re.split(r",\s*MODIFY ORDER BY\b", action, maxsplit=1)[0]
+            statements.append(f"ALTER TABLE {db}.{table} {self.on_cluster} {columns_only}")
         return statements
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.anyvalue import AnyValueStyle, to_python
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES, clickhouse_columns
@@ -113,6 +114,7 @@ def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
     for rs in batch.request.resource_spans:
         # Resource and scope values are shared by all their spans: convert once.
         resource = attrs_to_map(rs.resource.attributes)
+        resource.pop(TENANT_ATTRIBUTE, None)  # carried through Kafka; stored as the Tenant column
         service = resource.get("service.name", "")
         for ss in rs.scope_spans:
             scope_name, scope_version = ss.scope.name, ss.scope.version
@@ -173,4 +175,8 @@ def batch_to_columns(batch: TraceBatch) -> tuple[list[str], list[list[Any]]]:
                 raise ValueError(f"GenAI column {col} has {len(values)} values for {len(ts)} spans")
             names_out.append(col)
             data.append(values)
+    # The batch's tenant (migration 007); the default tenant is the column's default.
+    if batch.tenant:
+        names_out.append("Tenant")
+        data.append([batch.tenant] * len(ts))
     return names_out, data

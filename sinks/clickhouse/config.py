@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import re
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from tracehouse.core.component import ComponentConfig
-from tracehouse.core.config import Duration, PositiveDuration
+from tracehouse.core.config import Duration, PositiveDuration, files_checked
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig
+from tracehouse.net.tls import TlsFile, TlsFileError, load_client_files
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ClickHouseTlsConfig(ComponentConfig):
+    """TLS to an https:// endpoint: the client-side configtls keys clickhouse-connect can honour
+    (it negotiates TLS 1.2 or 1.3 itself, so there is no min_version)."""
+
+    # CAs that sign the server's certificate; empty: the system's CAs.
+    ca_file: TlsFile = ""
+    # A client certificate, for a server that requires one (mTLS). The username and password
+    # are still sent: ClickHouse's certificate-based user authentication is not used.
+    cert_file: TlsFile = ""
+    key_file: TlsFile = ""
+    insecure_skip_verify: bool = False
+    # The name the server's certificate must carry, when it differs from the endpoint's host.
+    server_name_override: str = ""
+
+    @model_validator(mode="after")
+    def _loads(self, info: ValidationInfo) -> ClickHouseTlsConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together (client certificate authentication)")
+        if files_checked(info):
+            try:
+                load_client_files(None, self.ca_file, self.cert_file, self.key_file)
+            except TlsFileError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class ClickHouseConnectionConfig(ComponentConfig):
@@ -25,6 +52,8 @@ class ClickHouseConnectionConfig(ComponentConfig):
     traces_table_name: str = "otel_traces"
     # Per-statement timeout (inserts for the exporter, queries for the query API).
     timeout: PositiveDuration = 30.0
+    # CA, client certificate, ... for an https:// endpoint (https alone verifies against the system's CAs).
+    tls: ClickHouseTlsConfig | None = None
 
     @field_validator("endpoint")
     @classmethod
@@ -32,6 +61,12 @@ class ClickHouseConnectionConfig(ComponentConfig):
         if not re.match(r"^(chdb|https?)://", v):
             raise ValueError(f"expected chdb://<path> or http(s)://host:port, got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> ClickHouseConnectionConfig:
+        if self.tls is not None and not self.endpoint.startswith("https://"):
+            raise ValueError(f"tls is set but the endpoint {self.endpoint!r} is not https://")
+        return self
 
     @field_validator("database", "traces_table_name")
     @classmethod

@@ -27,16 +27,18 @@ TS, TRACE_ID, SPAN_ID = 0, 1, 2  # positions of these columns in batch_to_column
 def stored_keys_query(database: str, traces_table: str) -> str:
     return (
         f"SELECT concat(TraceId, SpanId) FROM {database}.{traces_table}_span_keys "
-        "WHERE TraceId IN {trace_ids:Array(String)} "
+        "WHERE TraceId IN {trace_ids:Array(String)} AND Tenant = {tenant:String} "
         "AND Timestamp BETWEEN fromUnixTimestamp64Nano({start:Int64}) AND fromUnixTimestamp64Nano({end:Int64})"
     )
 
 
-def new_rows(client: Client, query: str, data: list[list[Any]]) -> list[int] | None:
-    """Indices of the rows to insert, or None when every row is new (the common case)."""
+def new_rows(client: Client, query: str, data: list[list[Any]], tenant: str) -> list[int] | None:
+    """Indices of the rows to insert, or None when every row is new (the common case).
+    Only the tenant's own spans count: another tenant's ids never hide these."""
     trace_ids, span_ids, ts = data[TRACE_ID], data[SPAN_ID], data[TS]
     keys = [t + s for t, s in zip(trace_ids, span_ids, strict=True)]
-    rows = client.query(query, parameters={"trace_ids": list(set(trace_ids)), "start": min(ts), "end": max(ts)})
+    rows = client.query(query, parameters={"trace_ids": list(set(trace_ids)), "start": min(ts), "end": max(ts),
+                                           "tenant": tenant})
     stored = {row[0] for row in rows.result_rows}
     if not stored and len(set(keys)) == len(keys):
         return None

@@ -117,7 +117,7 @@ class ClickHouseSender:
         # holds its rows: the client's acknowledgement must not rest on a node's local queue.
         settings = {"distributed_foreground_insert": 1} if cfg.cluster else None
         client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password, timeout_s=cfg.timeout,
-                             settings=settings)
+                             settings=settings, tls=cfg.tls)
         try:
             if cfg.create_schema:
                 migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
@@ -132,9 +132,9 @@ class ClickHouseSender:
         """One insert attempt, on the ClickHouse thread."""
         client = self._ensure_connected()
         if batch.genai is not None:
-            self._prompts.link(client, batch.genai)
+            self._prompts.link(client, batch.genai, batch.tenant)
         names, data = batch_to_columns(batch)
-        keep = new_rows(client, self._stored_keys_query, data)
+        keep = new_rows(client, self._stored_keys_query, data, batch.tenant)
         if keep is not None:
             duplicates = len(data[0]) - len(keep)
             self.skipped_duplicates += duplicates

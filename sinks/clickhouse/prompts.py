@@ -1,7 +1,7 @@
 """The prompt registry: every prompt a span links to, with versions that never repeat.
 
 A link is (name, version, template hash) from `genai_normalize`. The registry lives in
-the `<traces>_prompts` table, one row per (Name, Version):
+the `<traces>_prompts` table, one row per (Tenant, Name, Version); each tenant has its own:
 
 - a client-given version ("3", "v3") is recorded as it is; the first template seen with it
   stays its template;
@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 
 from tracehouse.core.errors import RetryableError
 from tracehouse.core.genai import GenAIColumns
+from tracehouse.core.pdata import DEFAULT_TENANT
 
 log = structlog.get_logger("tracehouse.sinks.clickhouse.prompts")
 
@@ -52,15 +53,17 @@ class Link:
     template_hash: str
     template: str
     source: str
+    tenant: str = DEFAULT_TENANT
 
 
 class PromptRegistry:
     def __init__(self, database: str, traces_table: str):
         self._table = f"{database}.{traces_table}_prompts"
-        self._known: dict[str, _Versions] = {}
+        self._known: dict[tuple[str, str], _Versions] = {}  # by (tenant, name)
 
-    def link(self, client: Client, cols: GenAIColumns) -> None:
-        """Register the batch's prompt links; fill the version of unversioned templates."""
+    def link(self, client: Client, cols: GenAIColumns, tenant: str = DEFAULT_TENANT) -> None:
+        """Register the batch's prompt links in the tenant's registry; fill the version of
+        unversioned templates."""
         linked = [i for i, name in enumerate(cols.prompt_name) if name]
         if not linked:
             return
@@ -70,50 +73,53 @@ class PromptRegistry:
             version = resolved.get(key)
             if version is None:
                 version = resolved[key] = self.resolve(client, Link(
-                    key[0], key[1], key[2], cols.prompt_template[i], cols.prompt_source[i]))
+                    key[0], key[1], key[2], cols.prompt_template[i], cols.prompt_source[i], tenant))
             cols.prompt_version[i] = version
 
     def resolve(self, client: Client, link: Link) -> str:
         """The registry version of a link, registering it when it is new."""
         if link.version or not link.template_hash:
             # The client's version, or a name alone (e.g. an MCP prompt) as one unversioned entry.
-            known = self._known.get(link.name)
+            known = self._known.get((link.tenant, link.name))
             if known is None or link.version not in known.by_version:
-                if link.version not in self._load(client, link.name).by_version:
+                if link.version not in self._load(client, link).by_version:
                     self._claim(client, link, link.version)
-                    self._load(client, link.name)
+                    self._load(client, link)
             return link.version
-        known = self._known.get(link.name)
+        known = self._known.get((link.tenant, link.name))
         if known is not None and link.template_hash in known.by_hash:
             return known.by_hash[link.template_hash]
         for _ in range(_MAX_CLAIMS):
-            known = self._load(client, link.name)
+            known = self._load(client, link)
             if link.template_hash in known.by_hash:
                 return known.by_hash[link.template_hash]
             number = str(known.next_number())
             self._claim(client, link, number)
-            if self._load(client, link.name).by_version.get(number) == link.template_hash:
+            if self._load(client, link).by_version.get(number) == link.template_hash:
                 log.info("prompt version registered", prompt=link.name, version=number, source=link.source,
                          template_hash=link.template_hash[:12])
                 return number
         raise RetryableError(f"prompt {link.name!r}: could not claim a version after {_MAX_CLAIMS} tries")
 
-    def _load(self, client: Client, name: str) -> _Versions:
+    def _load(self, client: Client, link: Link) -> _Versions:
         rows = client.query(
             f"SELECT Version, argMin(TemplateHash, (RegisteredAt, TemplateHash)) FROM {self._table} "
-            "WHERE Name = {name:String} GROUP BY Version", parameters={"name": name}).result_rows
+            "WHERE Name = {name:String} AND Tenant = {tenant:String} GROUP BY Version",
+            parameters={"name": link.name, "tenant": link.tenant}).result_rows
         versions = _Versions(by_version={str(v): str(h) for v, h in rows})
         # Lowest version first, so content that ever won two numbers maps to the first.
         for version, digest in sorted(versions.by_version.items(), key=lambda vh: _order(vh[0])):
             if digest:
                 versions.by_hash.setdefault(digest, version)
-        self._known[name] = versions
+        self._known[(link.tenant, link.name)] = versions
         return versions
 
     def _claim(self, client: Client, link: Link, version: str) -> None:
-        token = f"prompt:{len(link.name)}:{link.name}:{version}"
-        client.insert(self._table, [[link.name, version, link.template_hash, link.template, link.source]],
-                      column_names=["Name", "Version", "TemplateHash", "Template", "Source"],
+        # The default tenant keeps the token of registries written before tenants.
+        scope = f"{len(link.tenant)}:{link.tenant}:" if link.tenant else ""
+        token = f"prompt:{scope}{len(link.name)}:{link.name}:{version}"
+        client.insert(self._table, [[link.name, version, link.template_hash, link.template, link.source, link.tenant]],
+                      column_names=["Name", "Version", "TemplateHash", "Template", "Source", "Tenant"],
                       settings={"insert_deduplication_token": token})
 
 

@@ -51,10 +51,13 @@ class KafkaDelivery(ExportRequest):
     span_count: int = 0
     acked_spans: int = 0
     rejected: list[tuple[ProducedRecord, str]] = field(default_factory=list)
+    headers: list[tuple[str, bytes]] | None = None  # on every record (the batch's tenant)
 
     @classmethod
-    def of(cls, link: ProducerLink, topic: str, records: list[ProducedRecord]) -> KafkaDelivery:
-        return cls(link, topic, [_Slot(r) for r in records], span_count=sum(r.span_count for r in records))
+    def of(cls, link: ProducerLink, topic: str, records: list[ProducedRecord],
+           headers: list[tuple[str, bytes]] | None = None) -> KafkaDelivery:
+        return cls(link, topic, [_Slot(r) for r in records], span_count=sum(r.span_count for r in records),
+                   headers=headers)
 
     @property
     def delivered_spans(self) -> int:
@@ -86,7 +89,8 @@ class KafkaDelivery(ExportRequest):
             if slot.future is not None:
                 continue
             try:
-                slot.future = await producer.send(self.topic, slot.record.value, key=slot.record.key)
+                slot.future = await producer.send(self.topic, slot.record.value, key=slot.record.key,
+                                                  headers=self.headers)
             except kafka_errors.KafkaError as exc:
                 slot.send_error = exc
         waiting = [s.future for s in self.slots if s.future is not None and not s.future.done()]

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from tracehouse.core.auth import TENANT_ATTRIBUTE, TENANT_HEADER
 from tracehouse.core.component import Host, Settings
 from tracehouse.core.errors import RetryableError
 from tracehouse.core.exporterhelper import Health, TracesExporter
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 from tracehouse.sinks.kafka.delivery import KafkaDelivery
-from tracehouse.sinks.kafka.marshal import ProducedRecord, to_messages
+from tracehouse.sinks.kafka.marshal import ProducedRecord, to_messages, with_resource_attribute
 from tracehouse.sinks.kafka.producer import ProducerLink
 
 
@@ -53,7 +56,12 @@ class KafkaSender:
 
     def records(self, batch: TraceBatch) -> list[ProducedRecord]:
         cfg = self._config
-        return to_messages(batch, by_trace_id=cfg.partition_traces_by_id, max_bytes=cfg.producer.max_message_bytes)
+        records = to_messages(batch, by_trace_id=cfg.partition_traces_by_id, max_bytes=cfg.producer.max_message_bytes)
+        if batch.tenant:
+            # The tenant travels in the data too, for consumers that read no headers.
+            attribute = KeyValue(key=TENANT_ATTRIBUTE, value=AnyValue(string_value=batch.tenant)).SerializeToString()
+            records = [ProducedRecord(r.key, with_resource_attribute(r.value, attribute), r.span_count) for r in records]
+        return records
 
     def request(self, batch: TraceBatch) -> KafkaDelivery:
         link = self.link
@@ -61,7 +69,8 @@ class KafkaSender:
         if link.producer is None:
             raise RetryableError(f"not connected to Kafka ({link.error}); reconnecting in the background",
                                  retry_after=link.retry_after())
-        return KafkaDelivery.of(link, self._config.topic, self.records(batch))
+        headers = [(TENANT_HEADER, batch.tenant.encode())] if batch.tenant else None
+        return KafkaDelivery.of(link, self._config.topic, self.records(batch), headers)
 
     def check(self, batch: TraceBatch) -> None:
         if batch.nbytes > self._config.producer.max_message_bytes:

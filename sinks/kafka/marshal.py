@@ -38,6 +38,38 @@ def message_size(key: bytes | None, value: bytes) -> int:
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, _NO_HEADERS))
 
 
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return n, pos
+        shift += 7
+
+
+def with_resource_attribute(value: bytes, attribute: bytes) -> bytes:
+    """`value` (a serialized ExportTraceServiceRequest) with the serialized KeyValue
+    `attribute` added to every resource, without re-serializing any span.
+
+    Each `resource_spans` element (field 1) gets one more `resource` field appended; a
+    message field that occurs twice is merged by every protobuf parser, so the resource
+    gains the attribute. Only the elements' length prefixes are rewritten: the cost is a
+    copy of the bytes, whatever the spans hold."""
+    patch = _field(1, _field(1, attribute))  # ResourceSpans.resource { Resource.attributes }
+    out = bytearray()
+    pos = 0
+    while pos < len(value):
+        tag, body = _read_varint(value, pos)
+        if tag != 0x0A:  # not resource_spans (the request has no other field): keep as it is
+            raise ValueError(f"unexpected field tag {tag} in an ExportTraceServiceRequest")
+        length, body = _read_varint(value, body)
+        out += b"\x0a" + _varint(length + len(patch)) + value[body:body + length] + patch
+        pos = body + length
+    return bytes(out)
+
+
 def trace_key(trace_id: bytes) -> bytes:
     """Hex trace id as ASCII; empty for an all-zero (or missing) id, like the Collector."""
     return trace_id.hex().encode() if any(trace_id) else b""

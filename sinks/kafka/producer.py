@@ -15,6 +15,7 @@ from aiokafka import errors as kafka_errors
 from tracehouse.core.errors import RetryableError
 from tracehouse.core.logs import LogThrottle
 from tracehouse.net.kafka import client_kwargs
+from tracehouse.net.tls import TlsFileError
 from tracehouse.core.retry import backoff_delays
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 
@@ -115,6 +116,8 @@ class ProducerLink:
     def _kwargs(self) -> dict[str, Any]:
         try:
             return producer_kwargs(self._config)
+        except TlsFileError as exc:  # names the key and the file
+            raise _TLSFilesError(f"cannot load the TLS files: {exc}") from exc
         except (OSError, ssl.SSLError) as exc:
             tls = self._config.tls
             files = [f for f in (tls.ca_file, tls.cert_file, tls.key_file) if f] if tls else []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,8 @@ from tracehouse.core.registry import get_factory, known_types
 from tracehouse.core.testing import TestHost, TracesSink
 
 ALL = [(kind, t) for kind in Kind for t in known_types(kind)]
+NO_KEYS = Path(tempfile.mkdtemp(prefix="tracehouse-keys-")) / "keys.yaml"
+NO_KEYS.write_text("keys: []\n")
 
 
 def overrides(type_name: str, chdb_endpoint: str, database: str) -> dict[str, Any]:
@@ -22,6 +26,7 @@ def overrides(type_name: str, chdb_endpoint: str, database: str) -> dict[str, An
         "clickhouse": clickhouse,
         "query_api": {"endpoint": "127.0.0.1:0", "clickhouse": clickhouse},
         "health_check": {"endpoint": "127.0.0.1:0"},
+        "bearertokenauth": {"filename": str(NO_KEYS)},
     }.get(type_name, {})
 
 

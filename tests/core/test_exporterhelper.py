@@ -241,3 +241,12 @@ async def test_a_queued_batch_the_destination_rejects_is_dropped_and_counted(tmp
     await exp.shutdown()
     assert metric(host, "tracehouse_exporter_dropped_spans_total", reason="rejected") == batch.span_count
     assert not list(tmp_path.glob("*.wal"))
+
+
+def test_a_tenant_s_batch_keeps_its_tenant_through_the_disk_queue_codec() -> None:
+    batch = load_batch(GENAI_FIXTURE)
+    batch.tenant = "shop"
+    back = decode_batch(encode_batch(batch))
+    assert back.tenant == "shop" and back.to_bytes() == batch.to_bytes()
+    batch.tenant = ""
+    assert decode_batch(encode_batch(batch)).tenant == ""

@@ -10,12 +10,17 @@
   host ports are unique, Prometheus' config passes promtool;
 - the example app really emits GenAI spans that a real tracehouse (the all-in-one) stores
   with tokens, cost and the prompt link, read back through the query API;
+- the TLS variant (compose.tls.yaml): valid merged with compose.yaml, its sidecar config is
+  the shipped one plus `tls:`, and the example app sends over mTLS with the certificates
+  tls/make-certs.sh makes and the variables the override sets;
 - with a Docker engine (marked `docker`, skipped here), `docker compose config` and a real
   `up --wait`, one query, `down -v`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
 import importlib.util
 import json
@@ -38,7 +43,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tracehouse.core.config import Config, load_config
+from tracehouse.core.config import Config, load_config, load_config_dict
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "compose"
@@ -603,7 +608,118 @@ def test_the_example_app_reports_spans_nobody_accepted(tmp_path: Path) -> None:
     assert not (tmp_path / "heartbeat").exists()
 
 
-# ------------------------------------------------------------------------------ 5. with Docker
+# ------------------------------------------------------------------------------ 5. the TLS variant
+
+TLS_OVERRIDE = STACK / "compose.tls.yaml"
+MAKE_CERTS = STACK / "tls" / "make-certs.sh"
+
+
+def with_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """compose's merge of a second -f file, for the keys the override uses: `command`
+    replaced, `environment` merged by name, bind mounts merged by container path."""
+    merged = copy.deepcopy(base)
+    for name, changes in override["services"].items():
+        service = merged["services"][name]
+        for key, value in changes.items():
+            if key == "environment":
+                service["environment"] = {**(service.get("environment") or {}), **value}
+            elif key == "volumes":
+                targets = {v.split(":")[1]: v for v in service.get("volumes") or []}
+                targets.update({v.split(":")[1]: v for v in value})
+                service["volumes"] = list(targets.values())
+            else:
+                service[key] = value
+    return merged
+
+
+@pytest.fixture(scope="module")
+def tls_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    override = yaml.safe_load(TLS_OVERRIDE.read_text())
+    assert set(override) == {"services"} and set(override["services"]) == {"sidecar", "example-app"}
+    return with_override(compose, override)["services"]
+
+
+@pytest.fixture(scope="module")
+def stack_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: tls/make-certs.sh cannot run")
+    out = tmp_path_factory.mktemp("compose-certs")
+    subprocess.run(["sh", str(MAKE_CERTS), str(out)], check=True, capture_output=True, timeout=60)
+    return out
+
+
+def test_the_tls_override_is_valid_compose(compose: dict[str, Any], tls_services: dict[str, dict[str, Any]]) -> None:
+    merged = {**compose, "services": tls_services}
+    errors = [f"{e.json_path}: {e.message}" for e in compose_spec_validator().iter_errors(merged)]
+    assert not errors, "\n".join(errors)
+    assert not [line for line in TLS_OVERRIDE.read_text().splitlines() if "$" in line.split("#", 1)[0]]
+    assert (STACK / "tls" / ".gitignore").read_text().split() == ["certs/"], "generated keys stay out of git"
+
+
+def test_the_tls_sidecar_config_is_the_shipped_one_plus_tls(tls_services: dict[str, dict[str, Any]]) -> None:
+    path = config_path(tls_services["sidecar"])
+    assert path == STACK / "tls" / "sidecar.yaml"
+    tls_config = yaml.safe_load(path.read_text())
+    protocols = tls_config["receivers"]["otlp"]["protocols"]
+    blocks = [protocols[p].pop("tls") for p in ("grpc", "http")]
+    assert tls_config == yaml.safe_load((REPO / "deploy" / "config" / "sidecar.yaml").read_text())
+    for block in blocks:
+        # Every file it names is one make-certs.sh writes, on the override's mount.
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            assert host_path(tls_services["sidecar"], block[key]).parent == STACK / "tls" / "certs", block[key]
+
+
+def test_the_tls_sidecar_config_loads_with_make_certs_certificates(tls_services: dict[str, dict[str, Any]],
+                                                                    stack_certs: Path) -> None:
+    service = tls_services["sidecar"]
+    text = config_path(service).read_text().replace("/etc/tracehouse-tls/certs/", f"{stack_certs}/")
+    with service_environment(service):
+        config = load_config_dict(yaml.safe_load(text))  # files checked: they parse and the keys match
+    otlp = next(e.config for (_, cid), e in config.components.items() if cid.type == "otlp")
+    assert otlp.protocols.grpc.tls.client_ca_file == f"{stack_certs}/ca.crt"  # type: ignore[attr-defined]
+
+
+async def test_the_example_app_sends_over_mtls_as_the_override_configures_it(
+        tls_services: dict[str, dict[str, Any]], stack_certs: Path, tmp_path: Path) -> None:
+    """make-certs.sh's certificates, the sidecar's `tls:` block and the example app's
+    OTEL_EXPORTER_OTLP_* variables from the override work together."""
+    from tracehouse.core.component import ComponentID, Kind, Settings
+    from tracehouse.core.testing import TestHost, TracesSink
+    from tracehouse.ingest.otlp.config import OtlpReceiverConfig
+    from tracehouse.ingest.otlp.receiver import OtlpReceiver
+
+    sidecar = yaml.safe_load(config_path(tls_services["sidecar"]).read_text().replace(
+        "/etc/tracehouse-tls/certs/", f"{stack_certs}/"))
+    http = sidecar["receivers"]["otlp"]["protocols"]["http"]
+    config = OtlpReceiverConfig.model_validate({"protocols": {"http": {**http, "endpoint": "127.0.0.1:0"}}})
+    sink = TracesSink()
+    receiver = OtlpReceiver(Settings(ComponentID("otlp"), Kind.RECEIVER), config, sink)
+    await receiver.start(TestHost())
+    try:
+        app_env = env_of(tls_services["example-app"])
+        url = urlsplit(app_env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert (url.scheme, url.hostname, url.port) == ("https", "sidecar", 4318)
+        tls_env = {k: v.replace("/etc/otel-tls/", f"{stack_certs}/") for k, v in app_env.items()
+                   if k.startswith("OTEL_EXPORTER_OTLP_") and k != "OTEL_EXPORTER_OTLP_ENDPOINT"}
+        assert set(tls_env) == {"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                                "OTEL_EXPORTER_OTLP_CLIENT_KEY"}
+        # requests lets these win over the SDK's certificate (docs/tls.md); the app's image has neither.
+        quiet = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+        run = await asyncio.to_thread(run_app, f"https://127.0.0.1:{receiver.http_port}", 2, tmp_path,
+                                      **tls_env, **quiet)
+        assert run.returncode == 0, run.stderr
+        assert "4 spans accepted, 0 failed" in run.stderr
+        assert sink.span_count == 4
+        # Without its client certificate, the same app is refused.
+        no_cert = {k: v for k, v in tls_env.items() if k == "OTEL_EXPORTER_OTLP_CERTIFICATE"}
+        refused = await asyncio.to_thread(run_app, f"https://127.0.0.1:{receiver.http_port}", 1, tmp_path / "x",
+                                          OTEL_EXPORTER_OTLP_TIMEOUT="2", **no_cert, **quiet)
+        assert refused.returncode == 1 and sink.span_count == 4, refused.stderr
+    finally:
+        await receiver.shutdown()
+
+
+# ------------------------------------------------------------------------------ 6. with Docker
 
 
 def docker_compose_unavailable_reason() -> str | None:

@@ -92,6 +92,7 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
     "cluster-tls": ("-f", str(CHART / "ci" / "cluster-tls-values.yaml")),
+    "listener-tls": ("-f", str(CHART / "ci" / "listener-tls-values.yaml")),
     "kafka-lag": ("-f", str(CHART / "ci" / "kafka-lag-values.yaml")),
 }
 
@@ -266,9 +267,10 @@ class Workload:
         return out
 
     def config(self) -> Config:
-        """The config as tracehouse loads it in this container (env expanded)."""
+        """The config as tracehouse loads it in this container (env expanded). The TLS files it
+        names live on Secret volumes, not here: check_config_paths checks they are mounted."""
         with environment(self.env()):
-            return load_config_dict(yaml.safe_load(self.config_text()), source=self.label)
+            return load_config_dict(yaml.safe_load(self.config_text()), source=self.label, check_files=False)
 
     def port_number(self, port: int | str) -> int:
         if isinstance(port, int):
@@ -300,10 +302,36 @@ def component(config: Config, kind: Kind, type_: str) -> Any:
     return None
 
 
+def health_listener(config: Config, role: str) -> Any:
+    """The extension whose port serves the probes: health_check where there is one (the query
+    API has its own when it requires client certificates), else the query API."""
+    ext = component(config, Kind.EXTENSION, "health_check")
+    if ext is None and role == "query":
+        ext = component(config, Kind.EXTENSION, "query_api")
+    assert ext is not None, f"the {role} config has no health_check (or query_api) extension"
+    return ext
+
+
 def health_endpoint(config: Config, role: str) -> str:
-    ext = component(config, Kind.EXTENSION, "query_api" if role == "query" else "health_check")
-    assert ext is not None, f"the {role} config has no {'query_api' if role == 'query' else 'health_check'} extension"
-    return str(ext.endpoint)
+    return str(health_listener(config, role).endpoint)
+
+
+def tls_files(config: Config) -> list[str]:
+    """Every certificate, key and CA file a config names (listeners and clients)."""
+    settings: list[Any] = []
+    otlp = component(config, Kind.RECEIVER, "otlp")
+    if otlp is not None:
+        settings += [p.tls for p in (otlp.protocols.grpc, otlp.protocols.http) if p is not None]
+    for kind, type_ in ((Kind.RECEIVER, "kafka"), (Kind.EXPORTER, "kafka"), (Kind.EXTENSION, "health_check"),
+                        (Kind.EXTENSION, "query_api"), (Kind.EXPORTER, "clickhouse")):
+        found = component(config, kind, type_)
+        if found is not None:
+            settings.append(found.tls)
+    query = component(config, Kind.EXTENSION, "query_api")
+    if query is not None:
+        settings.append(query.clickhouse.tls)
+    keys = ("cert_file", "key_file", "ca_file", "client_ca_file")
+    return [getattr(t, k) for t in settings if t is not None for k in keys if getattr(t, k, "")]
 
 
 def shutdown_budget(config: Config) -> float:
@@ -397,7 +425,11 @@ def check_probes(docs: list[dict[str, Any]]) -> None:
     ws = workloads(docs)
     assert ws, "no tracehouse containers"
     for w in ws:
-        host, _, port = health_endpoint(w.config(), w.role).rpartition(":")
+        listener = health_listener(w.config(), w.role)
+        host, _, port = str(listener.endpoint).rpartition(":")
+        assert not (listener.tls and listener.tls.client_ca_file), \
+            f"{w.label}: the probes' port requires client certificates, which the kubelet does not have"
+        scheme = "HTTPS" if listener.tls else "HTTP"
         # The kubelet probes the pod IP, so the health endpoint must not be on localhost.
         assert host == "0.0.0.0", f"{w.label}: the health endpoint listens on {host!r}; probes need 0.0.0.0"
         probes = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
@@ -409,6 +441,8 @@ def check_probes(docs: list[dict[str, Any]]) -> None:
             assert get["path"] == path, f"{w.label}: {probe} on {get['path']}, expected {path}"
             assert w.port_number(get["port"]) == int(port), \
                 f"{w.label}: {probe} on port {get['port']}, but the config listens on {port}"
+            assert get.get("scheme", "HTTP") == scheme, \
+                f"{w.label}: {probe} speaks {get.get('scheme', 'HTTP')} to a port that speaks {scheme}"
 
 
 def _effective(container: dict[str, Any], pod: dict[str, Any], key: str) -> Any:
@@ -456,13 +490,25 @@ def check_sidecar_pods(docs: list[dict[str, Any]]) -> None:
     sidecars = [w for w in workloads(docs) if w.role == "sidecar"]
     for w in sidecars:
         config = w.config()
-        grpc = component(config, Kind.RECEIVER, "otlp").protocols.grpc.endpoint.rpartition(":")[2]
+        grpc_config = component(config, Kind.RECEIVER, "otlp").protocols.grpc
+        grpc = grpc_config.endpoint.rpartition(":")[2]
+        scheme = "https" if grpc_config.tls else "http"
         apps = [c for c in w.pod["containers"] if not is_tracehouse(c)]
         assert apps, f"{w.label}: the sidecar has no application beside it"
         for app in apps:
             env = {e["name"]: e.get("value") for e in app.get("env", [])}
-            assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == f"http://localhost:{grpc}", \
-                f"{w.label}: the app does not export to the sidecar's gRPC port {grpc}"
+            assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == f"{scheme}://localhost:{grpc}", \
+                f"{w.label}: the app does not export to the sidecar's gRPC port {grpc} ({scheme})"
+            if grpc_config.tls:
+                # The app trusts the sidecar's CA, and presents a certificate when the sidecar asks.
+                wanted = ["OTEL_EXPORTER_OTLP_CERTIFICATE"]
+                if grpc_config.tls.client_ca_file:
+                    wanted += ["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY"]
+                app_w = Workload(w.deployment, app, w.docs)
+                for name in wanted:
+                    assert env.get(name), f"{w.label}: the app has no {name}"
+                    found = app_w.mount_for(str(env[name]))
+                    assert found and "secret" in found[1], f"{w.label}: the app's {name} is not on a Secret volume"
         if w.container in w.pod.get("initContainers", []):
             assert is_native_sidecar(w.container), f"{w.label}: an init container without restartPolicy: Always " \
                                                    "would block the app forever"
@@ -552,11 +598,7 @@ def check_config_paths(docs: list[dict[str, Any]]) -> None:
     assert ws
     for w in ws:
         config = w.config()
-        files: list[str] = []
-        for kind, type_ in ((Kind.RECEIVER, "kafka"), (Kind.EXPORTER, "kafka")):
-            kafka = component(config, kind, type_)
-            if kafka is not None and kafka.tls is not None:
-                files += [f for f in (kafka.tls.ca_file, kafka.tls.cert_file, kafka.tls.key_file) if f]
+        files = tls_files(config)
         if "SSL_CERT_FILE" in w.env():
             files.append(w.env()["SSL_CERT_FILE"])
         for f in files:
@@ -581,7 +623,7 @@ def check_service(docs: list[dict[str, Any]]) -> None:
     assert queries
     services = of_kind(docs, "Service")
     for w in queries:
-        port = int(health_endpoint(w.config(), "query").rpartition(":")[2])
+        port = int(str(component(w.config(), Kind.EXTENSION, "query_api").endpoint).rpartition(":")[2])
         svc = [s for s in services if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(w.deployment))]
         assert len(svc) == 1, f"{w.label}: {len(svc)} Services select the query pods"
         for p in svc[0]["spec"]["ports"]:
@@ -597,8 +639,9 @@ def validate_config_cli(w: Workload, text: str | None = None) -> subprocess.Comp
         f.write(w.config_text() if text is None else text)
     try:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), **w.env()}
-        return subprocess.run([str(TRACEHOUSE_CLI), "validate-config", f.name], capture_output=True, text=True,
-                              env=env, timeout=60)
+        # The TLS files are on the pod's Secret volumes (check_config_paths), not on this machine.
+        return subprocess.run([str(TRACEHOUSE_CLI), "validate-config", "--skip-file-checks", f.name],
+                              capture_output=True, text=True, env=env, timeout=60)
     finally:
         os.unlink(f.name)
 
@@ -726,13 +769,54 @@ def test_cluster_tls_variant_reaches_the_configs() -> None:
     for role in ("writer", "query"):
         env = by_role[role].env()
         assert env["TRACEHOUSE_CLICKHOUSE_DSN"].startswith("https://")
-        assert env["SSL_CERT_FILE"] == "/etc/tracehouse/tls/clickhouse-ca/ca.crt"
+        # The CA reaches the ClickHouse client only, not the process (no SSL_CERT_FILE).
+        assert "SSL_CERT_FILE" not in env
     assert by_role["query"].env()["TRACEHOUSE_CLICKHOUSE_PASSWORD"] == dummy_secret("clickhouse-reader", "password")
     assert by_role["writer"].env()["TRACEHOUSE_CLICKHOUSE_PASSWORD"] == dummy_secret("clickhouse-writer", "password")
-    with environment(by_role["query"].env()):
-        query = load_config_dict(yaml.safe_load(by_role["query"].config_text()))
-    assert component(query, Kind.EXTENSION, "query_api").clickhouse.database == "traces"
-    assert yaml.safe_load(by_role["writer"].config_text())["exporters"]["clickhouse"]["database"] == "traces"
+    query = by_role["query"].config()
+    api = component(query, Kind.EXTENSION, "query_api")
+    assert api.clickhouse.database == "traces"
+    assert api.clickhouse.tls.ca_file == "/etc/tracehouse/tls/clickhouse-ca/ca.crt"
+    writer = component(by_role["writer"].config(), Kind.EXPORTER, "clickhouse")
+    assert writer.database == "traces" and writer.tls.ca_file == "/etc/tracehouse/tls/clickhouse-ca/ca.crt"
+    # HTTPS on the query API without client certificates: the probes speak HTTPS to it.
+    assert api.tls.cert_file == "/etc/tracehouse/tls/server/tls.crt" and not api.tls.client_ca_file
+    assert component(query, Kind.EXTENSION, "health_check") is None
+    assert by_role["query"].container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert by_role["query"].deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+
+
+def test_listener_tls_variant_reaches_the_configs() -> None:
+    """TLS with client certificates on the query API and the sidecar, as the values say."""
+    by_role = {w.role: w for w in workloads(list(rendered("listener-tls")))}
+    query = by_role["query"].config()
+    api = component(query, Kind.EXTENSION, "query_api")
+    assert (api.tls.cert_file, api.tls.key_file, api.tls.client_ca_file) == (
+        "/etc/tracehouse/tls/server/tls.crt", "/etc/tracehouse/tls/server/tls.key",
+        "/etc/tracehouse/tls/client-ca/ca.crt")
+    assert api.tls.min_version == "1.3" and api.tls.reload_interval == 60 and api.tls.client_ca_file_reload
+    # The kubelet has no client certificate: probes and scrapes go to a plain health_check port.
+    health = component(query, Kind.EXTENSION, "health_check")
+    assert health is not None and health.tls is None and health.endpoint.endswith(":13133")
+    assert query.service.extensions == ["query_api", "health_check"]
+    pod = by_role["query"].deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "13133"
+    assert by_role["query"].container["livenessProbe"]["httpGet"]["port"] == "health"
+    assert by_role["query"].volume("tls-client-ca")["secret"]["secretName"] == "tracehouse-query-tls"
+
+    sidecar = component(by_role["sidecar"].config(), Kind.RECEIVER, "otlp")
+    for protocol in (sidecar.protocols.grpc, sidecar.protocols.http):
+        assert protocol.tls.client_ca_file == "/etc/tracehouse/tls/client-ca/ca.crt"
+    assert by_role["sidecar"].volume("tls-client-ca")["secret"]["secretName"] == "tracehouse-apps-ca"
+    app = [c for c in by_role["sidecar"].pod["containers"] if not is_tracehouse(c)][0]
+    env = {e["name"]: e.get("value") for e in app["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://localhost:4317"
+    assert env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] == "/etc/otel/tls/client/tls.crt"
+    assert by_role["sidecar"].volume("app-client-cert")["secret"]["secretName"] == "llm-app-client-tls"
+
+    writer = component(by_role["writer"].config(), Kind.EXPORTER, "clickhouse")
+    assert (writer.tls.cert_file, writer.tls.key_file) == ("/etc/tracehouse/tls/clickhouse-client/tls.crt",
+                                                          "/etc/tracehouse/tls/clickhouse-client/tls.key")
 
 
 def test_cluster_schema_switch() -> None:
@@ -747,7 +831,7 @@ def test_cluster_schema_switch() -> None:
         pytest.xfail(CLUSTER_XFAIL_REASON)
     assert proc.returncode == 0, proc.stderr
     with environment(writer.env()):
-        config = load_config_dict(yaml.safe_load(writer.config_text()))
+        config = load_config_dict(yaml.safe_load(writer.config_text()), check_files=False)
     assert component(config, Kind.EXPORTER, "clickhouse").cluster == "tracehouse_cluster"
 
 
@@ -779,6 +863,13 @@ def test_kafka_lag_variant() -> None:
     (("--set", "kafka.sasl.enabled=true"), "existingSecret"),
     (("--set", "kafka.tls.caSecret.name=ca"), "kafka.tls.enabled is false"),
     (("--set", "clickhouse.tls.caSecret.name=ca"), "not https"),
+    (("--set", "clickhouse.tls.clientCertSecret=client"), "not https"),
+    (("--set", "query.tls.enabled=true"), "query.tls.secretName"),
+    (("--set", "sidecar.tls.secretName=tls"), "sidecar.tls.enabled is false"),
+    (("--set", "query.tls.enabled=true", "--set", "query.tls.secretName=tls", "--set", "query.tls.minVersion=1.1"),
+     "query.tls.minVersion"),
+    (("--set", "sidecar.tls.enabled=true", "--set", "sidecar.tls.secretName=tls", "--set",
+      "sidecar.tls.clientCA.secretName=ca", "--set", "sidecar.example.enabled=true"), "sidecar.example.clientCertSecret"),
     (("--set", "image.tag=latest"), "image.tag"),
     (("--set", "sidecar.image.tag=latest"), "sidecar.image.tag"),
     (("--set", "writer.autoscaling.metric=lag"), "writer.autoscaling.metric"),
@@ -873,6 +964,8 @@ MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], Callable[...,
     "liveness on the OTLP port": (lambda d: _find(d, "sidecar").container["livenessProbe"]["httpGet"].update(port=4318),
                                   check_probes),
     "health on localhost": (lambda d: _set_env(_find(d, "query"), "TRACEHOUSE_BIND", "localhost"), check_probes),
+    "HTTPS probe on a plain port": (lambda d: _find(d, "writer").container["livenessProbe"]["httpGet"].update(
+        scheme="HTTPS"), check_probes),
     "writable root": (lambda d: _find(d, "query").container["securityContext"].update(readOnlyRootFilesystem=False),
                       check_security),
     "capabilities kept": (lambda d: _find(d, "writer").container["securityContext"]["capabilities"].update(drop=[]),
@@ -906,6 +999,11 @@ MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], Callable[...,
     "a Secret shipped": (lambda d: d.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
                          check_secrets),
     "CA not mounted": (lambda d: _find(d, "writer").container["volumeMounts"].pop(1), check_config_paths),
+    "certificate not mounted": (lambda d: _config_cm(d, "query")["data"].update(
+        {"query.yaml": _config_cm(d, "query")["data"]["query.yaml"].replace(
+            "    endpoint: ${env:TRACEHOUSE_BIND",
+            "    tls: {cert_file: /etc/tls/tls.crt, key_file: /etc/tls/tls.key}\n    endpoint: ${env:TRACEHOUSE_BIND",
+            1)}), check_config_paths),
     "queue on the root filesystem": (lambda d: _set_env(_find(d, "sidecar"), "TRACEHOUSE_QUEUE_DIR", "/var/queue"),
                                      check_config_paths),
     "queue emptyDir too small": (lambda d: [_set_env(_find(d, "sidecar"), "TRACEHOUSE_QUEUE_DIR",

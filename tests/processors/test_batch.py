@@ -141,3 +141,24 @@ async def test_a_merged_batch_carries_the_earliest_deadline_of_its_requests() ->
     await asyncio.gather(proc.consume(patient), proc.consume(impatient), proc.consume(flusher))
     assert [b.deadline for b in sink.batches] == [now + 2]
     await proc.shutdown()
+
+
+async def test_tenants_are_batched_apart_and_each_batch_is_one_tenant_s() -> None:
+    sink = TracesSink()
+    proc, _ = await started(BatchConfig(send_batch_size=6, timeout=0.05), sink)
+    requests = []
+    for tenant, n in (("shop", 4), ("lab", 3), ("shop", 2), ("", 1)):
+        batch = batch_of(n)
+        batch.tenant = tenant
+        requests.append(proc.consume(batch))
+    await asyncio.gather(*requests)
+    await proc.shutdown()
+    assert sorted((b.tenant, b.span_count) for b in sink.batches) == [("", 1), ("lab", 3), ("shop", 6)]
+
+
+def test_batches_of_different_tenants_cannot_be_merged() -> None:
+    shop, lab = batch_of(1), batch_of(1)
+    shop.tenant, lab.tenant = "shop", "lab"
+    with pytest.raises(ValueError, match="different tenants"):
+        TraceBatch.merge([shop, lab])
+    assert TraceBatch.merge([shop, shop.clone()]).tenant == "shop"

@@ -469,9 +469,9 @@ async def test_response_is_cut_at_max_spans(seeded: Seeded, chdb_endpoint: str) 
     try:
         query = JaegerSearchQuery(service="jg-shop", start_ns=seeded.t0 - NS, end_ns=seeded.t0 + 60 * NS,
                                   limit=20, operation="POST /checkout")
-        ids = await store.jaeger_search(query)
+        ids = await store.jaeger_search(query, tenant="")
         assert ids == [TRACE_C, TRACE_A]
-        rows = await store.traces_spans(ids, 10)
+        rows = await store.traces_spans(ids, 10, tenant="")
         assert [(r["TraceId"], r["SpanId"]) for r in rows] == [(TRACE_C, C1), (TRACE_A, A1), (TRACE_A, A2),
                                                                 (TRACE_A, A3)]
         whole = traces_from_rows(ids, rows, max_spans=4)

@@ -86,9 +86,15 @@ def test_the_cluster_schema_has_the_expected_shape() -> None:
         assert altered and all(name + LOCAL in altered for name in altered if not name.endswith(LOCAL)), verb
         assert {name for name in altered if not name.endswith(LOCAL)} <= set(distributed), verb
     # A view's query, when changed, still reads this shard's local tables.
-    [modify] = [s for s in statements if "MODIFY QUERY" in s]
-    assert modify.startswith("ALTER TABLE tracehouse.otel_traces_trace_rollup_mv ON CLUSTER")
-    assert re.findall(r"FROM tracehouse\.(\w+)", modify) == ["otel_traces_local"]
+    modified = [s for s in statements if "MODIFY QUERY" in s]
+    assert {re.match(r"ALTER TABLE tracehouse\.(\w+) ON CLUSTER", s)[1] for s in modified} == {  # type: ignore[index]
+        "otel_traces_trace_rollup_mv", "otel_traces_span_keys_mv", "otel_traces_genai_usage_1m_mv"}
+    for modify in modified:
+        assert re.findall(r"FROM tracehouse\.(\w+)", modify) == ["otel_traces_local"], modify[:200]
+    # A sorting key extended with a new column: on the local table, never the Distributed one.
+    for s in statements:
+        if "MODIFY ORDER BY" in s:
+            assert re.match(r"ALTER TABLE tracehouse\.\w+_local ", s), s[:120]
 
 
 async def _store_single(endpoint: str, database: str) -> int:

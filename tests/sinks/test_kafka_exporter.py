@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -313,8 +314,13 @@ async def test_start_never_waits_for_the_broker(proxied: ProxiedBroker) -> None:
     assert len(await read_topic(proxied.bootstrap, topic)) > 0
 
 
-async def test_a_tls_file_not_mounted_yet_is_a_recoverable_error(tmp_path: Path) -> None:
-    config = exporter_config("127.0.0.1:9", new_topic(), tls={"ca_file": str(tmp_path / "missing-ca.pem")})
+async def test_a_tls_file_gone_after_load_is_a_recoverable_error(tmp_path: Path) -> None:
+    # A file missing when the config loads is a config error (tests/net/test_tls_config.py); one
+    # that goes away later (a Secret being re-mounted) is retried like a broker that is down.
+    ca = tmp_path / "missing-ca.pem"
+    ca.write_bytes(trustme.CA().cert_pem.bytes())
+    config = exporter_config("127.0.0.1:9", new_topic(), tls={"ca_file": str(ca)})
+    ca.unlink()
     async with running(config, connect=False) as (exporter, host):
         await wait_for(lambda: "exporter/kafka" in host.status, 5, "a status report")
         status, error = host.status["exporter/kafka"]

@@ -176,10 +176,12 @@ class Recorder:
 
     next: TracesConsumer
     tokens: list[str] = field(default_factory=list)
+    tenants: list[str] = field(default_factory=list)
     on_consume: Callable[[TraceBatch], Awaitable[None]] | None = None
 
     async def consume(self, batch: TraceBatch) -> None:
         self.tokens.append(batch.origin.token if batch.origin else None)
+        self.tenants.append(batch.tenant)
         if self.on_consume is not None:
             await self.on_consume(batch)
         await self.next.consume(batch)
@@ -664,3 +666,54 @@ async def _no_stray_tasks() -> AsyncIterator[None]:
     await asyncio.sleep(0)
     stray = [t for t in asyncio.all_tasks() if t.get_name().startswith("kafka-") and not t.done()]
     assert not stray, f"tasks left running after shutdown: {stray}"
+
+
+# -- tenants -------------------------------------------------------------------------------
+
+async def test_each_batch_keeps_its_tenant_from_the_sidecar_through_kafka_into_clickhouse(
+        kafka_bootstrap: str, names: Names, chdb_endpoint: str, database: str, client: Any) -> None:
+    from kafka_testing import exporter_config, read_topic, running
+
+    await create_topic(kafka_bootstrap, names.topic, 2)
+    shop = load_batch("mlflow/http-protobuf.pb")
+    shop.tenant = "shop"
+    lab = load_batch("openinference/http-protobuf.pb")
+    lab.tenant = "lab"
+    anonymous = batch_of([span(0xA11, 1, time.time_ns(), {})], service="no-key-app")
+    # The same span ids under another tenant: neither tenant's copy hides the other's.
+    shop_twin = load_batch("mlflow/http-protobuf.pb")
+    shop_twin.tenant = "lab"
+    async with running(exporter_config(kafka_bootstrap, names.topic)) as (exporter, _):
+        for batch in (shop, lab, anonymous, shop_twin):
+            await exporter.consume(batch.clone())
+
+    records = await read_topic(kafka_bootstrap, names.topic)
+    tenants = {dict(r.headers or ()).get("tracehouse-tenant") for r in records}
+    assert tenants == {b"shop", b"lab", None}  # the default tenant carries no header
+    for record in records:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(record.value)
+        header = dict(record.headers or ()).get("tracehouse-tenant")
+        claimed = {kv.value.string_value for rs in request.resource_spans for kv in rs.resource.attributes
+                   if kv.key == "tracehouse.tenant"}
+        assert claimed == ({header.decode()} if header else set())  # and the resource attribute
+
+    w = writer(receiver_config(kafka_bootstrap, names, batch={"max_spans": 1000, "timeout": "200ms"}),
+               chdb_endpoint=chdb_endpoint, database=database)
+    await w.start()
+    total = shop.span_count + lab.span_count + anonymous.span_count + shop_twin.span_count
+    try:
+        await until(lambda: len(stored_keys(client, database)) >= total, "every tenant's spans stored")
+    finally:
+        await w.stop()
+    assert set(w.recorder.tenants) == {"shop", "lab", ""}  # one tenant per batch
+    rows = client.query(f"SELECT Tenant, count(), uniqExact(TraceId, SpanId), "
+                        f"countIf(mapContains(ResourceAttributes, 'tracehouse.tenant')) "
+                        f"FROM {database}.otel_traces GROUP BY Tenant ORDER BY Tenant").result_rows
+    assert rows == [("", anonymous.span_count, anonymous.span_count, 0),
+                    ("lab", lab.span_count + shop_twin.span_count, lab.span_count + shop_twin.span_count, 0),
+                    ("shop", shop.span_count, shop.span_count, 0)]
+    rollup = dict(client.query(f"SELECT Tenant, sum(Spans) FROM {database}.otel_traces_trace_rollup "
+                               "GROUP BY Tenant").result_rows)
+    assert rollup == {"": anonymous.span_count, "lab": lab.span_count + shop_twin.span_count,
+                      "shop": shop.span_count}

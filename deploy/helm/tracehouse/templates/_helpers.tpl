@@ -100,8 +100,57 @@ app.kubernetes.io/part-of: tracehouse
 {{- if and (not $v.kafka.tls.enabled) (or $v.kafka.tls.caSecret.name $v.kafka.tls.clientCertSecret $v.kafka.tls.insecureSkipVerify) }}
 {{- fail "kafka.tls settings are given but kafka.tls.enabled is false" }}
 {{- end }}
-{{- if and $v.clickhouse.tls.caSecret.name (not (hasPrefix "https://" $v.clickhouse.endpoint)) }}
-{{- fail "clickhouse.tls.caSecret is set but clickhouse.endpoint is not https://" }}
+{{- if and (or $v.clickhouse.tls.caSecret.name $v.clickhouse.tls.clientCertSecret) (not (hasPrefix "https://" $v.clickhouse.endpoint)) }}
+{{- fail "clickhouse.tls.caSecret or clientCertSecret is set but clickhouse.endpoint is not https://" }}
+{{- end }}
+{{- range $role := list "query" "sidecar" }}
+{{- $t := (index $v $role).tls }}
+{{- if and $t.enabled (not $t.secretName) }}
+{{- fail (printf "%s.tls.enabled needs %s.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" $role $role) }}
+{{- end }}
+{{- if and (not $t.enabled) (or $t.secretName $t.clientCA.secretName) }}
+{{- fail (printf "%s.tls settings are given but %s.tls.enabled is false" $role $role) }}
+{{- end }}
+{{- end }}
+{{- if and $v.sidecar.example.enabled $v.sidecar.tls.enabled $v.sidecar.tls.clientCA.secretName (not $v.sidecar.example.clientCertSecret) }}
+{{- fail "sidecar.tls.clientCA requires client certificates: set sidecar.example.clientCertSecret for the example app" }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the query API requires client certificates (its probes then go to a plain health_check port). */}}
+{{- define "tracehouse.queryMtls" -}}
+{{- if and .Values.query.tls.enabled .Values.query.tls.clientCA.secretName }}true{{- end }}
+{{- end }}
+
+{{/* The `tls` key of a listener from a role's `tls` values, as YAML. args: the role's tls values */}}
+{{- define "tracehouse.serverTls" -}}
+{{- $tls := dict "cert_file" "/etc/tracehouse/tls/server/tls.crt" "key_file" "/etc/tracehouse/tls/server/tls.key" }}
+{{- if .clientCA.secretName }}
+{{- $_ := set $tls "client_ca_file" "/etc/tracehouse/tls/client-ca/ca.crt" }}
+{{- $_ := set $tls "client_ca_file_reload" true }}
+{{- end }}
+{{- if and (hasKey . "minVersion") (ne (toString .minVersion) "1.2") }}
+{{- $_ := set $tls "min_version" (toString .minVersion) }}
+{{- end }}
+{{- if .reloadInterval }}
+{{- $_ := set $tls "reload_interval" .reloadInterval }}
+{{- end }}
+{{- toYaml $tls }}
+{{- end }}
+
+{{/* The `tls` key of the ClickHouse client, as YAML ("" when none). */}}
+{{- define "tracehouse.clickhouseTls" -}}
+{{- $t := .Values.clickhouse.tls }}
+{{- $tls := dict }}
+{{- if $t.caSecret.name }}
+{{- $_ := set $tls "ca_file" "/etc/tracehouse/tls/clickhouse-ca/ca.crt" }}
+{{- end }}
+{{- if $t.clientCertSecret }}
+{{- $_ := set $tls "cert_file" "/etc/tracehouse/tls/clickhouse-client/tls.crt" }}
+{{- $_ := set $tls "key_file" "/etc/tracehouse/tls/clickhouse-client/tls.key" }}
+{{- end }}
+{{- if $tls }}
+{{- toYaml $tls }}
 {{- end }}
 {{- end }}
 
@@ -155,6 +204,7 @@ false, 0, "" and null in the second map win too.
 {{- $v := .root.Values }}
 {{- $overlay := dict }}
 {{- $kafka := include "tracehouse.kafkaSecurity" .root | fromYaml }}
+{{- $chTls := include "tracehouse.clickhouseTls" .root | fromYaml }}
 {{- if eq .role "writer" }}
 {{- if $kafka }}
 {{- $_ := set $overlay "receivers" (dict "kafka" $kafka) }}
@@ -166,6 +216,9 @@ false, 0, "" and null in the second map win too.
 {{- if ne $v.clickhouse.database "tracehouse" }}
 {{- $_ := set $ch "database" $v.clickhouse.database }}
 {{- end }}
+{{- if $chTls }}
+{{- $_ := set $ch "tls" $chTls }}
+{{- end }}
 {{- if $ch }}
 {{- $_ := set $overlay "exporters" (dict "clickhouse" $ch) }}
 {{- end }}
@@ -173,9 +226,33 @@ false, 0, "" and null in the second map win too.
 {{- if $kafka }}
 {{- $_ := set $overlay "exporters" (dict "kafka" $kafka) }}
 {{- end }}
+{{- if $v.sidecar.tls.enabled }}
+{{- $tls := include "tracehouse.serverTls" $v.sidecar.tls | fromYaml }}
+{{- $protocols := dict "grpc" (dict "tls" $tls) "http" (dict "tls" (deepCopy $tls)) }}
+{{- $_ := set $overlay "receivers" (dict "otlp" (dict "protocols" $protocols)) }}
+{{- end }}
 {{- else if eq .role "query" }}
+{{- $api := dict }}
+{{- $ch := dict }}
 {{- if ne $v.clickhouse.database "tracehouse" }}
-{{- $_ := set $overlay "extensions" (dict "query_api" (dict "clickhouse" (dict "database" $v.clickhouse.database))) }}
+{{- $_ := set $ch "database" $v.clickhouse.database }}
+{{- end }}
+{{- if $chTls }}
+{{- $_ := set $ch "tls" $chTls }}
+{{- end }}
+{{- if $ch }}
+{{- $_ := set $api "clickhouse" $ch }}
+{{- end }}
+{{- if $v.query.tls.enabled }}
+{{- $_ := set $api "tls" (include "tracehouse.serverTls" $v.query.tls | fromYaml) }}
+{{- end }}
+{{- if $api }}
+{{- $_ := set $overlay "extensions" (dict "query_api" $api) }}
+{{- end }}
+{{- if include "tracehouse.queryMtls" .root }}
+{{- /* The kubelet presents no client certificate: probes and scrapes get a plain port. */}}
+{{- $_ := set $overlay.extensions "health_check" (dict "endpoint" "${env:TRACEHOUSE_BIND:-localhost}:${env:TRACEHOUSE_HEALTH_PORT:-13133}") }}
+{{- $_ := set $overlay "service" (dict "extensions" (list "query_api" "health_check")) }}
 {{- end }}
 {{- end }}
 {{- include "tracehouse.merge" (list $overlay (deepCopy (index $v .role).configOverrides)) }}
@@ -250,11 +327,6 @@ args: dict root role
 - name: TRACEHOUSE_CLICKHOUSE_USER
   value: {{ $ch.auth.username | quote }}
 {{- end }}
-{{- if $ch.tls.caSecret.name }}
-# clickhouse-connect verifies https with the process's default CAs: this file.
-- name: SSL_CERT_FILE
-  value: /etc/tracehouse/tls/clickhouse-ca/ca.crt
-{{- end }}
 {{- end }}
 
 {{/* Volume mounts of a role's container. args: dict root role */}}
@@ -281,6 +353,22 @@ args: dict root role
 - name: clickhouse-ca
   mountPath: /etc/tracehouse/tls/clickhouse-ca
   readOnly: true
+{{- end }}
+{{- if and (ne .role "sidecar") $v.clickhouse.tls.clientCertSecret }}
+- name: clickhouse-client
+  mountPath: /etc/tracehouse/tls/clickhouse-client
+  readOnly: true
+{{- end }}
+{{- $listener := (index $v .role).tls | default dict }}
+{{- if $listener.enabled }}
+- name: tls-server
+  mountPath: /etc/tracehouse/tls/server
+  readOnly: true
+{{- if $listener.clientCA.secretName }}
+- name: tls-client-ca
+  mountPath: /etc/tracehouse/tls/client-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- if and (eq .role "sidecar") $v.sidecar.diskQueue.enabled }}
 - name: queue
@@ -327,6 +415,40 @@ args: dict root role
     items:
       - key: {{ $v.clickhouse.tls.caSecret.key }}
         path: ca.crt
+{{- end }}
+{{- if and (ne .role "sidecar") $v.clickhouse.tls.clientCertSecret }}
+- name: clickhouse-client
+  secret:
+    secretName: {{ $v.clickhouse.tls.clientCertSecret }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- $listener := (index $v .role).tls | default dict }}
+{{- if $listener.enabled }}
+# The listener's certificate. No subPath: the kubelet updates the files when the Secret
+# changes, and tracehouse reloads them (reload_interval) without a restart.
+- name: tls-server
+  secret:
+    secretName: {{ $listener.secretName }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- if $listener.clientCA.secretName }}
+- name: tls-client-ca
+  secret:
+    secretName: {{ $listener.clientCA.secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ $listener.clientCA.key }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- if and (eq .role "sidecar") $v.sidecar.diskQueue.enabled }}
 - name: queue
