@@ -31,6 +31,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tracehouse.core.anyvalue import to_python
+from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.genai import ChatMessage, GenAIColumns
 from tracehouse.core.pdata import TraceBatch, any_value
@@ -47,6 +48,9 @@ MASKED_KEYS, MASKED_COUNT = "redaction.masked.keys", "redaction.masked.count"
 IGNORED_COUNT = "redaction.ignored.count"
 SUMMARY_KEYS = frozenset({REDACTED_KEYS, REDACTED_COUNT, MASKED_KEYS, MASKED_COUNT, IGNORED_COUNT,
                           "redaction.allowed.keys", "redaction.allowed.count"})
+# Passed untouched like the summary: the tenant a Kafka record belongs to (set by the
+# exporter from the authenticated caller, never by the data) is not the app's to redact.
+_UNTOUCHED = SUMMARY_KEYS | {TENANT_ATTRIBUTE}
 
 # Metric `kind` labels besides the detector kinds.
 BLOCKED_KEY, BLOCKED_VALUE, CONTENT = "blocked_key", "blocked_value", "content"
@@ -207,7 +211,7 @@ class RedactionProcessor:
     def _rule(self, key: str) -> _Rule:
         if key in self._ignored:
             return _Rule.IGNORE
-        if key in SUMMARY_KEYS:
+        if key in _UNTOUCHED:
             return _Rule.SUMMARY
         if not self._config.allow_all_keys and key not in self._allowed:
             return _Rule.REDACT

@@ -269,6 +269,15 @@ def test_a_second_pass_adds_to_the_summary_and_changes_nothing_else() -> None:
         {k: v for k, v in once.items() if not k.startswith("redaction.") and k != "birth_date"}
 
 
+def test_the_tenant_attribute_is_never_redacted() -> None:
+    batch = collector_batch()
+    batch.request.resource_spans[0].resource.attributes.extend(key_values({"tracehouse.tenant": "acme"}))
+    redactor(allow_all_keys=False, blocked_keys=["tenant"], summary="debug").process(batch)
+    resource = {kv.key: to_python(kv.value) for kv in batch.request.resource_spans[0].resource.attributes}
+    assert resource["tracehouse.tenant"] == "acme"
+    assert resource["redaction.redacted.keys"] == "host.owner,service.name"
+
+
 def test_an_untouched_batch_keeps_its_wire_bytes() -> None:
     body = (FIXTURES / "otel-genai-openai-v2/http-protobuf.pb").read_bytes()
     batch = TraceBatch.from_bytes(body)
