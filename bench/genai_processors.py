@@ -12,6 +12,11 @@ on one thread, on the serialized request bodies the receiver gets:
   freshly decoded batch and timed separately (decode is never inside a processor's time);
 - `genai_chain`: the three back to back on a freshly decoded batch, as `consume()` chains
   them (minus the `await`s);
+- `redaction`, `redaction_drop`: the `redaction` processor in its shipped setting
+  (`genai.content: mask`, every detector, `mask_attributes`) and with `content: drop`,
+  each on a freshly decoded batch that normalize and tokens have enriched, as the
+  all-in-one places it (after `genai_tokens`: it re-reads the GenAI columns of the spans it
+  changes). Not part of `genai_chain`, whose target predates it;
 - `read_keys`: reading only every span's attribute keys on a freshly decoded batch: the
   floor of any pure-Python stage that looks at attributes at all;
 - `read_attributes`: reading every span's attributes into a `{key: AnyValue}` dict on a
@@ -24,6 +29,9 @@ Traffic shapes:
 - `bench`: the seeded GenAI agent traffic of `make bench` (`traffic.py`), usage reported;
 - `bench_no_usage`: the same requests with every `gen_ai.usage.*` attribute removed, so
   `genai_tokens` estimates input and output tokens of each chat span from its messages;
+- `bench_secrets`: the `bench` requests with secrets planted in about one chat span in ten
+  (an email and an OpenAI key in the user message, a card number in the tool response),
+  so that `redaction` has something to mask;
 - `openinference`: the captured OpenInference payload (tests/fixtures/otlp), repeated;
 - `fixtures`: all captured payloads (OTel GenAI, OpenInference, MLflow, Vercel-style JSON)
   repeated in turn.
@@ -73,6 +81,8 @@ from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
 from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 from tracehouse.processors.genai_tokens.processor import TokensProcessor, is_llm_call
+from tracehouse.processors.redaction.config import RedactionConfig
+from tracehouse.processors.redaction.processor import RedactionProcessor
 
 __all__ = [
     "STAGES",
@@ -87,11 +97,15 @@ __all__ = [
 # Fixed "now" for the generated traffic, so a seed reproduces the exact bytes run to run.
 NOW_NS = 1_795_392_000_000_000_000  # 2026-11-23T00:00:00Z
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "otlp"
-SHAPE_NAMES = ("bench", "bench_no_usage", "openinference", "fixtures")
+SHAPE_NAMES = ("bench", "bench_no_usage", "bench_secrets", "openinference", "fixtures")
 STAGES = ("decode_protobuf", "decode_json", "read_keys", "read_attributes", "normalize", "tokens", "cost",
-          "genai_chain")
+          "genai_chain", "redaction", "redaction_drop")
 PROCESSOR_STAGES = ("normalize", "tokens", "cost")
 USAGE_PREFIX = "gen_ai.usage."
+# Planted by `plant_secrets` (bench_secrets): what a user pastes into a chat, and a tool echoes.
+SECRET_USER_TEXT = " My email is jane.doe@example.com and my key is sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z."
+SECRET_TOOL_TEXT = " Card on file: 4111 1111 1111 1111."
+SECRET_EVERY = 10  # one chat span in ten
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,31 @@ def strip_usage(body: bytes) -> bytes:
                 if len(keep) != len(span.attributes):
                     del span.attributes[:]
                     span.attributes.extend(keep)
+    return request.SerializeToString()
+
+
+def plant_secrets(body: bytes, every: int = SECRET_EVERY) -> bytes:
+    """The same request with secrets in every `every`-th chat span's messages: an email and an
+    API key in the user message, a card number in the tool response (when there is one)."""
+    request = ExportTraceServiceRequest.FromString(body)
+    chats = 0
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                for kv in span.attributes:
+                    if kv.key != "gen_ai.input.messages":
+                        continue
+                    chats += 1
+                    if chats % every:
+                        continue
+                    messages = json.loads(kv.value.string_value)
+                    for message in messages:
+                        for part in message.get("parts", ()):
+                            if message["role"] == "user" and part.get("type") == "text":
+                                part["content"] += SECRET_USER_TEXT
+                            elif part.get("type") == "tool_call_response":
+                                part["response"] += SECRET_TOOL_TEXT
+                    kv.value.string_value = json.dumps(messages, separators=(",", ":"))
     return request.SerializeToString()
 
 
@@ -186,13 +225,16 @@ def build_shapes(
         raise ValueError(f"unknown shapes {sorted(unknown)}; choose from {', '.join(SHAPE_NAMES)}")
     shapes: list[Shape] = []
     bench: list[bytes] = []
-    if "bench" in names or "bench_no_usage" in names:
+    if "bench" in names or "bench_no_usage" in names or "bench_secrets" in names:
         bench = [p.body for p in pregenerate(seed, spans, spans_per_request, now_ns=NOW_NS)]
     if "bench" in names:
         shapes.append(_shape("bench", "make-bench traffic, usage reported", bench))
     if "bench_no_usage" in names:
         shapes.append(_shape("bench_no_usage", "make-bench traffic without gen_ai.usage.* (tokens estimated)",
                              [strip_usage(b) for b in bench]))
+    if "bench_secrets" in names:
+        shapes.append(_shape("bench_secrets", f"make-bench traffic, secrets in 1 chat span of {SECRET_EVERY}",
+                             [plant_secrets(b) for b in bench]))
     units = fixture_units(fixtures_dir) if fixtures_dir is not None and fixtures_dir.is_dir() else {}
     if "openinference" in names and "openinference" in units:
         shapes.append(_shape("openinference", "captured OpenInference payload, repeated",
@@ -209,10 +251,15 @@ def build_shapes(
 
 
 class Processors:
-    """The three GenAI processors with their default configs, started as the service starts them."""
+    """The three GenAI processors with their default configs, and `redaction` as the
+    all-in-one configures it (and with `content: drop`), started as the service starts them."""
 
     def __init__(self) -> None:
         sink = TracesSink()
+        self.redaction = RedactionProcessor(Settings(ComponentID("redaction"), Kind.PROCESSOR, "traces"),
+                                            RedactionConfig.model_validate({"genai": {"content": "mask"}}), sink)
+        self.redaction_drop = RedactionProcessor(Settings(ComponentID("redaction/drop"), Kind.PROCESSOR, "traces"),
+                                                 RedactionConfig.model_validate({"genai": {"content": "drop"}}), sink)
         self.cost = CostProcessor(Settings(ComponentID("genai_cost"), Kind.PROCESSOR, "traces"),
                                   GenAICostConfig(), sink)
         self.tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"),
@@ -223,7 +270,7 @@ class Processors:
     def start(self) -> None:
         async def _start() -> None:
             host = TestHost()
-            for component in (self.cost, self.tokens, self.normalize):
+            for component in (self.cost, self.tokens, self.normalize, self.redaction, self.redaction_drop):
                 await component.start(host)
 
         asyncio.run(_start())  # loads the price table and the BPE tables before any timing
@@ -314,6 +361,17 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
         add("genai_chain", t0, t1)
     del batch
     gc.collect()
+    for stage, redaction in (("redaction", procs.redaction), ("redaction_drop", procs.redaction_drop)):
+        for body in shape.bodies:
+            batch = decode_protobuf(body)
+            procs.normalize.process(batch)  # where the all-in-one runs it: after genai_tokens
+            procs.tokens.process(batch)
+            t0 = _now()
+            redaction.process(batch)
+            t1 = _now()
+            add(stage, t0, t1)
+        del batch
+        gc.collect()
     for stage, reader in (("read_attributes", read_attributes), ("read_keys", read_keys)):
         for body in shape.bodies:
             batch = decode_protobuf(body)
@@ -351,7 +409,8 @@ def _check(shape: Shape, procs: Processors) -> dict[str, int]:
     """What the chain produced on the shape (untimed): proof the processors did their work."""
     counts = dict.fromkeys(
         ("spans", "llm_spans", "with_provider", "llm_with_model", "llm_with_tokens", "tokens_estimated",
-         "cost_computed", "cost_reported", "input_tokens_sum"), 0)
+         "cost_computed", "cost_reported", "input_tokens_sum", "redacted_spans", "masked_values",
+         "secrets_left"), 0)
     for body in shape.bodies:
         batch = decode_protobuf(body)
         procs.chain(batch)
@@ -369,6 +428,12 @@ def _check(shape: Shape, procs: Processors) -> dict[str, int]:
                 counts["llm_with_model"] += bool(cols.request_model[i] or cols.response_model[i])
                 counts["llm_with_tokens"] += cols.input_tokens[i] is not None and cols.output_tokens[i] is not None
                 counts["input_tokens_sum"] += cols.input_tokens[i] or 0
+        before = sum(procs.redaction.masked_values.values())
+        counts["redacted_spans"] += procs.redaction.process(batch)
+        counts["masked_values"] += sum(procs.redaction.masked_values.values()) - before
+        wire = batch.to_bytes()
+        counts["secrets_left"] += sum(wire.count(s.encode()) for s in (
+            "jane.doe@example.com", "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", "4111 1111 1111 1111"))
     return counts
 
 
@@ -451,6 +516,8 @@ _LABELS = {
     "tokens": "genai_tokens",
     "cost": "genai_cost",
     "genai_chain": "**GenAI processors, chained**",
+    "redaction": "redaction (`content: mask`, the shipped setting)",
+    "redaction_drop": "redaction (`content: drop`)",
 }
 
 

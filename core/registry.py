@@ -21,6 +21,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "genai_normalize": "tracehouse.processors.genai_normalize.factory:factory",
         "genai_tokens": "tracehouse.processors.genai_tokens.factory:factory",
         "genai_cost": "tracehouse.processors.genai_cost.factory:factory",
+        "redaction": "tracehouse.processors.redaction.factory:factory",
     },
     Kind.EXPORTER: {
         "clickhouse": "tracehouse.sinks.clickhouse.factory:factory",

@@ -62,6 +62,18 @@ class Telemetry:
         self.genai_estimated_tokens = Counter(
             "tracehouse_genai_estimated_tokens", "Tokens counted offline for spans that reported no usage.",
             ["direction"], registry=r)
+        self.redaction_masked_values = Counter(
+            "tracehouse_processor_redaction_masked_values",
+            "Values the redaction processor masked, by kind: a detector (email, openai_api_key...), "
+            "blocked_key, blocked_value, or content (message content removed by genai.content: drop).",
+            ["processor", "pipeline", "kind"], registry=r)
+        self.redaction_redacted_keys = Counter(
+            "tracehouse_processor_redaction_redacted_keys",
+            "Attributes the redaction processor removed (not in allowed_keys).",
+            ["processor", "pipeline"], registry=r)
+        self.redaction_spans = Counter(
+            "tracehouse_processor_redaction_spans", "Spans with at least one value masked or removed.",
+            ["processor", "pipeline"], registry=r)
         self.exporter_sent_spans = Counter(
             "tracehouse_exporter_sent_spans", "Spans the exporter durably wrote.",
             ["exporter"], registry=r)

@@ -70,6 +70,40 @@ def test_real_fixtures_are_enriched(result: dict[str, Any]) -> None:
         assert check["cost_computed"] > 0, name
 
 
+def test_redaction_masks_the_planted_secrets_and_nothing_else(result: dict[str, Any]) -> None:
+    # No false positives on the generated traffic nor on any captured library's payload.
+    for name in ("bench", "bench_no_usage", "openinference", "fixtures"):
+        check = result["shapes"][name]["check"]
+        assert check["redacted_spans"] == 0 and check["masked_values"] == 0, name
+    check = result["shapes"]["bench_secrets"]["check"]
+    planted = check["llm_spans"] // gp.SECRET_EVERY
+    assert planted - 2 <= check["redacted_spans"] <= planted + 2  # one chat span in ten (chat spans only)
+    assert check["masked_values"] >= 2 * check["redacted_spans"]  # the email and the key, and cards
+    assert check["secrets_left"] == 0
+
+
+def test_plant_secrets_changes_only_user_and_tool_messages() -> None:
+    [shape] = gp.build_shapes(60, 60, names=["bench"], fixtures_dir=None)
+    body = shape.bodies[0]
+    planted = ExportTraceServiceRequest.FromString(gp.plant_secrets(body, every=1))
+    original = ExportTraceServiceRequest.FromString(body)
+    changed = 0
+    for (_, _, a), (_, _, b) in zip(iter_spans(original), iter_spans(planted), strict=True):
+        before = {kv.key: kv.value.string_value for kv in a.attributes}
+        after = {kv.key: kv.value.string_value for kv in b.attributes}
+        assert before.keys() == after.keys()
+        assert {k for k in before if before[k] != after[k]} <= {"gen_ai.input.messages"}
+        if before != after:
+            changed += 1
+            assert gp.SECRET_USER_TEXT in json.loads(after["gen_ai.input.messages"])[1]["parts"][0]["content"]
+    assert changed == sum(1 for _, _, sp in iter_spans(original)
+                          if any(kv.key == "gen_ai.input.messages" for kv in sp.attributes))
+
+
+def iter_spans(request: ExportTraceServiceRequest) -> list[tuple[Any, Any, Any]]:
+    return [(rs, ss, sp) for rs in request.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+
+
 def test_strip_usage_removes_only_usage() -> None:
     [shape] = gp.build_shapes(50, 50, names=["bench"], fixtures_dir=None)
     before = ExportTraceServiceRequest.FromString(shape.bodies[0])
@@ -84,7 +118,7 @@ def test_strip_usage_removes_only_usage() -> None:
 
 def test_fixture_shapes_are_skipped_without_fixtures(tmp_path: Path) -> None:
     shapes = gp.build_shapes(20, 20, fixtures_dir=tmp_path)
-    assert [s.name for s in shapes] == ["bench", "bench_no_usage"]
+    assert [s.name for s in shapes] == ["bench", "bench_no_usage", "bench_secrets"]
 
 
 def test_cli_prints_the_table_and_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

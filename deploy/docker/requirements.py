@@ -4,7 +4,7 @@
     python requirements.py pyproject.toml --without chdb-core --without bpe-openai
 
 `--without NAME` leaves one distribution out. The image's `sidecar` target uses it: the
-sidecar's components (OTLP receivers, memory_limiter, Kafka exporter, health_check) never
+sidecar's components (OTLP receivers, memory_limiter, redaction, Kafka exporter, health_check) never
 import the embedded ClickHouse engine (chdb-core, which brings pandas, pyarrow and numpy)
 nor the tokenizer data (bpe-openai), so that image leaves them out. A name that is no
 longer a dependency fails the build instead of being ignored. Standard library only.

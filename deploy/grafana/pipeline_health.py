@@ -89,6 +89,7 @@ KAFKA_BATCH_DURATION = "tracehouse_kafka_receiver_batch_duration_seconds_bucket"
 UNPRICED = "tracehouse_genai_unpriced_spans_total"
 ESTIMATED_SPANS = "tracehouse_genai_estimated_spans_total"
 ESTIMATED_TOKENS = "tracehouse_genai_estimated_tokens_total"
+REDACTED = "tracehouse_processor_redaction_masked_values_total"
 
 
 # ------------------------------------------------------------------------------ PromQL
@@ -282,6 +283,10 @@ def genai_row() -> list[Panel]:
                  query(sum_rate("direction", ESTIMATED_SPANS), "{{direction}}")),
         ts_panel("Estimated tokens/s by direction", "Tokens counted offline for spans that reported no usage.",
                  "short", query(sum_rate("direction", ESTIMATED_TOKENS), "{{direction}}")),
+        ts_panel("Redacted values/s by job / kind", "Values the redaction processor masked before anything was "
+                 "stored or queued: secrets and PII its detectors found (email, openai_api_key...), blocked_key, "
+                 "blocked_value, and content (message text removed by genai.content: drop).", "ops",
+                 query(sum_rate("job, kind", REDACTED), "{{job}} {{kind}}"), width=24),
     ]
 
 

@@ -65,8 +65,8 @@ ONE_SHOTS = {
 
 # What each tracehouse service must run (validate-config's summary of the resolved config).
 EXPECTED_PIPELINES = {
-    "sidecar": "pipelines traces (otlp -> memory_limiter -> kafka); extensions health_check",
-    "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> genai_cost -> clickhouse); "
+    "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> kafka); extensions health_check",
+    "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> redaction -> genai_cost -> clickhouse); "
               "extensions health_check",
     "query": "no pipelines; extensions query_api",
 }

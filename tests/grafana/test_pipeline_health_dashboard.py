@@ -213,6 +213,9 @@ def test_every_metric_and_label_is_declared_in_core_telemetry() -> None:
     unshown = {
         "tracehouse_processor_dropped_spans": "declared, never incremented by any component",
         "tracehouse_processor_batch_send_size_spans": "batch sizes: the trigger panel covers batching",
+        "tracehouse_processor_redaction_redacted_keys": "attributes an allowlist removed: no shipped config sets "
+                                                        "allow_all_keys: false",
+        "tracehouse_processor_redaction_spans": "spans redaction changed: the redacted-values panel shows it by kind",
     }
     assert set(declared) - used == set(unshown), f"metrics without a panel: {sorted(set(declared) - used)}"
 
@@ -256,9 +259,10 @@ def span_count(body: bytes) -> int:
 
 def genai_body() -> bytes:
     """Two chat spans: one with usage for a model the price table does not know (unpriced),
-    one with messages but no usage (tokens estimated offline)."""
+    one with messages but no usage (tokens estimated offline) and an email in them (redacted)."""
     messages = {
-        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Hello?"}]}]),
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+            {"type": "text", "content": "Hello? I am jane.doe@example.com"}]}]),
         "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
             {"type": "text", "content": "Hello, how can I help you today?"}]}]),
     }
@@ -696,3 +700,9 @@ def test_genai_enrichment_panels(stack: Stack) -> None:
     for title in ("Token-estimated spans/s by direction", "Estimated tokens/s by direction"):
         assert labels_of(panel_series(stack, title), "direction") == {("input",), ("output",)}, title
     assert stack.prometheus.scalar('sum(tracehouse_genai_estimated_spans_total{direction="input"})', stack.end) == 4
+    # The all-in-one and the sidecar mask the email (warm-up and main request); the writer
+    # gets it masked through Kafka and finds nothing left to mask.
+    redacted = panel_series(stack, "Redacted values/s by job / kind")
+    assert labels_of(redacted, "job", "kind") == {(ALL_IN_ONE_JOB, "email"), (SIDECAR, "email")}
+    assert stack.prometheus.scalar('sum(tracehouse_processor_redaction_masked_values_total{kind="email"})',
+                                   stack.end) == 4
