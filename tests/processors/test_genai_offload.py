@@ -153,3 +153,27 @@ def test_a_token_count_too_large_to_store_is_dropped_and_logged(value: object) -
                                         "gen_ai.usage.output_tokens": MAX_TOKEN_COUNT})])
     cols = normalize.process(largest)
     assert cols.total_tokens == [2 * MAX_TOKEN_COUNT]  # still a UInt64
+
+
+async def test_redacting_huge_messages_does_not_stall_the_event_loop() -> None:
+    from tracehouse.processors.redaction.config import RedactionConfig
+    from tracehouse.processors.redaction.processor import RedactionProcessor
+
+    rng = random.Random(7)
+    words = "the quick brown fox mail bob@example.com or call +1 415 555 0100 card 4111 1111 1111 1111".split()
+    content = " ".join(rng.choice(words) for _ in range(40_000))[:CHARS]
+    batch = batch_of([span(1, i + 1, T0 + i, {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "content": content}])}) for i in range(SPANS)])
+    sink = TracesSink()
+    redaction = RedactionProcessor(Settings(ComponentID("redaction"), Kind.PROCESSOR, "traces"),
+                                   RedactionConfig.model_validate({"genai": {"content": "mask"}}), sink)
+    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
+                                   GenAINormalizeConfig(), redaction)
+    await redaction.start(TestHost())
+    stall, elapsed = await largest_loop_stall(normalize.consume(batch))
+    assert elapsed > 0.2, "the work must take long enough for the check to mean something"
+    assert stall < 0.2, f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
+    [out] = sink.batches
+    assert "bob@example.com" not in out.to_bytes().decode("utf-8", "replace")
+    assert redaction.masked_values["email"] > 0
