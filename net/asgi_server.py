@@ -105,8 +105,9 @@ class HardenedHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # An idle keep-alive connection is uvicorn's keep-alive timeout's business until the
-        # next request's first byte (on_message_begin arms the head deadline again).
-        if not self.pipeline:
+        # next request's first byte (on_message_begin arms the head deadline again). A next
+        # request whose head is already arriving keeps its deadline.
+        if not self.pipeline and not self._in_head:
             self._cancel_head_timer()
 
 

@@ -184,3 +184,34 @@ def test_limits_are_config_keys_with_collector_like_defaults() -> None:
     assert (custom.read_header_timeout, custom.read_timeout, custom.max_request_header_size) == (5.0, 120.0, 65536)
     with pytest.raises(ValueError):
         HttpConfig(max_request_header_size=0)
+
+
+async def test_a_keep_alive_request_whose_head_trickles_is_cut_off_too(start_receiver) -> None:
+    # A complete request, then on the same connection the next one's head, a byte at a time:
+    # its deadline runs from its first byte, whatever the first request's answer does.
+    receiver, sink = await start_receiver(read_header_timeout=1)
+    port = receiver.http_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = make_request(1)
+    writer.write(head(port, length=len(body)) + body + b"POST /v1/traces HTTP/1.1\r\nX-Slow: ")
+    t0 = time.monotonic()
+
+    async def trickle() -> None:
+        while not reader.at_eof():
+            writer.write(b"a")
+            await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    data = b""
+    async with asyncio.timeout(5):
+        try:
+            while not reader.at_eof():
+                data += await reader.read(65536)
+        except ConnectionResetError:
+            pass
+    trickling.cancel()
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b"HTTP/1.1 408" in data, data[-300:]
+    assert time.monotonic() - t0 < 3
+    assert sink.span_count == 1
