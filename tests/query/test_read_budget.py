@@ -61,9 +61,10 @@ async def test_reading_big_traces_leaves_the_event_loop_free_and_the_body_whole(
         assert len(body["spans"]) == body["totals"]["span_count"] == SPANS and body["truncated"] is False
         assert body["spans"][0]["span_id"] == "0000000000000001"
         assert body["spans"][5]["input_messages"][0]["content"].startswith("hello")
-    # Without the budget's worker threads the loop stalled for each read's whole conversion
-    # (seconds for 20k spans); now it is never held for long.
-    assert max(stalls) < 1.0, f"the event loop stalled {max(stalls):.2f}s (median {statistics.median(stalls):.3f}s)"
+    # Converted on the loop, each read held it for its whole conversion (9.8 s measured for
+    # these 20k spans); now it is held for a chunk at most. The bound leaves room for a
+    # loaded CI machine (stalls of ~1.4 s seen at load 3.7 on 2 cores), not for the old code.
+    assert max(stalls) < 3.0, f"the event loop stalled {max(stalls):.2f}s (median {statistics.median(stalls):.3f}s)"
 
 
 async def test_one_client_cannot_take_every_slot_and_a_busy_service_says_retry(
