@@ -6,6 +6,7 @@ loses every message: outages are simulated in front of the broker, not by restar
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -14,11 +15,34 @@ from pathlib import Path
 from tracehouse.bench.processes import terminate, wait_ready
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a process started next to bind.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out for `bind(0)` is
+    also what it hands to the next outgoing connection, which could take it in the moment
+    between this check and the child's bind ("address already in use")."""
+    low, _ = _ephemeral_range()
+    floor = 10_000 if low > 12_000 else 1_024
+    for _ in range(200):
+        port = random.randrange(floor, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything below the range taken: fall back to the kernel's pick
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 @dataclass

@@ -119,10 +119,11 @@ async def test_probes_are_answered_while_a_huge_request_is_processed() -> None:
                 resp = await http.get(f"http://127.0.0.1:{probe_server.port}/healthz")
                 latencies.append(time.perf_counter() - t0)
                 assert resp.status_code == 200
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.005)
             assert (await post).status_code == 200
         assert max(latencies) < 0.2, f"slowest probe {max(latencies) * 1000:.0f} ms"
-        assert len(latencies) >= 5, "the request must take long enough for the probes to mean something"
+        # At least a few probes overlapped the processing (each waits for the loop), however fast the machine.
+        assert len(latencies) >= 3, "the request must take long enough for the probes to mean something"
         assert sink.span_count == SPANS
     finally:
         await probe_server.stop()
