@@ -802,6 +802,13 @@ def write_json(path: str, doc: object) -> None:
         fh.write("\n")
 
 
+def report(figures: object, json_out: str | None) -> None:
+    """A bench's figures on stdout, and in `json_out` when given."""
+    print(json.dumps(figures, indent=2))
+    if json_out:
+        write_json(json_out, figures)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)

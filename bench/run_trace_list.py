@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -30,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from tracehouse.bench.loadgen import DEFAULT_QUERY_URL, LoadConfig, run_load
+from tracehouse.bench.loadgen import DEFAULT_QUERY_URL, LoadConfig, report, run_load
 from tracehouse.bench.run_all_in_one import (
     ServerInfo,
     cpu_model,
@@ -153,10 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json-out")
     args = parser.parse_args(argv)
     figures = run(args)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    report(figures, args.json_out)
     return 0
 
 

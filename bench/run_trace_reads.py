@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from tracehouse.bench.loadgen import report
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.core.testing import TestHost
@@ -124,10 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dsn = f"chdb://{tmp}/chdb"
         asyncio.run(seed(dsn, args.spans))
         figures = {"spans": args.spans, "readers": args.readers, **asyncio.run(measure(dsn, args.readers))}
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    report(figures, args.json_out)
     return 0
 
 

@@ -16,6 +16,10 @@ class QueryClickHouseConfig(ClickHouseConnectionConfig):
     directory as the exporter: in the all-in-one both share the process's one engine."""
 
 
+# The default of `max_trace_duration` (seconds).
+MAX_TRACE_DURATION_S = 6 * 3600.0
+
+
 class RetentionConfig(ComponentConfig):
     """Per-tenant retention: a tenant's data older than its duration is deleted, every
     `check_interval`. The exporter's `ttl` still bounds every tenant's data."""
@@ -48,7 +52,7 @@ class QueryApiConfig(ComponentConfig):
     # The trace list sums each trace from the per-trace rollup rows that start within this
     # long of the searched range; a longer trace across the range's edge shows the part
     # inside (its own page is always whole). Larger costs the list more rows to read.
-    max_trace_duration: Duration = 6 * 3600.0
+    max_trace_duration: Duration = MAX_TRACE_DURATION_S
     # `auth: {authenticator: bearertokenauth}`: API routes need a key of kind read or full,
     # and read only that key's tenant. Health probes stay open.
     auth: AuthConfig | None = None

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import structlog
 from clickhouse_connect.driver.client import Client
 
-from tracehouse.query.config import QueryClickHouseConfig
+from tracehouse.query.config import MAX_TRACE_DURATION_S, QueryClickHouseConfig
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.errors import public_reason
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
@@ -88,7 +88,7 @@ class SearchQuery:
     sort: str = "time"  # time | cost | tokens | duration, largest first
     cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
     # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
-    window_ns: int = 6 * 3600 * 1_000_000_000
+    window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
 
     @property
     def span_filtered(self) -> bool:

@@ -102,10 +102,9 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
             description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
     ) -> TraceSearchResponse:
         """Find traces: a trace matches when one of its spans in the range passes every
-        span-level filter (service, span_name, provider, model, prompt, prompt_version, session, user,
-        attr);
-        status and the duration, token and cost bounds apply to the whole trace.
-        Newest first; page with `cursor`."""
+        span-level filter (service, span_name, provider, model, prompt, prompt_version,
+        session, user, attr); status and the duration, token and cost bounds apply to the
+        whole trace. Newest first; page with `cursor`."""
         keyset: tuple[int, str] | None = None
         range_start = range_end = None
         if cursor:
