@@ -39,11 +39,11 @@ def huge_content(seed: int) -> str:
     return "".join(rng.choices(string.ascii_letters + string.digits + "+/", k=CHARS))
 
 
-def huge_request_spans() -> list[Any]:
+def huge_request_spans(count: int = SPANS) -> list[Any]:
     return [span(1, i + 1, T0 + i, {
         "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
         "gen_ai.input.messages": json.dumps([{"role": "user", "content": huge_content(i)}]),
-    }) for i in range(SPANS)]
+    }) for i in range(count)]
 
 
 def processors(sink: Any) -> tuple[NormalizeProcessor, TokensProcessor]:
@@ -91,8 +91,9 @@ async def test_tokenizing_huge_messages_does_not_stall_the_event_loop() -> None:
 
 
 async def test_probes_are_answered_while_a_huge_request_is_processed() -> None:
-    """/healthz (any endpoint on the loop) answers within 200 ms while a request with
-    20 messages of 200k characters goes through genai_normalize and genai_tokens."""
+    """/healthz (any endpoint on the loop) keeps answering while a request with 60 messages
+    of 200k characters goes through genai_normalize and genai_tokens: no probe waits for
+    more than a fraction of the processing (on the loop, one would wait for all of it)."""
     sink = TracesSink()
     normalize, tokens = processors(sink)
     host = TestHost()
@@ -107,13 +108,14 @@ async def test_probes_are_answered_while_a_huge_request_is_processed() -> None:
 
     probe_server = AsgiServer(healthz, "127.0.0.1:0", name="healthz")
     await probe_server.start()
-    body = batch_of(huge_request_spans()).to_bytes()
+    body = batch_of(huge_request_spans(3 * SPANS)).to_bytes()
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             await http.get(f"http://127.0.0.1:{probe_server.port}/healthz")  # warm the connection
             post = asyncio.create_task(http.post(f"http://127.0.0.1:{receiver.http_port}/v1/traces", content=body,
                                                  headers={"content-type": "application/x-protobuf"}))
             latencies = []
+            started = time.perf_counter()
             while not post.done():
                 t0 = time.perf_counter()
                 resp = await http.get(f"http://127.0.0.1:{probe_server.port}/healthz")
@@ -121,10 +123,13 @@ async def test_probes_are_answered_while_a_huge_request_is_processed() -> None:
                 assert resp.status_code == 200
                 await asyncio.sleep(0.005)
             assert (await post).status_code == 200
-        assert max(latencies) < 0.2, f"slowest probe {max(latencies) * 1000:.0f} ms"
-        # At least a few probes overlapped the processing (each waits for the loop), however fast the machine.
+            processing = time.perf_counter() - started
+        # The worker thread still takes the GIL in turns with the loop, so a probe can wait some
+        # 100-200 ms on a busy 2-core machine; a blocked loop makes one probe wait for nearly all of it.
+        assert max(latencies) < processing / 3, \
+            f"slowest probe {max(latencies) * 1000:.0f} ms of {processing * 1000:.0f} ms processing"
         assert len(latencies) >= 3, "the request must take long enough for the probes to mean something"
-        assert sink.span_count == SPANS
+        assert sink.span_count == 3 * SPANS
     finally:
         await probe_server.stop()
         await receiver.shutdown()
