@@ -14,6 +14,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     Kind.RECEIVER: {
         "otlp": "tracehouse.ingest.otlp.factory:factory",
         "kafka": "tracehouse.ingest.kafka.factory:factory",
+        "mlflow": "tracehouse.ingest.mlflow.factory:factory",
     },
     Kind.PROCESSOR: {
         "batch": "tracehouse.processors.batch.factory:factory",

@@ -119,11 +119,14 @@ def decode_body(body: bytes, encoding: str, is_json: bool, limit: int) -> TraceB
 class OtlpHttpApp:
     """The ASGI application; one instance per receiver."""
 
-    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any):
+    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any,
+                 annotate: Callable[[Scope, TraceBatch], None] | None = None):
         self._config = config
         self._handler = handler
         self._log = logger
         self._active = 0
+        # Adds what a request's headers say to its spans (the mlflow receiver's experiment id).
+        self._annotate = annotate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -195,6 +198,8 @@ class OtlpHttpApp:
             except BadRequestError as exc:
                 raise HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT) from None
             batch.deadline = time.monotonic() + cfg.request_timeout
+            if self._annotate is not None:
+                self._annotate(scope, batch)
             try:
                 # asyncio.timeout, not wait_for: wait_for wraps the call in a task whose
                 # exception and traceback form a cycle that pins the request body until a

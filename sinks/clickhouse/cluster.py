@@ -36,7 +36,8 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*(\(.*)$"
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+)\s+TO (\w+)\.(\w+)\s+(AS\s.*)$", re.S)
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\.(\w+)\s+(.*)$", re.S)
 _CREATE_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (\w+)$")
-_ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating|)MergeTree\b(?!\()")
+# A bare engine or one with a version column (`ReplacingMergeTree(UpdatedAt)`).
+_ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating|)MergeTree\b(?:\((\w+)\))?(?!\()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,9 @@ class ClusterSchema:
         return re.sub(rf"\b{re.escape(db)}\.(\w+)\b", lambda m: f"{db}.{self._local(m[1])}", select)
 
     def _table(self, db: str, table: str, body: str) -> list[str]:
-        replicated = _ENGINE.sub(lambda m: f"ENGINE = Replicated{m[1]}MergeTree('{REPLICA_PATH}', '{{replica}}')",
-                                 body, count=1)
+        replicated = _ENGINE.sub(
+            lambda m: f"ENGINE = Replicated{m[1]}MergeTree('{REPLICA_PATH}', '{{replica}}'{', ' + m[2] if m[2] else ''})",
+            body, count=1)
         if replicated == body:
             raise ValueError(f"{table}: no MergeTree engine to replicate")
         replicated = replicated.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
@@ -103,7 +105,20 @@ def shard_key(table: str) -> str:
         return "cityHash64(Name)"
     if table.endswith("_genai_usage_1m"):
         return "rand()"
+    # MLflow entities (008): every version of a row on one shard, so FINAL collapses them.
+    for suffix, key in _ENTITY_SHARD_KEYS.items():
+        if table.endswith(suffix):
+            return key
     return "cityHash64(TraceId)"
+
+
+_ENTITY_SHARD_KEYS = {
+    "_experiments": "cityHash64(ExperimentId)",
+    "_runs": "cityHash64(RunId)", "_run_params": "cityHash64(RunId)", "_run_tags": "cityHash64(RunId)",
+    "_run_metrics": "cityHash64(RunId)",
+    "_registered_models": "cityHash64(Name)", "_model_versions": "cityHash64(Name)",
+    "_logged_models": "cityHash64(ModelId)", "_artifacts": "cityHash64(Path)",
+}
 
 
 def storage_tables(statements: list[str]) -> frozenset[str]:

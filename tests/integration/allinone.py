@@ -35,6 +35,7 @@ class AllInOne:
     http_port: int = 0
     query_port: int = 0
     health_port: int = 0
+    mlflow_port: int = 0
 
     @property
     def data_dir(self) -> Path:
@@ -57,12 +58,18 @@ class AllInOne:
         return f"http://127.0.0.1:{self.query_port}"
 
     @property
+    def mlflow(self) -> str:
+        """MLFLOW_TRACKING_URI for this process."""
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
     def health(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
 
     def start(self, timeout: float = 90.0) -> AllInOne:
         self.grpc_port, self.http_port, self.query_port, self.health_port = (
             free_port(), free_port(), free_port(), free_port())
+        self.mlflow_port = free_port()
         self.http_port = int(self.env.get("TRACEHOUSE_OTLP_HTTP_PORT", self.http_port))
         env = {
             **os.environ,
@@ -72,6 +79,7 @@ class AllInOne:
             "TRACEHOUSE_OTLP_HTTP_PORT": str(self.http_port),
             "TRACEHOUSE_QUERY_PORT": str(self.query_port),
             "TRACEHOUSE_HEALTH_PORT": str(self.health_port),
+            "TRACEHOUSE_MLFLOW_PORT": str(self.mlflow_port),
             "TRACEHOUSE_LOG_FORMAT": "json",
             **self.env,
         }

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from tracehouse.core.component import Component, Kind, Settings, SimpleFactory, TracesConsumer
+from tracehouse.ingest.mlflow.config import MlflowReceiverConfig
+
+
+def _create(settings: Settings, config: MlflowReceiverConfig, next_consumer: TracesConsumer | None) -> Component:
+    from tracehouse.ingest.mlflow.receiver import MlflowReceiver
+
+    assert next_consumer is not None
+    return MlflowReceiver(settings, config, next_consumer)
+
+
+factory: SimpleFactory[MlflowReceiverConfig] = SimpleFactory("mlflow", Kind.RECEIVER, MlflowReceiverConfig, _create)
