@@ -99,7 +99,9 @@ STRING_FIELDS: dict[str, tuple[Source, ...]] = {
 # Fields that make a prompt link; the convention of the first one present is the link's
 # source. A template without a name is registered under a name derived from its content
 # (`poml-<sha256[:12]>` for POML sources, `template-<sha256[:12]>` otherwise): without a
-# name nothing says two templates are versions of one prompt.
+# name nothing says two templates are versions of one prompt. POML content is renamed by the
+# prompt registry to the name MLflow's registry gave it, when that is known (sinks/clickhouse/
+# prompts.py); LLM calls that sent a `poml` span's rendered messages share its link (rendered.py).
 PROMPT_LINK_FIELDS = ("prompt_name", "prompt_template", "prompt_version")
 
 # Token counts, OTel semantics: input includes cached tokens, output includes reasoning.

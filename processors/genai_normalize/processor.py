@@ -30,6 +30,7 @@ from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
+from tracehouse.processors.genai_normalize.rendered import RenderedLinks
 from tracehouse.processors.genai_normalize.values import count, json_text, path, raw, text, usd
 
 Attrs = Mapping[str, AnyValue]
@@ -203,6 +204,7 @@ class NormalizeProcessor:
         self.normalized_spans = 0  # spans with at least one canonical field
         self.dropped_token_counts = 0  # counts over MAX_TOKEN_COUNT, left unknown
         self.offloaded_batches = 0
+        self.rendered_prompt_links = 0  # LLM calls linked to the POML prompt they sent (rendered.py)
 
     async def start(self, host: Host) -> None:
         return None
@@ -223,19 +225,27 @@ class NormalizeProcessor:
         cols = GenAIColumns.empty(batch.span_count)
         i = normalized = 0
         dropped: list[str] = []
+        rendered = RenderedLinks()  # POML renderings and the LLM calls that may have sent them
         for rs in batch.request.resource_spans:
             resource: dict[str, AnyValue] = (
                 {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
+            origin = rs.resource.SerializeToString()  # the exporting process (as its resource says)
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = {kv.key: kv.value for kv in span.attributes}
                     if self._normalize(attrs, resource, span, cols, i, dropped):
                         normalized += 1
+                    if cols.prompt_source[i] == m.POML:
+                        rendered.add_rendering(origin, i, attrs, span)
+                    elif cols.span_kind[i] == m.LLM and not cols.prompt_name[i]:
+                        rendered.add_call(origin, i, attrs, span)
                     i += 1
+        linked = rendered.link(cols)
         batch.genai = cols
         with self._lock:
             self.normalized_spans += normalized
             self.dropped_token_counts += len(dropped)
+            self.rendered_prompt_links += linked
         if dropped:
             held = self._throttle.allow("dropped")
             if held is not None:

@@ -17,10 +17,22 @@ claim stamped earlier may become visible later.) Reads still take the earliest r
 (Name, Version), should the deduplication window ever have forgotten a token.
 
 Claims survive restarts because they are rows; this process only caches what it read.
+
+POML names: a `poml` span carries its POML source but not the name POML registers it under in
+MLflow's prompt registry (`0001.explain_code`: POML's call counter and the file's stem, known
+only to the client), so `genai_normalize` names it `poml-<sha256[:12]>`. Before registering
+such a content-derived POML name, the registry looks for the name under which that exact
+content was registered by the MLflow prompt-registry API (a row with the same TemplateHash:
+the MLflow endpoint registers `mlflow.prompt.text` through `resolve` with the client's name and
+version), and links the span (and the LLM calls linked to it) there instead, at the version
+holding that content. When several names hold it (POML counts calls, so one file rendered
+twice is `0001.x` and `0002.x`), the latest registration wins. Without such a row (the client's
+MLflow tracking server is not tracehouse) the content-derived name stays.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,6 +45,9 @@ from tracehouse.core.pdata import DEFAULT_TENANT
 log = structlog.get_logger("tracehouse.sinks.clickhouse.prompts")
 
 _MAX_CLAIMS = 50  # distinct new templates racing for one name at the same instant
+POML_SOURCE = "POML"  # genai_normalize's mapping.POML: the convention of a `poml` span's link
+_NAME_TTL_S = 10.0  # how long a looked-up registered name of POML content is reused
+_MAX_NAMES = 4096
 
 
 @dataclass(slots=True)
@@ -60,6 +75,7 @@ class PromptRegistry:
     def __init__(self, database: str, traces_table: str):
         self._table = f"{database}.{traces_table}_prompts"
         self._known: dict[tuple[str, str], _Versions] = {}  # by (tenant, name)
+        self._named: dict[tuple[str, str], tuple[str, float]] = {}  # (tenant, hash) -> (name or "", when)
 
     def link(self, client: Client, cols: GenAIColumns, tenant: str = DEFAULT_TENANT) -> None:
         """Register the batch's prompt links in the tenant's registry; fill the version of
@@ -69,12 +85,32 @@ class PromptRegistry:
             return
         resolved: dict[tuple[str, str, str], str] = {}
         for i in linked:
+            if cols.prompt_source[i] == POML_SOURCE and not cols.prompt_version[i]:
+                cols.prompt_name[i] = self.registered_name(client, cols.prompt_name[i],
+                                                           cols.prompt_template_hash[i], tenant)
             key = (cols.prompt_name[i], cols.prompt_version[i], cols.prompt_template_hash[i])
             version = resolved.get(key)
             if version is None:
                 version = resolved[key] = self.resolve(client, Link(
                     key[0], key[1], key[2], cols.prompt_template[i], cols.prompt_source[i], tenant))
             cols.prompt_version[i] = version
+
+    def registered_name(self, client: Client, name: str, template_hash: str, tenant: str = DEFAULT_TENANT) -> str:
+        """The name this content was last registered under, for a content-derived POML name
+        (see the module doc); else `name`."""
+        if not template_hash or name != f"poml-{template_hash[:12]}":
+            return name
+        now = time.monotonic()
+        cached = self._named.get((tenant, template_hash))
+        if cached is None or now - cached[1] > _NAME_TTL_S:
+            rows = client.query(
+                f"SELECT Name FROM {self._table} WHERE TemplateHash = {{hash:String}} AND Tenant = {{tenant:String}} "
+                "AND Name != {derived:String} ORDER BY RegisteredAt DESC, Name DESC LIMIT 1",
+                parameters={"hash": template_hash, "tenant": tenant, "derived": name}).result_rows
+            if len(self._named) >= _MAX_NAMES:
+                self._named.clear()
+            cached = self._named[(tenant, template_hash)] = (str(rows[0][0]) if rows else "", now)
+        return cached[0] or name
 
     def resolve(self, client: Client, link: Link) -> str:
         """The registry version of a link, registering it when it is new."""

@@ -12,6 +12,7 @@ import pytest
 
 from genai_helpers import batch_of, enrich, span
 from tracehouse.core.component import ComponentID, Kind, Settings
+from tracehouse.core.genai import GenAIColumns
 
 from tracehouse.core.testing import TestHost
 from tracehouse.sinks.clickhouse.client import open_client
@@ -154,3 +155,35 @@ async def test_two_pipelines_registering_the_same_prompt_at_once_make_one_versio
         assert [(n, v) for n, v, _, _ in entries(client, database)] == [("weather", "1"), ("weather", "2")]
     finally:
         client.close()
+
+
+POML_TEXT = "<poml>\n  <task>Explain {{ code_path }}.</task>\n</poml>\n"
+
+
+def poml_links(count: int, template: str = POML_TEXT) -> GenAIColumns:
+    """What genai_normalize gives a `poml` span and the calls linked to it: a content-derived name."""
+    cols = GenAIColumns.empty(count)
+    for i in range(count):
+        cols.prompt_name[i], cols.prompt_template_hash[i] = f"poml-{sha(template)[:12]}", sha(template)
+        cols.prompt_template[i], cols.prompt_source[i] = template, "POML"
+    return cols
+
+
+def test_poml_content_takes_the_name_the_mlflow_registry_gave_it(schema: str, client: Any) -> None:
+    registry = PromptRegistry(schema, "otel_traces")
+    # What the MLflow endpoint records of POML's `registered-models/create` + `model-versions/create`.
+    assert registry.resolve(client, Link("0001.explain_code", "1", sha(POML_TEXT), POML_TEXT, "MLflow")) == "1"
+    cols = poml_links(2)
+    PromptRegistry(schema, "otel_traces").link(client, cols)  # a fresh writer: nothing cached
+    assert list(zip(cols.prompt_name, cols.prompt_version)) == [("0001.explain_code", "1")] * 2
+    # Other content, never registered by name: keeps its content-derived name, as its own prompt.
+    other = poml_links(1, "<poml>other</poml>")
+    registry.link(client, other)
+    assert (other.prompt_name[0], other.prompt_version[0]) == (f"poml-{sha('<poml>other</poml>')[:12]}", "1")
+    # Rendered again in a new POML call: registered as 0002.explain_code; the latest name wins.
+    registry.resolve(client, Link("0002.explain_code", "1", sha(POML_TEXT), POML_TEXT, "MLflow"))
+    cols = poml_links(1)
+    PromptRegistry(schema, "otel_traces").link(client, cols)
+    assert (cols.prompt_name[0], cols.prompt_version[0]) == ("0002.explain_code", "1")
+    assert [e[0] for e in entries(client, schema)] == [
+        "0001.explain_code", "0002.explain_code", f"poml-{sha('<poml>other</poml>')[:12]}"]
