@@ -389,7 +389,20 @@ class TrackingStore:
                           "AND ({run:String} = '' OR Metadata['mlflow.sourceRun'] = {run:String}) "
                           "ORDER BY RequestTime DESC LIMIT {limit:UInt32}",
                           tenant=tenant, ids=list(experiment_ids), run=run_id, limit=limit)
-        return [self._trace_json(r) for r in rows]
+        from tracehouse.ingest.mlflow.assessments import assessment_json
+
+        scored: dict[str, list[dict[str, Any]]] = {}
+        for score in self._rows(f"SELECT * FROM {self._t['scores']} FINAL WHERE Tenant = {{tenant:String}} "
+                                "AND has({ids:Array(String)}, TraceId) AND NOT Deleted ORDER BY Timestamp, ScoreId",
+                                tenant=tenant, ids=[r["TraceId"] for r in rows]):
+            scored.setdefault(score["TraceId"], []).append(assessment_json(score))
+        infos = []
+        for r in rows:
+            info = self._trace_json(r)
+            if r["TraceId"] in scored:
+                info["assessments"] = scored[r["TraceId"]]
+            infos.append(info)
+        return infos
 
     # -- registered models and versions (prompts) --------------------------------------
 
