@@ -124,6 +124,7 @@ class OtlpHttpApp:
         self._handler = handler
         self._log = logger
         self._active = 0
+        self._paths = frozenset(config.traces_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,9 +155,9 @@ class OtlpHttpApp:
 
     async def _handle(self, scope: Scope, receive: Receive, is_json: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         cfg = self._config
-        if scope["path"] != cfg.traces_url_path:
-            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at {cfg.traces_url_path}",
-                            grpc_code=code_pb2.NOT_FOUND)
+        if scope["path"] not in self._paths:
+            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at "
+                            f"{', '.join(cfg.traces_paths)}", grpc_code=code_pb2.NOT_FOUND)
         if scope["method"] != "POST":
             raise HttpError(405, f"method {scope['method']} not allowed; use POST", grpc_code=code_pb2.UNIMPLEMENTED)
         media = _media_type(_header(scope, b"content-type"))
@@ -262,7 +263,7 @@ class OtlpHttpReceiver:
         self.port = server.port
         tls = self._config.tls
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=self._config.traces_url_path, scheme=server.scheme,
+                       path=", ".join(self._config.traces_paths), scheme=server.scheme,
                        client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:
