@@ -1,5 +1,5 @@
 """What tracehouse reads from the Langfuse and Logfire SDKs: their real payloads
-(tests/fixtures/otlp/langfuse, tests/fixtures/otlp/logfire; see its README) through
+(tests/fixtures/sdk/langfuse, tests/fixtures/sdk/logfire; see its README) through
 genai_normalize alone and through normalize -> tokens -> cost, and the shapes of Langfuse's
 usage object (processors/genai_normalize/langfuse.py).
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from genai_helpers import enrich
-from otlp_fixtures import load_batch
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.pdata import TraceBatch
@@ -27,6 +27,7 @@ from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.langfuse import langfuse_usage
 from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
 
+SDK_FIXTURES = Path(__file__).parents[1] / "fixtures" / "sdk"
 LANGFUSE = "langfuse/http-protobuf.pb"
 LOGFIRE = "logfire/http-protobuf.pb"
 M = Decimal(1_000_000)
@@ -34,6 +35,10 @@ GPT_4O_MINI_COST = ((42 - 8) * Decimal("0.15") + 8 * Decimal("0.075")) / M, 17 *
 FIELDS = ("provider", "operation", "span_kind", "request_model", "response_model", "input_tokens", "output_tokens",
           "cached_input_tokens", "reasoning_tokens", "total_tokens", "session_id", "user_id", "input_cost_usd",
           "output_cost_usd", "total_cost_usd", "cost_source", "tokens_estimated")
+
+
+def load_batch(relative: str) -> TraceBatch:
+    return TraceBatch.from_bytes((SDK_FIXTURES / relative).read_bytes())
 
 
 def by_name(batch: TraceBatch, cols: GenAIColumns) -> dict[str, dict[str, Any]]:
@@ -183,3 +188,14 @@ def test_langfuse_output_shapes(output: Any, expected: list[tuple[str, str, list
     attrs = {"langfuse.observation.output": AnyValue(string_value=json.dumps(output))}
     got = messages.first(messages.OUTPUT_EXTRACTORS, attrs)
     assert [(m.role, m.content, m.tool_calls) for m in got or []] == expected
+
+
+@pytest.mark.parametrize("relative", [LANGFUSE, LOGFIRE])
+def test_fixture_readable_decoding_is_the_same_message(relative: str) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tracehouse.ingest.otlp.encoding import decode_json
+
+    body = (SDK_FIXTURES / relative).read_bytes()
+    decoded = (SDK_FIXTURES / relative).with_suffix(".decoded.json").read_bytes()
+    assert decode_json(decoded) == ExportTraceServiceRequest.FromString(body)

@@ -13,7 +13,6 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from otlp_fixtures import FIXTURES
 from tracehouse.core.auth import AuthConfig
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.testing import TestHost, TracesSink
@@ -25,8 +24,8 @@ from tracehouse.ingest.otlp.receiver import OtlpReceiver
 
 LANGFUSE_PATH = "/api/public/otel/v1/traces"
 KEY = new_key()
-# What the Langfuse SDK sent (tests/fixtures/otlp/langfuse/http-protobuf.meta.json), gzip as it sends it.
-BODY = gzip.compress((FIXTURES / "langfuse" / "http-protobuf.pb").read_bytes())
+# What the Langfuse SDK sent (tests/fixtures/sdk/langfuse/http-protobuf.meta.json), gzip as it sends it.
+BODY = gzip.compress((Path(__file__).parents[2] / "fixtures" / "sdk" / "langfuse" / "http-protobuf.pb").read_bytes())
 HEADERS = {"content-type": "application/x-protobuf", "content-encoding": "gzip", "x-langfuse-sdk-name": "python",
            "x-langfuse-public-key": "pk-lf-x", "x-langfuse-ingestion-version": "4"}
 
