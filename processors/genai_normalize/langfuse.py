@@ -15,7 +15,7 @@ app or integration handed it over. Three are in the wild:
   `output_tokens_details.reasoning_tokens`.
 
 OTel counts input with cached tokens and output with reasoning tokens, as OpenAI does;
-Langfuse's own keys are converted to that. Captured payloads: tests/fixtures/otlp/langfuse/.
+Langfuse's own keys are converted to that. Captured payloads: tests/fixtures/sdk/langfuse/.
 """
 
 from __future__ import annotations
