@@ -20,6 +20,10 @@ class BearerTokenAuthConfig(ComponentConfig):
     # `Authorization: Bearer <key>`; gRPC metadata `authorization` alike.
     header: str = "authorization"
     scheme: str = "Bearer"
+    # Also take `Authorization: Basic base64(user:key)`: the password is the API key, the
+    # user name is not used (Langfuse SDKs send `public_key:secret_key`, MLflow clients
+    # MLFLOW_TRACKING_USERNAME/PASSWORD). See the README's "Basic authentication".
+    basic: bool = True
 
     @field_validator("header")
     @classmethod
@@ -27,6 +31,16 @@ class BearerTokenAuthConfig(ComponentConfig):
         if not re.fullmatch(r"[A-Za-z0-9-]+", v):
             raise ValueError("must be an HTTP header name")
         return v.lower()
+
+    @field_validator("scheme")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", v):
+            raise ValueError("must be an HTTP authentication scheme (one token, e.g. Bearer)")
+        if v.lower() == "basic":
+            raise ValueError("'Basic' is not a key scheme: Basic credentials are read with `basic: true` "
+                             "(the password is the key)")
+        return v
 
     @field_validator("reload_interval")
     @classmethod

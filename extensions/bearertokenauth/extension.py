@@ -9,6 +9,8 @@ says why), and never logs a key.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import os
 from collections.abc import Mapping
@@ -83,15 +85,29 @@ class BearerTokenAuthExtension:
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         value = headers.get(self._config.header)
         if not value:
-            raise UnauthenticatedError(
-                f"missing API key: send the header '{self._config.header}: {self._config.scheme} <key>'")
-        scheme, _, key = value.strip().partition(" ")
-        if scheme.lower() != self._scheme or not key.strip():
-            raise UnauthenticatedError(f"the {self._config.header} header must be '{self._config.scheme} <key>'")
-        found = self._keys.lookup(key.strip())
+            raise UnauthenticatedError(f"missing API key: send the header '{self._config.header}: "
+                                       f"{self._config.scheme} <key>'{self._or_basic}")
+        found = self._keys.lookup(self.credential(value))
         if found is None:
             raise UnauthenticatedError("invalid API key")
         return Principal(found.tenant, found.kind, found.name)
+
+    @property
+    def _or_basic(self) -> str:
+        return " (or 'Basic base64(<any user>:<key>)')" if self._config.basic else ""
+
+    def credential(self, value: str) -> str:
+        """The API key a header value presents: `<scheme> <key>`, or with `basic`, the
+        password of `Basic base64(user:password)` (the user name is not used: the key alone
+        names the tenant). UnauthenticatedError, saying what is wrong, for anything else."""
+        scheme, _, rest = value.strip().partition(" ")
+        rest = rest.strip()
+        if scheme.lower() == self._scheme and rest:
+            return rest
+        if self._config.basic and scheme.lower() == "basic":
+            return basic_password(rest)
+        raise UnauthenticatedError(
+            f"the {self._config.header} header must be '{self._config.scheme} <key>'{self._or_basic}")
 
     def admit(self, tenant: str, spans: int, nbytes: int) -> None:
         """Take a request's spans and bytes from the tenant's limits; RetryableError (429)
@@ -104,3 +120,25 @@ class BearerTokenAuthExtension:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def basic_password(credentials: str) -> str:
+    """The password of HTTP Basic credentials (RFC 7617: base64 of `user:password`, UTF-8).
+
+    Only the password is returned: it is where clients put their secret (Langfuse's secret
+    key, MLflow's MLFLOW_TRACKING_PASSWORD). Malformed credentials raise
+    UnauthenticatedError naming the problem, never echoing what was sent."""
+    if not credentials:
+        raise UnauthenticatedError("Basic credentials are empty: send 'Basic base64(<user>:<key>)'")
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise UnauthenticatedError("Basic credentials are not base64 of UTF-8 '<user>:<key>'") from None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        raise UnauthenticatedError("Basic credentials have no ':': send base64(<user>:<key>) with the API key "
+                                   "as the password")
+    if not password:
+        raise UnauthenticatedError("Basic credentials have an empty password: the API key goes in the password "
+                                   "(Langfuse: the secret key; MLflow: MLFLOW_TRACKING_PASSWORD)")
+    return password

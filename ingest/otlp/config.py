@@ -47,6 +47,10 @@ class GrpcConfig(ComponentConfig):
 class HttpConfig(ComponentConfig):
     endpoint: str = "localhost:4318"
     traces_url_path: str = "/v1/traces"
+    # More paths that take the same OTLP traces requests, e.g. Langfuse's
+    # `/api/public/otel/v1/traces`, where Langfuse SDKs pointed at tracehouse
+    # (LANGFUSE_HOST / LANGFUSE_BASE_URL) send. The all-in-one configs list it.
+    traces_url_aliases: list[str] = []
     # Cap on the body, both as sent and after decompression (the Collector's 20 MiB).
     max_request_body_size: int = 20 * 1024 * 1024
     # Requests handed to the pipeline at once; more are refused with a retryable 503. A
@@ -87,6 +91,19 @@ class HttpConfig(ComponentConfig):
         if not v.startswith("/"):
             raise ValueError("must start with '/'")
         return v
+
+    @field_validator("traces_url_aliases")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} must start with '/'")
+        return v
+
+    @property
+    def traces_paths(self) -> tuple[str, ...]:
+        """Every path OTLP traces are accepted at: traces_url_path first."""
+        return tuple(dict.fromkeys([self.traces_url_path, *self.traces_url_aliases]))
 
 
 class ProtocolsConfig(ComponentConfig):

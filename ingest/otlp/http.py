@@ -127,6 +127,7 @@ class OtlpHttpApp:
         self._active = 0
         # Adds what a request's headers say to its spans (the mlflow receiver's experiment id).
         self._annotate = annotate
+        self._paths = frozenset(config.traces_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,9 +158,9 @@ class OtlpHttpApp:
 
     async def _handle(self, scope: Scope, receive: Receive, is_json: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         cfg = self._config
-        if scope["path"] != cfg.traces_url_path:
-            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at {cfg.traces_url_path}",
-                            grpc_code=code_pb2.NOT_FOUND)
+        if scope["path"] not in self._paths:
+            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at "
+                            f"{', '.join(cfg.traces_paths)}", grpc_code=code_pb2.NOT_FOUND)
         if scope["method"] != "POST":
             raise HttpError(405, f"method {scope['method']} not allowed; use POST", grpc_code=code_pb2.UNIMPLEMENTED)
         media = _media_type(_header(scope, b"content-type"))
@@ -267,7 +268,7 @@ class OtlpHttpReceiver:
         self.port = server.port
         tls = self._config.tls
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=self._config.traces_url_path, scheme=server.scheme,
+                       path=", ".join(self._config.traces_paths), scheme=server.scheme,
                        client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:

@@ -153,8 +153,9 @@ COST_FIELDS: dict[str, tuple[Source, ...]] = {
     ),
 }
 
-# Langfuse's own usage object counts input WITHOUT cached tokens and output WITHOUT
-# reasoning tokens; it is converted to OTel semantics (see processor._langfuse_usage).
+# Langfuse's usage object: Langfuse's own keys (input WITHOUT cached tokens, output WITHOUT
+# reasoning tokens) or OpenAI's usage as the SDK's OpenAI integration passes it on; read in
+# OTel semantics by langfuse.py.
 LANGFUSE_USAGE = S("langfuse.observation.usage_details", LANGFUSE)
 
 # Span kind, from whichever classifier the span carries (first present wins). Values

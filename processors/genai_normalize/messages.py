@@ -123,6 +123,17 @@ def _openai_choices(value: Any) -> list[ChatMessage] | None:
     return out or None
 
 
+def _langfuse_output(value: Any) -> list[ChatMessage] | None:
+    """Langfuse's `langfuse.observation.output`: a message list, ONE message object (what its
+    OpenAI integration records: `{role, content}` or `{role, tool_calls}`), or plain text."""
+    output = loads(value)
+    if isinstance(output, str):
+        return [ChatMessage(role="assistant", content=output)] if output else None
+    if isinstance(output, dict) and "role" in output and ("content" in output or "tool_calls" in output):
+        output = [output]
+    return from_list(output)
+
+
 def _system_instructions(attrs: Attrs) -> list[ChatMessage]:
     value = attrs.get("gen_ai.system_instructions")
     if value is None:
@@ -173,7 +184,7 @@ OUTPUT_EXTRACTORS: tuple[Extractor, ...] = (
     lambda a: _flattened(a, "gen_ai.completion", "role", "content"),
     _attr("mlflow.spanOutputs", _openai_choices),
     _single_text("assistant", "ai.response.text"),
-    _attr("langfuse.observation.output"),
+    _attr("langfuse.observation.output", _langfuse_output),
     _attr("gen_ai.completion"),
 )
 

@@ -31,6 +31,7 @@ from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.rendered import RenderedLinks
+from tracehouse.processors.genai_normalize.langfuse import langfuse_usage
 from tracehouse.processors.genai_normalize.values import count, json_text, path, raw, text, usd
 
 Attrs = Mapping[str, AnyValue]
@@ -173,23 +174,6 @@ def operation(attrs: Attrs, kind: str) -> str:
     if value is not None and (op := m.OPERATION_FROM_REQUEST_TYPE.get(text(raw(value)).lower(), "")):
         return op
     return m.OPERATION_BY_KIND.get(kind, "")
-
-
-def langfuse_usage(attrs: Attrs) -> dict[str, int | None]:
-    """Langfuse usage_details -> OTel semantics (input incl. cache, output incl. reasoning)."""
-    value = attrs.get(m.LANGFUSE_USAGE.key)
-    usage = path(raw(value)) if value is not None else None
-    if not isinstance(usage, dict):
-        return {}
-    cached = count(usage.get("input_cached_tokens"))
-    created = count(usage.get("input_cache_creation"))
-    reasoning = count(usage.get("output_reasoning_tokens"))
-    inp, out = count(usage.get("input")), count(usage.get("output"))
-    return {
-        "input_tokens": None if inp is None else inp + (cached or 0) + (created or 0),
-        "output_tokens": None if out is None else out + (reasoning or 0),
-        "cached_input_tokens": cached, "reasoning_tokens": reasoning, "total_tokens": count(usage.get("total")),
-    }
 
 
 class NormalizeProcessor:

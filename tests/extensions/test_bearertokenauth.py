@@ -52,7 +52,9 @@ async def test_a_key_names_its_tenant_and_kind_and_only_its_digest_is_stored(tmp
         with pytest.raises(UnauthenticatedError, match="missing API key: send the header 'authorization: Bearer"):
             ext.authenticate({})
         with pytest.raises(UnauthenticatedError, match="must be 'Bearer <key>'"):
-            ext.authenticate({"authorization": f"Basic {SHOP}"})
+            ext.authenticate({"authorization": f"Token {SHOP}"})
+        with pytest.raises(UnauthenticatedError, match="Basic credentials are not base64"):
+            ext.authenticate({"authorization": f"Basic {SHOP}"})  # a bare key is not Basic credentials
         with pytest.raises(UnauthenticatedError, match="^invalid API key$"):
             ext.authenticate({"authorization": f"Bearer {SHOP}x"})
     finally:
