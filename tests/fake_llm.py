@@ -40,6 +40,7 @@ class FakeLLM:
     tool_arguments: dict[str, Any] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    reasoning_tokens: int = 0  # reported in completion_tokens_details (part of the 17)
 
     @property
     def base_url(self) -> str:
@@ -61,7 +62,7 @@ class FakeLLM:
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
                       "total_tokens": TOTAL_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
-                      "completion_tokens_details": {"reasoning_tokens": 0}},
+                      "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens}},
             "system_fingerprint": "fp_tracehouse",
         }
 
