@@ -6,6 +6,7 @@ a real all-in-one; what the query API then serves must be what the libraries rep
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -26,10 +27,22 @@ def mini_cost(inp: int, out: int, cached: int = 0) -> float:
     return float(((inp - cached) * IN + cached * CACHED + out * OUT) / 1_000_000)
 
 
-def run(server: AllInOne, name: str, service: str) -> dict[str, Any]:
-    """Run the flow; returns its one trace (read back through the query API)."""
-    with serve_fake_llm(FakeLLM(reasoning_tokens=REASONING_TOKENS)) as llm:
-        run_flow(name, f"{server.otlp_http}/v1/traces", llm.base_url, service=service)
+FLOWS = {"dspy-two-calls": "seed-dspy", "mlflow-litellm": "seed-mlflow-litellm",
+         "litellm-otel": "seed-litellm-otel", "mlflow-openai": "seed-openai"}
+
+
+@pytest.fixture(scope="module")
+def flows(all_in_one: AllInOne) -> dict[str, dict[str, Any]]:
+    """Every flow run once, side by side (each spends seconds importing its libraries);
+    flow name -> its one trace, read back through the query API."""
+    with serve_fake_llm(FakeLLM(reasoning_tokens=REASONING_TOKENS)) as llm, ThreadPoolExecutor(len(FLOWS)) as pool:
+        for done in [pool.submit(run_flow, name, f"{all_in_one.otlp_http}/v1/traces", llm.base_url, service=service)
+                     for name, service in FLOWS.items()]:
+            done.result()
+    return {name: read_trace(all_in_one, service) for name, service in FLOWS.items()}
+
+
+def read_trace(server: AllInOne, service: str) -> dict[str, Any]:
     with httpx.Client(base_url=server.query, timeout=30) as client:
         deadline = time.monotonic() + 20
         while True:  # the exporter had its answer after the insert: normally found at once
@@ -38,7 +51,7 @@ def run(server: AllInOne, name: str, service: str) -> dict[str, Any]:
                 break
             time.sleep(0.2)
         assert len(rows) == 1, rows
-        trace = client.get(f"/api/v1/traces/{rows[0]['trace_id']}").json()
+        trace: dict[str, Any] = client.get(f"/api/v1/traces/{rows[0]['trace_id']}").json()
     trace["summary"] = rows[0]
     return trace
 
@@ -54,8 +67,8 @@ def spans_named(trace: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [s for s in trace["spans"] if s["name"] == name]
 
 
-def test_dspy_under_mlflow_autolog(all_in_one: AllInOne) -> None:
-    trace = run(all_in_one, "dspy-two-calls", "seed-dspy")
+def test_dspy_under_mlflow_autolog(all_in_one: AllInOne, flows: dict[str, dict[str, Any]]) -> None:
+    trace = flows["dspy-two-calls"]
     totals = trace["totals"]
     assert (totals["input_tokens"], totals["output_tokens"], totals["total_tokens"]) == (84, 34, 118)
     summary = trace["summary"]
@@ -81,9 +94,9 @@ def test_dspy_under_mlflow_autolog(all_in_one: AllInOne) -> None:
 
 @pytest.mark.parametrize(("flow", "call_name"), [("mlflow-litellm", "litellm-completion"),
                                                  ("litellm-otel", "litellm_request")])
-def test_litellm_reported_cost_and_detail_counts(all_in_one: AllInOne, flow: str, call_name: str) -> None:
-    service = f"seed-{flow}"
-    trace = run(all_in_one, flow, service)
+def test_litellm_reported_cost_and_detail_counts(all_in_one: AllInOne, flows: dict[str, dict[str, Any]], flow: str,
+                                                 call_name: str) -> None:
+    service, trace = FLOWS[flow], flows[flow]
     (call,) = spans_named(trace, call_name)
     genai = call["genai"]
     assert genai["response_model"] == "gpt-4o-mini-2024-07-18"
@@ -97,8 +110,9 @@ def test_litellm_reported_cost_and_detail_counts(all_in_one: AllInOne, flow: str
     assert usage["cost_usd"] == pytest.approx(1.59e-05)
 
 
-def test_openai_under_mlflow_autolog_reasoning_count(all_in_one: AllInOne) -> None:
-    run(all_in_one, "mlflow-openai", "seed-openai")
+def test_openai_under_mlflow_autolog_reasoning_count(all_in_one: AllInOne, flows: dict[str, dict[str, Any]]) -> None:
+    (call,) = spans_named(flows["mlflow-openai"], "Completions")
+    assert call["genai"]["reasoning_tokens"] == REASONING_TOKENS
     usage = metrics(all_in_one, service="seed-openai")["totals"]
     assert (usage["requests"], usage["input_tokens"], usage["output_tokens"]) == (1, 42, 17)
     assert (usage["cached_input_tokens"], usage["reasoning_tokens"]) == (8, REASONING_TOKENS)
