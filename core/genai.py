@@ -52,6 +52,10 @@ class GenAIColumns:
     reasoning_tokens: list[int | None] = _column(int)
     total_tokens: list[int | None] = _column(int)
     tokens_estimated: list[bool] = _column(bool)
+    usage_scope: list[str] = _column(str, '"aggregate": the token counts are the sum of the model calls below the '
+                                          'span (not a request); "in_aggregate": this call\'s usage is counted in an '
+                                          'ancestor\'s aggregate; "repeated": the span\'s reported usage repeats its '
+                                          'descendants\' and is not counted; empty: the span\'s own.')
     input_cost_usd: list[Decimal | None] = _column(Decimal)
     output_cost_usd: list[Decimal | None] = _column(Decimal)
     total_cost_usd: list[Decimal | None] = _column(Decimal)

@@ -207,9 +207,10 @@ class LatencyMs(BaseModel):
 
 
 class GenAIUsage(BaseModel):
-    spans: int = Field(description="Spans counted: model calls plus spans linked to a prompt.")
+    spans: int = Field(description="Spans counted: model calls, spans linked to a prompt, and spans whose usage "
+                                   "aggregates the calls below them (`usage_scope` aggregate).")
     requests: int = Field(description="Model calls (GenAI span kind llm, embedding or reranker, or a span "
-                                      "with a model and no kind).")
+                                      "with a model and no kind); an aggregate's usage is never a request.")
     errors: int = Field(description="Model calls with status Error.")
     input_tokens: int = Field(description="Input tokens (cached included); unknown counts add nothing.")
     output_tokens: int = Field(description="Output tokens (reasoning included).")
@@ -219,7 +220,8 @@ class GenAIUsage(BaseModel):
     estimated_tokens: int = Field(description="Part of `total_tokens` that tracehouse estimated (the client "
                                               "reported no usage).")
     estimated_requests: int = Field(description="Model calls whose tokens were estimated.")
-    unpriced_requests: int = Field(description="Model calls with no cost (unknown model or no usage).")
+    unpriced_requests: int = Field(description="Model calls with no cost (unknown model or no usage); a call "
+                                               "whose usage an ancestor's aggregate holds is not counted.")
     cost_usd: float = Field(description="Total cost in USD: the exact Decimal(38, 12) sum, as the nearest "
                                         "double.")
     input_cost_usd: float

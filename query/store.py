@@ -32,6 +32,7 @@ from clickhouse_connect.driver.client import Client
 from tracehouse.query.config import MAX_TRACE_DURATION_S, QueryClickHouseConfig
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.errors import public_reason
+from tracehouse.processors.genai_normalize.mapping import normalize_provider
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
@@ -103,6 +104,7 @@ class SearchQuery:
             "service": self.service,
             "span_name": self.span_name,
             "provider": self.provider,
+            "provider_normalized": normalize_provider(self.provider),
             "model": self.model,
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,
@@ -188,6 +190,7 @@ class MetricsQuery:
             "step_s": self.step_s,
             "service": self.service,
             "provider": self.provider,
+            "provider_normalized": normalize_provider(self.provider),
             "model": self.model,
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,

@@ -29,7 +29,6 @@ PROMPT_TOKENS = 42
 COMPLETION_TOKENS = 17
 TOTAL_TOKENS = 59
 CACHED_TOKENS = 8
-REASONING_TOKENS = 5
 RESPONSE_MODEL_SUFFIX = "-2024-07-18"  # the response names a dated snapshot, as OpenAI's does
 
 _DSPY_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
@@ -41,6 +40,7 @@ class FakeLLM:
     tool_arguments: dict[str, Any] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    reasoning_tokens: int = 0  # reported in completion_tokens_details (part of the 17)
 
     @property
     def base_url(self) -> str:
@@ -62,7 +62,7 @@ class FakeLLM:
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
                       "total_tokens": TOTAL_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
-                      "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS}},
+                      "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens}},
             "system_fingerprint": "fp_tracehouse",
         }
 

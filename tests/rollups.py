@@ -85,13 +85,14 @@ ROLLUPS = (
                        sum(ifNull(GenAIInputTokens, 0)), sum(ifNull(GenAIOutputTokens, 0)),
                        sum(ifNull(GenAICachedInputTokens, 0)), sum(ifNull(GenAIReasoningTokens, 0)),
                        sum(ifNull(GenAITotalTokens, 0)), sumIf(ifNull(GenAITotalTokens, 0), GenAITokensEstimated),
-                       countIf(IsCall AND GenAITokensEstimated), countIf(IsCall AND GenAITotalCostUSD IS NULL),
+                       countIf(IsCall AND GenAITokensEstimated),
+                       countIf(IsCall AND GenAITotalCostUSD IS NULL AND GenAIUsageScope != 'in_aggregate'),
                        toDecimal128(sum(ifNull(GenAIInputCostUSD, 0)), 12),
                        toDecimal128(sum(ifNull(GenAIOutputCostUSD, 0)), 12),
                        toDecimal128(sum(ifNull(GenAITotalCostUSD, 0)), 12),
                        sumIf(Duration, IsCall), min(Timestamp), max(Timestamp)
                 FROM (SELECT *, {_IS_CALL} AS IsCall FROM {{src}})
-                WHERE IsCall OR GenAIPromptName != ''
+                WHERE IsCall OR GenAIPromptName != '' OR GenAIUsageScope = 'aggregate'
                 GROUP BY {', '.join(_USAGE_KEY)}""",
         columns=(*_USAGE_SUMS, "FirstSeen", "LastSeen")),
     Rollup(

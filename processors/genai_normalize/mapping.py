@@ -39,9 +39,15 @@ class Source:
     path: tuple[str | int, ...] = ()  # inside a JSON (or JSON-encoded) value
     only_with: str = ""  # read only on spans that also carry this attribute
     only_value: str = ""  # ... and only when that attribute's value is this
+    # Decoded only when the raw text contains this: a cheap test that spares parsing a big
+    # JSON value (a span's outputs) that cannot hold the field.
+    contains: str = ""
+    python_repr: bool = False  # the value is a Python repr (LiteLLM's `metadata.*`), not JSON
 
     def describe(self) -> str:
         text = self.key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+        if self.python_repr:
+            text += " (Python repr)"
         if self.only_value:
             return f"{text} (with {self.only_with} = {self.only_value})"
         return f"{text} (with {self.only_with})" if self.only_with else text
@@ -63,6 +69,7 @@ STRING_FIELDS: dict[str, tuple[Source, ...]] = {
     "response_model": (
         S("gen_ai.response.model", OTEL), S("llm.response.model_name", OPENINFERENCE),
         S("llm.model_name", OPENINFERENCE), S("mlflow.llm.model", MLFLOW), S("ai.response.model", VERCEL),
+        S("raw_llm_response", LITELLM, ("model",), only_with="mlflow.spanType"),
     ),
     "session_id": (
         S("gen_ai.conversation.id", OTEL), S("session.id", OPENINFERENCE),
@@ -104,6 +111,22 @@ STRING_FIELDS: dict[str, tuple[Source, ...]] = {
 # prompts.py); LLM calls that sent a `poml` span's rendered messages share its link (rendered.py).
 PROMPT_LINK_FIELDS = ("prompt_name", "prompt_template", "prompt_version")
 
+
+
+def _openai_usage(detail: str) -> tuple[Source, ...]:
+    """Where a library keeps only the provider's raw OpenAI-shaped `usage` object, the cached
+    (`prompt_tokens_details.cached_tokens`) or reasoning (`completion_tokens_details.
+    reasoning_tokens`) count is read from it: MLflow's span outputs (its `tokenUsage` has no
+    reasoning count), LiteLLM's raw response under MLflow autolog, and the LiteLLM OTel
+    callback's `metadata.usage_object` (a Python repr)."""
+    where = "prompt_tokens_details" if detail == "cached_tokens" else "completion_tokens_details"
+    return (
+        S("mlflow.spanOutputs", MLFLOW, ("usage", where, detail), only_with="mlflow.chat.tokenUsage", contains=detail),
+        S("raw_llm_response", LITELLM, ("usage", where, detail), only_with="mlflow.spanType", contains=detail),
+        S("metadata.usage_object", LITELLM, (where, detail), contains=detail, python_repr=True),
+    )
+
+
 # Token counts, OTel semantics: input includes cached tokens, output includes reasoning.
 COUNT_FIELDS: dict[str, tuple[Source, ...]] = {
     "input_tokens": (
@@ -122,12 +145,14 @@ COUNT_FIELDS: dict[str, tuple[Source, ...]] = {
         S("mlflow.chat.tokenUsage", MLFLOW, ("cache_read_input_tokens",)),
         S("ai.usage.cachedInputTokens", VERCEL), S("ai.usage.inputTokenDetails.cacheReadTokens", VERCEL),
         S("gen_ai.usage.details.cache_read_tokens", LOGFIRE),
+        *_openai_usage("cached_tokens"),
     ),
     "reasoning_tokens": (
         S("gen_ai.usage.reasoning.output_tokens", OTEL), S("gen_ai.usage.reasoning_tokens", OPENLLMETRY),
         S("llm.usage.reasoning_tokens", OPENLLMETRY), S("llm.token_count.completion_details.reasoning", OPENINFERENCE),
         S("ai.usage.reasoningTokens", VERCEL), S("ai.usage.outputTokenDetails.reasoningTokens", VERCEL),
         S("gen_ai.usage.details.reasoning_tokens", LOGFIRE),
+        *_openai_usage("reasoning_tokens"),
     ),
     "total_tokens": (
         S("gen_ai.usage.total_tokens", OPENLLMETRY), S("llm.usage.total_tokens", OPENLLMETRY),
@@ -150,6 +175,7 @@ COST_FIELDS: dict[str, tuple[Source, ...]] = {
         S("llm.cost.total", OPENINFERENCE), S("mlflow.llm.cost", MLFLOW, ("total_cost",)),
         S("langfuse.observation.cost_details", LANGFUSE, ("total",)), S("gen_ai.cost.total_cost", LITELLM),
         S("operation.cost", LOGFIRE), S("gen_ai.usage.cost", GENERAL),
+        S("response_cost", LITELLM, only_with="mlflow.spanType"),  # LiteLLM under MLflow autolog
     ),
 }
 
@@ -215,4 +241,27 @@ PROVIDER_ALIASES = {
     "aws": "aws.bedrock", "amazon": "aws.bedrock", "mistralai": "mistral_ai", "mistral": "mistral_ai",
     "togetherai": "together_ai", "huggingface": "hugging_face", "watsonx": "ibm.watsonx.ai",
     "alephalpha": "aleph_alpha", "moonshot": "moonshot_ai", "unknown": "",
+    # LiteLLM's provider ids (its `gen_ai.system` and model-name prefixes).
+    "azure_ai": "azure.ai.inference", "vertex_ai_beta": "gcp.vertex_ai", "cohere_chat": "cohere",
+    "text-completion-openai": "openai", "mistral_ai": "mistral_ai",
 }
+
+# A model name `<provider>/<model>` (LiteLLM's and DSPy's `openai/gpt-4o-mini`,
+# `anthropic/claude-...`, `bedrock/...`) names its provider in the prefix: it is split off
+# when it is one of these (LiteLLM's provider ids), and normalized as above. Other
+# slashes are part of the name (`meta-llama/Llama-3-8b`, `openrouter/openai/gpt-4o`).
+MODEL_PREFIX_PROVIDERS = frozenset({
+    "openai", "anthropic", "azure", "azure_ai", "bedrock", "vertex_ai", "vertex_ai_beta", "gemini", "google",
+    "mistral", "groq", "cohere", "cohere_chat", "deepseek", "xai", "perplexity", "text-completion-openai",
+})
+
+_OTEL_DOTTED_PREFIXES = ("aws.", "gcp.", "azure.", "az.", "ibm.")
+
+
+def normalize_provider(name: str) -> str:
+    """A provider name as the OTel registry spells it (also used by the query API's filters,
+    so a search by what the client sent finds it)."""
+    name = name.strip().lower()
+    if "." in name and not name.startswith(_OTEL_DOTTED_PREFIXES):
+        name = name.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
+    return PROVIDER_ALIASES.get(name, name)

@@ -32,7 +32,8 @@ from tracehouse.processors.genai_normalize import messages
 from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
 from tracehouse.processors.genai_normalize.rendered import RenderedLinks
 from tracehouse.processors.genai_normalize.langfuse import langfuse_usage
-from tracehouse.processors.genai_normalize.values import count, json_text, path, raw, text, usd
+from tracehouse.processors.genai_normalize.values import (count, json_text, loads, path, python_literal, raw, text,
+                                                          usd)
 
 Attrs = Mapping[str, AnyValue]
 
@@ -41,7 +42,6 @@ MAX_TOKEN_COUNT = 2**63 - 1
 # Batches up to this many wire bytes are normalized on the event loop (a millisecond or two).
 _INLINE_BYTES = 1 << 20
 
-_OTEL_DOTTED_PREFIXES = ("aws.", "gcp.", "azure.", "az.", "ibm.")
 # MLflow's `mlflow.message.format` names the client library whose payload it recorded;
 # for these values that is also the provider (used only when nothing else names one).
 _MLFLOW_FORMAT_PROVIDERS = {"openai", "anthropic", "gemini", "bedrock", "mistral", "groq", "cohere", "deepseek"}
@@ -90,22 +90,38 @@ def plan_for(keys: tuple[str, ...]) -> Plan:
 def lookup(attrs: Attrs) -> dict[str, Any]:
     """Every canonical field the table can fill from these attributes (first source wins)."""
     found: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}  # JSON values several fields read (a raw response), parsed once
     for field_name, sources, decode in plan_for(tuple(attrs)):
-        value = first_value(attrs, sources, decode)
+        value = first_value(attrs, sources, decode, parsed)
         if value is not None:
             found[field_name] = value
     return found
 
 
-def first_value(attrs: Attrs, sources: tuple[m.Source, ...], decode: Callable[[Any], Any]) -> Any:
+def first_value(attrs: Attrs, sources: tuple[m.Source, ...], decode: Callable[[Any], Any],
+                parsed: dict[str, Any] | None = None) -> Any:
     for source in sources:
         value = attrs.get(source.key)
         if value is None or (source.only_with and not _condition_holds(attrs, source)):
             continue
-        decoded = decode(path(raw(value), *source.path) if source.path else raw(value))
+        whole = raw(value)
+        if source.path:
+            if source.contains and isinstance(whole, str) and source.contains not in whole:
+                continue
+            root = parsed.get(source.key, _UNPARSED) if parsed is not None else _UNPARSED
+            if root is _UNPARSED:
+                root = python_literal(whole) if source.python_repr else loads(whole)
+                if parsed is not None:
+                    parsed[source.key] = root
+            decoded = decode(path(root, *source.path))
+        else:
+            decoded = decode(whole)
         if decoded is not None and decoded != "":
             return decoded
     return None
+
+
+_UNPARSED = object()
 
 
 def _condition_holds(attrs: Attrs, source: m.Source) -> bool:
@@ -138,11 +154,20 @@ def link_prompt(attrs: Attrs, cols: GenAIColumns, i: int) -> None:
             cols.prompt_name[i] = f"{'poml' if source == m.POML else 'template'}-{digest[:12]}"
 
 
-def normalize_provider(name: str) -> str:
-    name = name.strip().lower()
-    if "." in name and not name.startswith(_OTEL_DOTTED_PREFIXES):
-        name = name.split(".", 1)[0]  # Vercel's "openai.chat", "anthropic.messages"
-    return m.PROVIDER_ALIASES.get(name, name)
+normalize_provider = m.normalize_provider
+
+
+def split_model_prefix(cols: GenAIColumns, i: int) -> str:
+    """`openai/gpt-4o-mini` -> model `gpt-4o-mini`; returns the prefix's provider ("" if none)."""
+    provider = ""
+    for column in (cols.request_model, cols.response_model):
+        model = column[i]
+        if "/" in model:
+            prefix, _, rest = model.partition("/")
+            if rest and prefix.lower() in m.MODEL_PREFIX_PROVIDERS:
+                column[i] = rest
+                provider = provider or prefix
+    return provider
 
 
 def vercel_operation(attrs: Attrs) -> str:
@@ -174,6 +199,67 @@ def operation(attrs: Attrs, kind: str) -> str:
     if value is not None and (op := m.OPERATION_FROM_REQUEST_TYPE.get(text(raw(value)).lower(), "")):
         return op
     return m.OPERATION_BY_KIND.get(kind, "")
+
+
+# Span kinds of a model call (a request).
+CALL_KINDS = frozenset({m.LLM, m.EMBEDDING, m.RERANKER})
+# Usage scopes (the `usage_scope` column).
+AGGREGATE, IN_AGGREGATE, REPEATED = "aggregate", "in_aggregate", "repeated"
+_TOKEN_AND_COST_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "total_tokens",
+                          "input_cost_usd", "output_cost_usd", "total_cost_usd")
+_MAX_DEPTH = 256  # ancestors walked at most (parent links are the client's: they may loop)
+
+
+def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) -> None:
+    """Where the usage of wrapper spans (not model calls, yet reporting usage) belongs.
+
+    A wrapper's usage is the sum of the model calls below it (DSPy's root span under MLflow
+    carries its LM calls' total; the calls carry none). Within the batch, for each wrapper:
+    - a descendant call or wrapper reports usage of its own: the wrapper's repeats it, so
+      its counts and cost are left empty (`repeated`; the attributes keep them);
+    - else its usage is kept (`aggregate`): counted in trace totals and usage metrics, never
+      as a request. The calls below it (`in_aggregate`) are not estimated, nor unpriced;
+      when they all name one provider and model, the wrapper is given them, so its usage is
+      priced and grouped under that model.
+    Spans of the trace sent in another request are not seen: see the README."""
+    keys: dict[tuple[bytes, bytes], int] = {}
+    parent_keys: list[tuple[bytes, bytes] | None] = []
+    for n, (_, _, span) in enumerate(batch.iter_spans()):
+        keys[(span.trace_id, span.span_id)] = n
+        parent_keys.append((span.trace_id, span.parent_span_id) if span.parent_span_id else None)
+    parents = [keys.get(k) if k is not None else None for k in parent_keys]
+    is_wrapper = set(wrappers)
+    covered: dict[int, list[int]] = {w: [] for w in wrappers}
+    repeated: set[int] = set()
+    kinds, inputs, outputs = cols.span_kind, cols.input_tokens, cols.output_tokens
+    for j in range(cols.size):
+        wrapper = j in is_wrapper
+        if not wrapper and kinds[j] not in CALL_KINDS:
+            continue
+        p, hops = parents[j], 0
+        while p is not None and p not in is_wrapper and hops < _MAX_DEPTH:
+            p, hops = parents[p], hops + 1
+        if p is None or p not in is_wrapper or p == j:
+            continue
+        if wrapper or inputs[j] is not None or outputs[j] is not None:
+            repeated.add(p)
+        else:
+            covered[p].append(j)
+    for w in wrappers:
+        if w in repeated:
+            for name in _TOKEN_AND_COST_FIELDS:
+                getattr(cols, name)[w] = None
+            cols.cost_source[w] = ""
+            cols.usage_scope[w] = REPEATED
+            continue
+        cols.usage_scope[w] = AGGREGATE
+        calls = covered[w]
+        for j in calls:
+            cols.usage_scope[j] = IN_AGGREGATE
+        if calls and not (cols.request_model[w] or cols.response_model[w]):
+            models = {(cols.provider[j], cols.request_model[j], cols.response_model[j]) for j in calls}
+            if len(models) == 1:
+                cols.provider[w], cols.request_model[w], cols.response_model[w] = models.pop()
 
 
 class NormalizeProcessor:
@@ -210,6 +296,7 @@ class NormalizeProcessor:
         i = normalized = 0
         dropped: list[str] = []
         rendered = RenderedLinks()  # POML renderings and the LLM calls that may have sent them
+        wrappers: list[int] = []
         for rs in batch.request.resource_spans:
             resource: dict[str, AnyValue] = (
                 {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
@@ -217,7 +304,7 @@ class NormalizeProcessor:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = {kv.key: kv.value for kv in span.attributes}
-                    if self._normalize(attrs, resource, span, cols, i, dropped):
+                    if self._normalize(attrs, resource, span, cols, i, dropped, wrappers):
                         normalized += 1
                     if cols.prompt_source[i] == m.POML:
                         rendered.add_rendering(origin, i, attrs, span)
@@ -225,6 +312,8 @@ class NormalizeProcessor:
                         rendered.add_call(origin, i, attrs, span)
                     i += 1
         linked = rendered.link(cols)
+        if wrappers:  # rare: most batches pay nothing for this
+            attribute_usage(batch, cols, wrappers)
         batch.genai = cols
         with self._lock:
             self.normalized_spans += normalized
@@ -239,7 +328,7 @@ class NormalizeProcessor:
         return cols
 
     def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int,
-                   dropped: list[str]) -> bool:
+                   dropped: list[str], wrappers: list[int]) -> bool:
         found = lookup(attrs)
         for name in m.STRING_FIELDS:
             value = found.get(name)
@@ -248,6 +337,9 @@ class NormalizeProcessor:
             if value is not None:
                 getattr(cols, name)[i] = value
         provider = cols.provider[i]
+        prefix_provider = split_model_prefix(cols, i)
+        # A provider attribute wins over the model's prefix (first present wins, as everywhere).
+        provider = provider or prefix_provider
         if not provider and (fmt := attrs.get("mlflow.message.format")) is not None:
             provider = text(raw(fmt)).lower()
             provider = provider if provider in _MLFLOW_FORMAT_PROVIDERS else ""
@@ -261,8 +353,15 @@ class NormalizeProcessor:
         # Wrapper spans of the Vercel AI SDK repeat their calls' usage: not counted twice.
         if m.VERCEL_KINDS.get(vercel_op) != m.CHAIN:
             self._tokens(attrs, found, cols, i, dropped)
-        if not kind and has_model and (cols.input_tokens[i] is not None or cols.output_tokens[i] is not None):
+        has_usage = cols.input_tokens[i] is not None or cols.output_tokens[i] is not None
+        if not kind and has_model and has_usage:
             kind = m.LLM  # a model call that names no kind: model + usage is what defines one
+        elif kind == m.LLM and not has_model and not cols.provider[i]:
+            # Typed as a model call but naming neither model nor provider: a wrapper around
+            # calls (DSPy's `Predict.forward` under MLflow is typed LLM), not a request.
+            kind = m.CHAIN
+        if has_usage and kind and kind not in CALL_KINDS:
+            wrappers.append(i)  # its usage is its calls': see attribute_usage
         cols.span_kind[i] = kind
         cols.operation[i] = operation(attrs, kind)
         self._costs(found, cols, i)

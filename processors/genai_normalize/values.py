@@ -8,6 +8,7 @@ value; never raise on a client's odd value.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,21 @@ def loads(value: Any) -> Any:
         try:
             return json.loads(value)
         except ValueError:
+            return value
+    return value
+
+
+# Python reprs longer than this are not evaluated (literal_eval's cost grows with them).
+_MAX_REPR = 16_384
+
+
+def python_literal(value: Any) -> Any:
+    """A Python repr of a dict or list (LiteLLM's `metadata.*`: single quotes, `None`) as its
+    value; anything else as it is. `ast.literal_eval` builds only literals, never runs code."""
+    if isinstance(value, str) and value[:1] in "{[" and len(value) <= _MAX_REPR:
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             return value
     return value
 

@@ -4,7 +4,9 @@ Reported usage always wins. When an LLM call span has no input (or output) count
 carries the messages, they are counted with an offline BPE (see tokenizer.py) and the
 span's `tokens_estimated` flag is set. Only LLM call spans are estimated: agent, tool,
 chain and workflow spans repeat their children's messages, and counting them would
-count the same tokens twice in every rollup.
+count the same tokens twice in every rollup. Nor are calls whose usage an ancestor
+reports (`usage_scope` "in_aggregate", e.g. DSPy's LM calls under MLflow): an estimate
+would add to usage already counted.
 
 The work is CPU-only and synchronous, bounded per span by `max_chars_per_span`. A batch
 with more than `_INLINE_CHARS` characters of messages to count is processed on a worker
@@ -32,6 +34,9 @@ from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 LLM_SPAN_KINDS = frozenset({"llm", "chat", "completion", "generation"})
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "response", "completion"})
 
+
+# `usage_scope` of a call whose usage an ancestor span reports (see genai_normalize).
+IN_AGGREGATE = "in_aggregate"
 
 # Messages of at most this many characters per batch are counted on the event loop (well
 # under a millisecond); more go to a worker thread.
@@ -111,9 +116,10 @@ class TokensProcessor:
         failed: list[bool] | None = None
         estimated = 0
         stats = _Stats()
+        scopes = cols.usage_scope
         for i in range(cols.size):
-            if not is_llm_call(cols.span_kind[i], cols.operation[i]):
-                continue
+            if not is_llm_call(cols.span_kind[i], cols.operation[i]) or scopes[i] == IN_AGGREGATE:
+                continue  # a call whose usage an ancestor reports (genai_normalize) is not estimated
             want_in = cfg.estimate_input and cols.input_tokens[i] is None
             want_out = cfg.estimate_output and cols.output_tokens[i] is None
             if want_in or want_out:

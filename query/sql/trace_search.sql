@@ -52,7 +52,7 @@ FROM (
               AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})
               AND ({service:String} = '' OR ServiceName = {service:String})
               AND ({span_name:String} = '' OR SpanName = {span_name:String})
-              AND ({provider:String} = '' OR GenAIProvider = {provider:String})
+              AND ({provider:String} = '' OR GenAIProvider IN ({provider:String}, {provider_normalized:String}))
               AND ({model:String} = '' OR GenAIRequestModel = {model:String} OR GenAIResponseModel = {model:String})
               AND ({prompt:String} = '' OR GenAIPromptName = {prompt:String})
               AND ({prompt_version:String} = '' OR GenAIPromptVersion = {prompt_version:String})

@@ -101,13 +101,14 @@ def test_openinference_fixture() -> None:
 def test_mlflow_fixture() -> None:
     batch = load("mlflow/http-protobuf.pb")
     cols = processor().process(batch)
-    # MLflow keeps the cached count but not reasoning; the provider comes from its
-    # message-format hint; values arrive JSON-encoded ("\"gpt-4o\"").
+    # MLflow keeps the cached count in its usage but the reasoning count only in the span
+    # outputs' raw usage; the provider comes from its message-format hint; values arrive
+    # JSON-encoded ("\"gpt-4o\"").
     assert without_names(rows(batch, cols)) == [
-        call("gpt-4o-mini", "gpt-4o-mini-2024-07-18", cached=8),
-        call("gpt-4o", "gpt-4o", cached=8),
-        call("gpt-4o", "gpt-4o", cached=8),
-        call("gpt-4o", "gpt-4o", cached=8),
+        call("gpt-4o-mini", "gpt-4o-mini-2024-07-18", cached=8, reasoning=5),
+        call("gpt-4o", "gpt-4o", cached=8, reasoning=5),
+        call("gpt-4o", "gpt-4o", cached=8, reasoning=5),
+        call("gpt-4o", "gpt-4o", cached=8, reasoning=5),
         agent(),
         call("fail-model", "", tokens=False),
     ]
@@ -360,7 +361,8 @@ def test_columns_survive_the_batch_processor_merge() -> None:
     cols = merged.genai
     assert cols is not None and cols.size == merged.span_count == 12
     assert [s.name for _, _, s in merged.iter_spans()][5:7] == ["umbrella-advisor", "Completions"]
-    assert cols.reasoning_tokens[0] == 5 and cols.reasoning_tokens[6] is None  # OpenInference, then MLflow
+    assert cols.reasoning_tokens[0] == 5 and cols.reasoning_tokens[6] == 5  # OpenInference, then MLflow
+    assert cols.reasoning_tokens[5] is None  # the MLflow agent span
     unnormalized = TraceBatch.merge([first, load("mlflow/http-protobuf.pb")])
     assert unnormalized.genai is None, "columns that no longer line up with the spans are dropped"
 
