@@ -1,5 +1,5 @@
 """The query HTTP API (FastAPI): trace search, trace detail, GenAI usage metrics, the
-prompt registry, health and metrics, plus Jaeger's query API.
+prompt registry, MLflow experiments and runs, health and metrics, plus Jaeger's query API.
 
 `create_app` only assembles: the error handlers (query/errors.py), one router per resource
 (query/routes/), the Jaeger-compatible router (query/jaeger/) and the OpenAPI document
@@ -18,6 +18,7 @@ from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import document_400_not_422, install_error_handlers
 from tracehouse.query.jaeger.router import jaeger_router
 from tracehouse.query.params import NS
+from tracehouse.query.routes.experiments import experiments_router
 from tracehouse.query.routes.genai_metrics import genai_metrics_router
 from tracehouse.query.routes.health import health_router
 from tracehouse.query.routes.prompts import prompts_router
@@ -35,7 +36,8 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
         title="tracehouse query API",
         version="1",
         description="Search GenAI traces and read them span by span; GenAI usage metrics and the "
-                    "prompt registry from the rollups. Every error is "
+                    "prompt registry from the rollups; the experiments and runs MLflow clients logged. "
+                    "Every error is "
                     "`{\"error\": {\"code\", \"message\", \"parameter\"}}`. A span sent twice "
                     "(same trace id and span id: a client retry) is shown and counted once.",
     )
@@ -49,6 +51,7 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     app.include_router(genai_metrics_router(store, cfg, access))
     app.include_router(prompts_router(store, access))
     app.include_router(sessions_router(store, cfg, access))
+    app.include_router(experiments_router(store, access))
     # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
     app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access))
     # The trace explorer (query/ui/): a page over the routes above, not part of the API.

@@ -165,12 +165,43 @@ class TraceTotals(BaseModel):
     services: list[str]
 
 
+class Score(BaseModel):
+    """One judgement on a trace or one of its spans (an MLflow assessment: feedback or expectation)."""
+
+    score_id: str = Field(description="The score's id (MLflow's assessment id).")
+    name: str
+    data_type: str = Field(description="`numeric`, `boolean` or `categorical`.")
+    value: bool | float | str | None = Field(
+        description="A number (numeric; null when not finite), a boolean, or text (categorical; a list or "
+                    "object value is its JSON text).")
+    comment: str = Field(description="The rationale given with it; empty when none.")
+    source: str = Field(description="`human`, `llm_judge` or `code`; empty when not said.")
+    author: str = Field(description="Who or what judged (the source id).")
+    timestamp: str = Field(description="When it was made, RFC 3339 UTC.")
+    span_id: str = Field(description="The span judged; empty for the whole trace.")
+    kind: str = Field(description="`feedback` or `expectation`.")
+    run_id: str = Field(description="The MLflow run it was logged under; empty when none.")
+
+
+class MlflowTraceInfo(BaseModel):
+    """What an MLflow client logged about the trace besides its spans."""
+
+    experiment_id: str
+    request_id: str = Field(description="MLflow's trace id (`tr-<trace id>`).")
+    tags: dict[str, str]
+    metadata: dict[str, str] = Field(description="Trace metadata, e.g. `mlflow.sourceRun` (the run that produced "
+                                                 "it) and `mlflow.trace.tokenUsage`.")
+
+
 class TraceDetailResponse(BaseModel):
     trace_id: str
     spans: list[SpanDetail] = Field(description="Every span once, ordered by start time.")
     totals: TraceTotals
     truncated: bool = Field(
         default=False, description="True when the trace has more spans than one response returns.")
+    scores: list[Score] = Field(default_factory=list, description="Scores of the trace and its spans, oldest first.")
+    mlflow: MlflowTraceInfo | None = Field(
+        default=None, description="The trace's MLflow trace info; null when no MLflow client logged the trace.")
 
 
 # ------------------------------------------------------------------------------ health
@@ -334,3 +365,81 @@ class PromptDetailResponse(BaseModel):
                     "registration (first use when unregistered); the empty version first.")
     start: str | None = Field(description="Start of the usage window (minute), null = unbounded.")
     end: str | None = Field(description="End of the usage window (minute, exclusive), null = unbounded.")
+
+
+# ------------------------------------------------------------------------------ experiments and runs (MLflow)
+
+
+class ExperimentSummary(BaseModel):
+    experiment_id: str
+    name: str
+    lifecycle_stage: str = Field(description="`active` or `deleted`.")
+    creation_time: str = Field(description="RFC 3339 UTC.")
+    last_update_time: str = Field(description="RFC 3339 UTC.")
+    tags: dict[str, str]
+    run_count: int = Field(description="Active runs of the experiment (nested ones included).")
+    trace_count: int = Field(description="MLflow traces logged to the experiment.")
+
+
+class ExperimentListResponse(BaseModel):
+    experiments: list[ExperimentSummary] = Field(description="Active experiments, newest first.")
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str = Field(description="MLflow's run status: `RUNNING`, `FINISHED`, `FAILED`, `KILLED`, `SCHEDULED`.")
+    lifecycle_stage: str = Field(description="`active` or `deleted`.")
+    start_time: str = Field(description="RFC 3339 UTC.")
+    end_time: str | None = Field(description="Null while the run has not ended.")
+    duration_ms: int | None = Field(description="end - start; null while the run has not ended.")
+    parent_run_id: str | None = Field(description="The run it is nested under (tag `mlflow.parentRunId`); "
+                                                  "null for a top-level run.")
+    user_id: str
+    latest_metrics: dict[str, float | None] = Field(
+        description="Each metric's value at its largest (step, timestamp), as MLflow shows it; null when not finite "
+                    "(NaN, ±Infinity).")
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+class MetricPoint(BaseModel):
+    step: int
+    timestamp: str = Field(description="When the value was logged, RFC 3339 UTC.")
+    value: float | None = Field(description="Null when not finite (NaN, ±Infinity).")
+
+
+class MlflowTraceSummary(BaseModel):
+    trace_id: str = Field(description="The OTel trace id (32 hex): `GET /api/v1/traces/{trace_id}` shows its spans.")
+    request_id: str = Field(description="MLflow's trace id (`tr-<trace id>`).")
+    experiment_id: str
+    name: str = Field(description="The trace's name (tag `mlflow.traceName`); empty when none.")
+    state: str = Field(description="MLflow's trace state: `OK`, `ERROR` or `IN_PROGRESS`.")
+    start_time: str = Field(description="The request time MLflow logged, RFC 3339 UTC.")
+    duration_ms: int = Field(description="The execution duration MLflow logged.")
+    source_run_id: str | None = Field(description="The run that produced it (metadata `mlflow.sourceRun`).")
+    span_count: int = Field(description="Spans stored for the trace (0 until they arrive).")
+    input_tokens: int | None = Field(description="From the stored spans, as in the trace list; null when none reported.")
+    output_tokens: int | None
+    total_tokens: int | None
+    total_cost_usd: float | None
+
+
+class ExperimentDetailResponse(ExperimentSummary):
+    runs: list[RunSummary] = Field(description="Every active run, top-level and nested (see `parent_run_id`), "
+                                               "newest first.")
+    traces: list[MlflowTraceSummary] = Field(description="The experiment's most recent traces, newest first.")
+
+
+class RunDetail(RunSummary):
+    experiment_name: str
+    metrics: dict[str, list[MetricPoint]] = Field(
+        description="Every logged value of each metric, by step then timestamp.")
+    children: list[RunSummary] = Field(description="Runs nested directly under this one, newest first.")
+    traces: list[MlflowTraceSummary] = Field(
+        description="Traces the run produced (metadata `mlflow.sourceRun`), newest first.")
+
+
+class RunDetailResponse(BaseModel):
+    run: RunDetail

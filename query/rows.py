@@ -1,6 +1,6 @@
 """ClickHouse result rows -> the query API's response models: traces (search rows, span rows,
 totals; shared by the API's own routes and the Jaeger-compatible ones, query/jaeger/), GenAI
-usage metrics and the prompt registry."""
+usage metrics, the prompt registry, and MLflow's experiments, runs and scores."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from tracehouse.core.genai import ChatMessage
 from tracehouse.query.messages import span_messages
 from tracehouse.query.models import (
     ChatMessageModel,
+    ExperimentSummary,
+    MetricPoint,
+    MlflowTraceInfo,
+    MlflowTraceSummary,
+    RunSummary,
+    Score,
     SessionSummary,
     ToolCall,
     TraceSearchTotals,
@@ -291,3 +297,84 @@ def prompt_versions(registry: Sequence[Mapping[str, Any]],
             usage=usage_model,
         ))
     return out
+
+
+# ------------------------------------------------------------------------------ MLflow: experiments, runs, scores
+
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's nesting of runs
+_NS_PER_MS = 1_000_000
+
+
+def format_ms(ms: int) -> str:
+    """Milliseconds since the epoch (MLflow's unit) -> RFC 3339 UTC, as every API time."""
+    return format_ns(int(ms) * _NS_PER_MS)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN or Infinity (MLflow metrics may be either): they read as null."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def experiment_from_row(row: Mapping[str, Any]) -> ExperimentSummary:
+    return ExperimentSummary(
+        experiment_id=row["experiment_id"], name=row["name"], lifecycle_stage=row["lifecycle_stage"],
+        creation_time=format_ms(row["creation_ms"]), last_update_time=format_ms(row["last_update_ms"]),
+        tags=dict(row["tags"]), run_count=int(row["run_count"] or 0), trace_count=int(row["trace_count"] or 0))
+
+
+def _pairs(keys: Sequence[str] | None, values: Sequence[Any] | None) -> dict[str, Any]:
+    return dict(sorted(zip(keys or (), values or (), strict=True)))
+
+
+def run_from_row(row: Mapping[str, Any]) -> RunSummary:
+    tags = _pairs(row["tag_keys"], row["tag_values"])
+    start, end = int(row["start_ms"]), row["end_ms"]
+    return RunSummary(
+        run_id=row["run_id"], run_name=row["run_name"], experiment_id=row["experiment_id"], status=row["status"],
+        lifecycle_stage=row["lifecycle_stage"], start_time=format_ms(start),
+        end_time=None if end is None else format_ms(end), duration_ms=None if end is None else int(end) - start,
+        parent_run_id=tags.get(PARENT_RUN_TAG) or None, user_id=row["user_id"],
+        latest_metrics={k: finite_or_none(v) for k, v in _pairs(row["metric_keys"], row["metric_values"]).items()},
+        params=_pairs(row["param_keys"], row["param_values"]), tags=tags)
+
+
+def metric_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[MetricPoint]]:
+    """Rows of sql/run_metric_history.sql (by key, step, timestamp) -> key -> points."""
+    out: dict[str, list[MetricPoint]] = {}
+    for row in rows:
+        out.setdefault(row["key"], []).append(MetricPoint(
+            step=int(row["step"]), timestamp=format_ms(row["timestamp_ms"]), value=finite_or_none(row["value"])))
+    return out
+
+
+def mlflow_trace_from_row(row: Mapping[str, Any]) -> MlflowTraceSummary:
+    spans = int(row["span_count"] or 0)
+    return MlflowTraceSummary(
+        trace_id=row["trace_id"], request_id=row["request_id"], experiment_id=row["experiment_id"], name=row["name"],
+        state=row["state"], start_time=format_ms(row["request_ms"]), duration_ms=int(row["duration_ms"]),
+        source_run_id=row["source_run_id"] or None, span_count=spans,
+        input_tokens=row["input_tokens"] if spans else None, output_tokens=row["output_tokens"] if spans else None,
+        total_tokens=row["total_tokens"] if spans else None,
+        total_cost_usd=cost_or_none(row["total_cost_usd"]) if spans else None)
+
+
+def score_from_row(row: Mapping[str, Any]) -> Score:
+    data_type = row["data_type"]
+    value: bool | float | str | None
+    if data_type == "numeric":
+        value = finite_or_none(row["numeric_value"])
+    elif data_type == "boolean":
+        value = row["string_value"] == "true"
+    else:
+        value = row["string_value"]
+    return Score(score_id=row["score_id"], name=row["name"], data_type=data_type, value=value,
+                 comment=row["comment"], source=row["source"], author=row["author"],
+                 timestamp=format_ns(int(row["timestamp_ns"])), span_id=row["span_id"], kind=row["kind"],
+                 run_id=row["run_id"])
+
+
+def mlflow_info_from_row(row: Mapping[str, Any] | None) -> MlflowTraceInfo | None:
+    if row is None:
+        return None
+    return MlflowTraceInfo(experiment_id=row["experiment_id"], request_id=row["request_id"], tags=dict(row["tags"]),
+                           metadata=dict(row["metadata"]))

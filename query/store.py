@@ -51,7 +51,15 @@ class StoreError(Exception):
 
 
 SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
-             "jaeger_services", "jaeger_operations", "jaeger_search")
+             "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
+             "mlflow_traces", "trace_scores", "trace_mlflow")
+
+# MLflow reads (experiments, runs, scores): the most rows one response holds of each.
+MAX_EXPERIMENTS = 1000
+MAX_RUNS = 1000
+MAX_MLFLOW_TRACES = 200
+MAX_METRIC_POINTS = 100_000
+MAX_SCORES = 10_000
 
 
 def load_sql(name: str, database: str, table: str) -> str:
@@ -355,6 +363,40 @@ class TraceStore:
         """Usage of one prompt per version, summed over the minutes in [start_s, end_s)."""
         return await self._query("prompt_usage", {"name": name, "start_s": start_s, "end_s": end_s,
                                                   "tenant": tenant})
+
+    # -- MLflow: experiments, runs, trace info and scores (the MLflow receiver's tables) --
+    async def experiments(self, experiment_id: str = "", *, active_only: bool, limit: int = MAX_EXPERIMENTS,
+                          tenant: str) -> list[dict[str, Any]]:
+        """Experiments newest first (one when `experiment_id` is set), with run and trace counts."""
+        return await self._query("experiment_list", {"experiment_id": experiment_id, "active_only": int(active_only),
+                                                     "limit": limit, "tenant": tenant})
+
+    async def runs(self, *, experiment_id: str = "", run_id: str = "", parent_run_id: str = "",
+                   active_only: bool = True, limit: int = MAX_RUNS, tenant: str) -> list[dict[str, Any]]:
+        """Runs newest first with params, tags and latest metrics; filters '' = any."""
+        return await self._query("run_list", {"experiment_id": experiment_id, "run_id": run_id,
+                                              "parent_run_id": parent_run_id, "active_only": int(active_only),
+                                              "limit": limit, "tenant": tenant})
+
+    async def run_metric_history(self, run_id: str, limit: int = MAX_METRIC_POINTS, *,
+                                 tenant: str) -> list[dict[str, Any]]:
+        """Every logged value of the run's metrics, by key, step, timestamp."""
+        return await self._query("run_metric_history", {"run_id": run_id, "limit": limit, "tenant": tenant})
+
+    async def mlflow_traces(self, *, experiment_id: str = "", run_id: str = "", limit: int = MAX_MLFLOW_TRACES,
+                            tenant: str) -> list[dict[str, Any]]:
+        """MLflow trace infos of an experiment or a source run, newest first, with rollup totals."""
+        return await self._query("mlflow_traces", {"experiment_id": experiment_id, "run_id": run_id,
+                                                   "limit": limit, "tenant": tenant})
+
+    async def trace_scores(self, trace_id: str, limit: int = MAX_SCORES, *, tenant: str) -> list[dict[str, Any]]:
+        """The trace's scores (not deleted), oldest first."""
+        return await self._query("trace_scores", {"trace_id": trace_id, "limit": limit, "tenant": tenant})
+
+    async def trace_mlflow(self, trace_id: str, *, tenant: str) -> dict[str, Any] | None:
+        """The trace's MLflow trace info, or None when no MLflow client logged it."""
+        rows = await self._query("trace_mlflow", {"trace_id": trace_id, "tenant": tenant})
+        return rows[0] if rows else None
 
     # -- lifecycle -------------------------------------------------------------------
     async def close(self) -> None:

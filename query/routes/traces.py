@@ -5,7 +5,7 @@
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,7 +15,14 @@ from tracehouse.core.auth import Principal
 from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
-from tracehouse.query.models import ErrorResponse, TraceDeletedResponse, TraceDetailResponse, TraceSearchResponse
+from tracehouse.query.models import (
+    ErrorResponse,
+    MlflowTraceInfo,
+    Score,
+    TraceDeletedResponse,
+    TraceDetailResponse,
+    TraceSearchResponse,
+)
 from tracehouse.query.params import (
     NS,
     decode_cursor,
@@ -24,21 +31,32 @@ from tracehouse.query.params import (
     parse_range,
     parse_trace_id,
 )
-from tracehouse.query.rows import format_ns, search_totals, span_from_row, summary_from_row, totals_of
+from tracehouse.query.rows import (
+    format_ns,
+    mlflow_info_from_row,
+    score_from_row,
+    search_totals,
+    span_from_row,
+    summary_from_row,
+    totals_of,
+)
 from tracehouse.query.store import INT64_MAX, MAX_TRACE_SPANS, UINT64_MAX, SearchQuery, TraceStore
 
 
 SPANS_PER_CHUNK = 500
 
 
-async def detail_json(trace_id: str, rows: list[dict[str, Any]], truncated: bool) -> AsyncIterator[bytes]:
+async def detail_json(trace_id: str, rows: list[dict[str, Any]], truncated: bool,
+                      scores: Sequence[Score] = (), mlflow: MlflowTraceInfo | None = None) -> AsyncIterator[bytes]:
     """TraceDetailResponse as JSON, produced piece by piece; each span row is dropped once
-    it is written."""
+    it is written. Scores and the MLflow trace info (small, read beside the spans) come last."""
     totals = await asyncio.to_thread(lambda: totals_of(rows).model_dump_json().encode())
     yield b'{"trace_id":"' + trace_id.encode() + b'","spans":['
     for start in range(0, len(rows), SPANS_PER_CHUNK):
         yield await asyncio.to_thread(_spans_json, rows, start, start == 0)
-    yield b'],"totals":' + totals + b',"truncated":' + (b"true" if truncated else b"false") + b"}"
+    extras = b'"scores":[' + b",".join(s.model_dump_json().encode() for s in scores) + b'],"mlflow":' + (
+        b"null" if mlflow is None else mlflow.model_dump_json().encode())
+    yield b'],"totals":' + totals + b',"truncated":' + (b"true" if truncated else b"false") + b"," + extras + b"}"
 
 
 def _spans_json(rows: list[dict[str, Any]], start: int, first: bool) -> bytes:
@@ -148,9 +166,14 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
         principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
     ) -> Response:
-        """Every span of a trace, once each, ordered by start time, with GenAI fields and totals."""
+        """Every span of a trace, once each, ordered by start time, with GenAI fields and totals;
+        the trace's scores (MLflow assessments) and, when an MLflow client logged it, its MLflow
+        trace info."""
         tid = parse_trace_id(trace_id)
-        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
+        tenant = principal.tenant
+        rows, score_rows, info = await asyncio.gather(
+            store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=tenant),
+            store.trace_scores(tid, tenant=tenant), store.trace_mlflow(tid, tenant=tenant))
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
         truncated = len(rows) > MAX_TRACE_SPANS
@@ -158,7 +181,8 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
         # Streamed: spans are converted a chunk at a time on a worker thread, so a trace of
         # 100k spans neither blocks the event loop (ingest shares it) nor holds every span's
         # model and the whole body in memory at once.
-        return StreamingResponse(detail_json(tid, rows, truncated), media_type="application/json")
+        return StreamingResponse(detail_json(tid, rows, truncated, [score_from_row(r) for r in score_rows],
+                                             mlflow_info_from_row(info)), media_type="application/json")
 
     @router.delete("/api/v1/traces/{trace_id}", response_model=TraceDeletedResponse,
                    responses={**ERROR_RESPONSES,

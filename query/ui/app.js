@@ -119,17 +119,21 @@ function route() {
   const view = trace ? "trace"
     : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts")
     : p.get("view") === "sessions" ? (p.get("session") !== null ? "session" : "sessions")
-    : p.get("view") === "overview" ? "overview" : "traces";
+    : p.get("view") === "overview" ? "overview"
+    : p.get("view") === "experiments" ? (p.get("run") !== null ? "run" : p.get("experiment") !== null ? "experiment" : "experiments")
+    : "traces";
   for (const link of document.querySelectorAll("[data-nav]")) {
-    const section = { prompt: "prompts", session: "sessions", trace: "traces" }[view] || view;
+    const section = { prompt: "prompts", session: "sessions", trace: "traces", experiment: "experiments", run: "experiments" }[view] || view;
     link.toggleAttribute("aria-current", link.dataset.nav === section);
   }
   document.title = `${trace ? `trace ${trace.slice(0, 8)}` : view === "prompt" ? p.get("prompt")
-    : view === "session" ? `session ${p.get("session")}` : view} · tracehouse`;
+    : view === "session" ? `session ${p.get("session")}` : view === "experiment" ? `experiment ${p.get("experiment")}`
+    : view === "run" ? `run ${p.get("run").slice(0, 8)}` : view} · tracehouse`;
   const render = { trace: () => renderTrace(trace, p), prompts: () => renderPrompts(p),
                    prompt: () => renderPrompt(p.get("prompt"), p), sessions: () => renderSessions(p),
                    session: () => renderSession(p.get("session"), p), overview: () => renderOverview(p),
-                   traces: () => renderTraces(p) }[view];
+                   experiments: () => renderExperiments(), experiment: () => renderExperiment(p.get("experiment")),
+                   run: () => renderRun(p.get("run")), traces: () => renderTraces(p) }[view];
   render().catch((err) => showError(main, err));
 }
 
@@ -353,7 +357,14 @@ async function renderTrace(traceId, p) {
       el("div", {}, el("b", { text: "models" }), models.join(", ") || "–"),
       el("div", {}, el("b", { text: "services" }), totals.services.join(", ")),
       slowest ? el("div", { "data-testid": "slowest-call" }, el("b", { text: "slowest model call" }),
-        link(`${slowest.name} · ${fmtDuration(slowest.duration_ns)}`, withSpan(slowest.span_id))) : null));
+        link(`${slowest.name} · ${fmtDuration(slowest.duration_ns)}`, withSpan(slowest.span_id))) : null,
+      data.mlflow ? mlflowSummary(data.mlflow) : null));
+  if (data.scores && data.scores.length) {
+    const spanNames = new Map(spans.map((s) => [s.span_id, s.name]));
+    main.append(el("section", { "data-testid": "trace-scores" }, el("h2", { text: `Scores (${data.scores.length})` }),
+      scoreTable(data.scores, (score) => (spanNames.has(score.span_id)
+        ? link(spanNames.get(score.span_id), withSpan(score.span_id)) : score.span_id || "whole trace"))));
+  }
   if (data.truncated) main.append(el("div", { class: "error", role: "alert", text: "This trace has more spans than one response holds; the newest are shown." }));
 
   const start = BigInt(totals.start_time_unix_nano);
@@ -417,7 +428,7 @@ async function renderTrace(traceId, p) {
   main.append(el("div", { class: "trace-view" },
     el("div", { class: "waterfall", role: "tree", "aria-label": "spans" }, rows), panel));
   const selected = spans.find((s) => s.span_id === p.get("span")) || null;
-  if (selected) renderSpan(panel, selected);
+  if (selected) renderSpan(panel, selected, (data.scores || []).filter((score) => score.span_id === selected.span_id));
   else panel.append(el("p", { class: "muted", text: "Select a span to see its GenAI fields, attributes and events." }));
 }
 
@@ -450,7 +461,37 @@ function chat(title, messages) {
         el("pre", { text: call.arguments }))))))];
 }
 
-function renderSpan(panel, span) {
+/** MLflow's view of the trace: its experiment and the run that produced it, as links. */
+function mlflowSummary(info) {
+  const run = info.metadata["mlflow.sourceRun"];
+  return el("div", { "data-testid": "mlflow" }, el("b", { text: "MLflow" }),
+    link(`experiment ${info.experiment_id}`, new URLSearchParams({ view: "experiments", experiment: info.experiment_id })),
+    run ? " · " : null,
+    run ? link(`run ${run.slice(0, 8)}`, new URLSearchParams({ view: "experiments", run })) : null);
+}
+
+function fmtScore(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") return fmtNumber(value);
+  return String(value);
+}
+
+/** Scores (MLflow assessments) as a table; `where` gives the cell saying what was judged. */
+function scoreTable(scores, where) {
+  const head = ["name", "value", "kind", "source", "author", "comment", where ? "on" : null].filter(Boolean);
+  return el("table", { class: "traces scores" },
+    el("thead", {}, el("tr", {}, head.map((h) => el("th", { text: h })))),
+    el("tbody", {}, scores.map((score) => el("tr", { "data-score-id": score.score_id },
+      el("td", { class: "name", text: score.name }),
+      el("td", { class: `score-value score-${typeof score.value}`, text: fmtScore(score.value) }),
+      el("td", { text: score.kind }),
+      el("td", { text: score.source }),
+      el("td", { text: score.author }),
+      el("td", { class: "name", text: score.comment }),
+      where ? el("td", {}, where(score)) : null))));
+}
+
+function renderSpan(panel, span, scores = []) {
   const g = span.genai;
   const costSource = g.cost_source === "computed" ? `computed (${g.price_version})`
     : g.cost_source === "reported" ? "reported by the client" : "";
@@ -470,6 +511,7 @@ function renderSpan(panel, span) {
         new URLSearchParams({ view: "prompts", prompt: g.prompt_name, ...(g.prompt_version ? { version: g.prompt_version } : {}) })) : ""],
       ["session", g.session_id], ["user", g.user_id]]));
   }
+  if (scores.length) panel.append(el("h3", { text: `Scores (${scores.length})` }), scoreTable(scores, null));
   panel.append(...chat("Input messages", span.input_messages), ...chat("Output messages", span.output_messages));
   const attrs = Object.entries(span.attributes).sort(([a], [b]) => a.localeCompare(b));
   panel.append(el("h3", { text: `Attributes (${attrs.length})` }), kv(attrs));
@@ -753,6 +795,220 @@ async function renderPrompt(name, p) {
       v.template ? el("pre", { class: "template", "data-version": v.version, text: v.template })
                  : el("p", { class: "muted", text: "No template registered for this version (seen in use only)." }));
   }
+}
+
+// ---------------------------------------------------------------- experiments and runs (MLflow)
+
+/** A metric or score value: up to 6 significant digits, no exponent for everyday sizes. */
+function fmtNumber(value) {
+  if (value === null || value === undefined) return "–";
+  if (Number.isInteger(value)) return value.toLocaleString("en-US");
+  return String(Number(value.toPrecision(6)));
+}
+
+function fmtIso(iso) {
+  return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" }) : "";
+}
+
+function runStatusClass(status) {
+  return status === "FINISHED" ? "status-ok" : status === "FAILED" || status === "KILLED" ? "status-error" : null;
+}
+
+const experimentsLink = (query) => new URLSearchParams({ view: "experiments", ...query });
+
+async function renderExperiments() {
+  main.append(el("h1", { text: "Experiments" }));
+  const data = await api("/api/v1/experiments");
+  if (!data.experiments.length) {
+    main.append(el("div", { class: "empty" },
+      el("p", { text: "No MLflow experiments yet." }),
+      el("p", {}, "Point an MLflow client at tracehouse's MLflow endpoint: ",
+        el("code", { text: `MLFLOW_TRACKING_URI=${location.protocol}//${location.hostname}:5000` }))));
+    return;
+  }
+  const rows = data.experiments.map((e) => {
+    const open = () => navigate(experimentsLink({ experiment: e.experiment_id }));
+    return el("tr", { tabindex: 0, "data-experiment-id": e.experiment_id, onclick: open, onkeydown: (ev) => keyInList(ev, open) },
+      el("td", { class: "name", text: e.name }),
+      el("td", { text: e.experiment_id }),
+      el("td", { class: "num", text: fmtInt(e.run_count) }),
+      el("td", { class: "num", text: fmtInt(e.trace_count) }),
+      el("td", { text: fmtIso(e.creation_time) }),
+      el("td", { text: fmtIso(e.last_update_time) }));
+  });
+  const head = ["name", "id", "runs", "traces", "created", "updated"];
+  main.append(el("table", { class: "traces experiments" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i === 2 || i === 3 ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+}
+
+/** Runs in tree order: each top-level run (or one whose parent is not listed), then its
+ * children depth-first; every run keeps the list's order (newest first) among its siblings. */
+export function runTree(runs) {
+  const ids = new Set(runs.map((r) => r.run_id));
+  const children = new Map();
+  const roots = [];
+  for (const run of runs) {
+    if (run.parent_run_id && ids.has(run.parent_run_id) && run.parent_run_id !== run.run_id) {
+      if (!children.has(run.parent_run_id)) children.set(run.parent_run_id, []);
+      children.get(run.parent_run_id).push(run);
+    } else roots.push(run);
+  }
+  const out = [];
+  const seen = new Set();
+  const visit = (run, depth) => {
+    if (seen.has(run.run_id)) return;  // a cycle of parent tags must not loop
+    seen.add(run.run_id);
+    out.push({ run, depth });
+    for (const child of children.get(run.run_id) || []) visit(child, depth + 1);
+  };
+  for (const run of roots) visit(run, 0);
+  for (const run of runs) visit(run, 0);  // runs only reachable through a cycle
+  return out;
+}
+
+/** The keys most runs have (at most `n`), for a table's columns. */
+function commonKeys(maps, n) {
+  const counts = new Map();
+  for (const m of maps) for (const key of Object.keys(m)) counts.set(key, (counts.get(key) || 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, n).map(([key]) => key);
+}
+
+/** Runs as a table nested by parent: name, status, start, duration, key metrics and params. */
+function runsTable(runs, { nested = true } = {}) {
+  const metricKeys = commonKeys(runs.map((r) => r.latest_metrics), 4);
+  const paramKeys = commonKeys(runs.map((r) => r.params), 4);
+  const ordered = nested ? runTree(runs) : runs.map((run) => ({ run, depth: 0 }));
+  const rows = ordered.map(({ run, depth }) => {
+    const open = () => navigate(experimentsLink({ run: run.run_id }));
+    return el("tr", { tabindex: 0, "data-run-id": run.run_id, "aria-level": depth + 1, onclick: open,
+                      onkeydown: (ev) => keyInList(ev, open) },
+      el("td", { class: "name", style: `padding-left: ${0.5 + depth * 1.2}rem` },
+        depth ? el("span", { class: "muted", text: "↳ " }) : null, run.run_name || run.run_id),
+      el("td", { class: runStatusClass(run.status), text: run.status }),
+      el("td", { text: fmtIso(run.start_time) }),
+      el("td", { class: "num", text: run.duration_ms === null ? "running" : fmtDuration(run.duration_ms * NS_PER_MS) }),
+      metricKeys.map((key) => el("td", { class: "num", "data-metric": key,
+                                          text: key in run.latest_metrics ? fmtNumber(run.latest_metrics[key]) : "" })),
+      paramKeys.map((key) => el("td", { "data-param": key, text: run.params[key] ?? "" })));
+  });
+  const head = [["name"], ["status"], ["start"], ["duration", "num"], ...metricKeys.map((k) => [k, "num metric"]),
+                ...paramKeys.map((k) => [k, "param"])];
+  return el("table", { class: "traces runs" },
+    el("thead", {}, el("tr", {}, head.map(([h, cls]) => el("th", { class: cls || null, text: h })))),
+    el("tbody", {}, rows));
+}
+
+/** MLflow traces (of an experiment or a run); a row opens the trace's page. */
+function mlflowTraceTable(traces) {
+  const rows = traces.map((t) => {
+    const open = () => navigate(new URLSearchParams({ trace: t.trace_id }));
+    return el("tr", { tabindex: 0, "data-trace-id": t.trace_id, onclick: open, onkeydown: (ev) => keyInList(ev, open) },
+      el("td", { text: fmtIso(t.start_time) }),
+      el("td", { class: "name", text: t.name || t.request_id }),
+      el("td", { class: t.state === "ERROR" ? "status-error" : t.state === "OK" ? "status-ok" : null, text: t.state }),
+      el("td", { class: "num", text: fmtDuration(t.duration_ms * NS_PER_MS) }),
+      el("td", { class: "num", text: fmtInt(t.span_count) }),
+      el("td", { class: "num", text: fmtInt(t.input_tokens) }),
+      el("td", { class: "num", text: fmtInt(t.output_tokens) }),
+      el("td", { class: "num cost", text: fmtCost(t.total_cost_usd) }),
+      el("td", {}, t.source_run_id ? el("a", { href: `/?${experimentsLink({ run: t.source_run_id })}`, text: t.source_run_id.slice(0, 8),
+        onclick: (ev) => { ev.preventDefault(); ev.stopPropagation(); navigate(experimentsLink({ run: t.source_run_id })); } }) : null));
+  });
+  const head = ["time", "name", "state", "duration", "spans", "input tok", "output tok", "cost", "run"];
+  return el("table", { class: "traces mlflow-traces" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 3 && i <= 7 ? "num" : null, text: h })))),
+    el("tbody", {}, rows));
+}
+
+/** Key/value pairs as a two-column table, sorted by key. */
+function pairsTable(pairs, testid) {
+  const entries = Object.entries(pairs).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return el("p", { class: "muted", "data-testid": testid, text: "None." });
+  return el("table", { class: "traces pairs", "data-testid": testid },
+    el("thead", {}, el("tr", {}, el("th", { text: "key" }), el("th", { text: "value" }))),
+    el("tbody", {}, entries.map(([k, v]) => el("tr", { "data-key": k },
+      el("td", { text: k }), el("td", { class: "name", text: v })))));
+}
+
+async function renderExperiment(experimentId) {
+  main.append(el("p", {}, link("← Experiments", experimentsLink({}))));
+  const data = await api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`);
+  main.append(el("h1", { text: data.name }),
+    el("div", { class: "summary", "data-testid": "summary" },
+      el("div", {}, el("b", { text: "experiment id" }), data.experiment_id),
+      el("div", {}, el("b", { text: "runs" }), fmtInt(data.run_count)),
+      el("div", {}, el("b", { text: "traces" }), fmtInt(data.trace_count)),
+      el("div", {}, el("b", { text: "created" }), fmtIso(data.creation_time)),
+      data.lifecycle_stage !== "active" ? el("div", {}, el("b", { text: "state" }), data.lifecycle_stage) : null,
+      Object.entries(data.tags).filter(([k]) => !k.startsWith("mlflow.")).map(([k, v]) =>
+        el("div", {}, el("b", { text: k }), v))));
+  main.append(el("h2", { text: `Runs (${data.runs.length})` }),
+    data.runs.length ? runsTable(data.runs) : el("p", { class: "muted", text: "No runs yet." }));
+  main.append(el("h2", { text: `Traces (${data.traces.length === data.trace_count ? "" : "latest "}${data.traces.length})` }),
+    data.traces.length ? mlflowTraceTable(data.traces) : el("p", { class: "muted", text: "No traces logged to this experiment." }));
+}
+
+/** One metric's history as an inline SVG line: x = step, y = value; one point per logged
+ * value (non-finite values, which the API gives as null, are left out). */
+export function metricChart(key, points) {
+  const shown = points.filter((pt) => pt.value !== null);
+  const width = 420, height = 160, padX = 46, padY = 16;
+  const steps = shown.map((pt) => pt.step), values = shown.map((pt) => pt.value);
+  const [s0, s1] = [Math.min(...steps), Math.max(...steps)];
+  const [v0, v1] = [Math.min(...values), Math.max(...values)];
+  const x = (step) => (s1 === s0 ? width / 2 : padX + ((step - s0) / (s1 - s0)) * (width - padX - 10));
+  const y = (v) => (v1 === v0 ? height / 2 : height - padY - ((v - v0) / (v1 - v0)) * (height - 2 * padY));
+  const label = (text, attrs) => { const t = svg("text", { class: "tick", ...attrs }); t.textContent = text; return t; };
+  const node = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart metric-chart", role: "img",
+                            "data-metric": key, "aria-label": `${key} by step` },
+    svg("line", { x1: padX, y1: height - padY, x2: width - 10, y2: height - padY, class: "axis" }));
+  if (!shown.length) return node;
+  node.append(label(fmtNumber(v1), { x: 2, y: padY }), label(fmtNumber(v0), { x: 2, y: height - padY }),
+    label(`step ${s0}`, { x: padX, y: height - 2 }), label(`step ${s1}`, { x: width - 60, y: height - 2 }));
+  node.append(svg("polyline", { points: shown.map((pt) => `${x(pt.step).toFixed(1)},${y(pt.value).toFixed(1)}`).join(" "),
+                                fill: "none", stroke: "#2563eb", "stroke-width": 2 }));
+  for (const pt of shown) {
+    const dot = svg("circle", { cx: x(pt.step).toFixed(1), cy: y(pt.value).toFixed(1), r: 3, fill: "#2563eb" });
+    const title = svg("title");
+    title.textContent = `step ${pt.step}: ${fmtNumber(pt.value)} (${fmtIso(pt.timestamp)})`;
+    dot.append(title);
+    node.append(dot);
+  }
+  return node;
+}
+
+async function renderRun(runId) {
+  const data = await api(`/api/v1/runs/${encodeURIComponent(runId)}`);
+  const run = data.run;
+  main.append(el("p", {}, link(`← ${run.experiment_name || `experiment ${run.experiment_id}`}`,
+    experimentsLink({ experiment: run.experiment_id }))));
+  main.append(el("h1", { text: run.run_name || run.run_id }),
+    el("div", { class: "summary", "data-testid": "summary" },
+      el("div", {}, el("b", { text: "status" }), el("span", { class: runStatusClass(run.status), text: run.status })),
+      el("div", {}, el("b", { text: "start" }), fmtIso(run.start_time)),
+      el("div", {}, el("b", { text: "duration" }), run.duration_ms === null ? "running" : fmtDuration(run.duration_ms * NS_PER_MS)),
+      run.user_id ? el("div", {}, el("b", { text: "user" }), run.user_id) : null,
+      el("div", {}, el("b", { text: "run id" }), run.run_id),
+      run.parent_run_id ? el("div", { "data-testid": "parent-run" }, el("b", { text: "parent run" }),
+        link(run.parent_run_id.slice(0, 8), experimentsLink({ run: run.parent_run_id }))) : null,
+      run.lifecycle_stage !== "active" ? el("div", {}, el("b", { text: "state" }), run.lifecycle_stage) : null));
+  const keys = Object.keys(run.metrics).sort();
+  main.append(el("h2", { text: `Metrics (${keys.length})` }));
+  if (!keys.length) main.append(el("p", { class: "muted", text: "No metrics logged." }));
+  main.append(el("div", { class: "metric-grid" }, keys.map((key) => {
+    const latest = run.latest_metrics[key];
+    return el("figure", { class: "metric", "data-metric": key },
+      el("figcaption", {}, el("b", { text: key }), ` latest ${fmtNumber(latest)} · ${run.metrics[key].length} values`),
+      metricChart(key, run.metrics[key]));
+  })));
+  main.append(el("div", { class: "two-columns" },
+    el("section", {}, el("h2", { text: "Params" }), pairsTable(run.params, "params")),
+    el("section", {}, el("h2", { text: "Tags" }), pairsTable(run.tags, "tags"))));
+  main.append(el("h2", { text: `Child runs (${run.children.length})` }),
+    run.children.length ? runsTable(run.children, { nested: false }) : el("p", { class: "muted", text: "None." }));
+  main.append(el("h2", { text: `Traces (${run.traces.length})` }),
+    run.traces.length ? mlflowTraceTable(run.traces) : el("p", { class: "muted", text: "This run produced no traces." }));
 }
 
 route();

@@ -529,3 +529,147 @@ def test_the_theme_follows_the_system_setting(explorer: tuple[AllInOne, dict[str
         context.close()
     background, text = luminance
     assert (background < 0.2 and text > 0.8) if dark else (background > 0.9 and text < 0.2), luminance
+
+
+# ------------------------------------------------------------------------------ experiments and runs (MLflow)
+
+MLFLOW_TRACE = 0x3A7F  # the OTel trace id (as an int) of the trace the MLflow run produced
+RUN_NAME = "<i>sweep</i> 1"  # markup, to be shown as text
+LOSS = [(0, 0.92), (1, 0.71), (2, 0.55), (3, 0.47), (4, 0.43)]
+ACCURACY = [(0, 0.5), (2, 0.75)]
+
+
+@pytest.fixture(scope="module")
+def mlflow_run(explorer: tuple[AllInOne, dict[str, str]]) -> dict[str, str]:
+    """An experiment with a parent run (params, tags, two metric histories) and a nested
+    run, logged through the all-in-one's MLflow endpoint as MLflow clients call it; a trace
+    the parent run produced (its MLflow trace info, its spans over OTLP) and two scores on it."""
+    aio, _ = explorer
+    base = f"{aio.mlflow}/api/2.0/mlflow"
+    trace_hex = MLFLOW_TRACE.to_bytes(16, "big").hex()
+    with httpx.Client(timeout=30) as http:
+        def post(path: str, body: dict[str, Any], root: str = base) -> dict[str, Any]:
+            response = http.post(f"{root}/{path}", json=body)
+            assert response.status_code == 200, response.text
+            result: dict[str, Any] = response.json()
+            return result
+
+        experiment = post("experiments/create", {"name": "weather-eval", "tags": [{"key": "team", "value": "search"}]})
+        eid = experiment["experiment_id"]
+        now_ms = int(time.time() * 1000)
+        parent = post("runs/create", {"experiment_id": eid, "run_name": RUN_NAME, "start_time": now_ms - 60_000})
+        parent_id = parent["run"]["info"]["run_id"]
+        child = post("runs/create", {"experiment_id": eid, "run_name": "trial-a", "start_time": now_ms - 50_000,
+                                     "tags": [{"key": "mlflow.parentRunId", "value": parent_id}]})
+        child_id = child["run"]["info"]["run_id"]
+        post("runs/log-batch", {"run_id": parent_id,
+                                "params": [{"key": "lr", "value": "0.01"}, {"key": "model", "value": "gpt-4o-mini"}],
+                                "tags": [{"key": "stage", "value": "dev"}],
+                                "metrics": [{"key": "loss", "value": v, "step": s, "timestamp": now_ms - 40_000 + s}
+                                            for s, v in reversed(LOSS)]
+                                + [{"key": "accuracy", "value": v, "step": s, "timestamp": now_ms - 40_000 + s}
+                                   for s, v in ACCURACY]})
+        post("runs/log-batch", {"run_id": child_id, "metrics": [{"key": "loss", "value": 0.6, "step": 0,
+                                                                 "timestamp": now_ms}], "params": [], "tags": []})
+        post("runs/update", {"run_id": parent_id, "status": "FINISHED", "end_time": now_ms - 30_000})
+        post("traces", {"trace": {"trace_info": {
+            "trace_id": f"tr-{trace_hex}", "trace_location": {"mlflow_experiment": {"experiment_id": eid}},
+            "request_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now_ms / 1000 - 20)),
+            "execution_duration": "0.5s", "state": "OK", "trace_metadata": {"mlflow.sourceRun": parent_id},
+            "tags": {"mlflow.traceName": "weather answer"}}}}, root=f"{aio.mlflow}/api/3.0/mlflow")
+        t0 = time.time_ns() - 20 * 10**9
+        spans = batch_of([make_span(MLFLOW_TRACE, 1, t0, {}, name="weather answer", duration_ns=5 * 10**8),
+                          make_span(MLFLOW_TRACE, 2, t0 + 10**7, {}, parent=1, name="retrieve", duration_ns=10**8)],
+                         service="mlflow-app")
+        response = http.post(f"{aio.otlp_http}/v1/traces", content=spans.to_bytes(),
+                             headers={"content-type": "application/x-protobuf"})
+        assert response.status_code == 200, response.text
+        for name, value, span_id in (("relevance", 0.9, ""), ("grounded", True, (2).to_bytes(8, "big").hex())):
+            post(f"traces/tr-{trace_hex}/assessments", {"assessment": {
+                "assessment_name": name, "trace_id": f"tr-{trace_hex}", "span_id": span_id, "feedback": {"value": value},
+                "source": {"source_type": "LLM_JUDGE", "source_id": "judge-1"}, "rationale": f"why {name}"}},
+                root=f"{aio.mlflow}/api/3.0/mlflow")
+    deadline = time.time() + 30  # the spans pass the batch processor before they are stored
+    while not httpx.get(f"{aio.query}/api/v1/traces/{trace_hex}", timeout=10).is_success:
+        assert time.time() < deadline, "the MLflow trace's spans were not stored"
+        time.sleep(0.2)
+    return {"experiment": eid, "parent": parent_id, "child": child_id, "trace": trace_hex}
+
+
+def test_the_experiments_page_lists_experiments_and_an_experiment_nests_its_runs(
+        explorer: tuple[AllInOne, dict[str, str]], mlflow_run: dict[str, str], page: Any, tmp_path: Path) -> None:
+    aio, _ = explorer
+    eid = mlflow_run["experiment"]
+    cells = _row_from_nav(page, aio, "experiments", f'tr[data-experiment-id="{eid}"]')
+    listed = {e["experiment_id"]: e for e in _api(aio, "/api/v1/experiments")["experiments"]}
+    assert cells[:4] == ["weather-eval", eid, "2", "1"] and (listed[eid]["run_count"], listed[eid]["trace_count"]) == (2, 1)
+    assert page.eval_on_selector_all("tr[data-experiment-id]", "rs => rs.map(r => r.dataset.experimentId)") == \
+        list(listed), "the API's order"
+    page.click(f'tr[data-experiment-id="{eid}"]')
+    page.wait_for_selector("table.runs tbody tr")
+    assert f"experiment={eid}" in page.url
+    rows = page.eval_on_selector_all("table.runs tbody tr", "rs => rs.map(r => [r.dataset.runId, r.ariaLevel])")
+    assert rows == [[mlflow_run["parent"], "1"], [mlflow_run["child"], "2"]], "the child nested under its parent"
+    parent = page.locator(f'table.runs tr[data-run-id="{mlflow_run["parent"]}"]')
+    assert parent.locator("td").first.inner_text() == RUN_NAME, "markup shown as text"
+    assert parent.locator('td[data-metric="loss"]').inner_text() == "0.43"
+    assert parent.locator('td[data-param="lr"]').inner_text() == "0.01"
+    assert "FINISHED" in parent.inner_text()
+    assert page.eval_on_selector_all("table.mlflow-traces tbody tr", "rs => rs.map(r => r.dataset.traceId)") == \
+        [mlflow_run["trace"]]
+    assert page.locator("main i").count() == 0
+    _screenshot(page, "experiment", tmp_path)
+
+
+def test_a_run_page_draws_one_point_per_logged_step_and_lists_params_tags_children_and_traces(
+        explorer: tuple[AllInOne, dict[str, str]], mlflow_run: dict[str, str], page: Any, tmp_path: Path) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/?view=experiments&run={mlflow_run['parent']}")
+    page.wait_for_selector('svg.metric-chart[data-metric="loss"] polyline', state="attached")
+    run = _api(aio, f"/api/v1/runs/{mlflow_run['parent']}")["run"]
+    assert page.inner_text("h1") == RUN_NAME
+    for key, logged in (("loss", LOSS), ("accuracy", ACCURACY)):
+        points = page.get_attribute(f'svg.metric-chart[data-metric="{key}"] polyline', "points")
+        assert points is not None and len(points.split()) == len(logged) == len(run["metrics"][key])
+        xs = [float(p.split(",")[0]) for p in points.split()]
+        assert xs == sorted(xs), "by step"
+    ys = [float(p.split(",")[1]) for p in page.get_attribute('svg.metric-chart[data-metric="loss"] polyline',
+                                                             "points").split()]
+    assert ys == sorted(ys), "the loss falls step by step: the line goes down (SVG's y grows downwards)"
+    assert page.inner_text('[data-testid="params"] tr[data-key="lr"] td:nth-child(2)') == "0.01"
+    assert page.inner_text('[data-testid="tags"] tr[data-key="stage"] td:nth-child(2)') == "dev"
+    assert page.eval_on_selector_all("table.runs tbody tr", "rs => rs.map(r => r.dataset.runId)") == \
+        [c["run_id"] for c in run["children"]] == [mlflow_run["child"]]
+    assert page.eval_on_selector_all("table.mlflow-traces tbody tr", "rs => rs.map(r => r.dataset.traceId)") == \
+        [t["trace_id"] for t in run["traces"]] == [mlflow_run["trace"]]
+    _screenshot(page, "run", tmp_path)
+    page.click(f'table.runs tr[data-run-id="{mlflow_run["child"]}"]')  # the child's page links back to its parent
+    page.wait_for_selector('[data-testid="parent-run"] a')
+    assert page.inner_text("h1") == "trial-a"
+    page.click('[data-testid="parent-run"] a')
+    page.wait_for_url(f"**run={mlflow_run['parent']}*")
+
+
+def test_a_run_s_trace_opens_the_trace_page_with_its_scores(
+        explorer: tuple[AllInOne, dict[str, str]], mlflow_run: dict[str, str], page: Any) -> None:
+    aio, _ = explorer
+    page.goto(f"{aio.query}/?view=experiments&run={mlflow_run['parent']}")
+    page.click(f'table.mlflow-traces tr[data-trace-id="{mlflow_run["trace"]}"]')
+    page.wait_for_selector(".span-row")
+    assert f"trace={mlflow_run['trace']}" in page.url
+    scores = _api(aio, f"/api/v1/traces/{mlflow_run['trace']}")["scores"]
+    shown = page.eval_on_selector_all('[data-testid="trace-scores"] tbody tr', "rs => rs.map(r => r.dataset.scoreId)")
+    assert shown == [s["score_id"] for s in scores] and len(shown) == 2
+    by_name = {s["name"]: s for s in scores}
+    row = page.locator(f'[data-testid="trace-scores"] tr[data-score-id="{by_name["relevance"]["score_id"]}"]')
+    assert row.locator("td").all_inner_texts()[:6] == ["relevance", "0.9", "feedback", "llm_judge", "judge-1",
+                                                       "why relevance"]
+    # The span-level score is also in that span's panel.
+    page.click('[data-testid="trace-scores"] a')
+    page.wait_for_selector("aside table.scores")
+    assert page.inner_text("aside h2") == "retrieve"
+    assert page.locator("aside table.scores td").all_inner_texts()[:2] == ["grounded", "true"]
+    assert "experiment" in page.inner_text('[data-testid="mlflow"]')
+    page.click('[data-testid="mlflow"] a >> nth=1')  # back to the run that produced the trace
+    page.wait_for_url(f"**run={mlflow_run['parent']}*")
+    page.wait_for_selector("svg.metric-chart")

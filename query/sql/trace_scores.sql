@@ -1,0 +1,20 @@
+-- The scores of one trace (GET /api/v1/traces/{id}): every judgement on it or its spans
+-- (MLflow assessments; migration 008's `_scores`), the newest version of each (FINAL),
+-- deleted ones left out, oldest first.
+SELECT
+    ScoreId AS score_id,
+    Name AS name,
+    DataType AS data_type,
+    NumericValue AS numeric_value,
+    StringValue AS string_value,
+    Comment AS comment,
+    Source AS source,
+    Author AS author,
+    Kind AS kind,
+    SpanId AS span_id,
+    RunId AS run_id,
+    toUnixTimestamp64Nano(Timestamp) AS timestamp_ns
+FROM ${db}.${traces}_scores FINAL
+WHERE Tenant = {tenant:String} AND TraceId = {trace_id:String} AND NOT Deleted
+ORDER BY Timestamp, ScoreId
+LIMIT {limit:UInt32}
