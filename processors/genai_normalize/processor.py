@@ -210,6 +210,41 @@ _TOKEN_AND_COST_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens"
 _MAX_DEPTH = 256  # ancestors walked at most (parent links are the client's: they may loop)
 
 
+def parent_indexes(batch: TraceBatch) -> list[int | None]:
+    """Each span's parent as an index into the batch; None for roots and parents sent elsewhere."""
+    keys: dict[tuple[bytes, bytes], int] = {}
+    parent_keys: list[tuple[bytes, bytes] | None] = []
+    for n, (_, _, span) in enumerate(batch.iter_spans()):
+        keys[(span.trace_id, span.span_id)] = n
+        parent_keys.append((span.trace_id, span.parent_span_id) if span.parent_span_id else None)
+    return [keys.get(k) if k is not None else None for k in parent_keys]
+
+
+_PROMPT_COLUMNS = ("prompt_name", "prompt_version", "prompt_template_hash", "prompt_source", "prompt_template",
+                   "prompt_variables")
+
+
+def inherit_prompt_links(batch: TraceBatch, cols: GenAIColumns, linkers: list[int]) -> None:
+    """Model calls below a span that links a prompt, and link none themselves, take its link.
+
+    MLflow links a prompt to the trace (`mlflow.linkedPrompts` on the span of the function
+    that loaded it), not to the call that sent it; so the prompt's requests, tokens and cost
+    count that function's model calls. The nearest linking ancestor in the batch wins."""
+    parents = parent_indexes(batch)
+    is_linker = set(linkers)
+    for j in range(cols.size):
+        if cols.prompt_name[j] or cols.span_kind[j] not in CALL_KINDS:
+            continue
+        p, hops = parents[j], 0
+        while p is not None and p not in is_linker and hops < _MAX_DEPTH:
+            p, hops = parents[p], hops + 1
+        if p is None or p not in is_linker:
+            continue
+        for name in _PROMPT_COLUMNS:
+            column = getattr(cols, name)
+            column[j] = column[p]
+
+
 def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) -> None:
     """Where the usage of wrapper spans (not model calls, yet reporting usage) belongs.
 
@@ -222,12 +257,7 @@ def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) 
       when they all name one provider and model, the wrapper is given them, so its usage is
       priced and grouped under that model.
     Spans of the trace sent in another request are not seen: see the README."""
-    keys: dict[tuple[bytes, bytes], int] = {}
-    parent_keys: list[tuple[bytes, bytes] | None] = []
-    for n, (_, _, span) in enumerate(batch.iter_spans()):
-        keys[(span.trace_id, span.span_id)] = n
-        parent_keys.append((span.trace_id, span.parent_span_id) if span.parent_span_id else None)
-    parents = [keys.get(k) if k is not None else None for k in parent_keys]
+    parents = parent_indexes(batch)
     is_wrapper = set(wrappers)
     covered: dict[int, list[int]] = {w: [] for w in wrappers}
     repeated: set[int] = set()
@@ -314,6 +344,10 @@ class NormalizeProcessor:
         linked = rendered.link(cols)
         if wrappers:  # rare: most batches pay nothing for this
             attribute_usage(batch, cols, wrappers)
+        linkers = [j for j, name in enumerate(cols.prompt_name) if name]
+        # Only where a span that is not a call links a prompt (MLflow's traced function).
+        if linkers and any(cols.span_kind[j] not in CALL_KINDS for j in linkers):
+            inherit_prompt_links(batch, cols, linkers)
         batch.genai = cols
         with self._lock:
             self.normalized_spans += normalized

@@ -42,6 +42,8 @@ def all_in_one(chdb_endpoint: str, database: str) -> dict[str, Any]:
     raw["exporters"]["clickhouse"].pop("sending_queue", None)
     raw["extensions"]["query_api"]["endpoint"] = "127.0.0.1:0"
     raw["extensions"]["query_api"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
+    raw["receivers"]["mlflow"].update(endpoint="127.0.0.1:0")
+    raw["receivers"]["mlflow"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
     raw["processors"]["batch"]["timeout"] = "20ms"
     return raw
 
