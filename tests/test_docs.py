@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENTED = {
     (Kind.RECEIVER, "otlp"): "ingest/otlp/README.md",
     (Kind.RECEIVER, "kafka"): "ingest/kafka/README.md",
+    (Kind.RECEIVER, "mlflow"): "ingest/mlflow/README.md",
     (Kind.PROCESSOR, "batch"): "processors/batch/README.md",
     (Kind.PROCESSOR, "memory_limiter"): "processors/memory_limiter/README.md",
     (Kind.EXPORTER, "clickhouse"): "sinks/clickhouse/README.md",

@@ -445,6 +445,25 @@ async def start_trace(app: MlflowApp, c: Call) -> Any:
     return {"trace": {"trace_info": await app.call(app.store.start_trace, c.tenant, info)}}
 
 
+@route("GET", f"{_API3}/traces/get", READ)
+async def get_trace(app: MlflowApp, c: Call) -> Any:
+    request_id = c.arg("trace_id")
+    info = await app.call(app.store.get_trace_info, c.tenant, request_id)
+    return {"trace": {"trace_info": info, "spans": await app.call(app.store.trace_spans, c.tenant, request_id)}}
+
+
+@route("GET", f"{_API3}/traces/batchGet", READ)
+async def batch_get_traces(app: MlflowApp, c: Call) -> Any:
+    traces = []
+    for request_id in c.args("trace_ids"):
+        try:
+            info = await app.call(app.store.get_trace_info, c.tenant, request_id)
+        except MlflowError:
+            continue  # MLflow answers the traces it has
+        traces.append({"trace_info": info, "spans": await app.call(app.store.trace_spans, c.tenant, request_id)})
+    return {"traces": traces}
+
+
 @route("GET", f"{_API3}/traces/<trace_id>", READ)
 async def get_trace_info(app: MlflowApp, c: Call) -> Any:
     return {"trace": {"trace_info": await app.call(app.store.get_trace_info, c.tenant, c.params["trace_id"])}}

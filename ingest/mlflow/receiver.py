@@ -54,9 +54,11 @@ class MlflowReceiver:
         table = f"{ch.database}.{ch.traces_table_name}_experiments"
         exists = await self._run(lambda: store.client.command(f"EXISTS TABLE {table}"))
         if str(exists) != "1":
-            raise RuntimeError(f"the MLflow tracking store's tables are missing ({table}): the clickhouse exporter "
-                               "creates them (create_schema: true) on the same database; start it first, or point "
-                               "this receiver's clickhouse at the database the writers use")
+            # Not fatal: the writers of a Kafka shape may create them later. Until then the
+            # tracking routes answer 503 (retryable), and this says why.
+            self._log.warning("the MLflow tracking store's tables are missing: the clickhouse exporter creates them "
+                              "(create_schema: true) on the same database; point this receiver's clickhouse at the "
+                              "database the writers use", table=table)
         otlp = OtlpHttpApp(HttpConfig(endpoint=cfg.endpoint, max_request_body_size=cfg.max_request_body_size,
                                       request_timeout=cfg.request_timeout, auth=cfg.auth),
                            self._exports, self._log, annotate=tag_experiment)

@@ -93,6 +93,7 @@ class TrackingStore:
         self._t = {name: f"{t}_{name}" for name in (
             "experiments", "runs", "run_params", "run_tags", "run_metrics", "trace_info", "registered_models",
             "model_versions", "logged_models", "artifacts", "scores")}
+        self._spans = t
         self.prompts = PromptRegistry(database, traces_table)
 
     @property
@@ -370,6 +371,25 @@ class TrackingStore:
         if assessments:
             info["assessments"] = assessments
         return info
+
+    def trace_spans(self, tenant: str, request_id: str) -> list[dict[str, Any]]:
+        """The trace's stored spans as OTLP JSON (ingest/mlflow/spans.py), start order. The
+        lookup is bounded in time around the trace's request time (the table's key is time)."""
+        from tracehouse.ingest.mlflow.spans import span_json
+
+        row = self._trace_row(tenant, request_id)
+        if row is None:
+            raise not_found(f"Trace with ID {request_id} is not found.")
+        rows = self._rows(
+            f"SELECT TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp) AS StartNs, Duration, "
+            "StatusCode, StatusMessage, SpanAttributes, arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) "
+            "AS EventNs, `Events.Name` AS EventNames, `Events.Attributes` AS EventAttributes "
+            f"FROM {self._spans} WHERE TraceId = {{id:String}} AND Tenant = {{tenant:String}} "
+            "AND Timestamp BETWEEN fromUnixTimestamp64Milli({t:Int64}) - INTERVAL 1 DAY "
+            "AND fromUnixTimestamp64Milli({t:Int64}) + INTERVAL 1 DAY "
+            "ORDER BY Timestamp, SpanId LIMIT 1 BY SpanId",
+            id=row["TraceId"], tenant=tenant, t=row["RequestTime"])
+        return [span_json(r) for r in rows]
 
     def update_trace_tags(self, tenant: str, request_id: str, set_tags: Mapping[str, str] = {},
                           delete: Iterable[str] = ()) -> None:

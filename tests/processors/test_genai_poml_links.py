@@ -1,6 +1,6 @@
 """POML: the LLM call that sends a `poml` span's rendered messages is linked to its prompt.
 
-The fixture (tests/fixtures/otlp/poml-mlflow, see its README row) is the real OTLP request of
+The fixture (tests/fixtures/seed-flows/poml-mlflow, see its README row) is the real OTLP request of
 POML 0.0.8 + MLflow 3.17.2 running the seed's example: a `poml` span and the OpenAI call, each
 its own one-span trace, in one request. The rest are built spans for the rule's edges.
 """
@@ -37,7 +37,7 @@ def link_of(cols: GenAIColumns, i: int) -> tuple[str, ...]:
 
 
 def test_the_real_poml_request_links_the_openai_call_to_the_poml_prompt() -> None:
-    batch = load_batch("poml-mlflow/http-protobuf.pb")
+    batch = load_batch("../seed-flows/poml-mlflow/http-protobuf.pb")
     spans = [span for _, _, span in batch.iter_spans()]
     assert [s.name for s in spans] == ["poml", "Completions"]
     assert spans[0].trace_id != spans[1].trace_id  # two traces: the link cannot come from the trace

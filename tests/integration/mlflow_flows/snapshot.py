@@ -20,6 +20,14 @@ def stable(tags: dict) -> dict:
     return {k: v for k, v in sorted(tags.items()) if not k.startswith(VOLATILE)}
 
 
+def spans(trace_id: str) -> list:
+    """The trace's spans as the client reads them back: name, type, parent, inputs."""
+    trace = client.get_trace(trace_id)
+    names = {sp.span_id: sp.name for sp in trace.data.spans}
+    return [[sp.name, sp.span_type, names.get(sp.parent_id), sp.inputs, sp.status.status_code.value]
+            for sp in sorted(trace.data.spans, key=lambda sp: (sp.start_time_ns, sp.name))]
+
+
 client = MlflowClient()
 out: dict = {"experiments": {}, "prompts": {}}
 run_names: dict[str, str] = {}
@@ -48,6 +56,7 @@ for exp in client.search_experiments(view_type=ViewType.ACTIVE_ONLY):
             "linked_prompts": json.loads(i.tags.get("mlflow.linkedPrompts", "[]")),
             "tags": stable(i.tags),
             "assessments": sorted((a.name, a.value if hasattr(a, "value") else None) for a in i.assessments),
+            "spans": spans(i.trace_id),
         })
     out["experiments"][exp.name] = entry
 for prompt in client.search_prompts():
