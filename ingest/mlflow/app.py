@@ -43,6 +43,8 @@ from tracehouse.ingest.mlflow.store import (
     key_values,
     now_ms,
     otel_trace_id,
+    parse_duration_ms,
+    parse_iso_ms,
 )
 from tracehouse.ingest.mlflow.traces_json import spans_request
 from tracehouse.ingest.otlp.receiver import TraceExportService
@@ -516,9 +518,23 @@ async def search_traces(app: MlflowApp, c: Call) -> Any:
     ids += [str((loc.get("mlflow_experiment") or {}).get("experiment_id")) for loc in body.get("locations") or []
             if isinstance(loc, dict) and loc.get("mlflow_experiment")]
     clauses = filters.parse(body.get("filter"))
-    run = next((str(cl.value) for cl in clauses if cl.key in ("mlflow.sourceRun", "run_id")), "")
-    traces = await app.call(app.store.search_traces, c.tenant, ids, run, int(body.get("max_results") or 100))
-    return {"traces": traces}
+    run = next((str(cl.value) for cl in clauses if cl.key == "mlflow.sourceRun" and cl.op == "="), "")
+    traces = await app.call(app.store.search_traces, c.tenant, ids, run, _MAX_TRACES_SEARCHED)
+    traces = [t for t in traces if filters.matches(clauses, partial(_trace_field, t))]
+    return _page({"traces": traces}, "traces", c)
+
+
+_MAX_TRACES_SEARCHED = 10_000
+
+
+def _trace_field(info: dict[str, Any], entity: str, key: str) -> Any:
+    if entity == "tags":
+        return info["tags"].get(key)
+    if entity == "metadata":
+        return info["trace_metadata"].get(key)
+    return {"status": info["state"], "state": info["state"], "name": info["tags"].get("mlflow.traceName"),
+            "trace_id": info["trace_id"], "request_id": info["trace_id"], "timestamp_ms": parse_iso_ms(info["request_time"]),
+            "execution_time_ms": parse_duration_ms(info["execution_duration"])}.get(key)
 
 
 @route("POST", f"{_API3}/traces/batchGetInfos", READ)

@@ -4,7 +4,8 @@ the entities one experiment holds.
 The grammar is MLflow's: clauses joined by AND, each `<entity>.<key> <op> <value>`, keys
 optionally in backticks or quotes, string values quoted, `IN ('a', 'b')`. Entities:
 `attributes`/`attribute`/`attr`/`run` (or a bare name such as `name`, `status`), `metrics`/
-`metric`, `params`/`param`/`parameters`, `tags`/`tag`. A filter this parser does not
+`metric`, `params`/`param`/`parameters`, `tags`/`tag`; for traces also `metadata`/`request_metadata`
+and `trace` (attributes). A filter this parser does not
 understand is a 400 naming what it could not read, never a silently wider result.
 """
 
@@ -27,6 +28,7 @@ _ENTITIES = {
     "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "run": "attributes",
     "metrics": "metrics", "metric": "metrics", "params": "params", "param": "params", "parameters": "params",
     "parameter": "params", "tags": "tags", "tag": "tags",
+    "metadata": "metadata", "request_metadata": "metadata", "trace": "attributes",
 }
 
 
