@@ -306,3 +306,47 @@ def test_mlflow_clients_with_keys_see_only_their_tenants_experiments(tmp_path: P
         assert spans.status_code == 401
     finally:
         assert aio.stop() == 0, aio.log_tail()
+
+
+def with_mlflow_through_kafka(data: dict[str, Any]) -> None:
+    """The writer, plus the mlflow receiver in a pipeline of its own that ends in the Kafka
+    exporter (the sidecar's): MLflow spans take the Kafka route to the writers, and the
+    tracking store is the writers' ClickHouse (the writer's process: chDB has one per process)."""
+    import yaml
+
+    sidecar = yaml.safe_load((CONFIGS / "sidecar.yaml").read_text())
+    data["exporters"]["kafka"] = {**sidecar["exporters"]["kafka"],
+                                  "sending_queue": {"enabled": False}}
+    data["receivers"]["mlflow"] = {
+        "endpoint": "${env:TRACEHOUSE_BIND:-localhost}:${env:TRACEHOUSE_MLFLOW_PORT:-5000}",
+        "clickhouse": {"endpoint": "${env:TRACEHOUSE_CLICKHOUSE_DSN}", "database": "tracehouse"}}
+    data["service"]["pipelines"]["traces/mlflow"] = {"receivers": ["mlflow"], "processors": [],
+                                                     "exporters": ["kafka"]}
+
+
+def test_in_the_kafka_shape_mlflow_spans_go_through_kafka_to_the_writers(tmp_path: Path,
+                                                                         kafka_bootstrap: str) -> None:
+    from kafka_stack import derived_config, kafka_env, with_query_api, writer
+
+    topic = f"mlflow-{os.urandom(4).hex()}"
+    env = kafka_env(kafka_bootstrap, topic, group=f"writers-{topic}")
+
+    def edit(data: dict[str, Any]) -> None:
+        with_query_api(data)
+        with_mlflow_through_kafka(data)
+
+    store = writer(tmp_path / "writer", env, derived_config(tmp_path, "writer", edit), probe="query").start()
+    try:
+        with serve_fake_llm() as llm:
+            run_flow("flow1_openai.py", store.mlflow, llm, tmp_path)
+        deadline = time.monotonic() + 60
+        while not (traces := httpx.get(f"{store.query}/api/v1/traces", timeout=10).json()["traces"]):
+            assert time.monotonic() < deadline, store.log_tail()
+            time.sleep(0.5)
+        [trace] = traces
+        assert (trace["input_tokens"], trace["output_tokens"]) == (PROMPT_TOKENS, COMPLETION_TOKENS)
+        assert store.metric("tracehouse_exporter_sent_spans_total") >= 2  # once to Kafka, once into ClickHouse
+        experiments = httpx.get(f"{store.query}/api/v1/experiments", timeout=10).json()["experiments"]
+        assert "x" in {e["name"] for e in experiments}
+    finally:
+        assert store.stop() == 0, store.log_tail()
