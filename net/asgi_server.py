@@ -35,11 +35,21 @@ DEFAULT_MAX_HEADER_BYTES = 1 << 20
 DEFAULT_READ_HEADER_TIMEOUT_S = 60.0
 
 
+# After refusing a request, how long the connection still reads (and drops) what the client
+# sends before closing. Closing with unread data makes the kernel reset the connection, and a
+# reset can discard the refusal before the client reads it; Go's server lingers likewise.
+LINGER_S = 1.0
+
+
 def _reply_and_close(transport: asyncio.BaseTransport, status: bytes, message: str) -> None:
     body = message.encode("ascii")
     transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"  # type: ignore[attr-defined]
                     b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
-    transport.close()
+    if isinstance(transport, asyncio.WriteTransport) and transport.can_write_eof():
+        transport.write_eof()  # the reply, then FIN; reading goes on until the linger ends
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+    else:
+        transport.close()
 
 
 class HardenedHttpProtocol(HttpToolsProtocol):
@@ -53,6 +63,7 @@ class HardenedHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # between a message's first byte (or the connection's start) and its head's end
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -63,12 +74,15 @@ class HardenedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and drop
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             # Counted after parsing: bytes of a head that ended in this chunk do not count.
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._cancel_head_timer()
+                self._refused = True
                 _reply_and_close(self.transport, b"431 Request Header Fields Too Large",
                                  f"request headers exceed the limit of {self.max_header_bytes} bytes")
 
@@ -95,6 +109,7 @@ class HardenedHttpProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
+            self._refused = True
             _reply_and_close(self.transport, b"408 Request Timeout",
                              f"request headers not received within {self.read_header_timeout:g}s")
 

@@ -52,8 +52,15 @@ class MlflowReceiver:
                               ch.database, ch.traces_table_name)
         self._store = store
         table = f"{ch.database}.{ch.traces_table_name}_experiments"
-        exists = await self._run(lambda: store.client.command(f"EXISTS TABLE {table}"))
-        if str(exists) != "1":
+        try:
+            exists = str(await self._run(lambda: store.client.command(f"EXISTS TABLE {table}"))) == "1"
+        except Exception as exc:
+            # Spans still flow (the pipeline has its own retries and queue); tracking routes
+            # answer 503 until ClickHouse is back, as the exporter retries its inserts.
+            self._log.warning("the MLflow tracking store is not reachable at start; its routes answer 503 "
+                              "until it is", error=str(exc))
+            exists = True
+        if not exists:
             # Not fatal: the writers of a Kafka shape may create them later. Until then the
             # tracking routes answer 503 (retryable), and this says why.
             self._log.warning("the MLflow tracking store's tables are missing: the clickhouse exporter creates them "

@@ -163,8 +163,15 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
     _wait_listed(aio, B, 2)
     spec = _get(aio, "/openapi.json", None).json()
     b_trace = traces[B.name][0]
-    b_markers = [B.name, B.service, B.prompt, B.session, B.user, *traces[B.name]]
-    path_values = {"trace_id": b_trace, "name": B.prompt, "service": B.service}
+    # B also logs through the MLflow endpoint: an experiment and a run.
+    mlflow_b = {"authorization": f"Bearer {B.ingest}"}
+    b_experiment = httpx.post(f"{aio.mlflow}/api/2.0/mlflow/experiments/create", headers=mlflow_b,
+                              json={"name": f"{B.name}-experiment"}).json()["experiment_id"]
+    b_run = httpx.post(f"{aio.mlflow}/api/2.0/mlflow/runs/create", headers=mlflow_b,
+                       json={"experiment_id": b_experiment, "run_name": f"{B.name}-run"}).json()["run"]["info"]["run_id"]
+    b_markers = [B.name, B.service, B.prompt, B.session, B.user, *traces[B.name], b_run]
+    path_values = {"trace_id": b_trace, "name": B.prompt, "service": B.service, "experiment_id": b_experiment,
+                   "run_id": b_run}
     # Everything B could be asked for by: its ids and names, in every parameter that takes one.
     query_values = {"service": B.service, "session": B.session, "user": B.user, "prompt": B.prompt,
                     "traceID": b_trace, "q": B.name[:3], "start": "2000-01-01T00:00:00Z"}
@@ -198,6 +205,8 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
     assert B.service in _get(aio, "/api/services", B.read).text
     assert B.prompt in _get(aio, "/api/v1/prompts", B.read).text
     assert B.session in _get(aio, "/api/v1/sessions", B.read, start="2000-01-01T00:00:00Z").text
+    assert f"{B.name}-experiment" in _get(aio, "/api/v1/experiments", B.read).text
+    assert f"{B.name}-run" in _get(aio, f"/api/v1/runs/{b_run}", B.read).text
 
 
 def test_keys_are_refused_where_their_kind_does_not_allow_or_they_do_not_exist(
