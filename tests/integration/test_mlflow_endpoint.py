@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 FLOWS_DIR = Path(__file__).parent / "mlflow_flows"
 FLOWS = ["flow1_openai.py", "flow2_prompt.py", "flow3_poml.py", "runs_dspy.py", "instructor_flow.py",
-         "litellm_flow.py", "feedback_flow.py"]
+         "litellm_flow.py", "feedback_flow.py", "dspy_eval_flow.py"]
 WIRE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mlflow-wire"
 # Instructor's forced tool calls (its EmailSubject and llm_validator's Validator) and the tool call
 # of the LiteLLM flow all get these arguments; each model ignores the fields it lacks.
@@ -56,7 +56,8 @@ class World:
 
 def run_flow(flow: str, tracking_uri: str, llm: FakeLLM, workdir: Path, extra: dict[str, str] | None = None) -> str:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OPENAI_BASE_URL": llm.base_url,
-           "OPENAI_API_KEY": "sk-test", **(extra or {})}
+           "OPENAI_API_KEY": "sk-test", "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price download
+           **(extra or {})}
     for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         env.pop(key, None)
     done = subprocess.run([sys.executable, str(FLOWS_DIR / flow)], env=env, cwd=workdir, capture_output=True,
@@ -139,7 +140,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def test_every_seed_flow_leaves_what_mlflows_own_server_holds(world: World) -> None:
     if world.theirs is None:
         pytest.skip("mlflow server could not start here; nothing to compare with")
-    assert world.ours == world.theirs
+    ours = json.loads(json.dumps(world.ours))
+    # The one difference: DSPy's evaluation logs each example's metric as feedback on its
+    # trace while async logging has not yet sent the trace's info. MLflow's server refuses
+    # feedback on a trace it does not know yet, and DSPy drops the error silently; tracehouse
+    # keeps it. (With MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false both hold the same.)
+    for trace in ours["experiments"]["skill-creation-eval"]["traces"]:
+        assert trace.pop("assessments") == [["your_metric", True]]
+    for trace in world.theirs["experiments"]["skill-creation-eval"]["traces"]:
+        trace.pop("assessments")
+    assert ours == world.theirs
 
 
 def test_the_snapshot_holds_the_flows_runs_prompts_and_traces(world: World) -> None:
@@ -160,6 +170,10 @@ def test_the_snapshot_holds_the_flows_runs_prompts_and_traces(world: World) -> N
     assert versions["1"]["template"] == "Explain this {{language}} code:\n{{code}}"
     assert versions["2"]["template"] == "Explain this {{language}} code briefly:\n{{code}}"
     assert versions["3"]["template"] == EXPLAIN_CODE_POML.strip() or "<poml>" in versions["3"]["template"]
+    evaluation = exps["skill-creation-eval"]["runs"]["eval"]
+    assert evaluation["metrics"] == {"eval": [[0, 100.0]]}
+    assert evaluation["params"]["Predict.signature.instructions"].startswith("Given the fields")
+    assert [t["source_run"] for t in exps["skill-creation-eval"]["traces"]] == ["eval", "eval"]
     feedback = exps["feedback"]["traces"][0]["assessments"]
     assert feedback == [["expected_answer", "Paris"], ["helpfulness", True], ["relevance", 0.75]]
 
