@@ -70,6 +70,15 @@ def key_values(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
     return {str(t.get("key", "")): str(t.get("value", "")) for t in items or ()}
 
 
+def retagged(tags: Mapping[str, str], set_tags: Mapping[str, str] | None,
+             delete_tags: Iterable[str]) -> dict[str, str]:
+    """A tag map with `set_tags` set and `delete_tags` removed (MLflow's set-tag / delete-tag)."""
+    out = {**tags, **(set_tags or {})}
+    for key in delete_tags:
+        out.pop(key, None)
+    return out
+
+
 def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in tags.items() if not k.startswith(ALIAS_PREFIX)]
 
@@ -189,9 +198,7 @@ class TrackingStore:
             if not rows:
                 raise not_found(f"No Experiment with id={experiment_id} exists")
             row = rows[0]
-            tags = {**row["Tags"], **(set_tags or {})}
-            for key in delete_tags:
-                tags.pop(key, None)
+            tags = retagged(row["Tags"], set_tags, delete_tags)
             self._write_experiment(tenant, experiment_id, name or row["Name"], tags, stage or row["LifecycleStage"],
                                    row["CreationTime"], row["ArtifactLocation"])
 
@@ -396,9 +403,7 @@ class TrackingStore:
         row = self._trace_row(tenant, request_id)
         if row is None:
             raise not_found(f"Trace with ID {request_id} is not found.")
-        tags = {**row["Tags"], **set_tags}
-        for key in delete:
-            tags.pop(key, None)
+        tags = retagged(row["Tags"], set_tags, delete)
         row["Tags"] = tags
         self._insert("trace_info", [{k: v for k, v in row.items() if k != "UpdatedAt"}])
 
@@ -471,9 +476,7 @@ class TrackingStore:
             row = self._model_row(tenant, name)
             if row is None:
                 raise not_found(f"Registered Model with name={name} not found")
-            tags = {**row["Tags"], **(set_tags or {})}
-            for key in delete_tags:
-                tags.pop(key, None)
+            tags = retagged(row["Tags"], set_tags, delete_tags)
             row.update(Tags=tags, LastUpdatedTime=now_ms(), Deleted=int(deleted))
             if description is not None:
                 row["Description"] = description
@@ -542,9 +545,7 @@ class TrackingStore:
                              deleted: bool = False) -> dict[str, Any]:
         self.get_model_version(tenant, name, version)
         row = self._version_rows(tenant, name, int(version))[0]
-        tags = {**row["Tags"], **(set_tags or {})}
-        for key in delete_tags:
-            tags.pop(key, None)
+        tags = retagged(row["Tags"], set_tags, delete_tags)
         row.update(Tags=tags, LastUpdatedTime=now_ms(), Deleted=int(deleted))
         if description is not None:
             row["Description"] = description
@@ -583,9 +584,7 @@ class TrackingStore:
                             params: Mapping[str, str] = {}, set_tags: Mapping[str, str] = {},
                             delete_tags: Iterable[str] = ()) -> dict[str, Any]:
         row = self._logged_row(tenant, model_id)
-        tags = {**row["Tags"], **set_tags}
-        for key in delete_tags:
-            tags.pop(key, None)
+        tags = retagged(row["Tags"], set_tags, delete_tags)
         row.update(Tags=tags, Params={**row["Params"], **params}, LastUpdatedTime=now_ms())
         if status:
             row["Status"] = status
