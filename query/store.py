@@ -32,7 +32,7 @@ from clickhouse_connect.driver.client import Client
 from tracehouse.query.config import MAX_TRACE_DURATION_S, QueryClickHouseConfig
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.errors import public_reason
-from tracehouse.processors.genai_normalize.mapping import normalize_provider
+from tracehouse.processors.genai_normalize.mapping import MODEL_PREFIX_PROVIDERS, normalize_provider
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
 
 log = structlog.get_logger("tracehouse.query.store")
@@ -69,6 +69,13 @@ def load_sql(name: str, database: str, table: str) -> str:
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
     return Template(text).substitute(db=database, table=table, traces=table,
                                      genai_columns=",\n    ".join(GENAI_COLUMN_NAMES))
+
+
+def bare_model(model: str) -> str:
+    """`openai/gpt-4o-mini` -> `gpt-4o-mini`: models are stored without a provider prefix
+    (genai_normalize splits it off), so a filter with one as the client sent it still matches."""
+    prefix, sep, rest = model.partition("/")
+    return rest if sep and rest and prefix.lower() in MODEL_PREFIX_PROVIDERS else model
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,7 @@ class SearchQuery:
             "provider": self.provider,
             "provider_normalized": normalize_provider(self.provider),
             "model": self.model,
+            "model_bare": bare_model(self.model),
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,
             "session": self.session,
@@ -200,6 +208,7 @@ class MetricsQuery:
             "provider": self.provider,
             "provider_normalized": normalize_provider(self.provider),
             "model": self.model,
+            "model_bare": bare_model(self.model),
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,
             "max_rows": self.max_rows,

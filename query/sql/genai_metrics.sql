@@ -53,7 +53,7 @@ FROM
       AND Minute < toDateTime({end_s:UInt32})
       AND ({service:String} = '' OR ServiceName = {service:String})
       AND ({provider:String} = '' OR Provider IN ({provider:String}, {provider_normalized:String}))
-      AND ({model:String} = '' OR RequestModel = {model:String} OR ResponseModel = {model:String})
+      AND ({model:String} = '' OR RequestModel IN ({model:String}, {model_bare:String}) OR ResponseModel IN ({model:String}, {model_bare:String}))
       AND ({prompt:String} = '' OR PromptName = {prompt:String})
       AND ({prompt_version:String} = '' OR PromptVersion = {prompt_version:String})
 )

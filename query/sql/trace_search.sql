@@ -53,7 +53,7 @@ FROM (
               AND ({service:String} = '' OR ServiceName = {service:String})
               AND ({span_name:String} = '' OR SpanName = {span_name:String})
               AND ({provider:String} = '' OR GenAIProvider IN ({provider:String}, {provider_normalized:String}))
-              AND ({model:String} = '' OR GenAIRequestModel = {model:String} OR GenAIResponseModel = {model:String})
+              AND ({model:String} = '' OR GenAIRequestModel IN ({model:String}, {model_bare:String}) OR GenAIResponseModel IN ({model:String}, {model_bare:String}))
               AND ({prompt:String} = '' OR GenAIPromptName = {prompt:String})
               AND ({prompt_version:String} = '' OR GenAIPromptVersion = {prompt_version:String})
               AND ({session:String} = '' OR GenAISessionId = {session:String})

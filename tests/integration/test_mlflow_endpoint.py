@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 FLOWS_DIR = Path(__file__).parent / "mlflow_flows"
 FLOWS = ["flow1_openai.py", "flow2_prompt.py", "flow3_poml.py", "runs_dspy.py", "instructor_flow.py",
          "litellm_flow.py", "feedback_flow.py", "dspy_eval_flow.py"]
-WIRE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mlflow-wire"
+WIRE = Path(__file__).resolve().parents[1] / "fixtures" / "mlflow-wire"
 # Instructor's forced tool calls (its EmailSubject and llm_validator's Validator) and the tool call
 # of the LiteLLM flow all get these arguments; each model ignores the fields it lacks.
 TOOL_ARGUMENTS = {"recipient": "users", "subject": "Follow MLflow on GitHub", "is_valid": True, "reason": None,

@@ -133,3 +133,21 @@ def test_search_by_the_provider_name_the_client_sent(all_in_one: AllInOne) -> No
         assert len(rows) == 1, provider
         usage = metrics(all_in_one, service="seed-google", provider=provider)["totals"]
         assert (usage["requests"], usage["input_tokens"]) == (1, 10), provider
+
+
+def test_search_by_the_model_name_the_client_sent_with_its_provider_prefix(all_in_one: AllInOne) -> None:
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "anthropic/claude-3-5-haiku",
+             "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3}
+    body = batch_of([span(0xABD, 1, time.time_ns(), attrs)], service="seed-prefixed").request.SerializeToString()
+    resp = httpx.post(f"{all_in_one.otlp_http}/v1/traces", content=body,
+                      headers={"content-type": "application/x-protobuf"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    # Stored as provider `anthropic`, model `claude-3-5-haiku`; found by either spelling.
+    for model in ("anthropic/claude-3-5-haiku", "claude-3-5-haiku"):
+        rows = httpx.get(f"{all_in_one.query}/api/v1/traces", timeout=30,
+                         params={"service": "seed-prefixed", "model": model, "start": START}).json()["traces"]
+        assert len(rows) == 1, model
+        usage = metrics(all_in_one, service="seed-prefixed", model=model)["totals"]
+        assert (usage["requests"], usage["input_tokens"]) == (1, 7), model
+    assert httpx.get(f"{all_in_one.query}/api/v1/traces", timeout=30, params={
+        "service": "seed-prefixed", "model": "openai/claude-3-5-haiku-x", "start": START}).json()["traces"] == []

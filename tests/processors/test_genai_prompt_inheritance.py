@@ -2,7 +2,7 @@
 
 `mlflow.genai.load_prompt` inside a traced function links the prompt to that function's span
 (`mlflow.linkedPrompts`), not to the OpenAI call below it. Tested on the real client's traffic
-(../shared/fixtures/mlflow-wire/rec-flow2-full.jsonl: MLflow 3.17.2, flow 2 of its README)."""
+(tests/fixtures/mlflow-wire/rec-flow2-full.jsonl: MLflow 3.17.2)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tracehouse.core.pdata import TraceBatch
 
-WIRE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mlflow-wire"
+WIRE = Path(__file__).resolve().parents[1] / "fixtures" / "mlflow-wire"
 
 
 def recorded_flow2() -> TraceBatch:
