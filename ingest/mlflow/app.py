@@ -203,10 +203,8 @@ class MlflowApp:
     def _authenticate(self, headers: Mapping[str, str], action: Action) -> Principal:
         if not self._exports.needs_auth:
             return ANONYMOUS
-        authenticator = self._exports._authenticator
-        assert authenticator is not None
         try:
-            principal = authenticator.authenticate(headers)
+            principal = self._exports.identify(headers)
             # The client reads back what it writes (its experiment, run, prompt versions) with
             # the key it writes with: any key may read this tracking metadata of its tenant;
             # writing needs an ingest (or full) key. Spans are read through the query API.

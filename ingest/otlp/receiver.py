@@ -54,12 +54,16 @@ class TraceExportService:
         return self._authenticator is not None
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller, from its headers; UnauthenticatedError / PermissionDeniedError."""
-        if self._authenticator is None:
-            return ANONYMOUS
-        principal = self._authenticator.authenticate(headers)
+        """The caller, from its headers, allowed to ingest; UnauthenticatedError / PermissionDeniedError."""
+        principal = self.identify(headers)
         principal.require(Action.INGEST)
         return principal
+
+    def identify(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, whatever its key may do (the mlflow receiver's read routes decide)."""
+        if self._authenticator is None:
+            return ANONYMOUS
+        return self._authenticator.authenticate(headers)
 
     async def export(self, batch: TraceBatch, principal: Principal = ANONYMOUS) -> tuple[int, str]:
         """Hand the valid spans on, as the caller's tenant's. Returns (rejected spans,

@@ -5,11 +5,11 @@ the prompt in MLflow's registry), then `mlflow.openai.autolog()` records the Ope
 fake LLM (usage 42/17) in a trace of its own. Both reach tracehouse over OTLP/HTTP; the call
 must count as a request of the POML prompt, with its tokens and cost.
 
-The prompt's name: POML registers it as `0001.explain_code` through the MLflow REST API, which
-goes to MLflow's tracking server (a throwaway sqlite store here, until tracehouse serves those
-endpoints); no span carries it, so tracehouse names the prompt by content, `poml-<sha256[:12]>`.
-tests/sinks/test_prompt_registry.py shows the registered name taking over once the MLflow
-registration reaches tracehouse's registry.
+The prompt's name: here the app's MLflow tracking store is elsewhere (a throwaway sqlite file)
+and only its spans come to tracehouse, by OTLP: no span carries the name POML registers
+(`0001.explain_code`), so tracehouse names the prompt by content, `poml-<sha256[:12]>`. When
+MLFLOW_TRACKING_URI is tracehouse itself, the registration arrives too and the prompt carries
+POML's name: tests/integration/test_mlflow_endpoint.py runs that path.
 """
 
 from __future__ import annotations
