@@ -6,6 +6,7 @@ they would to api.openai.com; every chat completion reports the same usage
 MLflow wire recordings in `../shared/fixtures/mlflow-wire/` were made with — so a test can
 say exactly what tracehouse must store.
 
+Anthropic's Messages API (`/v1/messages`) is served too, with the same usage.
 Answers are shaped for whoever asks:
 - DSPy's chat adapter (`[[ ## field ## ]]` markers): every output field it asked for;
 - a request with `tools` and a forced `tool_choice` (Instructor's default mode): a call of
@@ -46,6 +47,11 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """ANTHROPIC_BASE_URL (the Anthropic client adds /v1/messages)."""
+        return f"http://127.0.0.1:{self.port}"
+
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         model = str(request.get("model", "gpt-4o-mini"))
         message: dict[str, Any] = {"role": "assistant", "content": self._content(request)}
@@ -78,6 +84,20 @@ class FakeLLM:
         return fields + "[[ ## completed ## ]]"
 
 
+    def message(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Anthropic's Messages API: the same usage (42 in / 17 out), a tool call when one is forced."""
+        tool = request.get("tool_choice") or {}
+        if request.get("tools") and tool.get("type") == "tool":
+            content: list[dict[str, Any]] = [{"type": "tool_use", "id": "toolu_0", "name": tool.get("name", ""),
+                                              "input": self.tool_arguments}]
+            stop = "tool_use"
+        else:
+            content, stop = [{"type": "text", "text": self.answer}], "end_turn"
+        return {"id": f"msg_{len(self.requests)}", "type": "message", "role": "assistant",
+                "model": str(request.get("model", "")), "content": content, "stop_reason": stop,
+                "stop_sequence": None, "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}}
+
+
 def _forced_tool(request: dict[str, Any]) -> str:
     choice = request.get("tool_choice")
     if request.get("tools") and isinstance(choice, dict):
@@ -93,7 +113,12 @@ def serve_fake_llm(llm: FakeLLM | None = None) -> Iterator[FakeLLM]:
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             length = int(self.headers.get("content-length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path.endswith("/messages"):  # Anthropic
+                llm.requests.append(request)
+                self._reply(200, llm.message(request))
+                return
+            if not path.endswith("/chat/completions"):
                 self._reply(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
                 return
             if request.get("stream"):

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 FLOWS_DIR = Path(__file__).parent / "mlflow_flows"
 FLOWS = ["flow1_openai.py", "flow2_prompt.py", "flow3_poml.py", "runs_dspy.py", "instructor_flow.py",
-         "litellm_flow.py", "feedback_flow.py", "dspy_eval_flow.py"]
+         "instructor_anthropic_flow.py", "litellm_flow.py", "feedback_flow.py", "dspy_eval_flow.py"]
 WIRE = Path(__file__).resolve().parents[1] / "fixtures" / "mlflow-wire"
 # Instructor's forced tool calls (its EmailSubject and llm_validator's Validator) and the tool call
 # of the LiteLLM flow all get these arguments; each model ignores the fields it lacks.
@@ -56,7 +56,8 @@ class World:
 
 def run_flow(flow: str, tracking_uri: str, llm: FakeLLM, workdir: Path, extra: dict[str, str] | None = None) -> str:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OPENAI_BASE_URL": llm.base_url,
-           "OPENAI_API_KEY": "sk-test", "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price download
+           "OPENAI_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": llm.anthropic_base_url,
+           "ANTHROPIC_API_KEY": "sk-ant-test", "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price download
            **(extra or {})}
     for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         env.pop(key, None)
@@ -154,7 +155,11 @@ def test_every_seed_flow_leaves_what_mlflows_own_server_holds(world: World) -> N
 
 def test_the_snapshot_holds_the_flows_runs_prompts_and_traces(world: World) -> None:
     exps = world.ours["experiments"]
-    assert set(exps) >= {"x", "skill-creation", "poml_integration", "mlflow-instructor", "litellm", "feedback"}
+    assert set(exps) >= {"x", "skill-creation", "poml_integration", "mlflow-instructor", "mlflow-instructor-anthropic",
+                         "litellm", "feedback"}
+    [anthropic_call] = [s for t in exps["mlflow-instructor-anthropic"]["traces"] for s in t["spans"]
+                        if s[0] == "Messages.create"]
+    assert anthropic_call[1] == "CHAT_MODEL" and anthropic_call[3]["model"] == "claude-3-sonnet-20240229"
     runs = exps["skill-creation"]["runs"]
     assert runs["understanding"]["parent"] == runs["validation"]["parent"] == "skill_creation_job-1"
     assert runs["skill_creation_job-1"]["params"] == {"max_tokens": "4096", "temperature": "0.7"}
