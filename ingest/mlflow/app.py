@@ -556,7 +556,8 @@ async def create_assessment(app: MlflowApp, c: Call) -> Any:
 
 
 async def _assessment(app: MlflowApp, c: Call) -> dict[str, Any]:
-    rows = await app.call(app.store.score_rows, c.tenant, otel_trace_id(c.params["trace_id"]), c.params["assessment_id"])
+    rows = await app.call(app.store.score_rows, c.tenant, [otel_trace_id(c.params["trace_id"])],
+                          c.params["assessment_id"])
     if not rows:
         raise not_found(f"Assessment with ID '{c.params['assessment_id']}' not found")
     return dict(rows[0])

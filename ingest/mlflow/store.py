@@ -13,6 +13,7 @@ Returned values are MLflow's JSON shapes (the REST API's), built here so the app
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -417,9 +418,7 @@ class TrackingStore:
         from tracehouse.ingest.mlflow.assessments import assessment_json
 
         scored: dict[str, list[dict[str, Any]]] = {}
-        for score in self._rows(f"SELECT * FROM {self._t['scores']} FINAL WHERE Tenant = {{tenant:String}} "
-                                "AND has({ids:Array(String)}, TraceId) AND NOT Deleted ORDER BY Timestamp, ScoreId",
-                                tenant=tenant, ids=[r["TraceId"] for r in rows]):
+        for score in self.score_rows(tenant, [r["TraceId"] for r in rows]):
             scored.setdefault(score["TraceId"], []).append(assessment_json(score))
         infos = []
         for r in rows:
@@ -527,8 +526,6 @@ class TrackingStore:
         return self._version_json(row)
 
     def register_prompt_version(self, tenant: str, name: str, version: str, template: str) -> None:
-        import hashlib
-
         digest = hashlib.sha256(template.encode()).hexdigest() if template else ""
         self.prompts.resolve(self.client, Link(name, version, digest, template, "mlflow", tenant))
 
@@ -637,12 +634,14 @@ class TrackingStore:
     def write_score(self, tenant: str, row: Mapping[str, Any]) -> None:
         self._insert("scores", [{"Tenant": tenant, **{k: v for k, v in row.items() if k != "UpdatedAt"}}])
 
-    def score_rows(self, tenant: str, trace_id: str, score_id: str = "") -> list[dict[str, Any]]:
+    def score_rows(self, tenant: str, trace_ids: Sequence[str], score_id: str = "") -> list[dict[str, Any]]:
+        """The live scores of these traces (of one of them, by `score_id`), oldest first."""
         return self._rows(f"SELECT * FROM {self._t['scores']} FINAL WHERE Tenant = {{tenant:String}} "
-                          "AND TraceId = {trace:String} AND ({id:String} = '' OR ScoreId = {id:String}) "
-                          "AND NOT Deleted ORDER BY Timestamp, ScoreId", tenant=tenant, trace=trace_id, id=score_id)
+                          "AND has({traces:Array(String)}, TraceId) AND ({id:String} = '' OR ScoreId = {id:String}) "
+                          "AND NOT Deleted ORDER BY Timestamp, ScoreId", tenant=tenant, traces=list(trace_ids),
+                          id=score_id)
 
     def scores(self, tenant: str, trace_id: str) -> list[dict[str, Any]]:
         from tracehouse.ingest.mlflow.assessments import assessment_json
 
-        return [assessment_json(r) for r in self.score_rows(tenant, trace_id)]
+        return [assessment_json(r) for r in self.score_rows(tenant, [trace_id])]
