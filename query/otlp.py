@@ -14,11 +14,12 @@ What the spans table keeps decides what comes back (the Collector's schema):
   GetTrace does, ingest/mlflow/spans.py). Everything else is a string: JSON objects and arrays
   of objects too, because SDK attributes are scalars or arrays of them and such text is almost
   always a JSON document the client sent as a string (chat messages, tool arguments). So a
-  string that looked like a number (`"42"`) comes back an int, and a whole double (`1.0`,
-  stored `1`) an int; bytes come back as their base64 text.
-* Not stored, so not sent: dropped attribute, event and link counts (0), span and link flags,
-  schema URLs, scope attributes, event and link dropped counts. The tenant (a resource
-  attribute in the Kafka shape) is the key's, not part of the data.
+  string that reads as a scalar (`"42"`, `"true"`) or as a JSON array of scalars written
+  without spaces (`"[\"stop\"]"`) comes back typed, a whole double (`1.0`, stored `1`) an
+  int, bytes as their base64 text.
+* Not stored, so not sent: the dropped attribute, event and link counts of spans, events and
+  links (0, so left out), span and link flags, schema URLs, scope attributes. The tenant (a
+  resource attribute in the Kafka shape) is the caller's key's, not part of the data.
 """
 
 from __future__ import annotations
