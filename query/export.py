@@ -119,25 +119,28 @@ _TIME_FIELDS: dict[str, pa.DataType] = {
 _SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
-def arrow_type(annotation: Any) -> pa.DataType:
-    """A response model's field type as an Arrow type: models are structs, `dict[str, str]`
-    maps, lists lists; `X | None` is X (Arrow fields are nullable)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return arrow_struct(annotation)
+def arrow_field(name: str, annotation: Any) -> pa.Field:
+    """A response model's field as an Arrow field: models are structs, `dict[str, str]` maps,
+    `list[X]` lists; nullable only where the model allows None (`X | None`)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
         (inner,) = [a for a in args if a is not type(None)]
-        return arrow_type(inner)
-    if origin is list:
-        return pa.list_(arrow_type(args[0]))
-    if origin is dict:
-        return pa.map_(arrow_type(args[0]), arrow_type(args[1]))
-    return _SCALARS[annotation]
+        return arrow_field(name, inner).with_nullable(True)
+    if name in _TIME_FIELDS:
+        arrow: pa.DataType = _TIME_FIELDS[name]
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        arrow = arrow_struct(annotation)
+    elif origin is list:
+        arrow = pa.list_(arrow_field("item", args[0]))
+    elif origin is dict:
+        arrow = pa.map_(arrow_field("key", args[0]).type, arrow_field("value", args[1]))
+    else:
+        arrow = _SCALARS[annotation]
+    return pa.field(name, arrow, nullable=False)
 
 
 def arrow_struct(model: type[BaseModel]) -> pa.StructType:
-    return pa.struct([pa.field(name, _TIME_FIELDS.get(name) or arrow_type(info.annotation))
-                      for name, info in model.model_fields.items()])
+    return pa.struct([arrow_field(name, info.annotation) for name, info in model.model_fields.items()])
 
 
 SPAN_SCHEMA = pa.schema(list(arrow_struct(SpanDetail)))
