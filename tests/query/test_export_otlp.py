@@ -23,8 +23,6 @@ from tracehouse.query.extension import QueryApiExtension
 from tracehouse.query.otlp import typed_value
 from tracehouse.sinks.clickhouse.columns import any_to_str
 
-pytestmark = pytest.mark.integration
-
 TESTS = Path(__file__).resolve().parents[1]
 # Every real client capture: the OTLP set, the Langfuse and Logfire SDKs, the seed flows.
 CAPTURES = sorted([*FIXTURES.glob("*/*.pb"), *FIXTURES.glob("*/*.otlp.json"),
@@ -77,6 +75,7 @@ def kept(original: AnyValue, exported: AnyValue) -> str:
     return f"{kind} as its stored text"
 
 
+@pytest.mark.integration
 async def test_a_trace_exported_as_otlp_is_accepted_by_a_fresh_store_and_reads_back_the_same(
         chdb_endpoint: str) -> None:
     first, fresh = f"ex_{uuid.uuid4().hex[:8]}", f"re_{uuid.uuid4().hex[:8]}"
@@ -165,3 +164,52 @@ async def test_a_trace_exported_as_otlp_is_accepted_by_a_fresh_store_and_reads_b
         assert cross_trace == 4, "the POML capture's one linked call"
         b_listed = (await http.get(f"{b_api}/api/v1/traces", params={**EVERYTHING, "limit": 1000})).json()
         assert b_listed["traces"] == listed
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("42", {"intValue": "42"}), ("-3", {"intValue": "-3"}), ("true", {"boolValue": True}),
+    ("0.25", {"doubleValue": 0.25}), ('["a","b"]', {"arrayValue": {"values": [{"stringValue": "a"},
+                                                                            {"stringValue": "b"}]}}),
+    ("[]", {"arrayValue": {}}), ("", {"stringValue": ""}), ("hello", {"stringValue": "hello"}),
+    # Stored text no typed value is stored as: the string it was.
+    ("007", {"stringValue": "007"}), ("1.0", {"stringValue": "1.0"}), ("1e5", {"stringValue": "1e5"}),
+    ('["a", "b"]', {"stringValue": '["a", "b"]'}), ("null", {"stringValue": "null"}),
+    ("99999999999999999999", {"stringValue": "99999999999999999999"}), ("NaN", {"stringValue": "NaN"}),
+    # JSON documents: what clients send as strings (messages, tool arguments), never kvlists.
+    ('{"a":1}', {"stringValue": '{"a":1}'}), ('[{"role":"user"}]', {"stringValue": '[{"role":"user"}]'}),
+])
+def test_a_stored_value_comes_back_typed_only_when_its_text_is_that_type_s(text: str, value: dict[str, Any]) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    typed = typed_value(text)
+    assert MessageToDict(typed) == value
+    assert any_to_str(typed) == text, "sent again, it is stored as the same text"
+
+
+def test_the_otlp_json_is_the_specification_s_shape() -> None:
+    """Hex ids, integer enums, 64-bit integers as strings, camelCase (OTLP's JSON encoding)."""
+    import json
+
+    from tracehouse.query.otlp import trace_otlp_json
+
+    row = {"ResourceAttributes": {"service.name": "svc"}, "ScopeName": "lib", "ScopeVersion": "1.0",
+           "TraceId": "0af7651916cd43dd8448eb211c80319c", "SpanId": "b7ad6b7169203331", "ParentSpanId": "",
+           "TraceState": "congo=t61", "SpanName": "chat", "SpanKind": "Client", "start_ns": 1795364688989033908,
+           "Duration": 53219073, "SpanAttributes": {"gen_ai.usage.input_tokens": "42"}, "StatusCode": "Error",
+           "StatusMessage": "boom", "event_times_ns": [1795364688989033909], "Events.Name": ["exception"],
+           "Events.Attributes": [{"exception.type": "ValueError"}], "Links.TraceId": ["1" * 32],
+           "Links.SpanId": ["2" * 16], "Links.TraceState": [""], "Links.Attributes": [{"n": "1"}]}
+    body = json.loads(trace_otlp_json([row, {**row, "SpanId": "c7ad6b7169203331", "ScopeName": "other"},
+                                       {**row, "SpanId": "d7ad6b7169203331", "ResourceAttributes": {}}]))
+    assert [len(rs["scopeSpans"]) for rs in body["resourceSpans"]] == [2, 1]
+    span = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert body["resourceSpans"][0]["scopeSpans"][0]["scope"] == {"name": "lib", "version": "1.0"}
+    assert span == {
+        "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "traceState": "congo=t61",
+        "name": "chat", "kind": 3, "startTimeUnixNano": "1795364688989033908",
+        "endTimeUnixNano": "1795364689042252981",
+        "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "42"}}],
+        "events": [{"timeUnixNano": "1795364688989033909", "name": "exception",
+                    "attributes": [{"key": "exception.type", "value": {"stringValue": "ValueError"}}]}],
+        "links": [{"traceId": "1" * 32, "spanId": "2" * 16, "attributes": [{"key": "n", "value": {"intValue": "1"}}]}],
+        "status": {"message": "boom", "code": 2}}
