@@ -164,6 +164,12 @@ async def test_a_trace_exported_as_otlp_is_accepted_by_a_fresh_store_and_reads_b
         assert cross_trace == 4, "the POML capture's one linked call"
         b_listed = (await http.get(f"{b_api}/api/v1/traces", params={**EVERYTHING, "limit": 1000})).json()
         assert b_listed["traces"] == listed
+        # Over a real socket, a search's export is sent chunked, as it is read: no length up front.
+        for store in (a_api, b_api):
+            async with http.stream("GET", f"{store}/api/v1/traces/export", params=EVERYTHING) as resp:
+                assert resp.headers["transfer-encoding"] == "chunked" and "content-length" not in resp.headers
+                lines = [line async for line in resp.aiter_lines() if line]
+            assert len(lines) == len(originals)
 
 
 @pytest.mark.parametrize(("text", "value"), [
