@@ -39,9 +39,11 @@ from test_query_api import (
 from tracehouse.core.auth import KeyKind, Principal
 from tracehouse.core.errors import UnauthenticatedError
 from tracehouse.query import export
+from tracehouse.net.asgi_server import AsgiServer
 from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.store import StoreError
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 
@@ -374,6 +376,44 @@ async def test_exports_take_their_own_slots_and_never_hold_up_a_trace_page(chdb_
             again = await api.get("/api/v1/traces/export", params=FIXTURES, headers={"authorization": "Bearer two"})
             assert again.status_code == 200 and again.content == (await first).content
     finally:
+        await store.close()
+
+
+async def test_a_store_failing_is_a_503_before_the_body_and_a_cut_stream_after(
+        chdb_endpoint: str, seeded: str, small_pieces: None) -> None:
+    """Over a real socket: a failure once the body has started cannot become a status; the
+    stream is cut (no closing chunk), so no client takes a truncated export for a whole one."""
+    store = make_store(chdb_endpoint, seeded)
+    read_spans, search = store.traces_spans, store.search
+    failing = {"search": False}
+
+    async def flaky_search(*args: Any, **kwargs: Any) -> Any:
+        if failing["search"]:
+            raise StoreError("Code: 241. DB::Exception: Memory limit exceeded")
+        return await search(*args, **kwargs)
+
+    async def second_read_fails(*args: Any, **kwargs: Any) -> Any:
+        if len(calls) == 1:
+            raise StoreError("Code: 159. DB::Exception: Timeout exceeded")
+        calls.append(1)
+        return await read_spans(*args, **kwargs)
+
+    calls: list[int] = []
+    store.search, store.traces_spans = flaky_search, second_read_fails  # type: ignore[method-assign]
+    server = AsgiServer(create_app(store, FakeHost()), "127.0.0.1:0", name="query_api")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
+            async with http.stream("GET", "/api/v1/traces/export", params=FIXTURES) as resp:
+                assert resp.status_code == 200
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await resp.aread()
+            failing["search"] = True
+            refused = await http.get("/api/v1/traces/export", params=FIXTURES)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+            assert "Memory limit exceeded" in refused.json()["error"]["message"]
+    finally:
+        await server.stop()
         await store.close()
 
 
