@@ -3,17 +3,42 @@
 Declared in one place (like the Collector's metadata.yaml) so names stay consistent:
 `tracehouse_<kind>_<what>_<unit>` with component ids as labels. Each Service owns its
 registry, so several services in one process (tests) never share counters.
+
+What a receiver accepts or refuses and what an exporter sends, fails or drops is counted
+per signal, in the signal's unit, as the Collector does (`..._spans`, `..._log_records`,
+`..._metric_points`); `of(signal)` gives a signal's set. Gauges of what a component holds
+(queues, in-flight data) count items of whatever signal the component carries.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+from tracehouse.core.component import Signal
 
 # `*_created` series double every counter and no dashboard of ours reads them.
 disable_created_metrics()
 
 _SIZE_BUCKETS = (10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A signal's unit in metric names, as the Collector spells it.
+_UNIT = {Signal.TRACES: "spans", Signal.LOGS: "log_records", Signal.METRICS: "metric_points"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCounters:
+    """One signal's counters (labels as the traces ones)."""
+
+    receiver_accepted: Counter
+    receiver_refused: Counter
+    processor_refused: Counter
+    exporter_sent: Counter
+    exporter_send_failed: Counter
+    exporter_duplicate: Counter
+    exporter_enqueue_failed: Counter
+    exporter_dropped: Counter
 
 
 class Telemetry:
@@ -38,19 +63,21 @@ class Telemetry:
             "tracehouse_processor_dropped_spans", "Spans a processor dropped on purpose.",
             ["processor", "pipeline"], registry=r)
         self.memory_limiter_in_flight_spans = Gauge(
-            "tracehouse_memory_limiter_in_flight_spans", "Spans admitted and not yet handed on.",
+            "tracehouse_memory_limiter_in_flight_spans",
+            "Items (spans, log records or data points, by the pipeline's signal) admitted and not yet handed on.",
             ["processor", "pipeline"], registry=r)
         self.memory_limiter_in_flight_bytes = Gauge(
             "tracehouse_memory_limiter_in_flight_bytes", "Wire bytes admitted and not yet handed on.",
             ["processor", "pipeline"], registry=r)
         self.batch_send_size = Histogram(
-            "tracehouse_processor_batch_send_size_spans", "Spans per batch sent downstream.",
+            "tracehouse_processor_batch_send_size_spans",
+            "Items (spans, log records or data points, by the pipeline's signal) per batch sent downstream.",
             ["processor", "pipeline"], buckets=_SIZE_BUCKETS, registry=r)
         self.batch_send_trigger = Counter(
             "tracehouse_processor_batch_send_trigger", "Why a batch was sent (size, timeout, shutdown).",
             ["processor", "pipeline", "trigger"], registry=r)
         self.queued_spans = Gauge(
-            "tracehouse_queued_spans", "Spans waiting in a component's buffer.",
+            "tracehouse_queued_spans", "Items (spans, log records, data points) waiting in a component's buffer.",
             ["component"], registry=r)
         self.genai_unpriced_spans = Counter(
             "tracehouse_genai_unpriced_spans",
@@ -92,10 +119,11 @@ class Telemetry:
 
         # Kafka exporter and its sending queue.
         self.exporter_queue_size = Gauge(
-            "tracehouse_exporter_queue_size", "Spans in the exporter's sending queue (memory or disk).",
+            "tracehouse_exporter_queue_size",
+            "Items (spans, log records, data points) in the exporter's sending queue (memory or disk).",
             ["exporter"], registry=r)
         self.exporter_queue_capacity = Gauge(
-            "tracehouse_exporter_queue_capacity", "Capacity of the exporter's sending queue, in spans.",
+            "tracehouse_exporter_queue_capacity", "Capacity of the exporter's sending queue, in items.",
             ["exporter"], registry=r)
         self.exporter_enqueue_failed_spans = Counter(
             "tracehouse_exporter_enqueue_failed_spans", "Spans refused because the sending queue was full.",
@@ -118,6 +146,38 @@ class Telemetry:
             "tracehouse_kafka_receiver_batch_duration_seconds",
             "Time from cutting a partition batch to committing its offsets.",
             ["receiver"], buckets=_LATENCY_BUCKETS, registry=r)
+
+        self._signals = {Signal.TRACES: SignalCounters(
+            self.receiver_accepted_spans, self.receiver_refused_spans, self.processor_refused_spans,
+            self.exporter_sent_spans, self.exporter_send_failed_spans, self.exporter_duplicate_spans,
+            self.exporter_enqueue_failed_spans, self.exporter_dropped_spans)}
+        for signal in (Signal.LOGS, Signal.METRICS):
+            self._signals[signal] = self._counters(signal)
+
+    def _counters(self, signal: Signal) -> SignalCounters:
+        unit, r, what = _UNIT[signal], self.registry, signal.items.capitalize()
+        return SignalCounters(
+            Counter(f"tracehouse_receiver_accepted_{unit}", f"{what} accepted and durably handed on.",
+                    ["receiver", "transport"], registry=r),
+            Counter(f"tracehouse_receiver_refused_{unit}", f"{what} refused with an error to the client.",
+                    ["receiver", "transport", "reason"], registry=r),
+            Counter(f"tracehouse_processor_refused_{unit}", f"{what} a processor refused (back-pressure).",
+                    ["processor", "pipeline"], registry=r),
+            Counter(f"tracehouse_exporter_sent_{unit}", f"{what} the exporter durably wrote.",
+                    ["exporter"], registry=r),
+            Counter(f"tracehouse_exporter_send_failed_{unit}", f"{what} whose export failed after retries.",
+                    ["exporter"], registry=r),
+            Counter(f"tracehouse_exporter_duplicate_{unit}",
+                    f"{what} already stored (client retries), not written again.", ["exporter"], registry=r),
+            Counter(f"tracehouse_exporter_enqueue_failed_{unit}",
+                    f"{what} refused because the sending queue was full.", ["exporter"], registry=r),
+            Counter(f"tracehouse_exporter_dropped_{unit}", f"{what} an exporter gave up on after accepting them.",
+                    ["exporter", "reason"], registry=r),
+        )
+
+    def of(self, signal: Signal) -> SignalCounters:
+        """The counters of `signal`'s items."""
+        return self._signals[signal]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
