@@ -45,7 +45,7 @@ def encode_export_response(rejected: int, error_message: str, *, json: bool,
     response_type, count_field = _RESPONSES[signal]
     response = response_type()
     if rejected or error_message:
-        partial = response.partial_success  # type: ignore[attr-defined]
+        partial = response.partial_success
         setattr(partial, count_field, rejected)
         partial.error_message = error_message
     return _dump_message(response) if json else response.SerializeToString()

@@ -132,7 +132,8 @@ def _drop_data_points(batch: Any, first: list[str]) -> int:
             for metric in sm.metrics:
                 points = metric_points(metric)
                 if points:
-                    rejected += _drop(points, _point_problem, lambda p, m=metric: f"metric {m.name!r}", first)
+                    label = f"metric {metric.name!r}"
+                    rejected += _drop(points, _point_problem, lambda _point: label, first)
     return rejected
 
 
