@@ -23,13 +23,12 @@ disable_created_metrics()
 
 _SIZE_BUCKETS = (10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# A signal's unit in metric names, as the Collector spells it.
-_UNIT = {Signal.TRACES: "spans", Signal.LOGS: "log_records", Signal.METRICS: "metric_points"}
 
 
 @dataclass(frozen=True, slots=True)
 class SignalCounters:
-    """One signal's counters (labels as the traces ones)."""
+    """One signal's counters (labels as the traces ones); names end in the signal's unit, as
+    the Collector's do: `_spans`, `_log_records`, `_metric_points`."""
 
     receiver_accepted: Counter
     receiver_refused: Counter
@@ -151,29 +150,44 @@ class Telemetry:
             self.receiver_accepted_spans, self.receiver_refused_spans, self.processor_refused_spans,
             self.exporter_sent_spans, self.exporter_send_failed_spans, self.exporter_duplicate_spans,
             self.exporter_enqueue_failed_spans, self.exporter_dropped_spans)}
-        for signal in (Signal.LOGS, Signal.METRICS):
-            self._signals[signal] = self._counters(signal)
-
-    def _counters(self, signal: Signal) -> SignalCounters:
-        unit, r, what = _UNIT[signal], self.registry, signal.items.capitalize()
-        return SignalCounters(
-            Counter(f"tracehouse_receiver_accepted_{unit}", f"{what} accepted and durably handed on.",
+        # Logs and metrics: the same counters in their units, named as literally as the rest
+        # (the dashboards' tests read the names from this file).
+        self._signals[Signal.LOGS] = SignalCounters(
+            Counter("tracehouse_receiver_accepted_log_records", "Log records accepted and durably handed on.",
                     ["receiver", "transport"], registry=r),
-            Counter(f"tracehouse_receiver_refused_{unit}", f"{what} refused with an error to the client.",
+            Counter("tracehouse_receiver_refused_log_records", "Log records refused with an error to the client.",
                     ["receiver", "transport", "reason"], registry=r),
-            Counter(f"tracehouse_processor_refused_{unit}", f"{what} a processor refused (back-pressure).",
+            Counter("tracehouse_processor_refused_log_records", "Log records a processor refused (back-pressure).",
                     ["processor", "pipeline"], registry=r),
-            Counter(f"tracehouse_exporter_sent_{unit}", f"{what} the exporter durably wrote.",
+            Counter("tracehouse_exporter_sent_log_records", "Log records the exporter durably wrote.",
                     ["exporter"], registry=r),
-            Counter(f"tracehouse_exporter_send_failed_{unit}", f"{what} whose export failed after retries.",
+            Counter("tracehouse_exporter_send_failed_log_records", "Log records whose export failed after retries.",
                     ["exporter"], registry=r),
-            Counter(f"tracehouse_exporter_duplicate_{unit}",
-                    f"{what} already stored (client retries), not written again.", ["exporter"], registry=r),
-            Counter(f"tracehouse_exporter_enqueue_failed_{unit}",
-                    f"{what} refused because the sending queue was full.", ["exporter"], registry=r),
-            Counter(f"tracehouse_exporter_dropped_{unit}", f"{what} an exporter gave up on after accepting them.",
-                    ["exporter", "reason"], registry=r),
-        )
+            Counter("tracehouse_exporter_duplicate_log_records",
+                    "Log records already stored (client retries), not written again.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_enqueue_failed_log_records",
+                    "Log records refused because the sending queue was full.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_dropped_log_records", "Log records an exporter gave up on after accepting them.",
+                    ["exporter", "reason"], registry=r))
+        self._signals[Signal.METRICS] = SignalCounters(
+            Counter("tracehouse_receiver_accepted_metric_points", "Metric data points accepted and durably handed on.",
+                    ["receiver", "transport"], registry=r),
+            Counter("tracehouse_receiver_refused_metric_points",
+                    "Metric data points refused with an error to the client.",
+                    ["receiver", "transport", "reason"], registry=r),
+            Counter("tracehouse_processor_refused_metric_points",
+                    "Metric data points a processor refused (back-pressure).", ["processor", "pipeline"], registry=r),
+            Counter("tracehouse_exporter_sent_metric_points", "Metric data points the exporter durably wrote.",
+                    ["exporter"], registry=r),
+            Counter("tracehouse_exporter_send_failed_metric_points",
+                    "Metric data points whose export failed after retries.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_duplicate_metric_points",
+                    "Metric data points already stored (client retries), not written again.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_enqueue_failed_metric_points",
+                    "Metric data points refused because the sending queue was full.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_dropped_metric_points",
+                    "Metric data points an exporter gave up on after accepting them.", ["exporter", "reason"],
+                    registry=r))
 
     def of(self, signal: Signal) -> SignalCounters:
         """The counters of `signal`'s items."""

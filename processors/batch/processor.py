@@ -42,8 +42,10 @@ class BatchProcessor:
         self._closed = False
         self._host: Host | None = None
         self._labels = (str(settings.id), settings.pipeline or "")
-        # Each pipeline has its own instance: the gauge names the pipeline too.
-        self._component = f"{settings.id} ({settings.pipeline})" if settings.pipeline else str(settings.id)
+        # Each pipeline has its own instance: the gauge names the pipeline too, but for the
+        # `traces` pipeline, whose name the dashboards know as the component's own.
+        pipeline = settings.pipeline or "traces"
+        self._component = str(settings.id) if pipeline == "traces" else f"{settings.id} ({pipeline})"
 
     async def start(self, host: Host) -> None:
         self._host = host
