@@ -16,6 +16,9 @@ check. Within one exporter inserts are sequential; through Kafka a trace's spans
 one partition, hence one writer, and a batch replayed from Kafka carries an insert
 deduplication token (`token_settings`) that makes ClickHouse itself drop the second
 copy. Reads still collapse duplicates (`LIMIT 1 BY`).
+
+Log records and metric points have no ids: `RowGate` (below) does the same for them by
+content.
 """
 
 from __future__ import annotations
