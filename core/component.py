@@ -3,8 +3,11 @@
 Receivers, processors and exporters (and extensions such as the query API) are built by
 factories from typed configs. Every component has `start(host)` and `shutdown()`;
 shutdown is safe before start and safe twice, and it drains what the component holds.
-Data moves by `await next.consume(batch)`: returning means the spans were durably
-handed on, raising means they were not (see tracehouse.core.errors).
+Data moves by `await next.consume(batch)`: returning means the data was durably handed
+on, raising means it was not (see tracehouse.core.errors). Each pipeline carries one
+signal (traces, logs or metrics, `Signal`); a factory says which signals its component
+takes, and a component shared by pipelines of several signals (a receiver, an exporter)
+is one instance that gets every signal's batches.
 """
 
 from __future__ import annotations
@@ -12,15 +15,36 @@ from __future__ import annotations
 import builtins
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from tracehouse.core.errors import PermanentError
+
 if TYPE_CHECKING:
-    from tracehouse.core.pdata import TraceBatch
+    from tracehouse.core.pdata import LogBatch, MetricBatch, OtlpBatch, TraceBatch
     from tracehouse.core.telemetry import Telemetry
+
+
+class Signal(enum.StrEnum):
+    """The kinds of telemetry a pipeline carries, as the Collector names its pipelines."""
+
+    TRACES = "traces"
+    LOGS = "logs"
+    METRICS = "metrics"
+
+    @property
+    def items(self) -> str:
+        """What a batch of this signal counts, for messages: spans, log records, data points."""
+        return _ITEMS[self]
+
+
+_ITEMS = {Signal.TRACES: "spans", Signal.LOGS: "log records", Signal.METRICS: "data points"}
+ALL_SIGNALS = frozenset(Signal)
+TRACES_ONLY = frozenset({Signal.TRACES})
 
 
 class Kind(enum.StrEnum):
@@ -77,13 +101,70 @@ class Status(enum.StrEnum):
 
 
 @runtime_checkable
+class Consumer(Protocol):
+    """Takes batches of any signal (what batch, memory_limiter and the exporters are). A
+    consumer that changes the batches it is given (their items or their enrichment)
+    declares `mutates_data = True`, so a fanout in front of it hands it a clone (the
+    Collector's consumer.Capabilities)."""
+
+    async def consume(self, batch: OtlpBatch) -> None:
+        """Return once the data is durably handed on; raise a PipelineError if not."""
+
+
+@runtime_checkable
 class TracesConsumer(Protocol):
-    """Takes batches. A consumer that changes the batches it is given (their spans or their
-    enrichment) declares `mutates_data = True`, so a fanout in front of it hands it a
-    clone (the Collector's consumer.Capabilities)."""
+    """Takes trace batches (the GenAI and redaction processors take nothing else)."""
 
     async def consume(self, batch: TraceBatch) -> None:
         """Return once the spans are durably handed on; raise a PipelineError if not."""
+
+
+class LogsConsumer(Protocol):
+    async def consume(self, batch: LogBatch) -> None: ...
+
+
+class MetricsConsumer(Protocol):
+    async def consume(self, batch: MetricBatch) -> None: ...
+
+
+class SignalConsumers:
+    """What a receiver is given: the first consumer of each signal that has a pipeline
+    (a fanout when several pipelines of the signal share the receiver).
+
+    A receiver serves the signals in `signals` and answers the others as the Collector
+    does when a signal has no pipeline (HTTP 404, gRPC UNIMPLEMENTED). It is itself a
+    consumer that routes each batch by its signal, for receivers that take one kind only."""
+
+    mutates_data = False  # routes; the pipelines behind it declare their own
+
+    def __init__(self, by_signal: Mapping[Signal, Any]):
+        if not by_signal:
+            raise ValueError("a receiver needs at least one pipeline")
+        self._by_signal: dict[Signal, Any] = dict(by_signal)
+
+    @property
+    def signals(self) -> frozenset[Signal]:
+        return frozenset(self._by_signal)
+
+    def get(self, signal: Signal) -> Any | None:
+        """The consumer of `signal`'s pipelines, or None when it has none."""
+        return self._by_signal.get(signal)
+
+    async def consume(self, batch: OtlpBatch) -> None:
+        consumer = self._by_signal.get(batch.signal)
+        if consumer is None:
+            raise PermanentError(f"no {batch.signal.value} pipeline takes this receiver's data")
+        await consumer.consume(batch)
+
+
+def signal_consumers(next_consumer: object) -> SignalConsumers:
+    """`next_consumer` as a receiver's SignalConsumers: a plain consumer (a receiver built
+    outside a Service, in tests) is a traces pipeline."""
+    if isinstance(next_consumer, SignalConsumers):
+        return next_consumer
+    if next_consumer is None:
+        raise ValueError("a receiver needs a next consumer")
+    return SignalConsumers({Signal.TRACES: next_consumer})
 
 
 def mutates_data(consumer: object) -> bool:
@@ -131,13 +212,18 @@ class Settings:
 
 
 class Factory(Protocol):
-    """Builds one component type from its config (the Collector's component.Factory)."""
+    """Builds one component type from its config (the Collector's component.Factory).
+
+    `signals`: the pipelines the component may sit in. A receiver's next consumer is a
+    `SignalConsumers`; a processor's or an exporter's is (or is nothing but) a consumer
+    of its pipeline's signal."""
 
     type: str
     kind: Kind
     config_type: builtins.type[ComponentConfig]
+    signals: frozenset[Signal]
 
-    def create(self, settings: Settings, config: Any, next_consumer: TracesConsumer | None) -> Component: ...
+    def create(self, settings: Settings, config: Any, next_consumer: Any) -> Component: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +233,10 @@ class SimpleFactory(Generic[C]):
     type: str
     kind: Kind
     config_type: builtins.type[C]
-    constructor: Any  # Callable[[Settings, C, TracesConsumer | None], Component]
+    constructor: Any  # Callable[[Settings, C, next consumer | None], Component]
+    # Extensions sit in no pipeline; the GenAI processors take only traces.
+    signals: frozenset[Signal] = TRACES_ONLY
 
-    def create(self, settings: Settings, config: C, next_consumer: TracesConsumer | None) -> Component:
+    def create(self, settings: Settings, config: C, next_consumer: Any) -> Component:
         component: Component = self.constructor(settings, config, next_consumer)
         return component

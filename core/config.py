@@ -8,6 +8,8 @@
       extensions: [query_api]
       pipelines:
         traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [clickhouse]}
+        logs: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [clickhouse]}
+        metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [clickhouse]}
 
 Values of the form `${env:NAME}`, `${env:NAME:-default}` or `${NAME}` are replaced from
 the environment, as the Collector does. Every error names the key path it concerns,
@@ -25,7 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
-from tracehouse.core.component import ComponentConfig, ComponentID, Kind
+from tracehouse.core.component import ComponentConfig, ComponentID, Kind, Signal
 from tracehouse.core.errors import ConfigError
 from tracehouse.core.registry import get_factory, known_types
 
@@ -162,6 +164,11 @@ class Config:
     def pipelines(self) -> dict[str, PipelineConfig]:
         return self.service.pipelines
 
+    @staticmethod
+    def signal_of(pipeline: str) -> Signal:
+        """The signal a pipeline named `traces`, `logs/archive`, ... carries."""
+        return Signal(pipeline.split("/", 1)[0])
+
     def entry(self, kind: Kind, cid: ComponentID) -> ComponentEntry:
         return self.components[(kind, cid)]
 
@@ -243,9 +250,13 @@ def load_config_dict(data: Any, source: str = "<memory>", *, check_files: bool =
         raise ConfigError("service::pipelines", "at least one pipeline (or an extension such as query_api) is required")
     for name, pipeline in service.pipelines.items():
         ppath = f"service::pipelines::{name}"
-        signal = name.split("/", 1)[0]
-        if signal != "traces":
-            raise ConfigError(ppath, f"signal {signal!r} is not supported; tracehouse handles 'traces' pipelines")
+        try:
+            signal = Config.signal_of(name)
+        except ValueError:
+            raise ConfigError(ppath, f"unknown signal {name.split('/', 1)[0]!r}: a pipeline is named "
+                                     f"{' | '.join(s.value for s in Signal)}, optionally followed by /<name>") from None
+        if "/" in name and not name.split("/", 1)[1].strip():
+            raise ConfigError(ppath, "empty pipeline name after '/'")
         for kind, ids in ((Kind.RECEIVER, pipeline.receivers), (Kind.PROCESSOR, pipeline.processors),
                           (Kind.EXPORTER, pipeline.exporters)):
             if kind is not Kind.PROCESSOR and not ids:
@@ -262,6 +273,7 @@ def load_config_dict(data: Any, source: str = "<memory>", *, check_files: bool =
                 if cid in seen:
                     raise ConfigError(f"{ppath}::{kind.plural}", f'{kind.value} "{cid}" is listed twice')
                 seen.add(cid)
+                _check_signal(f"{ppath}::{kind.plural}", kind, cid, signal)
     for ref in service.extensions:
         try:
             cid = ComponentID.parse(ref)
@@ -270,6 +282,17 @@ def load_config_dict(data: Any, source: str = "<memory>", *, check_files: bool =
         if (Kind.EXTENSION, cid) not in components:
             raise ConfigError("service::extensions", f'references extension "{cid}" which is not configured')
     return Config(components=components, service=service, source=source)
+
+
+def _check_signal(path: str, kind: Kind, cid: ComponentID, signal: Signal) -> None:
+    """A component in a pipeline of a signal its factory does not take is a config error,
+    as in the Collector ("telemetry type is not supported")."""
+    factory = get_factory(kind, cid.type)
+    assert factory is not None  # the component was built above
+    if signal not in factory.signals:
+        takes = ", ".join(s.value for s in Signal if s in factory.signals)
+        raise ConfigError(path, f'{kind.value} "{cid}" does not support {signal.value}: it takes {takes} '
+                                f"only; remove it from this pipeline")
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:

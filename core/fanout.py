@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from tracehouse.core.component import TracesConsumer, mutates_data
+from typing import Any
+
+from tracehouse.core.component import mutates_data
 from tracehouse.core.errors import PermanentError, PipelineError, RetryableError
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import OtlpBatch
 
 
-class TracesFanout:
+class Fanout:
     """Sends each batch to every consumer and succeeds only if all of them did.
 
-    Every consumer gets the same spans and the same enrichment (GenAI columns, origin,
+    Every consumer gets the same items and the same enrichment (GenAI columns, origin,
     deadline). As in the Collector, consumers that only read share the batch, and each
     consumer that declares it mutates data gets its own clone, except that when nobody
     only reads, the last mutating consumer gets the original. If branches fail, a
@@ -23,7 +25,7 @@ class TracesFanout:
 
     mutates_data = False  # it clones for the consumers that do
 
-    def __init__(self, consumers: Sequence[TracesConsumer]):
+    def __init__(self, consumers: Sequence[Any]):
         if not consumers:
             raise ValueError("a fanout needs at least one consumer")
         self._consumers = list(consumers)
@@ -31,7 +33,7 @@ class TracesFanout:
         # Who may take the original: the readers, or (with no readers) the last mutator.
         self._original_to_last_mutator = all(self._mutating)
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
         last = len(self._consumers) - 1
         batches = [
             batch.clone() if mutating and not (self._original_to_last_mutator and i == last) else batch
@@ -56,5 +58,9 @@ class TracesFanout:
         raise RetryableError(f"a pipeline failed: {first}") from first
 
 
-def fanout(consumers: Sequence[TracesConsumer]) -> TracesConsumer:
-    return consumers[0] if len(consumers) == 1 else TracesFanout(consumers)
+TracesFanout = Fanout  # the name from before logs and metrics
+
+
+def fanout(consumers: Sequence[Any]) -> Any:
+    """One consumer for several (of one signal): the consumer itself when it is alone."""
+    return consumers[0] if len(consumers) == 1 else Fanout(consumers)

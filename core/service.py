@@ -1,8 +1,10 @@
 """Builds the component graph from a Config and runs it.
 
 As in the Collector: receivers and exporters are shared by every pipeline that names
-them, each pipeline gets its own processor instances, and a fanout sits wherever one
-component feeds several. Start goes exporters -> processors -> receivers (each stage
+them, whatever the pipelines' signals (one OTLP receiver serves traces, logs and
+metrics; one ClickHouse exporter writes all three), each pipeline gets its own processor
+instances, and a fanout sits wherever one component feeds several pipelines of a signal.
+A receiver gets a `SignalConsumers`: the pipelines of each signal it feeds. Start goes exporters -> processors -> receivers (each stage
 starts before anything can send to it); shutdown goes the other way, so every stage
 drains into a consumer that is still running.
 """
@@ -17,10 +19,22 @@ from dataclasses import dataclass, field
 import structlog
 
 from tracehouse.core.auth import ServerAuthenticator
-from tracehouse.core.component import Component, ComponentID, Kind, Settings, Status, TracesConsumer, mutates_data
+from typing import Any
+
+from tracehouse.core.component import (
+    Component,
+    ComponentID,
+    Consumer,
+    Kind,
+    Settings,
+    Signal,
+    SignalConsumers,
+    Status,
+    mutates_data,
+)
 from tracehouse.core.config import Config
 from tracehouse.core.fanout import fanout
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.core.registry import get_factory
 from tracehouse.core.telemetry import Telemetry
 
@@ -72,7 +86,7 @@ class Service:
         return self._started and all(s in _HEALTHY for s, _ in self._status.values())
 
     # -- graph -----------------------------------------------------------------------
-    def _create(self, kind: Kind, cid: ComponentID, next_consumer: TracesConsumer | None,
+    def _create(self, kind: Kind, cid: ComponentID, next_consumer: Any,
                 pipeline: str | None = None) -> Component:
         entry = self.config.entry(kind, cid)
         factory = get_factory(kind, cid.type)
@@ -83,15 +97,15 @@ class Service:
 
     def build(self) -> None:
         exporters: dict[ComponentID, Component] = {}
-        pipeline_heads: dict[str, TracesConsumer] = {}
+        pipeline_heads: dict[str, Consumer] = {}
         for name, pipeline in self.config.pipelines.items():
-            consumers: list[TracesConsumer] = []
+            consumers: list[Consumer] = []
             for ref in pipeline.exporters:
                 cid = ComponentID.parse(ref)
                 if cid not in exporters:
                     exporters[cid] = self._create(Kind.EXPORTER, cid, None)
                 consumers.append(_as_consumer(exporters[cid], Kind.EXPORTER, cid))
-            head: TracesConsumer = fanout(consumers)
+            head: Consumer = fanout(consumers)
             chain = [head]
             for ref in reversed(pipeline.processors):
                 cid = ComponentID.parse(ref)
@@ -99,12 +113,15 @@ class Service:
                 chain.append(head)
             pipeline_heads[name] = _PipelineHead(head, any(mutates_data(c) for c in chain))
 
-        receiver_targets: dict[ComponentID, list[str]] = {}
+        # Per receiver, per signal: the pipelines it feeds.
+        receiver_targets: dict[ComponentID, dict[Signal, list[str]]] = {}
         for name, pipeline in self.config.pipelines.items():
             for ref in pipeline.receivers:
-                receiver_targets.setdefault(ComponentID.parse(ref), []).append(name)
-        for cid, names in receiver_targets.items():
-            self._create(Kind.RECEIVER, cid, fanout([pipeline_heads[n] for n in names]))
+                by_signal = receiver_targets.setdefault(ComponentID.parse(ref), {})
+                by_signal.setdefault(Config.signal_of(name), []).append(name)
+        for cid, targets in receiver_targets.items():
+            self._create(Kind.RECEIVER, cid, SignalConsumers(
+                {signal: fanout([pipeline_heads[n] for n in names]) for signal, names in targets.items()}))
 
         for ref in self.config.service.extensions:
             cid = ComponentID.parse(ref)
@@ -198,14 +215,14 @@ class _PipelineHead:
     """A pipeline's first consumer, declaring whether anything down the pipeline mutates
     data: a receiver's fanout over several pipelines clones only for those that do."""
 
-    first: TracesConsumer
+    first: Consumer
     mutates_data: bool
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
         await self.first.consume(batch)
 
 
-def _as_consumer(component: Component, kind: Kind, cid: ComponentID) -> TracesConsumer:
-    if not isinstance(component, TracesConsumer):
-        raise TypeError(f"{kind.value} {cid} cannot consume traces")
+def _as_consumer(component: Component, kind: Kind, cid: ComponentID) -> Consumer:
+    if not isinstance(component, Consumer):
+        raise TypeError(f"{kind.value} {cid} cannot consume data")
     return component

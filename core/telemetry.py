@@ -3,17 +3,41 @@
 Declared in one place (like the Collector's metadata.yaml) so names stay consistent:
 `tracehouse_<kind>_<what>_<unit>` with component ids as labels. Each Service owns its
 registry, so several services in one process (tests) never share counters.
+
+What a receiver accepts or refuses and what an exporter sends, fails or drops is counted
+per signal, in the signal's unit, as the Collector does (`..._spans`, `..._log_records`,
+`..._metric_points`); `of(signal)` gives a signal's set. Gauges of what a component holds
+(queues, in-flight data) count items of whatever signal the component carries.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+from tracehouse.core.component import Signal
 
 # `*_created` series double every counter and no dashboard of ours reads them.
 disable_created_metrics()
 
 _SIZE_BUCKETS = (10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCounters:
+    """One signal's counters (labels as the traces ones); names end in the signal's unit, as
+    the Collector's do: `_spans`, `_log_records`, `_metric_points`."""
+
+    receiver_accepted: Counter
+    receiver_refused: Counter
+    processor_refused: Counter
+    exporter_sent: Counter
+    exporter_send_failed: Counter
+    exporter_duplicate: Counter
+    exporter_enqueue_failed: Counter
+    exporter_dropped: Counter
 
 
 class Telemetry:
@@ -38,19 +62,21 @@ class Telemetry:
             "tracehouse_processor_dropped_spans", "Spans a processor dropped on purpose.",
             ["processor", "pipeline"], registry=r)
         self.memory_limiter_in_flight_spans = Gauge(
-            "tracehouse_memory_limiter_in_flight_spans", "Spans admitted and not yet handed on.",
+            "tracehouse_memory_limiter_in_flight_spans",
+            "Items (spans, log records or data points, by the pipeline's signal) admitted and not yet handed on.",
             ["processor", "pipeline"], registry=r)
         self.memory_limiter_in_flight_bytes = Gauge(
             "tracehouse_memory_limiter_in_flight_bytes", "Wire bytes admitted and not yet handed on.",
             ["processor", "pipeline"], registry=r)
         self.batch_send_size = Histogram(
-            "tracehouse_processor_batch_send_size_spans", "Spans per batch sent downstream.",
+            "tracehouse_processor_batch_send_size_spans",
+            "Items (spans, log records or data points, by the pipeline's signal) per batch sent downstream.",
             ["processor", "pipeline"], buckets=_SIZE_BUCKETS, registry=r)
         self.batch_send_trigger = Counter(
             "tracehouse_processor_batch_send_trigger", "Why a batch was sent (size, timeout, shutdown).",
             ["processor", "pipeline", "trigger"], registry=r)
         self.queued_spans = Gauge(
-            "tracehouse_queued_spans", "Spans waiting in a component's buffer.",
+            "tracehouse_queued_spans", "Items (spans, log records, data points) waiting in a component's buffer.",
             ["component"], registry=r)
         self.genai_unpriced_spans = Counter(
             "tracehouse_genai_unpriced_spans",
@@ -92,10 +118,11 @@ class Telemetry:
 
         # Kafka exporter and its sending queue.
         self.exporter_queue_size = Gauge(
-            "tracehouse_exporter_queue_size", "Spans in the exporter's sending queue (memory or disk).",
+            "tracehouse_exporter_queue_size",
+            "Items (spans, log records, data points) in the exporter's sending queue (memory or disk).",
             ["exporter"], registry=r)
         self.exporter_queue_capacity = Gauge(
-            "tracehouse_exporter_queue_capacity", "Capacity of the exporter's sending queue, in spans.",
+            "tracehouse_exporter_queue_capacity", "Capacity of the exporter's sending queue, in items.",
             ["exporter"], registry=r)
         self.exporter_enqueue_failed_spans = Counter(
             "tracehouse_exporter_enqueue_failed_spans", "Spans refused because the sending queue was full.",
@@ -118,6 +145,53 @@ class Telemetry:
             "tracehouse_kafka_receiver_batch_duration_seconds",
             "Time from cutting a partition batch to committing its offsets.",
             ["receiver"], buckets=_LATENCY_BUCKETS, registry=r)
+
+        self._signals = {Signal.TRACES: SignalCounters(
+            self.receiver_accepted_spans, self.receiver_refused_spans, self.processor_refused_spans,
+            self.exporter_sent_spans, self.exporter_send_failed_spans, self.exporter_duplicate_spans,
+            self.exporter_enqueue_failed_spans, self.exporter_dropped_spans)}
+        # Logs and metrics: the same counters in their units, named as literally as the rest
+        # (the dashboards' tests read the names from this file).
+        self._signals[Signal.LOGS] = SignalCounters(
+            Counter("tracehouse_receiver_accepted_log_records", "Log records accepted and durably handed on.",
+                    ["receiver", "transport"], registry=r),
+            Counter("tracehouse_receiver_refused_log_records", "Log records refused with an error to the client.",
+                    ["receiver", "transport", "reason"], registry=r),
+            Counter("tracehouse_processor_refused_log_records", "Log records a processor refused (back-pressure).",
+                    ["processor", "pipeline"], registry=r),
+            Counter("tracehouse_exporter_sent_log_records", "Log records the exporter durably wrote.",
+                    ["exporter"], registry=r),
+            Counter("tracehouse_exporter_send_failed_log_records", "Log records whose export failed after retries.",
+                    ["exporter"], registry=r),
+            Counter("tracehouse_exporter_duplicate_log_records",
+                    "Log records already stored (client retries), not written again.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_enqueue_failed_log_records",
+                    "Log records refused because the sending queue was full.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_dropped_log_records", "Log records an exporter gave up on after accepting them.",
+                    ["exporter", "reason"], registry=r))
+        self._signals[Signal.METRICS] = SignalCounters(
+            Counter("tracehouse_receiver_accepted_metric_points", "Metric data points accepted and durably handed on.",
+                    ["receiver", "transport"], registry=r),
+            Counter("tracehouse_receiver_refused_metric_points",
+                    "Metric data points refused with an error to the client.",
+                    ["receiver", "transport", "reason"], registry=r),
+            Counter("tracehouse_processor_refused_metric_points",
+                    "Metric data points a processor refused (back-pressure).", ["processor", "pipeline"], registry=r),
+            Counter("tracehouse_exporter_sent_metric_points", "Metric data points the exporter durably wrote.",
+                    ["exporter"], registry=r),
+            Counter("tracehouse_exporter_send_failed_metric_points",
+                    "Metric data points whose export failed after retries.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_duplicate_metric_points",
+                    "Metric data points already stored (client retries), not written again.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_enqueue_failed_metric_points",
+                    "Metric data points refused because the sending queue was full.", ["exporter"], registry=r),
+            Counter("tracehouse_exporter_dropped_metric_points",
+                    "Metric data points an exporter gave up on after accepting them.", ["exporter", "reason"],
+                    registry=r))
+
+    def of(self, signal: Signal) -> SignalCounters:
+        """The counters of `signal`'s items."""
+        return self._signals[signal]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

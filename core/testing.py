@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from tracehouse.core.component import ComponentID, Kind, Status
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.core.telemetry import Telemetry
 
 
@@ -35,16 +36,21 @@ class TestHost:
 
 
 @dataclass
-class TracesSink:
-    """Collects what it consumes. Can be told to block (a stalled exporter) or to fail."""
+class Sink:
+    """Collects what it consumes, of any signal. Can be told to block (a stalled exporter)
+    or to fail."""
 
-    batches: list[TraceBatch] = field(default_factory=list)
+    batches: list[Any] = field(default_factory=list)
     error: Exception | None = None
     gate: asyncio.Event | None = None
 
     @property
+    def item_count(self) -> int:
+        return sum(b.item_count for b in self.batches)
+
+    @property
     def span_count(self) -> int:
-        return sum(b.span_count for b in self.batches)
+        return self.item_count
 
     def block(self) -> None:
         self.gate = asyncio.Event()
@@ -53,7 +59,7 @@ class TracesSink:
         if self.gate is not None:
             self.gate.set()
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.error is not None:
@@ -65,3 +71,6 @@ class TracesSink:
 
     async def shutdown(self) -> None:
         self.unblock()
+
+
+TracesSink = Sink  # the name from before logs and metrics

@@ -1,16 +1,19 @@
 """Kafka connection settings shared by the `kafka` exporter and the `kafka` receiver.
 
 Keys follow the Collector's configkafka.ClientConfig (`brokers`, `client_id`, `tls`,
-`auth.sasl`), so a config written for a stock Collector reads the same here.
+`auth.sasl`), so a config written for a stock Collector reads the same here; so do the
+topics of the three signals (`topic` for traces, `traces::topic`, `logs::topic`,
+`metrics::topic`), which both components resolve the same way (`SignalTopics`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
-from tracehouse.core.component import ComponentConfig
+from tracehouse.core.component import ComponentConfig, Signal
 from tracehouse.net.tls import TlsClientConfig, client_context
 
 
@@ -69,3 +72,71 @@ def client_kwargs(config: KafkaClientConfig) -> dict[str, Any]:
                                    (False, True): "SASL_PLAINTEXT", (True, True): "SASL_SSL"}[
         (context is not None, sasl is not None)]
     return kwargs
+
+
+# The Collector kafkaexporter's `otlp_proto`: one serialized OTLP export request per message.
+SUPPORTED_ENCODING = "otlp_proto"
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def check_topic(v: str) -> str:
+    if not _TOPIC_RE.match(v) or v in (".", ".."):
+        raise ValueError(f"{v!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+    return v
+
+
+def check_encoding(v: str) -> str:
+    if v != SUPPORTED_ENCODING:
+        raise ValueError(f"encoding {v!r} is not supported; the supported value is {SUPPORTED_ENCODING}")
+    return v
+
+
+DEFAULT_TOPICS = {Signal.TRACES: "otlp_spans", Signal.LOGS: "otlp_logs", Signal.METRICS: "otlp_metrics"}
+
+
+class SignalTopicConfig(ComponentConfig):
+    """`traces:`, `logs:`, `metrics:` (the Collector's kafka exporter and receiver keys):
+    one signal's topic; empty means the signal's default (otlp_spans, otlp_logs, otlp_metrics)."""
+
+    topic: str = ""
+    encoding: str = SUPPORTED_ENCODING
+
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        return v if v == "" else check_topic(v)
+
+    _encoding = field_validator("encoding")(check_encoding)
+
+
+class SignalTopics(ComponentConfig):
+    """The topics of the three signals, resolved from `topic` (traces, the older key) and the
+    per-signal sections; shared by the Kafka exporter's and receiver's configs."""
+
+    topic: str = DEFAULT_TOPICS[Signal.TRACES]
+    encoding: str = SUPPORTED_ENCODING
+    traces: SignalTopicConfig = SignalTopicConfig()
+    logs: SignalTopicConfig = SignalTopicConfig()
+    metrics: SignalTopicConfig = SignalTopicConfig()
+
+    _topic = field_validator("topic")(check_topic)
+    _encoding = field_validator("encoding")(check_encoding)
+
+    def topic_of(self, signal: Signal) -> str:
+        section: SignalTopicConfig = getattr(self, signal.value)
+        if section.topic:
+            return section.topic
+        return self.topic if signal is Signal.TRACES else DEFAULT_TOPICS[signal]
+
+    @model_validator(mode="after")
+    def _consistent_topics(self) -> SignalTopics:
+        if "topic" in self.model_fields_set and self.traces.topic and self.traces.topic != self.topic:
+            raise ValueError(f"topic ({self.topic!r}) and traces.topic ({self.traces.topic!r}) both name the traces "
+                             "topic; keep one")
+        topics = {signal: self.topic_of(signal) for signal in Signal}
+        for signal, topic in topics.items():
+            for other, other_topic in topics.items():
+                if other is not signal and other_topic == topic:
+                    raise ValueError(f"{signal.value} and {other.value} share the topic {topic!r}: each signal needs "
+                                     "its own (a consumer tells them apart by topic)")
+        return self

@@ -2,6 +2,6 @@
 every exporter (the Collector's exporterhelper)."""
 
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig, SendingQueueConfig
-from tracehouse.core.exporterhelper.exporter import ExportRequest, Health, Sender, TracesExporter
+from tracehouse.core.exporterhelper.exporter import Exporter, ExportRequest, Health, Sender, TracesExporter
 
-__all__ = ["ExportRequest", "ExporterHelperConfig", "Health", "SendingQueueConfig", "Sender", "TracesExporter"]
+__all__ = ["ExportRequest", "Exporter", "ExporterHelperConfig", "Health", "SendingQueueConfig", "Sender", "TracesExporter"]

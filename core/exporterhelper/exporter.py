@@ -2,10 +2,11 @@
 exporterhelper).
 
 An exporter is a `Sender` (connection code, and how one batch becomes an `ExportRequest`
-that one call of `send()` tries to deliver) wrapped in a `TracesExporter`, which owns:
+that one call of `send()` tries to deliver) wrapped in an `Exporter`, which owns:
 
 - the sending queue, configured by `sending_queue`:
-  - in memory (default): admission in spans. `consume()` returns only once the
+  - in memory (default): admission in items (spans, log records, metric data points:
+    one exporter serves every signal's pipelines). `consume()` returns only once the
     destination acknowledged, so "acknowledged means stored" holds end to end;
   - on disk (`sending_queue.storage`): `consume()` returns once the batch (with its GenAI
     columns and origin) is fsynced; a replayer drains the queue to the destination,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from tracehouse.core.component import Host, Kind, Settings, Status
 from tracehouse.core.errors import BadRequestError, PermanentError, RetryableError
@@ -29,7 +30,8 @@ from tracehouse.core.exporterhelper.codec import decode_batch, encode_batch
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig
 from tracehouse.core.logs import LogThrottle
 from tracehouse.core.exporterhelper.queue import CorruptEntryError, DiskQueue, MemoryQueue, QueueEntry, QueueFullError
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.component import Signal
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.core.retry import backoff_delays, call_with_retry
 from tracehouse.core.telemetry import Telemetry
 
@@ -43,14 +45,14 @@ class ExportRequest:
     after a retryable failure and may keep what it learned (e.g. which messages Kafka
     already acknowledged), so a retry never duplicates what was delivered."""
 
-    span_count: int = 0
+    item_count: int = 0
 
     async def send(self) -> None:
         raise NotImplementedError
 
     @property
-    def delivered_spans(self) -> int:
-        """Spans the destination took, after a permanent failure of the rest."""
+    def delivered_items(self) -> int:
+        """Items the destination took, after a permanent failure of the rest."""
         return 0
 
     def when_settled(self, callback: Callable[[], None]) -> None:
@@ -75,10 +77,10 @@ class Sender(Protocol):
 
     async def shutdown(self) -> None: ...
 
-    def request(self, batch: TraceBatch) -> ExportRequest:
+    def request(self, batch: OtlpBatch[Any]) -> ExportRequest:
         """Convert; PermanentError if the batch can never be sent, RetryableError to refuse fast."""
 
-    def check(self, batch: TraceBatch) -> None:
+    def check(self, batch: OtlpBatch[Any]) -> None:
         """Refuse before queueing what could never be sent (PermanentError)."""
 
     async def ready(self) -> None:
@@ -88,8 +90,8 @@ class Sender(Protocol):
         """When a client refused for a retryable reason should come back, if known."""
 
 
-class TracesExporter:
-    """A `Sender` behind the sending queue, retries and timeouts."""
+class Exporter:
+    """A `Sender` behind the sending queue, retries and timeouts; batches of every signal."""
 
     def __init__(self, settings: Settings, config: ExporterHelperConfig, sender: Sender):
         self._settings = settings
@@ -111,7 +113,7 @@ class TracesExporter:
         self._throttle = LogThrottle(_LOG_EVERY_S)
 
     @property
-    def queued_spans(self) -> int:
+    def queued_items(self) -> int:
         if self._disk is not None:
             return self._disk.spans
         return self._memory.size if self._memory is not None else 0
@@ -173,8 +175,8 @@ class TracesExporter:
 
     # -------------------------------------------------------------- consume
 
-    async def consume(self, batch: TraceBatch) -> None:
-        if batch.span_count == 0:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
+        if batch.item_count == 0:
             return
         if self._state != "running":
             raise RetryableError(f"{self._sender.name} exporter is not running", retry_after=_DEFAULT_RETRY_AFTER_S)
@@ -183,41 +185,42 @@ class TracesExporter:
         else:
             await self._send_now(batch)
 
-    async def _enqueue(self, disk: DiskQueue, batch: TraceBatch) -> None:
+    async def _enqueue(self, disk: DiskQueue, batch: OtlpBatch[Any]) -> None:
         try:
             self._sender.check(batch)  # refuse now what could never be sent, while the client can be told
         except PermanentError as exc:
-            self._on_failed(batch.span_count, exc)
+            self._on_failed(batch.signal, batch.item_count, exc)
             raise
         try:
-            await disk.put(encode_batch(batch), batch.span_count)
+            await disk.put(encode_batch(batch), batch.item_count)
         except QueueFullError:
-            self._on_enqueue_failed(batch.span_count)
+            self._on_enqueue_failed(batch.signal, batch.item_count)
             raise
         except RetryableError as exc:  # the disk failed us
-            self._on_failed(batch.span_count, exc)
+            self._on_failed(batch.signal, batch.item_count, exc)
             raise
 
-    async def _send_now(self, batch: TraceBatch) -> None:
+    async def _send_now(self, batch: OtlpBatch[Any]) -> None:
         assert self._memory is not None
         try:
             request = self._sender.request(batch)
         except PermanentError as exc:  # can never be sent (e.g. a span over the message size)
-            self._on_failed(batch.span_count, exc)
+            self._on_failed(batch.signal, batch.item_count, exc)
             raise
         try:
-            self._memory.admit(batch.span_count)
+            self._memory.admit(batch.item_count)
         except QueueFullError:
-            self._on_enqueue_failed(batch.span_count)
+            self._on_enqueue_failed(batch.signal, batch.item_count)
             raise
         self._active += 1
         self._idle.clear()
         try:
             await call_with_retry(lambda: self._attempt(request, batch.remaining(self._config.timeout)),
                                   self._config.retry_on_failure, deadline=batch.deadline,
-                                  on_retry=lambda exc, delay: self._on_retry(exc, delay, batch.span_count))
+                                  on_retry=lambda exc, delay: self._on_retry(exc, delay, batch.signal, batch.item_count))
         except (RetryableError, PermanentError) as exc:
-            self._on_failed(batch.span_count - request.delivered_spans, exc, delivered=request.delivered_spans)
+            self._on_failed(batch.signal, batch.item_count - request.delivered_items, exc,
+                            delivered=request.delivered_items)
             if isinstance(exc, RetryableError) and exc.retry_after is None:
                 exc.retry_after = self._sender.retry_after() or _DEFAULT_RETRY_AFTER_S
             raise
@@ -225,10 +228,10 @@ class TracesExporter:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
-            memory, spans = self._memory, batch.span_count
+            memory, items = self._memory, batch.item_count
             # Sends still in flight at the destination keep their room in the queue.
-            request.when_settled(lambda: memory.release(spans))
-        self._on_sent(batch.span_count)
+            request.when_settled(lambda: memory.release(items))
+        self._on_sent(batch.signal, batch.item_count)
 
     async def _attempt(self, request: ExportRequest, timeout: float) -> None:
         timeout = max(0.05, timeout)
@@ -237,7 +240,7 @@ class TracesExporter:
             async with asyncio.timeout(timeout):
                 await request.send()
         except TimeoutError:
-            raise RetryableError(f"spans not acknowledged by {self._sender.name} within {timeout:.2f}s") from None
+            raise RetryableError(f"data not acknowledged by {self._sender.name} within {timeout:.2f}s") from None
         finally:
             self._telemetry().exporter_send_duration.labels(self._id).observe(time.perf_counter() - t0)
 
@@ -279,12 +282,13 @@ class TracesExporter:
             batch = decode_batch(await disk.read(entry))
         except (CorruptEntryError, BadRequestError) as exc:
             target = await disk.quarantine(entry)
+            # Its signal is unreadable with the rest: counted with the spans (the queue's first use).
             telemetry.exporter_dropped_spans.labels(self._id, "corrupt_queue_entry").inc(entry.span_count)
-            self._log.error("corrupt sending queue entry moved aside; its spans are lost", entry=entry.name,
-                            moved_to=str(target), spans=entry.span_count, error=str(exc))
+            self._log.error("corrupt sending queue entry moved aside; its items are lost", entry=entry.name,
+                            moved_to=str(target), items=entry.span_count, error=str(exc))
             return
         # Acknowledged work: retried until the destination takes it, however long that is.
-        # A permanent refusal is bisected down to the spans refused (one request's bad data
+        # A permanent refusal is bisected down to the items refused (one request's bad data
         # in a merged entry must not take the others with it); only those are dropped.
         delays = backoff_delays(self._config.retry_on_failure, forever=True)
         parts = [batch]
@@ -292,22 +296,22 @@ class TracesExporter:
             part = parts.pop()
             refused = await self._replay_part(disk, entry, part, delays)
             if refused is None:
-                self._on_sent(part.span_count)
-            elif part.span_count > 1 and not refused[1]:  # (a partly delivered part is not resent)
+                self._on_sent(part.signal, part.item_count)
+            elif part.item_count > 1 and not refused[1]:  # (a partly delivered part is not resent)
                 halves = part.split()
-                parts.extend(h for h in reversed(halves) if h.span_count)
+                parts.extend(h for h in reversed(halves) if h.item_count)
             else:
                 error, delivered = refused
-                rejected = part.span_count - delivered
-                self._on_failed(rejected, error, delivered=delivered, log=False)
-                telemetry.exporter_dropped_spans.labels(self._id, "rejected").inc(rejected)
-                self._log.error(f"{self._sender.name} rejected queued spans; they are dropped",
-                                entry=entry.name, spans=rejected, error=str(error))
+                rejected = part.item_count - delivered
+                self._on_failed(part.signal, rejected, error, delivered=delivered, log=False)
+                telemetry.of(part.signal).exporter_dropped.labels(self._id, "rejected").inc(rejected)
+                self._log.error(f"{self._sender.name} rejected queued {part.signal.items}; they are dropped",
+                                entry=entry.name, items=rejected, error=str(error))
         await disk.remove(entry)
 
-    async def _replay_part(self, disk: DiskQueue, entry: QueueEntry, batch: TraceBatch,
+    async def _replay_part(self, disk: DiskQueue, entry: QueueEntry, batch: OtlpBatch[Any],
                            delays: Iterator[float]) -> tuple[PermanentError, int] | None:
-        """Send `batch` until it is taken (None) or refused permanently ((error, spans delivered))."""
+        """Send `batch` until it is taken (None) or refused permanently ((error, items delivered))."""
         telemetry = self._telemetry()
         request: ExportRequest | None = None
         while True:
@@ -317,10 +321,10 @@ class TracesExporter:
                 await self._attempt(request, self._config.timeout)
                 return None
             except PermanentError as exc:
-                delivered = request.delivered_spans if request is not None else 0
-                if batch.span_count > 1 and not delivered and self._throttle.allow("bisect") is not None:
+                delivered = request.delivered_items if request is not None else 0
+                if batch.item_count > 1 and not delivered and self._throttle.allow("bisect") is not None:
                     self._log.warning(f"{self._sender.name} refused a queued batch; resending it in halves to "
-                                      "find the spans it refuses", entry=entry.name, spans=batch.span_count,
+                                      f"find the {batch.signal.items} it refuses", entry=entry.name, items=batch.item_count,
                                       error=str(exc))
                 return exc, delivered
             except Exception as exc:
@@ -332,7 +336,7 @@ class TracesExporter:
                     self._log.warning(f"sending a queued batch to {self._sender.name} failed; "
                                       "retrying until it is acknowledged",
                                       error=str(exc), retry_in_s=round(delay, 2), queued_entries=disk.entries,
-                                      queued_spans=disk.spans, suppressed=held)
+                                      queued_items=disk.spans, suppressed=held)
                 await asyncio.sleep(delay)
 
     # -------------------------------------------------------------- status and metrics
@@ -353,32 +357,35 @@ class TracesExporter:
         assert self._host is not None
         return self._host.telemetry
 
-    def _on_sent(self, spans: int) -> None:
-        self._telemetry().exporter_sent_spans.labels(self._id).inc(spans)
+    def _on_sent(self, signal: Signal, items: int) -> None:
+        self._telemetry().of(signal).exporter_sent.labels(self._id).inc(items)
         self.ok()
 
-    def _on_retry(self, exc: Exception, delay: float, spans: int) -> None:
+    def _on_retry(self, exc: Exception, delay: float, signal: Signal, items: int) -> None:
         self._telemetry().exporter_send_retries.labels(self._id).inc()
         self.failing(str(exc))
         held = self._throttle.allow("retry")
         if held is not None:
             self._log.warning(f"send to {self._sender.name} failed, retrying", error=str(exc),
-                              retry_in_s=round(delay, 2), spans=spans, suppressed=held)
+                              retry_in_s=round(delay, 2), signal=signal.value, items=items, suppressed=held)
 
-    def _on_failed(self, spans: int, exc: Exception, *, delivered: int = 0, log: bool = True) -> None:
-        telemetry = self._telemetry()
-        telemetry.exporter_send_failed_spans.labels(self._id).inc(spans)
+    def _on_failed(self, signal: Signal, items: int, exc: Exception, *, delivered: int = 0, log: bool = True) -> None:
+        counters = self._telemetry().of(signal)
+        counters.exporter_send_failed.labels(self._id).inc(items)
         if delivered:
-            telemetry.exporter_sent_spans.labels(self._id).inc(delivered)
+            counters.exporter_sent.labels(self._id).inc(delivered)
         self.failing(str(exc))
         held = self._throttle.allow(f"failed:{type(exc).__name__}") if log else None
         if held is not None:
-            self._log.error(f"spans not sent to {self._sender.name}; the client was told", error=str(exc),
-                            spans=spans, permanent=isinstance(exc, PermanentError), suppressed=held)
+            self._log.error(f"{signal.items} not sent to {self._sender.name}; the client was told", error=str(exc),
+                            items=items, permanent=isinstance(exc, PermanentError), suppressed=held)
 
-    def _on_enqueue_failed(self, spans: int) -> None:
-        self._telemetry().exporter_enqueue_failed_spans.labels(self._id).inc(spans)
+    def _on_enqueue_failed(self, signal: Signal, items: int) -> None:
+        self._telemetry().of(signal).exporter_enqueue_failed.labels(self._id).inc(items)
         held = self._throttle.allow("queue_full")
         if held is not None:
-            self._log.warning("sending queue full; refusing batches (clients retry)", spans=spans, suppressed=held)
+            self._log.warning("sending queue full; refusing batches (clients retry)", items=items, suppressed=held)
 
+
+
+TracesExporter = Exporter  # the name from before logs and metrics

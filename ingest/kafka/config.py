@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from tracehouse.core.component import ComponentConfig
+from tracehouse.core.component import ComponentConfig, Signal
 from tracehouse.core.config import Duration
-from tracehouse.net.kafka import KafkaClientConfig
+from tracehouse.net.kafka import KafkaClientConfig, SignalTopics, check_topic
 from tracehouse.core.retry import RetryConfig
-
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-def _check_topic(v: str) -> str:
-    if not _TOPIC.match(v) or v in (".", ".."):
-        raise ValueError(f"{v!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
-    return v
 
 
 class KafkaBatchConfig(ComponentConfig):
-    """When a partition's pending messages are cut into one pipeline batch."""
+    """When a partition's pending messages are cut into one pipeline batch. `max_spans`
+    counts the items of the partition's signal: spans, log records or data points."""
 
     max_spans: int = 8192
     max_bytes: int = 16 * 1024 * 1024
@@ -45,15 +37,17 @@ class DeadLetterProducerConfig(ComponentConfig):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
 
 
-class KafkaReceiverConfig(KafkaClientConfig):
-    topic: str = "otlp_spans"
-    # The Collector kafkaexporter's `otlp_proto`: one serialized ExportTraceServiceRequest per message.
-    encoding: Literal["otlp_proto"] = "otlp_proto"
+class KafkaReceiverConfig(SignalTopics, KafkaClientConfig):
+    # Topics (SignalTopics): `topic` (traces, default otlp_spans) or `traces::topic`,
+    # `logs::topic` (otlp_logs), `metrics::topic` (otlp_metrics); the receiver reads those of
+    # the signals that have a pipeline naming it. Encoding: the Collector kafkaexporter's
+    # `otlp_proto`, one serialized export request per message.
     group_id: str = "tracehouse-writer"
     # Where a group without a committed offset starts.
     initial_offset: Literal["earliest", "latest"] = "earliest"
     batch: KafkaBatchConfig = KafkaBatchConfig()
-    # Undecodable and permanently refused messages go here; "" = log, count and skip them.
+    # Undecodable and permanently refused messages of every signal go here (each names its
+    # source topic in a header); "" = log, count and skip them.
     dead_letter_topic: str = "otlp_spans_dlq"
     # Pacing of retries of a failed batch (and of commits and dead-letter sends). Retries
     # never give up: max_elapsed_time does not apply, the delay grows to max_interval and
@@ -68,12 +62,10 @@ class KafkaReceiverConfig(KafkaClientConfig):
     rebalance_timeout: Duration = 60.0
     producer: DeadLetterProducerConfig = DeadLetterProducerConfig()
 
-    _topic = field_validator("topic")(_check_topic)
-
     @field_validator("dead_letter_topic")
     @classmethod
     def _dlq_topic(cls, v: str) -> str:
-        return v if v == "" else _check_topic(v)
+        return v if v == "" else check_topic(v)
 
     @field_validator("group_id")
     @classmethod
@@ -84,8 +76,10 @@ class KafkaReceiverConfig(KafkaClientConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaReceiverConfig:
-        if self.dead_letter_topic == self.topic:
-            raise ValueError("dead_letter_topic must differ from topic (a poison message would loop forever)")
+        for signal in Signal:
+            if self.dead_letter_topic == self.topic_of(signal):
+                raise ValueError(f"dead_letter_topic must differ from the {signal.value} topic (a poison message "
+                                 "would loop forever)")
         if not 0 < self.heartbeat_interval < self.session_timeout:
             raise ValueError("heartbeat_interval must be greater than zero and less than session_timeout")
         if self.rebalance_timeout <= self.drain_timeout:

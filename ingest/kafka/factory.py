@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from tracehouse.core.component import Component, Kind, Settings, SimpleFactory, TracesConsumer
+from typing import Any
+
+from tracehouse.core.component import ALL_SIGNALS, Component, Kind, Settings, SimpleFactory
 from tracehouse.ingest.kafka.config import KafkaReceiverConfig
 
 
-def _create(settings: Settings, config: KafkaReceiverConfig, next_consumer: TracesConsumer | None) -> Component:
+def _create(settings: Settings, config: KafkaReceiverConfig, next_consumer: Any) -> Component:
     # Imported here: validating a config must not load aiokafka.
     from tracehouse.ingest.kafka.receiver import KafkaReceiver
 
@@ -12,4 +14,4 @@ def _create(settings: Settings, config: KafkaReceiverConfig, next_consumer: Trac
     return KafkaReceiver(settings, config, next_consumer)
 
 
-factory: SimpleFactory[KafkaReceiverConfig] = SimpleFactory("kafka", Kind.RECEIVER, KafkaReceiverConfig, _create)
+factory: SimpleFactory[KafkaReceiverConfig] = SimpleFactory("kafka", Kind.RECEIVER, KafkaReceiverConfig, _create, ALL_SIGNALS)

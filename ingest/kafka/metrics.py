@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tracehouse.core.component import Signal
 from tracehouse.core.telemetry import Telemetry
 from tracehouse.ingest.kafka.partition import ConsumedRecord
 
@@ -19,18 +20,18 @@ class KafkaReceiverMetrics:
         self._id = receiver_id
         self._telemetry = telemetry  # the host's, once the receiver has started
 
-    def invalid_spans(self, messages: Iterable[ConsumedRecord]) -> None:
-        """Spans dropped on arrival for invalid ids."""
+    def invalid(self, signal: Signal, messages: Iterable[ConsumedRecord]) -> None:
+        """Items dropped on arrival for invalid ids or times."""
         invalid = sum(m.invalid_spans for m in messages)
         telemetry = self._telemetry()
         if invalid and telemetry is not None:
-            telemetry.receiver_refused_spans.labels(self._id, _TRANSPORT, "invalid").inc(invalid)
+            telemetry.of(signal).receiver_refused.labels(self._id, _TRANSPORT, "invalid").inc(invalid)
 
-    def accepted_spans(self, count: int) -> None:
-        """Spans the pipeline took."""
+    def accepted(self, signal: Signal, count: int) -> None:
+        """Items the pipeline took."""
         telemetry = self._telemetry()
         if telemetry is not None:
-            telemetry.receiver_accepted_spans.labels(self._id, _TRANSPORT).inc(count)
+            telemetry.of(signal).receiver_accepted.labels(self._id, _TRANSPORT).inc(count)
 
     def batch_done(self, topic: str, accepted_messages: int, seconds: float) -> None:
         """A batch committed: its messages the pipeline took, and the time from plan commit to final commit."""

@@ -14,11 +14,12 @@ import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tracehouse.core.auth import TENANT_HEADER
-from tracehouse.core.pdata import DEFAULT_TENANT, RecordRange, TraceBatch
+from tracehouse.core.pdata import DEFAULT_TENANT, OtlpBatch, RecordRange, TraceBatch
 from tracehouse.ingest.kafka.config import KafkaBatchConfig
-from tracehouse.ingest.otlp.validate import drop_invalid_spans
+from tracehouse.ingest.otlp.validate import drop_invalid
 
 _PLAN_PREFIX = "tracehouse:end="
 _PLAN_RE = re.compile(r"^tracehouse:end=(\d+)$")
@@ -40,10 +41,12 @@ def batch_token(topic: str, partition: int, first: int, last: int) -> str:
 
 @dataclass(slots=True)
 class ConsumedRecord:
-    """One Kafka record, decoded once on arrival to learn its span count.
+    """One Kafka record, decoded once on arrival to learn its item count.
 
     The parsed request is not kept (it is many times the wire size); `clean` holds the
-    valid spans serialized, which is the record's own value when nothing was dropped.
+    valid items serialized, which is the record's own value when nothing was dropped.
+    `spans` and `invalid_spans` count the items of the topic's signal (spans, log records
+    or data points).
     """
 
     offset: int
@@ -63,25 +66,25 @@ class ConsumedRecord:
 
 
 def decode(offset: int, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]],
-           arrived: float) -> ConsumedRecord:
+           arrived: float, batch_type: type[OtlpBatch[Any]] = TraceBatch) -> ConsumedRecord:
     msg = ConsumedRecord(offset, key, value, tuple(headers), arrived)
     for name, header in msg.headers:
         if name == TENANT_HEADER:
             msg.tenant = header.decode("utf-8", "replace")
     try:
-        batch = TraceBatch.from_bytes(value or b"")
+        batch = batch_type.from_bytes(value or b"")
     except Exception as exc:  # BadRequestError from protobuf, or anything a hostile payload triggers
         msg.error = str(exc) or type(exc).__name__
         return msg
-    msg.invalid_spans, _ = drop_invalid_spans(batch)
-    msg.spans = batch.span_count
+    msg.invalid_spans, _ = drop_invalid(batch)
+    msg.spans = batch.item_count
     msg.clean = batch.to_bytes()
     return msg
 
 
 @dataclass(slots=True)
 class PartitionBatch:
-    """Consecutive records of one partition, cut to be delivered as one TraceBatch.
+    """Consecutive records of one partition, cut to be delivered as one batch.
 
     `planned`: cut again from the plan a crashed owner committed, so it is the same range."""
 
@@ -107,13 +110,14 @@ class PartitionBatch:
         return self.range.token
 
 
-def build_batch(topic: str, partition: int, messages: Sequence[ConsumedRecord]) -> TraceBatch:
-    """A fresh TraceBatch of the decodable messages, tagged with the records' range.
+def build_batch(topic: str, partition: int, messages: Sequence[ConsumedRecord],
+                batch_type: type[OtlpBatch[Any]] = TraceBatch) -> OtlpBatch[Any]:
+    """A fresh batch (of the topic's signal) of the decodable messages, tagged with the records' range.
 
     Serialized requests concatenate into their merge, so this is one parse. Built anew
     for every attempt: processors may change the batch they are given.
     """
-    batch = TraceBatch.from_bytes(b"".join(m.clean for m in messages if m.clean is not None))
+    batch = batch_type.from_bytes(b"".join(m.clean for m in messages if m.clean is not None))
     batch.origin = RecordRange(topic, partition, messages[0].offset, messages[-1].offset)
     batch.tenant = messages[0].tenant
     return batch

@@ -1,5 +1,10 @@
 """The `kafka` receiver: the writer's front door (Kafka -> processors -> ClickHouse).
 
+It reads the topic of each signal that has a pipeline naming it (otlp_spans, otlp_logs,
+otlp_metrics by default) in one consumer group; a partition's messages decode to its
+topic's signal and go to that signal's pipelines, with the same batching, plans, tokens
+and commits whatever the signal.
+
 This module is the component: its lifecycle, the connection to the group, the one poll
 loop that fetches for every partition, and rebalancing (assignment, revocation, reading
 each new partition's committed offset and batch plan back). Each assigned partition is
@@ -15,7 +20,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from tracehouse.core.component import Host, Kind, Settings, Status, TracesConsumer
+from tracehouse.core.component import Host, Kind, Settings, Status, signal_consumers
+from tracehouse.core.pdata import BATCH_TYPES
 from tracehouse.net.kafka import client_kwargs
 from tracehouse.net.tls import TlsFileError
 from tracehouse.core.logs import RateLimited
@@ -45,7 +51,7 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class KafkaReceiver:
-    def __init__(self, settings: Settings, config: KafkaReceiverConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: KafkaReceiverConfig, next_consumer: Any):
         self._settings = settings
         self._config = config
         self._log = settings.logger
@@ -59,8 +65,12 @@ class KafkaReceiver:
         self._status: tuple[Status, str | None] | None = None
         self._connect_log = RateLimited(30.0)
         self._metrics = KafkaReceiverMetrics(self._id, self._telemetry)
+        consumers = signal_consumers(next_consumer)
+        # Topic -> (its signal's batch type, that signal's pipelines), for the signals with one.
+        self._topics = {config.topic_of(signal): (BATCH_TYPES[signal], consumer)
+                        for signal in sorted(consumers.signals) if (consumer := consumers.get(signal)) is not None}
         self._worker_services = WorkerServices(
-            batch_limits=config.batch, error_backoff=config.error_backoff, next_consumer=next_consumer,
+            batch_limits=config.batch, error_backoff=config.error_backoff, consumers=self._topics,
             dlq=self._dlq, metrics=self._metrics, log=self._log, retry_log=RateLimited(10.0),
             consumer=lambda: self._consumer, commit=self._commit, read_plans=self._read_plans,
             retrying_changed=self._retrying_changed)
@@ -109,7 +119,7 @@ class KafkaReceiver:
             if consumer is not None:
                 await stop_quietly(consumer)
             await self._dlq.close()
-        self._log.info("kafka receiver stopped", topic=self._config.topic, group_id=self._config.group_id)
+        self._log.info("kafka receiver stopped", topics=sorted(self._topics), group_id=self._config.group_id)
 
     # -- connection and fetching -----------------------------------------------------
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -118,7 +128,7 @@ class KafkaReceiver:
             group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset=cfg.initial_offset,
             session_timeout_ms=_ms(cfg.session_timeout), heartbeat_interval_ms=_ms(cfg.heartbeat_interval),
             rebalance_timeout_ms=_ms(cfg.rebalance_timeout), **client_kwargs(cfg))
-        consumer.subscribe([cfg.topic], listener=_Listener(self))
+        consumer.subscribe(sorted(self._topics), listener=_Listener(self))
         return consumer
 
     async def _run(self) -> None:
@@ -152,7 +162,7 @@ class KafkaReceiver:
                 raise
             delays = retry_delays(self._config.error_backoff)
             self._report(Status.OK)
-            self._log.info("kafka receiver started", topic=self._config.topic, group_id=self._config.group_id,
+            self._log.info("kafka receiver started", topics=sorted(self._topics), group_id=self._config.group_id,
                            brokers=self._config.brokers)
             try:
                 await self._poll(consumer)
@@ -184,8 +194,9 @@ class KafkaReceiver:
                 worker = self._partitions.get(tp)
                 if worker is None or worker.closing.is_set():
                     continue
-                messages = [decode(r.offset, r.key, r.value, r.headers or (), now) for r in records]
-                self._metrics.invalid_spans(messages)
+                batch_type = worker.batch_type
+                messages = [decode(r.offset, r.key, r.value, r.headers or (), now, batch_type) for r in records]
+                self._metrics.invalid(batch_type.signal, messages)
                 worker.add(messages)
             for worker in self._partitions.values():
                 worker.report_lag()
@@ -210,11 +221,11 @@ class KafkaReceiver:
             if plans is not None:  # else the worker reads its plan itself, retrying
                 worker.load_plan(plans)
                 if worker.batcher.plan_end is not None:
-                    replaying[tp.partition] = f"{worker.committed}-{worker.batcher.plan_end}"
+                    replaying[f"{tp.topic}/{tp.partition}"] = f"{worker.committed}-{worker.batcher.plan_end}"
             self._partitions[tp] = worker
             worker.start(name=f"kafka-{self._id}-{tp.topic}-{tp.partition}")
-        self._log.info("partitions assigned", topic=self._config.topic,
-                       partitions=sorted(tp.partition for tp in assigned), replaying_batches=replaying or None)
+        self._log.info("partitions assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
+                       replaying_batches=replaying or None)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         workers = [self._partitions[tp] for tp in revoked if tp in self._partitions]
@@ -223,8 +234,7 @@ class KafkaReceiver:
             self._partitions.pop(worker.tp, None)
             self._metrics.remove_lag(worker.tp)
         if revoked:
-            self._log.info("partitions revoked", topic=self._config.topic,
-                           partitions=sorted(tp.partition for tp in revoked))
+            self._log.info("partitions revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
 
     async def _drain(self, workers: list[PartitionWorker], timeout: float) -> None:
         """Let each worker finish its in-flight batch (consume + commit), then stop it.

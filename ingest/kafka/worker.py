@@ -30,9 +30,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from tracehouse.core.component import TracesConsumer
+from tracehouse.core.component import Consumer
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.logs import RateLimited
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.core.retry import RetryConfig, backoff_delays
 from tracehouse.ingest.kafka.config import KafkaBatchConfig
 from tracehouse.ingest.kafka.dlq import DeadLetterQueue
@@ -71,7 +72,8 @@ class WorkerServices:
 
     batch_limits: KafkaBatchConfig
     error_backoff: RetryConfig
-    next_consumer: TracesConsumer
+    # The pipelines of each topic's signal, and the batch type its messages decode to.
+    consumers: dict[str, tuple[type[OtlpBatch[Any]], Consumer]]
     dlq: DeadLetterQueue
     metrics: KafkaReceiverMetrics
     log: Any
@@ -91,6 +93,7 @@ class PartitionWorker:
 
     def __init__(self, tp: TopicPartition, services: WorkerServices):
         self.tp = tp
+        self.batch_type, self._next = services.consumers[tp.topic]
         self.batcher = PartitionBatcher(tp.topic, tp.partition, services.batch_limits)
         self.committed: int | None = None
         self.loaded = False  # committed offset and plan read back
@@ -240,11 +243,11 @@ class PartitionWorker:
     async def _consume(self, messages: list[ConsumedRecord]) -> None:
         delays = self._delays()
         while True:
-            batch = build_batch(self.tp.topic, self.tp.partition, messages)
-            if batch.span_count == 0:
+            batch = build_batch(self.tp.topic, self.tp.partition, messages, self.batch_type)
+            if batch.item_count == 0:
                 return
             try:
-                await self._services.next_consumer.consume(batch)
+                await self._next.consume(batch)
             except PermanentError:
                 raise
             except Exception as exc:  # retryable, or unexpected: either way, never drop the batch
@@ -259,7 +262,7 @@ class PartitionWorker:
                 await self._backoff_sleep(delay)
                 continue
             self._set_retrying(False)
-            self._services.metrics.accepted_spans(batch.span_count)
+            self._services.metrics.accepted(batch.signal, batch.item_count)
             return
 
     async def _dead_letter(self, msg: ConsumedRecord, reason: str, error: str) -> None:

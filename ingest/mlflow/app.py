@@ -47,7 +47,7 @@ from tracehouse.ingest.mlflow.store import (
     parse_iso_ms,
 )
 from tracehouse.ingest.mlflow.traces_json import spans_request
-from tracehouse.ingest.otlp.receiver import TraceExportService
+from tracehouse.ingest.otlp.receiver import ExportService
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -131,7 +131,7 @@ READ = Action.READ
 
 
 class MlflowApp:
-    def __init__(self, config: MlflowReceiverConfig, store: TrackingStore, exports: TraceExportService,
+    def __init__(self, config: MlflowReceiverConfig, store: TrackingStore, exports: ExportService,
                  otlp: Any, logger: Any, run: Callable[..., Awaitable[Any]]):
         self._config = config
         self.store = store

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from tracehouse.core.component import Component, Kind, Settings, SimpleFactory, TracesConsumer
+from typing import Any
+
+from tracehouse.core.component import Component, Kind, Settings, SimpleFactory
 from tracehouse.ingest.mlflow.config import MlflowReceiverConfig
 
 
-def _create(settings: Settings, config: MlflowReceiverConfig, next_consumer: TracesConsumer | None) -> Component:
+def _create(settings: Settings, config: MlflowReceiverConfig, next_consumer: Any) -> Component:
     from tracehouse.ingest.mlflow.receiver import MlflowReceiver
 
     assert next_consumer is not None

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.component import Host, Settings
 from tracehouse.ingest.mlflow.app import MlflowApp, tag_experiment
 from tracehouse.ingest.mlflow.config import MlflowReceiverConfig
 from tracehouse.ingest.mlflow.store import TrackingStore
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.http import OtlpHttpApp
-from tracehouse.ingest.otlp.receiver import TraceExportService
+from tracehouse.ingest.otlp.receiver import ExportService
 from tracehouse.net.asgi_server import AsgiServer
 from tracehouse.sinks.clickhouse.client import open_client
 
@@ -28,11 +28,11 @@ T = TypeVar("T")
 
 
 class MlflowReceiver:
-    def __init__(self, settings: Settings, config: MlflowReceiverConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: MlflowReceiverConfig, next_consumer: Any):
         self._settings = settings
         self._config = config
         self._log = settings.logger
-        self._exports = TraceExportService(settings, next_consumer, "mlflow", config.auth)
+        self._exports = ExportService(settings, next_consumer, "mlflow", config.auth)
         self._executor: ThreadPoolExecutor | None = None
         self._store: TrackingStore | None = None
         self._server: AsgiServer | None = None

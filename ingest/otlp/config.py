@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import field_validator, model_validator
 
 from tracehouse.core.auth import AuthConfig
-from tracehouse.core.component import ComponentConfig
+from tracehouse.core.component import ComponentConfig, Signal
 from tracehouse.core.config import Duration
 from tracehouse.net.endpoint import parse_endpoint
 from tracehouse.net.tls import TlsServerConfig
@@ -51,6 +51,10 @@ class HttpConfig(ComponentConfig):
     # `/api/public/otel/v1/traces`, where Langfuse SDKs pointed at tracehouse
     # (LANGFUSE_HOST / LANGFUSE_BASE_URL) send. The all-in-one configs list it.
     traces_url_aliases: list[str] = []
+    # Where OTLP logs and metrics are accepted (served only when a logs / metrics pipeline
+    # names this receiver; else 404, as in the Collector).
+    logs_url_path: str = "/v1/logs"
+    metrics_url_path: str = "/v1/metrics"
     # Cap on the body, both as sent and after decompression (the Collector's 20 MiB).
     max_request_body_size: int = 20 * 1024 * 1024
     # Requests handed to the pipeline at once; more are refused with a retryable 503. A
@@ -85,7 +89,7 @@ class HttpConfig(ComponentConfig):
             raise ValueError("must be at least 1")
         return v
 
-    @field_validator("traces_url_path")
+    @field_validator("traces_url_path", "logs_url_path", "metrics_url_path")
     @classmethod
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
@@ -100,10 +104,27 @@ class HttpConfig(ComponentConfig):
                 raise ValueError(f"{path!r} must start with '/'")
         return v
 
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> HttpConfig:
+        seen: dict[str, str] = {}
+        for key, paths in (("traces", self.traces_paths), ("logs_url_path", (self.logs_url_path,)),
+                           ("metrics_url_path", (self.metrics_url_path,))):
+            for path in paths:
+                if seen.setdefault(path, key) != key:
+                    raise ValueError(f"path {path!r} is given to both {seen[path]} and {key}")
+        return self
+
     @property
     def traces_paths(self) -> tuple[str, ...]:
         """Every path OTLP traces are accepted at: traces_url_path first."""
         return tuple(dict.fromkeys([self.traces_url_path, *self.traces_url_aliases]))
+
+    def signal_paths(self) -> dict[str, Signal]:
+        """Path -> the signal whose export requests it takes."""
+        paths = dict.fromkeys(self.traces_paths, Signal.TRACES)
+        paths[self.logs_url_path] = Signal.LOGS
+        paths[self.metrics_url_path] = Signal.METRICS
+        return paths
 
 
 class ProtocolsConfig(ComponentConfig):

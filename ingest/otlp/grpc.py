@@ -1,8 +1,11 @@
-"""OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export` on grpc.aio.
+"""OTLP/gRPC: `opentelemetry.proto.collector.{trace,logs,metrics}.v1.{Trace,Logs,Metrics}Service/Export`
+on grpc.aio.
 
-The method is registered with identity (de)serializers, so the handler gets the wire
-bytes: they are parsed once into a TraceBatch that keeps them (a forwarding sidecar
-never re-serializes). Refusals carry google.rpc.RetryInfo: OTLP clients retry
+A signal's service is registered only when a pipeline of that signal names the receiver;
+calls to the others get UNIMPLEMENTED from gRPC itself, as from the Collector. The
+methods are registered with identity (de)serializers, so the handler gets the wire
+bytes: they are parsed once into a batch that keeps them (a forwarding sidecar never
+re-serializes). Refusals carry google.rpc.RetryInfo: OTLP clients retry
 RESOURCE_EXHAUSTED only when it is present.
 """
 
@@ -20,13 +23,19 @@ from tracehouse.core.auth import ANONYMOUS
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.net.endpoint import parse_endpoint
 from tracehouse.net.tls import ServerTls
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.component import Signal
+from tracehouse.core.pdata import BATCH_TYPES
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
 from tracehouse.ingest.otlp.errors import refusal_for
-from tracehouse.ingest.otlp.receiver import TraceExportService
+from tracehouse.ingest.otlp.receiver import ExportService
 
-SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+SERVICES = {
+    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
+SERVICE = SERVICES[Signal.TRACES]
 
 
 def _status(code: int, message: str, retry_after: float | None = None) -> grpc.Status:
@@ -41,7 +50,7 @@ def _status(code: int, message: str, retry_after: float | None = None) -> grpc.S
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, config: GrpcConfig, handler: TraceExportService, logger: Any):
+    def __init__(self, config: GrpcConfig, handler: ExportService, logger: Any):
         self.handler = handler
         self._config = config
         self._log = logger
@@ -50,20 +59,20 @@ class OtlpGrpcReceiver:
         self._active = 0
         self.port: int | None = None
 
-    async def _export(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def _export(self, signal: Signal, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         started = time.perf_counter()
         if self._active >= self._config.max_concurrent_requests:
-            self.handler.observe("UNAVAILABLE", started)
+            self.handler.observe("UNAVAILABLE", started, signal=signal)
             await context.abort_with_status(_status(code_pb2.UNAVAILABLE, "too many concurrent requests; retry later", 1.0))
         self._active += 1
-        spans = 0
+        items = 0
         try:
             principal = ANONYMOUS
             if self.handler.needs_auth:
                 principal = self.handler.authenticate(
                     {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)})
-            batch = TraceBatch.from_bytes(request)
-            spans = batch.span_count
+            batch = BATCH_TYPES[signal].from_bytes(request)
+            items = batch.item_count
             remaining = context.time_remaining()
             batch.deadline = time.monotonic() + remaining if remaining is not None else None
             rejected, message = await self.handler.export(batch, principal)
@@ -72,12 +81,19 @@ class OtlpGrpcReceiver:
             if not isinstance(exc, (RetryableError, PermanentError)):
                 self._log.exception("unexpected error in the pipeline", error=str(exc))
             status = _status(refusal.grpc_code, refusal.message, refusal.retry_after)  # RetryInfo if retryable
-            self.handler.observe(status.code.name, started, spans, refusal.reason)
+            self.handler.observe(status.code.name, started, items, refusal.reason, signal)
             await context.abort_with_status(status)
         finally:
             self._active -= 1
-        self.handler.observe("OK", started)
-        return encode_export_response(rejected, message, json=False)
+        self.handler.observe("OK", started, signal=signal)
+        return encode_export_response(rejected, message, json=False, signal=signal)
+
+    def _exporter(self, signal: Signal) -> Any:
+        # A coroutine function of its own per signal: grpc.aio runs non-coroutine handlers on threads.
+        async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            return await self._export(signal, request, context)
+
+        return export
 
     async def start(self) -> None:
         # The files load before the server exists: a bad certificate fails start-up cleanly.
@@ -87,10 +103,11 @@ class OtlpGrpcReceiver:
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.so_reuseport", 0),
         ])
-        handler = grpc.method_handlers_generic_handler(SERVICE, {
-            "Export": grpc.unary_unary_rpc_method_handler(self._export),
-        })
-        self._server.add_generic_rpc_handlers((handler,))
+        self._server.add_generic_rpc_handlers(tuple(
+            grpc.method_handlers_generic_handler(SERVICES[signal], {
+                "Export": grpc.unary_unary_rpc_method_handler(self._exporter(signal)),
+            })
+            for signal in Signal if self.handler.serves(signal)))
         host, port = parse_endpoint(self._config.endpoint)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
@@ -105,6 +122,7 @@ class OtlpGrpcReceiver:
             self._tls.start()
         tls = self._config.tls
         self._log.info("OTLP/gRPC receiver listening", endpoint=self._config.endpoint, port=self.port,
+                       signals=sorted(s.value for s in self.handler.signals),
                        tls=tls is not None, client_auth=bool(tls and tls.client_ca_file),
                        auth=self.handler.auth_description)
 

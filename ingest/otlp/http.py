@@ -1,4 +1,6 @@
-"""OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, gzip or deflate encoded.
+"""OTLP/HTTP: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` with protobuf or JSON bodies,
+gzip or deflate encoded. A signal's path answers 404 when no pipeline of that signal
+names the receiver, as the Collector's otlpreceiver does (it registers no handler).
 
 A plain ASGI app (no framework): this is the hot path, and every check that can refuse
 a request cheaply (path, method, content type, declared length) runs before the body is
@@ -29,11 +31,12 @@ from tracehouse.core.errors import (
     RetryableError,
     UnauthenticatedError,
 )
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.component import Signal
+from tracehouse.core.pdata import BATCH_TYPES, OtlpBatch, TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
 from tracehouse.ingest.otlp.errors import refusal_for
-from tracehouse.ingest.otlp.receiver import TraceExportService
+from tracehouse.ingest.otlp.receiver import ExportService
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -109,17 +112,19 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def decode_body(body: bytes, encoding: str, is_json: bool, limit: int) -> TraceBatch:
+def decode_body(body: bytes, encoding: str, is_json: bool, limit: int,
+                signal: Signal = Signal.TRACES) -> OtlpBatch[Any]:
     data = decompress(body, encoding, limit)
+    batch_type = BATCH_TYPES[signal]
     if is_json:
-        return TraceBatch.from_request(decode_json(data))
-    return TraceBatch.from_bytes(data)
+        return batch_type.from_request(decode_json(data, batch_type.request_type))
+    return batch_type.from_bytes(data)
 
 
 class OtlpHttpApp:
     """The ASGI application; one instance per receiver."""
 
-    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any,
+    def __init__(self, config: HttpConfig, handler: ExportService, logger: Any,
                  annotate: Callable[[Scope, TraceBatch], None] | None = None):
         self._config = config
         self._handler = handler
@@ -127,7 +132,7 @@ class OtlpHttpApp:
         self._active = 0
         # Adds what a request's headers say to its spans (the mlflow receiver's experiment id).
         self._annotate = annotate
-        self._paths = frozenset(config.traces_paths)
+        self._paths = config.signal_paths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,6 +143,7 @@ class OtlpHttpApp:
         # Replies use the request's content type (OTLP spec); for unsupported types, JSON.
         reply_json = media != PROTOBUF
         refused, reason = 0, ""
+        signal = self._paths.get(scope["path"], Signal.TRACES)
         try:
             status, body, headers = await self._handle(scope, receive, is_json)
         except HttpError as exc:
@@ -151,16 +157,16 @@ class OtlpHttpApp:
             if status == 401:
                 headers.append((b"www-authenticate", b'Bearer realm="tracehouse"'))
             body = encode_status(exc.grpc_code, str(exc), json=reply_json, retry_after_s=exc.retry_after)
-        self._handler.observe(str(status), started, refused, reason)
+        self._handler.observe(str(status), started, refused, reason, signal)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, receive: Receive, is_json: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         cfg = self._config
-        if scope["path"] not in self._paths:
-            raise HttpError(404, f"unknown path {scope['path']!r}; OTLP traces are accepted at "
-                            f"{', '.join(cfg.traces_paths)}", grpc_code=code_pb2.NOT_FOUND)
+        signal = self._paths.get(scope["path"])
+        if signal is None or not self._handler.serves(signal):
+            raise HttpError(404, self._not_found(scope["path"], signal), grpc_code=code_pb2.NOT_FOUND)
         if scope["method"] != "POST":
             raise HttpError(405, f"method {scope['method']} not allowed; use POST", grpc_code=code_pb2.UNIMPLEMENTED)
         media = _media_type(_header(scope, b"content-type"))
@@ -193,13 +199,14 @@ class OtlpHttpApp:
             encoding = (_header(scope, b"content-encoding") or "").strip().lower()
             try:
                 if len(body) > _OFFLOAD_BYTES:
-                    batch = await asyncio.to_thread(decode_body, body, encoding, is_json, cfg.max_request_body_size)
+                    batch = await asyncio.to_thread(decode_body, body, encoding, is_json, cfg.max_request_body_size,
+                                                    signal)
                 else:
-                    batch = decode_body(body, encoding, is_json, cfg.max_request_body_size)
+                    batch = decode_body(body, encoding, is_json, cfg.max_request_body_size, signal)
             except BadRequestError as exc:
                 raise HttpError(400, str(exc), grpc_code=code_pb2.INVALID_ARGUMENT) from None
             batch.deadline = time.monotonic() + cfg.request_timeout
-            if self._annotate is not None:
+            if self._annotate is not None and isinstance(batch, TraceBatch):
                 self._annotate(scope, batch)
             try:
                 # asyncio.timeout, not wait_for: wait_for wraps the call in a task whose
@@ -216,12 +223,21 @@ class OtlpHttpApp:
                     self._log.exception("unexpected error in the pipeline", error=str(exc))
                 refusal = refusal_for(exc)
                 raise HttpError(refusal.http_status, refusal.message, grpc_code=refusal.grpc_code,
-                                retry_after=refusal.retry_after, refused_spans=batch.span_count,
+                                retry_after=refusal.retry_after, refused_spans=batch.item_count,
                                 reason=refusal.reason) from None
         finally:
             self._active -= 1
         content_type = JSON if is_json else PROTOBUF
-        return 200, encode_export_response(rejected, message, json=is_json), [(b"content-type", content_type.encode())]
+        body = encode_export_response(rejected, message, json=is_json, signal=signal)
+        return 200, body, [(b"content-type", content_type.encode())]
+
+    def _not_found(self, path: str, signal: Signal | None) -> str:
+        where = "; ".join(f"OTLP {s.value} are accepted at {', '.join(p for p, ps in self._paths.items() if ps is s)}"
+                          for s in Signal if self._handler.serves(s))
+        if signal is None:
+            return f"unknown path {path!r}; {where}"
+        return (f"no {signal.value} pipeline takes data from this receiver, so {path} is not served "
+                f"(as in the OpenTelemetry Collector); {where}")
 
     async def _read_body(self, receive: Receive) -> bytes:
         try:
@@ -250,7 +266,7 @@ class OtlpHttpApp:
 
 
 class OtlpHttpReceiver:
-    def __init__(self, config: HttpConfig, handler: TraceExportService, logger: Any):
+    def __init__(self, config: HttpConfig, handler: ExportService, logger: Any):
         self.handler = handler
         self._config = config
         self._log = logger
@@ -267,8 +283,9 @@ class OtlpHttpReceiver:
         self._server = server
         self.port = server.port
         tls = self._config.tls
+        paths = [p for p, signal in self._config.signal_paths().items() if self.handler.serves(signal)]
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
-                       path=", ".join(self._config.traces_paths), scheme=server.scheme,
+                       path=", ".join(paths), scheme=server.scheme,
                        client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
 
     async def shutdown(self) -> None:

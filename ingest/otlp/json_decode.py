@@ -1,12 +1,13 @@
-"""The OTLP/JSON decoder for traces: request body -> `ExportTraceServiceRequest`.
+"""The OTLP/JSON decoder: request body -> `ExportTraceServiceRequest` (or the logs or
+metrics request: the plans are built from any message's descriptor).
 
 No I/O here; the HTTP receiver calls `decode_json` (through encoding.py).
 
 OTLP/JSON is the proto3 JSON mapping with the deviations the OTLP specification
 (`docs/specification.md`, "JSON Protobuf Encoding") requires:
 
-* `traceId`, `spanId` and `parentSpanId` (in spans and in links) are case-insensitive hex
-  strings, not base64; `""` is empty bytes. Every other `bytes` field (`bytesValue`) stays
+* `traceId`, `spanId` and `parentSpanId` (in spans, links, log records and exemplars) are
+  case-insensitive hex strings, not base64; `""` is empty bytes. Every other `bytes` field (`bytesValue`) stays
   base64. Id *lengths* are not checked here: a 15-byte trace id decodes to 15 bytes and is
   judged per span later.
 * Enums are integers; the enum value names (`"SPAN_KIND_SERVER"`) are accepted as well, as
@@ -42,6 +43,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracehouse.core.errors import BadRequestError
@@ -291,8 +295,9 @@ def _key_value(obj: Any, depth: int) -> dict[str, Any]:
 _SPECIAL[_ANY_VALUE] = _any_value
 _SPECIAL[_KEY_VALUE] = _key_value
 
-_REQUEST_PLAN: Final = _plan_for(ExportTraceServiceRequest.DESCRIPTOR)
-assert _ANY_VALUE in _PLANS and _KEY_VALUE in _PLANS  # built while walking the request
+_REQUEST_PLANS: Final = {t: _plan_for(t.DESCRIPTOR) for t in (
+    ExportTraceServiceRequest, ExportLogsServiceRequest, ExportMetricsServiceRequest)}
+assert _ANY_VALUE in _PLANS and _KEY_VALUE in _PLANS  # built while walking the requests
 
 
 def _scrub_surrogates(node: Any) -> Any:
@@ -308,8 +313,8 @@ def _scrub_surrogates(node: Any) -> Any:
     return node
 
 
-def decode_json(body: bytes) -> ExportTraceServiceRequest:
-    """Parse an OTLP/JSON `ExportTraceServiceRequest` body.
+def decode_json(body: bytes, request_type: type[Message] = ExportTraceServiceRequest) -> Any:
+    """Parse an OTLP/JSON export request body (`ExportTraceServiceRequest` unless told).
 
     Raises `BadRequestError` naming the problem and its JSON path on any malformation.
     """
@@ -332,13 +337,13 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
     if type(doc) is not dict:
         raise BadRequestError(f"malformed OTLP/JSON: top level must be an object, got {json_type(doc)}")
     try:
-        kwargs = _REQUEST_PLAN.convert(doc, -1)
+        kwargs = _REQUEST_PLANS[request_type].convert(doc, -1)
     except Malformed as exc:
         raise exc.to_bad_request() from None
     try:
-        return ExportTraceServiceRequest(**kwargs)
+        return request_type(**kwargs)
     except UnicodeEncodeError:
-        return ExportTraceServiceRequest(**_scrub_surrogates(kwargs))
+        return request_type(**_scrub_surrogates(kwargs))
     except (TypeError, ValueError) as exc:  # pragma: no cover - the converters validate everything
         raise BadRequestError(f"malformed OTLP/JSON: {exc}") from None
 

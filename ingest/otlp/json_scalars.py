@@ -21,7 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from tracehouse.core.errors import BadRequestError
 
 # Bytes fields named like this carry W3C ids and are hex-encoded in OTLP/JSON (Span, Link,
-# and LogRecord/profiles should this codec ever cover them).
+# LogRecord, Exemplar).
 HEX_ID_FIELDS: Final = frozenset({"trace_id", "span_id", "parent_span_id"})
 
 _INT32: Final = (-(2**31), 2**31 - 1, "int32")

@@ -1,15 +1,18 @@
-"""The `otlp` receiver: OTLP/gRPC and OTLP/HTTP front doors onto one pipeline.
+"""The `otlp` receiver: OTLP/gRPC and OTLP/HTTP front doors onto the pipelines.
 
-Both transports share `TraceExportService`: validate ids, hand the batch on, count the
-outcome. A client is answered only after `consume()` returned, that is after its spans
-reached the durable point (ClickHouse in the all-in-one, Kafka in the sidecar).
+One receiver serves every signal that has a pipeline naming it (traces, logs, metrics),
+as the Collector's otlpreceiver does; a signal without one is answered HTTP 404 / gRPC
+UNIMPLEMENTED. Both transports share an `ExportService`: validate, hand the batch on to
+its signal's pipelines, count the outcome. A client is answered only after `consume()`
+returned, that is after its data reached the durable point (ClickHouse in the
+all-in-one, Kafka in the sidecar).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from tracehouse.core.auth import (
     ANONYMOUS,
@@ -20,18 +23,20 @@ from tracehouse.core.auth import (
     ServerAuthenticator,
     resolve_authenticator,
 )
-from tracehouse.core.component import Host, Settings, TracesConsumer
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.errors import PermanentError
+from tracehouse.core.component import Host, Settings, Signal, signal_consumers
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.ingest.otlp.config import OtlpReceiverConfig
-from tracehouse.ingest.otlp.validate import drop_invalid_spans
+from tracehouse.ingest.otlp.validate import drop_invalid
 
 
-class TraceExportService:
-    """What both transports do with a request: who sent it, then its valid spans on."""
+class ExportService:
+    """What both transports do with a request: who sent it, then its valid items on to the
+    pipelines of its signal. `next_consumer` is the receiver's SignalConsumers (a plain
+    consumer counts as a traces pipeline)."""
 
-    def __init__(self, settings: Settings, next_consumer: TracesConsumer, transport: str,
-                 auth: AuthConfig | None = None):
-        self._next = next_consumer
+    def __init__(self, settings: Settings, next_consumer: Any, transport: str, auth: AuthConfig | None = None):
+        self._consumers = signal_consumers(next_consumer)
         self._settings = settings
         self.transport = transport
         self.host: Host | None = None
@@ -42,6 +47,14 @@ class TraceExportService:
     def bind(self, host: Host) -> None:
         self.host = host
         self._authenticator = resolve_authenticator(host, self._auth_config)
+
+    @property
+    def signals(self) -> frozenset[Signal]:
+        """The signals with a pipeline behind this receiver: the others are not served."""
+        return self._consumers.signals
+
+    def serves(self, signal: Signal) -> bool:
+        return self._consumers.get(signal) is not None
 
     @property
     def auth_description(self) -> str:
@@ -65,36 +78,46 @@ class TraceExportService:
             return ANONYMOUS
         return self._authenticator.authenticate(headers)
 
-    async def export(self, batch: TraceBatch, principal: Principal = ANONYMOUS) -> tuple[int, str]:
-        """Hand the valid spans on, as the caller's tenant's. Returns (rejected spans,
+    async def export(self, batch: OtlpBatch[Any], principal: Principal = ANONYMOUS) -> tuple[int, str]:
+        """Hand the valid items on, as the caller's tenant's. Returns (rejected items,
         message) for partial_success."""
-        rejected, message = drop_invalid_spans(batch)
-        if rejected and self.host:
-            self.host.telemetry.receiver_refused_spans.labels(self._receiver, self.transport, "invalid").inc(rejected)
+        consumer = self._consumers.get(batch.signal)
+        if consumer is None:  # the transports check first; this guards a direct call
+            raise PermanentError(f"no {batch.signal.value} pipeline takes this receiver's data")
+        rejected, message = drop_invalid(batch)
+        counters = self.host.telemetry.of(batch.signal) if self.host else None
+        if rejected and counters:
+            counters.receiver_refused.labels(self._receiver, self.transport, "invalid").inc(rejected)
         batch.tenant = principal.tenant
         strip_tenant_attribute(batch)
-        if batch.span_count and self._authenticator is not None:
-            self._authenticator.admit(principal.tenant, batch.span_count, batch.nbytes)
-        if batch.span_count:
-            await self._next.consume(batch)
-            if self.host:
-                self.host.telemetry.receiver_accepted_spans.labels(self._receiver, self.transport).inc(batch.span_count)
+        if batch.item_count and self._authenticator is not None:
+            # spans_per_second counts spans; every signal counts against bytes_per_second.
+            spans = batch.item_count if batch.signal is Signal.TRACES else 0
+            self._authenticator.admit(principal.tenant, spans, batch.nbytes)
+        if batch.item_count:
+            await consumer.consume(batch)
+            if counters:
+                counters.receiver_accepted.labels(self._receiver, self.transport).inc(batch.item_count)
         return rejected, message
 
-    def observe(self, status: str, started: float, refused_spans: int = 0, reason: str = "") -> None:
+    def observe(self, status: str, started: float, refused_items: int = 0, reason: str = "",
+                signal: Signal = Signal.TRACES) -> None:
         if not self.host:
             return
         t = self.host.telemetry
         t.receiver_requests.labels(self._receiver, self.transport, status).inc()
         t.receiver_request_duration.labels(self._receiver, self.transport).observe(time.perf_counter() - started)
-        if refused_spans:
-            t.receiver_refused_spans.labels(self._receiver, self.transport, reason).inc(refused_spans)
+        if refused_items:
+            t.of(signal).receiver_refused.labels(self._receiver, self.transport, reason).inc(refused_items)
 
 
-def strip_tenant_attribute(batch: TraceBatch) -> None:
+TraceExportService = ExportService  # the name from before logs and metrics
+
+
+def strip_tenant_attribute(batch: OtlpBatch[Any]) -> None:
     """Drop a `tracehouse.tenant` resource attribute a client sent: the tenant is what the
     server authenticated, never what the data claims."""
-    for rs in batch.request.resource_spans:
+    for rs in batch.resources():
         attrs = rs.resource.attributes
         if any(kv.key == TENANT_ATTRIBUTE for kv in attrs):
             kept = [kv for kv in attrs if kv.key != TENANT_ATTRIBUTE]
@@ -104,7 +127,7 @@ def strip_tenant_attribute(batch: TraceBatch) -> None:
 
 
 class _Transport(Protocol):
-    handler: TraceExportService
+    handler: ExportService
     port: int | None
 
     async def start(self) -> None: ...
@@ -113,23 +136,22 @@ class _Transport(Protocol):
 
 
 class OtlpReceiver:
-    def __init__(self, settings: Settings, config: OtlpReceiverConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: OtlpReceiverConfig, next_consumer: Any):
         # Imported here: a receiver with only one protocol does not load the other stack.
         self._settings = settings
         self._servers: list[_Transport] = []
+        consumers = signal_consumers(next_consumer)
         protocols = config.protocols
         if protocols.grpc is not None:
             from tracehouse.ingest.otlp.grpc import OtlpGrpcReceiver
 
             self._servers.append(OtlpGrpcReceiver(
-                protocols.grpc, TraceExportService(settings, next_consumer, "grpc", protocols.grpc.auth),
-                settings.logger))
+                protocols.grpc, ExportService(settings, consumers, "grpc", protocols.grpc.auth), settings.logger))
         if protocols.http is not None:
             from tracehouse.ingest.otlp.http import OtlpHttpReceiver
 
             self._servers.append(OtlpHttpReceiver(
-                protocols.http, TraceExportService(settings, next_consumer, "http", protocols.http.auth),
-                settings.logger))
+                protocols.http, ExportService(settings, consumers, "http", protocols.http.auth), settings.logger))
 
     @property
     def grpc_port(self) -> int | None:

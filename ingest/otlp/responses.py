@@ -12,7 +12,11 @@ import math
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from tracehouse.core.component import Signal
 
 __all__ = ["encode_export_response", "encode_status"]
 
@@ -23,16 +27,27 @@ def _dump_message(message: Message) -> bytes:
     return _json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode("utf-8")
 
 
-def encode_export_response(rejected_spans: int, error_message: str, *, json: bool) -> bytes:
-    """An `ExportTraceServiceResponse` body. `partial_success` stays unset on full success
-    (nothing rejected, no message), as the OTLP spec requires; a message with
-    `rejected_spans == 0` is the spec's "warning" form."""
-    if rejected_spans < 0:
-        raise ValueError("rejected_spans must be >= 0")
-    response = ExportTraceServiceResponse()
-    if rejected_spans or error_message:
-        response.partial_success.rejected_spans = rejected_spans
-        response.partial_success.error_message = error_message
+# Per signal: the response message and its partial_success count field.
+_RESPONSES: dict[Signal, tuple[type[Message], str]] = {
+    Signal.TRACES: (ExportTraceServiceResponse, "rejected_spans"),
+    Signal.LOGS: (ExportLogsServiceResponse, "rejected_log_records"),
+    Signal.METRICS: (ExportMetricsServiceResponse, "rejected_data_points"),
+}
+
+
+def encode_export_response(rejected: int, error_message: str, *, json: bool,
+                           signal: Signal = Signal.TRACES) -> bytes:
+    """An `Export{Trace,Logs,Metrics}ServiceResponse` body. `partial_success` stays unset on
+    full success (nothing rejected, no message), as the OTLP spec requires; a message with
+    nothing rejected is the spec's "warning" form."""
+    if rejected < 0:
+        raise ValueError("the rejected count must be >= 0")
+    response_type, count_field = _RESPONSES[signal]
+    response = response_type()
+    if rejected or error_message:
+        partial = response.partial_success
+        setattr(partial, count_field, rejected)
+        partial.error_message = error_message
     return _dump_message(response) if json else response.SerializeToString()
 
 

@@ -4,61 +4,67 @@ Unlike the Collector's classic batchprocessor (which answers before exporting an
 swallows errors), every request waits for the export of the batch it joined and gets
 its result, as the Collector's newer queuebatch does with `wait_for_result: true`.
 If a merged batch fails permanently, its requests are retried one by one, so one
-poisoned request cannot fail the others it was merged with.
+poisoned request cannot fail the others it was merged with. It works on any signal:
+sizes count the items of its pipeline's signal (spans, log records, data points).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.processors.batch.config import BatchConfig
 
 
 @dataclass(slots=True)
 class _Pending:
-    batch: TraceBatch
+    batch: OtlpBatch[Any]
     done: asyncio.Future[None]
 
 
 class BatchProcessor:
     mutates_data = False  # merges into new batches, never changes the ones it is given
 
-    def __init__(self, settings: Settings, config: BatchConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: BatchConfig, next_consumer: Consumer):
         self._settings = settings
         self._config = config
         self._next = next_consumer
-        # Per tenant: a batch holds one tenant's spans, so tenants are batched apart.
+        # Per tenant: a batch holds one tenant's data, so tenants are batched apart.
         self._pending: dict[str, list[_Pending]] = {}
-        self._pending_spans: dict[str, int] = {}
+        self._pending_items: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._exports: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.max_concurrent_exports)
         self._closed = False
         self._host: Host | None = None
         self._labels = (str(settings.id), settings.pipeline or "")
+        # Each pipeline has its own instance: the gauge names the pipeline too, but for the
+        # `traces` pipeline, whose name the dashboards know as the component's own.
+        pipeline = settings.pipeline or "traces"
+        self._component = str(settings.id) if pipeline == "traces" else f"{settings.id} ({pipeline})"
 
     async def start(self, host: Host) -> None:
         self._host = host
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
         if self._closed:
             raise RetryableError("the batch processor is shutting down", retry_after=1.0)
-        if batch.span_count == 0:
+        if batch.item_count == 0:
             return
         cfg = self._config
         tenant = batch.tenant
-        pending = self._pending_spans.get(tenant, 0)
-        if cfg.send_batch_max_size and pending + batch.span_count > cfg.send_batch_max_size:
+        pending = self._pending_items.get(tenant, 0)
+        if cfg.send_batch_max_size and pending + batch.item_count > cfg.send_batch_max_size:
             self._flush_tenant(tenant, "max_size")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(tenant, []).append(_Pending(batch, done))
-        self._pending_spans[tenant] = self._pending_spans.get(tenant, 0) + batch.span_count
+        self._pending_items[tenant] = self._pending_items.get(tenant, 0) + batch.item_count
         self._gauge()
-        if self._pending_spans[tenant] >= cfg.send_batch_size:
+        if self._pending_items[tenant] >= cfg.send_batch_size:
             self._flush_tenant(tenant, "size")
         if self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(cfg.timeout, self._flush, "timeout")
@@ -67,7 +73,7 @@ class BatchProcessor:
 
     def _gauge(self) -> None:
         if self._host:
-            self._host.telemetry.queued_spans.labels(str(self._settings.id)).set(sum(self._pending_spans.values()))
+            self._host.telemetry.queued_spans.labels(self._component).set(sum(self._pending_items.values()))
 
     def _flush(self, trigger: str) -> None:
         """Every tenant's pending requests (the timer, shutdown)."""
@@ -79,7 +85,7 @@ class BatchProcessor:
 
     def _flush_tenant(self, tenant: str, trigger: str) -> None:
         items = self._pending.pop(tenant, [])
-        spans = self._pending_spans.pop(tenant, 0)
+        count = self._pending_items.pop(tenant, 0)
         if not self._pending and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -88,7 +94,7 @@ class BatchProcessor:
         self._gauge()
         if self._host:
             t = self._host.telemetry
-            t.batch_send_size.labels(*self._labels).observe(spans)
+            t.batch_send_size.labels(*self._labels).observe(count)
             t.batch_send_trigger.labels(*self._labels, trigger).inc()
         task = asyncio.create_task(self._export(items), name=f"batch-export-{self._settings.id}")
         self._exports.add(task)
@@ -105,7 +111,7 @@ class BatchProcessor:
 
     async def _send(self, items: list[_Pending]) -> None:
         try:
-            await self._next.consume(TraceBatch.merge(p.batch for p in items))
+            await self._next.consume(type(items[0].batch).merge(p.batch for p in items))
         except PermanentError as exc:
             if len(items) == 1:
                 _resolve(items[0].done, exc)

@@ -1,8 +1,9 @@
 """The `memory_limiter` processor: refuses, never drops.
 
 Python's RSS barely shrinks after a burst, so polling RSS (the Collector's method) is a
-weak control on its own. The primary limit here is admission: spans and wire bytes that
-were accepted and are still on their way to the durable point. Because every stage
+weak control on its own. The primary limit here is admission: items (spans, log records
+or data points: each pipeline has its own limiter) and wire bytes that were accepted and
+are still on their way to the durable point. Because every stage
 downstream acknowledges only after the data is safe (batch waits for the export, the
 exporter for ClickHouse or Kafka), the in-flight count bounds what the process holds.
 Over the limit, a request is refused with a retryable error that receivers answer as
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import psutil
 
-from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.errors import RetryableError
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import OtlpBatch
 from tracehouse.processors.memory_limiter.config import MemoryLimiterConfig
 
 _MIB = 1024 * 1024
@@ -27,7 +29,7 @@ _MIB = 1024 * 1024
 class MemoryLimiterProcessor:
     mutates_data = False  # only counts what passes
 
-    def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: Consumer):
         self._settings = settings
         self._config = config
         self._next = next_consumer
@@ -60,20 +62,21 @@ class MemoryLimiterProcessor:
                                               limit_mib=self._config.limit_mib)
             await asyncio.sleep(self._config.check_interval)
 
-    def _refuse(self, batch: TraceBatch, why: str) -> RetryableError:
+    def _refuse(self, batch: OtlpBatch[Any], why: str) -> RetryableError:
         if self._host:
-            self._host.telemetry.processor_refused_spans.labels(*self._labels).inc(batch.span_count)
+            self._host.telemetry.of(batch.signal).processor_refused.labels(*self._labels).inc(batch.item_count)
         return RetryableError(f"data refused due to high memory usage: {why}",
                               retry_after=self._config.retry_after, overload=True)
 
-    async def consume(self, batch: TraceBatch) -> None:
-        n, size = batch.span_count, batch.nbytes
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
+        n, size = batch.item_count, batch.nbytes
         # Something must always be admissible, or one oversized request would wedge the
         # pipeline: with nothing in flight, admit whatever comes.
         if self._spans and (self._spans + n > self._config.max_in_flight_spans
                             or self._bytes + size > self._max_bytes):
-            raise self._refuse(batch, f"{self._spans} spans / {self._bytes // _MIB} MiB in flight "
-                                      f"(limits {self._config.max_in_flight_spans} spans / "
+            items = batch.signal.items
+            raise self._refuse(batch, f"{self._spans} {items} / {self._bytes // _MIB} MiB in flight "
+                                      f"(limits {self._config.max_in_flight_spans} {items} / "
                                       f"{self._config.max_in_flight_mib:g} MiB)")
         if self._rss_over:
             raise self._refuse(batch, f"process memory above {self._config.limit_mib - self._config.spike_limit_mib:g} MiB")

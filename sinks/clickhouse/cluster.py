@@ -13,7 +13,9 @@ a trace's spans all land on one shard (the spans and span-key tables are sharded
 `cityHash64(TraceId)`), so the per-trace rollup and the retry gate stay exact, and the usage
 rollup's partial rows from several shards are summed by every read, as they already are
 across parts. The prompt registry is sharded by prompt name, so a name's version claims
-(insert deduplication tokens) meet on one shard. Deduplication windows become the
+(insert deduplication tokens) meet on one shard. Logs and metrics tables are sharded by
+their content (a log by trace id and time, a metric point by its series), so a replayed
+block splits into the same per-shard blocks and each shard drops its part by the token. Deduplication windows become the
 replicated ones (`replicated_deduplication_window`), kept in Keeper.
 
 The rewrite works on the statements of our own migrations (their shapes are known and
@@ -47,6 +49,8 @@ class ClusterSchema:
 
     cluster: str
     tables: frozenset[str]
+    # Shard keys of tables whose names come from config (logs, metrics), by table name.
+    shard_keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def on_cluster(self) -> str:
@@ -81,7 +85,8 @@ class ClusterSchema:
         replicated = replicated.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
         local = f"CREATE TABLE IF NOT EXISTS {db}.{table}{LOCAL} {self.on_cluster} {replicated}"
         distributed = (f"CREATE TABLE IF NOT EXISTS {db}.{table} {self.on_cluster} AS {db}.{table}{LOCAL} "
-                       f"ENGINE = Distributed(`{self.cluster}`, {db}, {table}{LOCAL}, {shard_key(table)})")
+                       f"ENGINE = Distributed(`{self.cluster}`, {db}, {table}{LOCAL}, "
+                       f"{dict(self.shard_keys).get(table) or shard_key(table)})")
         return [local, distributed]
 
     def _alter(self, db: str, table: str, action: str) -> list[str]:
@@ -119,6 +124,10 @@ _ENTITY_SHARD_KEYS = {
     "_registered_models": "cityHash64(Name)", "_model_versions": "cityHash64(Name)",
     "_logged_models": "cityHash64(ModelId)", "_artifacts": "cityHash64(Path)",
 }
+
+
+LOGS_SHARD_KEY = "cityHash64(TraceId, Timestamp)"
+METRICS_SHARD_KEY = "cityHash64(ServiceName, MetricName, Attributes)"
 
 
 def storage_tables(statements: list[str]) -> frozenset[str]:

@@ -77,7 +77,37 @@ class ClickHouseConnectionConfig(ComponentConfig):
 
 
 
+class MetricTableConfig(ComponentConfig):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _check_identifier(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
+        return v
+
+
+class MetricTablesConfig(ComponentConfig):
+    """The Collector's `metrics_tables`: one table per metric kind."""
+
+    gauge: MetricTableConfig = MetricTableConfig(name="otel_metrics_gauge")
+    sum: MetricTableConfig = MetricTableConfig(name="otel_metrics_sum")
+    summary: MetricTableConfig = MetricTableConfig(name="otel_metrics_summary")
+    histogram: MetricTableConfig = MetricTableConfig(name="otel_metrics_histogram")
+    exponential_histogram: MetricTableConfig = MetricTableConfig(name="otel_metrics_exponential_histogram")
+
+    def by_kind(self) -> dict[str, str]:
+        """OTLP Metric `data` kind -> table name."""
+        return {kind: getattr(self, kind).name for kind in
+                ("gauge", "sum", "histogram", "exponential_histogram", "summary")}
+
+
 class ClickHouseExporterConfig(ClickHouseConnectionConfig, ExporterHelperConfig):
+    # Where logs pipelines' records go (the Collector's key and default).
+    logs_table_name: str = "otel_logs"
+    # Where metrics pipelines' data points go, a table per metric kind (the Collector's keys and defaults).
+    metrics_tables: MetricTablesConfig = MetricTablesConfig()
     # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
     create_schema: bool = True
     # Keep spans this long (0 = forever); whole parts are dropped (ttl_only_drop_parts).
@@ -88,6 +118,21 @@ class ClickHouseExporterConfig(ClickHouseConnectionConfig, ExporterHelperConfig)
     # `<table>_local` tables on every node plus Distributed tables under the usual names, and
     # inserts wait until every shard has its rows. Empty: one server (or chDB).
     cluster: str = ""
+
+    @field_validator("logs_table_name")
+    @classmethod
+    def _check_logs_table(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_tables(self) -> ClickHouseExporterConfig:
+        tables = [self.traces_table_name, self.logs_table_name, *self.metrics_tables.by_kind().values()]
+        repeated = sorted({t for t in tables if tables.count(t) > 1})
+        if repeated:
+            raise ValueError(f"table {repeated[0]!r} is named for two kinds of data; each needs its own table")
+        return self
 
     @field_validator("cluster")
     @classmethod

@@ -16,6 +16,9 @@ check. Within one exporter inserts are sequential; through Kafka a trace's spans
 one partition, hence one writer, and a batch replayed from Kafka carries an insert
 deduplication token (`token_settings`) that makes ClickHouse itself drop the second
 copy. Reads still collapse duplicates (`LIMIT 1 BY`).
+
+Log records and metric points have no ids: `RowGate` (below) does the same for them by
+content.
 """
 
 from __future__ import annotations
@@ -72,3 +75,101 @@ def token_settings(token: str | None, keep: list[int] | None) -> dict[str, Any]:
         token = f"{token}#{hashlib.sha256(','.join(map(str, keep)).encode()).hexdigest()[:16]}"
     return {"insert_deduplicate": 1, "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+# ------------------------------------------------------------------------------ logs and metrics
+#
+# Log records and metric points carry no id. A client that retries after a lost
+# acknowledgement sends the same items again, so a row is a duplicate when a row with the same
+# content, every column, is stored for the same tenant: for a log record its time, ids, body,
+# attributes, resource and scope; for a metric point its series (resource, scope, name,
+# attributes), its times and its values. Two records identical in every column, down to the
+# nanosecond, are indistinguishable and kept once.
+#
+# The gate reads back the stored rows of the batch's services at the batch's exact times
+# (the time columns lead the tables' sorting keys after Tenant and ServiceName, so this is an
+# index range per service), and compares whole rows only when some came back or the batch
+# itself repeats a (service, time[, metric, attributes]) key. The common case, new data,
+# costs one query that returns nothing. As for spans, a batch replayed from Kafka also
+# carries an insert deduplication token.
+
+# DateTime64 columns come back as datetimes (microseconds in Python): read them as nanoseconds.
+_TIME_COLUMNS = frozenset({"Timestamp", "StartTimeUnix", "TimeUnix"})
+_TIME_ARRAYS = frozenset({"Exemplars.TimeUnix"})
+
+
+def _select(column: str) -> str:
+    quoted = f"`{column}`"
+    if column in _TIME_COLUMNS:
+        return f"toUnixTimestamp64Nano({quoted})"
+    if column in _TIME_ARRAYS:
+        return f"arrayMap(t -> toUnixTimestamp64Nano(t), {quoted})"
+    return quoted
+
+
+def _canon(value: Any) -> Any:
+    """A hashable form equal for equal column values: maps as sorted pairs, arrays as tuples,
+    NaN equal to itself."""
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_canon(v) for v in value)
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    return value
+
+
+class RowGate:
+    """Which rows of a logs or metrics insert are not stored yet (see above).
+
+    `key_columns`: what the stored candidates are read by, beside the tenant and the exact
+    time: the services (and metric names), with the in-batch repeat check also on them."""
+
+    def __init__(self, database: str, table: str, time_column: str, key_columns: tuple[str, ...]):
+        self.table = table
+        self._database = database
+        self._time = time_column
+        self._keys = key_columns
+        self._queries: dict[tuple[tuple[str, ...], bool], str] = {}
+
+    def _query(self, names: tuple[str, ...], by_second: bool) -> str:
+        query = self._queries.get((names, by_second))
+        if query is None:
+            where = ["Tenant = {tenant:String}",
+                     f"{self._time} BETWEEN fromUnixTimestamp64Nano({{lo:Int64}}) AND fromUnixTimestamp64Nano({{hi:Int64}})",
+                     f"toUnixTimestamp64Nano({self._time}) IN {{times:Array(Int64)}}"]
+            where += [f"{key} IN {{{key}:Array(String)}}" for key in self._keys if key != "Attributes"]
+            if by_second:  # logs: the primary key and partitions are by TimestampTime
+                where.append("TimestampTime BETWEEN toDateTime(intDiv({lo:Int64}, 1000000000)) "
+                             "AND toDateTime(intDiv({hi:Int64}, 1000000000))")
+            query = self._queries[(names, by_second)] = (
+                f"SELECT {', '.join(_select(n) for n in names)} FROM {self._database}.{self.table} "
+                f"WHERE {' AND '.join(where)}")
+        return query
+
+    def new_rows(self, client: Client, names: list[str], data: list[list[Any]], tenant: str) -> list[int] | None:
+        """Indices of the rows to insert, or None when every row is new (the common case)."""
+        content = [(n, col) for n, col in zip(names, data, strict=True) if n != "Tenant"]
+        position = {n: i for i, (n, _) in enumerate(content)}
+        times = content[position[self._time]][1]
+        keyed = [content[position[k]][1] for k in self._keys]
+        cheap = [(t, *(_canon(col[i]) for col in keyed)) for i, t in enumerate(times)]
+        params: dict[str, Any] = {"tenant": tenant, "times": sorted(set(times)), "lo": min(times), "hi": max(times)}
+        for key, col in zip(self._keys, keyed, strict=True):
+            if key != "Attributes":
+                params[key] = sorted(set(col))
+        # A time past 2106 has no DateTime (UInt32) second: the TimestampTime bound would wrap.
+        by_second = self._time == "Timestamp" and max(times) < 2**32 * 10**9
+        query = self._query(tuple(n for n, _ in content), by_second)
+        stored = client.query(query, parameters=params).result_rows
+        if not stored and len(set(cheap)) == len(cheap):
+            return None
+        seen = {_canon(row) for row in stored}
+        columns = [col for _, col in content]
+        keep = []
+        for i in range(len(times)):
+            row = _canon([col[i] for col in columns])
+            if row not in seen:
+                seen.add(row)  # a later copy in this batch is a duplicate too
+                keep.append(i)
+        return None if len(keep) == len(times) else keep

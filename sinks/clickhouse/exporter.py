@@ -1,4 +1,6 @@
-"""The `clickhouse` exporter: batched, column-oriented inserts into the otel_traces table.
+"""The `clickhouse` exporter: batched, column-oriented inserts into the Collector's tables:
+otel_traces for spans, otel_logs for log records, otel_metrics_* for metric points (one
+exporter serves the pipelines of every signal).
 
 By default `consume()` returns only after ClickHouse acknowledged the insert: in the
 all-in-one that is the point where the OTLP client is told its spans are safe. With
@@ -17,16 +19,18 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from tracehouse.core.component import Host, Settings
+from tracehouse.core.component import Host, Settings, Signal
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.core.exporterhelper import ExportRequest, Health, TracesExporter
+from tracehouse.core.exporterhelper import Exporter, ExportRequest, Health
 from tracehouse.core.logs import LogThrottle
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import LogBatch, MetricBatch, OtlpBatch, TraceBatch
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.errors import is_data_error, public_reason
-from tracehouse.sinks.clickhouse.dedup import new_rows, stored_keys_query, take_rows, token_settings
+from tracehouse.sinks.clickhouse.dedup import RowGate, new_rows, stored_keys_query, take_rows, token_settings
+from tracehouse.sinks.clickhouse.log_columns import logs_to_columns
+from tracehouse.sinks.clickhouse.metric_columns import metrics_to_columns
 from tracehouse.sinks.clickhouse.prompts import PromptRegistry
 from tracehouse.sinks.clickhouse.schema import migrate, schema_params
 
@@ -37,15 +41,15 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(exc, (PermanentError, RetryableError)):
         return exc
     if is_data_error(exc):
-        return PermanentError(f"ClickHouse cannot store the spans: {public_reason(exc)}")
+        return PermanentError(f"ClickHouse cannot store the data: {public_reason(exc)}")
     return RetryableError(f"ClickHouse insert failed: {public_reason(exc)}")
 
 
 class _Insert(ExportRequest):
-    def __init__(self, sender: ClickHouseSender, batch: TraceBatch):
+    def __init__(self, sender: ClickHouseSender, batch: OtlpBatch[Any]):
         self._sender = sender
         self._batch = batch
-        self.span_count = batch.span_count
+        self.item_count = batch.item_count
 
     async def send(self) -> None:
         sender = self._sender
@@ -81,6 +85,9 @@ class ClickHouseSender:
         self._contexts: dict[tuple[str, ...], Any] = {}
         self._prompts = PromptRegistry(config.database, config.traces_table_name)
         self._stored_keys_query = stored_keys_query(config.database, config.traces_table_name)
+        self._logs_gate = RowGate(config.database, config.logs_table_name, "Timestamp", ("ServiceName",))
+        self._metric_gates = {kind: RowGate(config.database, table, "TimeUnix", ("ServiceName", "MetricName", "Attributes"))
+                              for kind, table in config.metrics_tables.by_kind().items()}
         self.skipped_duplicates = 0
 
     @property
@@ -109,10 +116,10 @@ class ClickHouseSender:
             return
         self._log.info("clickhouse exporter ready", endpoint=_redact(self._config.endpoint), table=self.table)
 
-    def request(self, batch: TraceBatch) -> ExportRequest:
+    def request(self, batch: OtlpBatch[Any]) -> ExportRequest:
         return _Insert(self, batch)
 
-    def check(self, batch: TraceBatch) -> None:
+    def check(self, batch: OtlpBatch[Any]) -> None:
         return None
 
     async def ready(self) -> None:
@@ -132,17 +139,33 @@ class ClickHouseSender:
                              settings=settings, tls=cfg.tls)
         try:
             if cfg.create_schema:
-                migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl,
-                                              cfg.deduplication_window), cluster=cfg.cluster)
+                migrate(client, schema_params(cfg.database, cfg.traces_table_name, cfg.ttl, cfg.deduplication_window,
+                                              logs_table=cfg.logs_table_name,
+                                              metric_tables=cfg.metrics_tables.by_kind()), cluster=cfg.cluster)
         except Exception:
             client.close()
             raise
         self._client = client
         return client
 
-    def insert(self, batch: TraceBatch) -> None:
+    def insert(self, batch: OtlpBatch[Any]) -> None:
         """One insert attempt, on the ClickHouse thread."""
         client = self._ensure_connected()
+        token = batch.origin.token if batch.origin else None
+        if isinstance(batch, TraceBatch):
+            self._insert_spans(client, batch, token)
+        elif isinstance(batch, LogBatch):
+            names, data = logs_to_columns(batch)
+            self._insert_gated(client, self._logs_gate, names, data, batch.tenant, token, Signal.LOGS)
+        elif isinstance(batch, MetricBatch):
+            # A table per metric kind. A retry after a failure part-way redoes them all: the
+            # tables already written drop the rows again by the gate (or the token).
+            for kind, (names, data) in metrics_to_columns(batch).items():
+                self._insert_gated(client, self._metric_gates[kind], names, data, batch.tenant, token, Signal.METRICS)
+        else:  # pragma: no cover - every signal's batch type is above
+            raise PermanentError(f"the clickhouse exporter cannot store {type(batch).__name__}")
+
+    def _insert_spans(self, client: Client, batch: TraceBatch, token: str | None) -> None:
         if batch.genai is not None:
             self._prompts.link(client, batch.genai, batch.tenant)
         dropped: dict[str, int] = {}
@@ -151,24 +174,39 @@ class ClickHouseSender:
             self._log.warning("GenAI values out of their column's range stored as NULL (unknown)", columns=dropped)
         keep = new_rows(client, self._stored_keys_query, data, batch.tenant)
         if keep is not None:
-            duplicates = len(data[0]) - len(keep)
-            self.skipped_duplicates += duplicates
-            if self._host:
-                self._host.telemetry.exporter_duplicate_spans.labels(self._id).inc(duplicates)
-            self._log.info("spans already stored, not inserted again", duplicates=duplicates, spans=len(data[0]))
+            self._duplicates(Signal.TRACES, len(data[0]) - len(keep), len(data[0]))
             if not keep:
                 return
             data = take_rows(data, keep)
-        key = tuple(names)
+        self._insert(client, self._config.traces_table_name, names, data, token, keep)
+
+    def _insert_gated(self, client: Client, gate: RowGate, names: list[str], data: list[list[Any]], tenant: str,
+                      token: str | None, signal: Signal) -> None:
+        keep = gate.new_rows(client, names, data, tenant)
+        if keep is not None:
+            self._duplicates(signal, len(data[0]) - len(keep), len(data[0]))
+            if not keep:
+                return
+            data = take_rows(data, keep)
+        self._insert(client, gate.table, names, data, token, keep)
+
+    def _duplicates(self, signal: Signal, duplicates: int, rows: int) -> None:
+        self.skipped_duplicates += duplicates
+        if self._host:
+            self._host.telemetry.of(signal).exporter_duplicate.labels(self._id).inc(duplicates)
+        self._log.info(f"{signal.items} already stored, not inserted again", duplicates=duplicates, rows=rows)
+
+    def _insert(self, client: Client, table: str, names: list[str], data: list[list[Any]], token: str | None,
+                keep: list[int] | None) -> None:
+        key = (table, *names)
         context = self._contexts.get(key)
         if context is None:
             context = client.create_insert_context(
-                table=self._config.traces_table_name, database=self._config.database,
-                column_names=names, column_oriented=True)
+                table=table, database=self._config.database, column_names=names, column_oriented=True)
             self._contexts[key] = context
         # A batch replayed from Kafka names its source records: ClickHouse drops a block
         # whose token it has already stored (the gate cannot see a concurrent writer).
-        settings = token_settings(batch.origin.token if batch.origin else None, keep)
+        settings = token_settings(token, keep)
         shared_settings = context.settings
         context.settings = {**shared_settings, **settings}
         context.data = data
@@ -193,7 +231,7 @@ class ClickHouseSender:
         self._client = None
 
 
-class ClickHouseExporter(TracesExporter):
+class ClickHouseExporter(Exporter):
     def __init__(self, settings: Settings, config: ClickHouseExporterConfig, _next: Any = None):
         self._clickhouse = ClickHouseSender(settings, config)
         super().__init__(settings, config, self._clickhouse)

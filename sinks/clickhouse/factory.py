@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracehouse.core.component import Component, Kind, Settings, SimpleFactory
+from tracehouse.core.component import ALL_SIGNALS, Component, Kind, Settings, SimpleFactory
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 
 
@@ -13,4 +13,5 @@ def _create(settings: Settings, config: ClickHouseExporterConfig, next_consumer:
     return ClickHouseExporter(settings, config, next_consumer)
 
 
-factory: SimpleFactory[ClickHouseExporterConfig] = SimpleFactory("clickhouse", Kind.EXPORTER, ClickHouseExporterConfig, _create)
+factory: SimpleFactory[ClickHouseExporterConfig] = SimpleFactory("clickhouse", Kind.EXPORTER, ClickHouseExporterConfig, _create,
+                                                     ALL_SIGNALS)

@@ -1,7 +1,7 @@
 """Versioned schema migrations, applied at start.
 
-Migrations are `migrations/NNN_name.sql` files; `${db}`, `${traces}` and the TTL
-placeholders are filled from config. Every statement is idempotent (IF NOT EXISTS), so
+Migrations are `migrations/NNN_name.sql` files; `${db}`, the table names (`${traces}`,
+`${logs}`, `${metrics_gauge}`...) and the TTL placeholders are filled from config. Every statement is idempotent (IF NOT EXISTS), so
 writers that start at the same time may both apply a migration safely; the ledger table
 records what ran and is consulted to skip work on later starts.
 """
@@ -17,7 +17,13 @@ from string import Template
 import structlog
 from clickhouse_connect.driver.client import Client
 
-from tracehouse.sinks.clickhouse.cluster import ClusterSchema, ledger_ddl, storage_tables
+from tracehouse.sinks.clickhouse.cluster import (
+    LOGS_SHARD_KEY,
+    METRICS_SHARD_KEY,
+    ClusterSchema,
+    ledger_ddl,
+    storage_tables,
+)
 
 log = structlog.get_logger("tracehouse.sinks.clickhouse.schema")
 
@@ -62,13 +68,30 @@ def ttl_clause(ttl_seconds: float, column_expr: str) -> str:
     return f"TTL {column_expr} + toIntervalSecond({seconds})"
 
 
-def schema_params(database: str, traces_table: str, ttl_seconds: float, dedup_window: int) -> dict[str, str]:
+# The metric tables' placeholders, by the `data` kind of the OTLP Metric they hold.
+METRIC_TABLE_PARAMS = {
+    "gauge": "metrics_gauge", "sum": "metrics_sum", "histogram": "metrics_histogram",
+    "exponential_histogram": "metrics_exp_histogram", "summary": "metrics_summary",
+}
+DEFAULT_LOGS_TABLE = "otel_logs"
+DEFAULT_METRIC_TABLES = {kind: f"otel_metrics_{kind}" for kind in METRIC_TABLE_PARAMS}
+
+
+def schema_params(database: str, traces_table: str, ttl_seconds: float, dedup_window: int, *,
+                  logs_table: str = DEFAULT_LOGS_TABLE,
+                  metric_tables: dict[str, str] | None = None) -> dict[str, str]:
+    metric_tables = {**DEFAULT_METRIC_TABLES, **(metric_tables or {})}
     return {
         "db": database,
         "traces": traces_table,
+        "logs": logs_table,
+        **{param: metric_tables[kind] for kind, param in METRIC_TABLE_PARAMS.items()},
         "ttl_timestamp": ttl_clause(ttl_seconds, "toDateTime(Timestamp)"),
         "ttl_start": ttl_clause(ttl_seconds, "toDateTime(Start)"),
         "ttl_minute": ttl_clause(ttl_seconds, "Minute"),
+        # The Collector's: logs by their second, metrics by their time.
+        "ttl_logs": ttl_clause(ttl_seconds, "TimestampTime"),
+        "ttl_metrics": ttl_clause(ttl_seconds, "toDateTime(TimeUnix)"),
         "dedup_window": str(int(dedup_window)),
     }
 
@@ -84,7 +107,9 @@ def planned(params: dict[str, str], cluster: str = "") -> list[tuple[Migration, 
     migrations = [(mig, mig.statements(params)) for mig in load_migrations()]
     if not cluster:
         return migrations
-    schema = ClusterSchema(cluster, storage_tables([s for _, stmts in migrations for s in stmts]))
+    shard_keys = ((params["logs"], LOGS_SHARD_KEY),
+                  *((params[param], METRICS_SHARD_KEY) for param in METRIC_TABLE_PARAMS.values()))
+    schema = ClusterSchema(cluster, storage_tables([s for _, stmts in migrations for s in stmts]), shard_keys)
     return [(mig, [out for s in stmts for out in schema.rewrite(s)]) for mig, stmts in migrations]
 
 

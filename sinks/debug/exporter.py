@@ -1,11 +1,11 @@
-"""The `debug` exporter: logs what arrives (counts, or every span's name and ids)."""
+"""The `debug` exporter: logs what arrives (counts, or every span's name and ids), of any signal."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from tracehouse.core.component import ComponentConfig, Host, Kind, Settings, SimpleFactory
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.component import ALL_SIGNALS, ComponentConfig, Host, Kind, Settings, Signal, SimpleFactory
+from tracehouse.core.pdata import OtlpBatch, TraceBatch
 
 
 class DebugExporterConfig(ComponentConfig):
@@ -19,11 +19,16 @@ class DebugExporter:
         self._log = settings.logger
         self._config = config
         self.received_spans = 0
+        self.received: dict[Signal, int] = {}  # items by signal
 
     async def start(self, host: Host) -> None:
         return None
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: OtlpBatch[Any]) -> None:
+        self.received[batch.signal] = self.received.get(batch.signal, 0) + batch.item_count
+        if not isinstance(batch, TraceBatch):
+            self._log.info(batch.signal.value, items=batch.item_count, resources=len(batch.resources()))
+            return
         self.received_spans += batch.span_count
         self._log.info("traces", spans=batch.span_count, resource_spans=len(batch.request.resource_spans))
         if self._config.verbosity == "detailed":
@@ -34,4 +39,5 @@ class DebugExporter:
         return None
 
 
-factory: SimpleFactory[DebugExporterConfig] = SimpleFactory("debug", Kind.EXPORTER, DebugExporterConfig, DebugExporter)
+factory: SimpleFactory[DebugExporterConfig] = SimpleFactory("debug", Kind.EXPORTER, DebugExporterConfig, DebugExporter,
+                                                             ALL_SIGNALS)

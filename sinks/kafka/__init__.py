@@ -1,1 +1,1 @@
-"""The `kafka` exporter: OTLP traces from the sidecar to a Kafka topic."""
+"""The `kafka` exporter: OTLP traces, logs and metrics from the sidecar to Kafka topics."""

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from tracehouse.core.component import ComponentConfig
 from tracehouse.core.config import Duration
-from tracehouse.net.kafka import KafkaClientConfig
+from tracehouse.net.kafka import SUPPORTED_ENCODING, KafkaClientConfig, SignalTopics
 from tracehouse.core.exporterhelper.config import ExporterHelperConfig, SendingQueueConfig
 
-SUPPORTED_ENCODING = "otlp_proto"
-__all__ = ["KafkaExporterConfig", "ProducerConfig", "SendingQueueConfig"]
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+__all__ = ["SUPPORTED_ENCODING", "KafkaExporterConfig", "ProducerConfig", "SendingQueueConfig"]
 
 
 def _parse_acks(value: Any) -> Any:
@@ -50,26 +47,15 @@ class ProducerConfig(ComponentConfig):
         return self
 
 
-class KafkaExporterConfig(KafkaClientConfig, ExporterHelperConfig):
-    topic: str = "otlp_spans"
-    encoding: str = SUPPORTED_ENCODING
+class KafkaExporterConfig(SignalTopics, KafkaClientConfig, ExporterHelperConfig):
     # One message per trace, keyed by the hex trace id: a trace's spans share a
     # partition, so one writer sees the whole trace.
     partition_traces_by_id: bool = True
+    # One message per resource, keyed by a hash of its attributes (the Collector's keys; on
+    # by default here, as partition_traces_by_id): an instance's logs and metrics, and a
+    # client's retry of them, keep to one partition and so to one writer.
+    partition_logs_by_resource_attributes: bool = True
+    partition_metrics_by_resource_attributes: bool = True
     producer: ProducerConfig = ProducerConfig()
-
-    @field_validator("topic")
-    @classmethod
-    def _check_topic(cls, v: str) -> str:
-        if not _TOPIC_RE.match(v) or v in (".", ".."):
-            raise ValueError(f"{v!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
-        return v
-
-    @field_validator("encoding")
-    @classmethod
-    def _check_encoding(cls, v: str) -> str:
-        if v != SUPPORTED_ENCODING:
-            raise ValueError(f"encoding {v!r} is not supported; the supported value is {SUPPORTED_ENCODING}")
-        return v
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import errors as kafka_errors
 
+from tracehouse.core.component import Signal
 from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.exporterhelper import ExportRequest
 from tracehouse.sinks.kafka.marshal import ProducedRecord, message_size, split_message
@@ -48,20 +49,21 @@ class KafkaDelivery(ExportRequest):
     link: ProducerLink
     topic: str
     slots: list[_Slot]
-    span_count: int = 0
-    acked_spans: int = 0
+    item_count: int = 0
+    acked_items: int = 0
     rejected: list[tuple[ProducedRecord, str]] = field(default_factory=list)
     headers: list[tuple[str, bytes]] | None = None  # on every record (the batch's tenant)
+    signal: Signal = Signal.TRACES  # what the records hold (how to split one)
 
     @classmethod
     def of(cls, link: ProducerLink, topic: str, records: list[ProducedRecord],
-           headers: list[tuple[str, bytes]] | None = None) -> KafkaDelivery:
-        return cls(link, topic, [_Slot(r) for r in records], span_count=sum(r.span_count for r in records),
-                   headers=headers)
+           headers: list[tuple[str, bytes]] | None = None, signal: Signal = Signal.TRACES) -> KafkaDelivery:
+        return cls(link, topic, [_Slot(r) for r in records], item_count=sum(r.item_count for r in records),
+                   headers=headers, signal=signal)
 
     @property
-    def delivered_spans(self) -> int:
-        return self.acked_spans
+    def delivered_items(self) -> int:
+        return self.acked_items
 
     def when_settled(self, callback: Callable[[], None]) -> None:
         """Call `callback` once no send of this batch is outstanding in the producer."""
@@ -101,12 +103,13 @@ class KafkaDelivery(ExportRequest):
             raise RetryableError(f"{len(self.slots)} Kafka message(s) not acknowledged: {error}")
         if self.rejected:
             _, reason = self.rejected[0]
-            raise PermanentError(f"Kafka rejected {len(self.rejected)} message(s) "
-                                 f"({self.rejected_spans} spans; {self.acked_spans} spans were delivered): {reason}")
+            items = self.signal.items
+            raise PermanentError(f"Kafka rejected {len(self.rejected)} message(s) ({self.rejected_items} {items}; "
+                                 f"{self.acked_items} {items} were delivered): {reason}")
 
     @property
-    def rejected_spans(self) -> int:
-        return sum(r.span_count for r, _ in self.rejected)
+    def rejected_items(self) -> int:
+        return sum(r.item_count for r, _ in self.rejected)
 
     def _settle(self, producer: Any) -> str | None:
         """Sort each record into acked, rejected, or left to (re)send; the last retryable error."""
@@ -121,14 +124,14 @@ class KafkaDelivery(ExportRequest):
                     continue
                 error = kafka_errors.KafkaError("send cancelled") if fut.cancelled() else fut.exception()
                 if error is None:
-                    self.acked_spans += slot.record.span_count
+                    self.acked_items += slot.record.item_count
                     continue
             slot.future = None
             if isinstance(error, _TOO_LARGE):
                 try:
                     # The broker's limit is below ours: halve until it takes them.
                     parts = split_message(slot.record, max(1024, message_size(slot.record.key,
-                                                                              slot.record.value) // 2))
+                                                                              slot.record.value) // 2), self.signal)
                 except PermanentError as exc:
                     self.rejected.append((slot.record, f"{describe(error)}; {exc}"))
                     continue

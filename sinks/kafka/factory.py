@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracehouse.core.component import Component, Kind, Settings, SimpleFactory
+from tracehouse.core.component import ALL_SIGNALS, Component, Kind, Settings, SimpleFactory
 from tracehouse.sinks.kafka.config import KafkaExporterConfig
 
 
@@ -13,4 +13,5 @@ def _create(settings: Settings, config: KafkaExporterConfig, next_consumer: Any)
     return KafkaExporter(settings, config, next_consumer)
 
 
-factory: SimpleFactory[KafkaExporterConfig] = SimpleFactory("kafka", Kind.EXPORTER, KafkaExporterConfig, _create)
+factory: SimpleFactory[KafkaExporterConfig] = SimpleFactory("kafka", Kind.EXPORTER, KafkaExporterConfig, _create,
+                                                     ALL_SIGNALS)

@@ -1,23 +1,34 @@
 """OTLP requests as Kafka messages: the Collector's `otlp_proto` encoding.
 
-A message value is a serialized `ExportTraceServiceRequest`. With
+A message value is a serialized `ExportTraceServiceRequest` (logs: `ExportLogsServiceRequest`,
+metrics: `ExportMetricsServiceRequest`, on their own topics). With
 `partition_traces_by_id`, each message holds exactly one trace (every span keeps its
 resource and scope) and its key is the trace id in lowercase hex, as the Collector's
 `traceutil.TraceIDToHexOrEmptyString` writes it, so one trace lands on one partition.
 A message over the size limit is split in halves (resource spans, then scope spans,
 then spans) until every part fits; a single span that cannot fit is a permanent error.
+
+Logs and metrics: with `partition_{logs,metrics}_by_resource_attributes` (the Collector's
+keys), each message holds one resource's data and its key is a hash of the resource's
+attributes, so a service instance's data keeps to one partition (and a client's retry of
+it to the same writer). Oversize messages are halved as the batch splits (by resources,
+then by log records or data points).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from tracehouse.core.auth import TENANT_ATTRIBUTE
+from tracehouse.core.component import Signal
 from tracehouse.core.errors import PermanentError
-from tracehouse.core.pdata import TraceBatch, count_spans
+from tracehouse.core.pdata import BATCH_TYPES, OtlpBatch, TraceBatch, count_spans
 
 _NO_HEADERS: list[tuple[str, bytes]] = []
 
@@ -26,7 +37,7 @@ _NO_HEADERS: list[tuple[str, bytes]] = []
 class ProducedRecord:
     key: bytes | None
     value: bytes
-    span_count: int
+    item_count: int
 
     @property
     def size(self) -> int:
@@ -50,10 +61,10 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def with_resource_attribute(value: bytes, attribute: bytes) -> bytes:
-    """`value` (a serialized ExportTraceServiceRequest) with the serialized KeyValue
-    `attribute` added to every resource, without re-serializing any span.
+    """`value` (a serialized Export{Trace,Logs,Metrics}ServiceRequest) with the serialized
+    KeyValue `attribute` added to every resource, without re-serializing any item.
 
-    Each `resource_spans` element (field 1) gets one more `resource` field appended; a
+    Each `resource_spans` (`resource_logs`, `resource_metrics`) element (field 1) gets one more `resource` field appended; a
     message field that occurs twice is merged by every protobuf parser, so the resource
     gains the attribute. Only the elements' length prefixes are rewritten: the cost is a
     copy of the bytes, whatever the spans hold."""
@@ -63,7 +74,7 @@ def with_resource_attribute(value: bytes, attribute: bytes) -> bytes:
     while pos < len(value):
         tag, body = _read_varint(value, pos)
         if tag != 0x0A:  # not resource_spans (the request has no other field): keep as it is
-            raise ValueError(f"unexpected field tag {tag} in an ExportTraceServiceRequest")
+            raise ValueError(f"unexpected field tag {tag} in an OTLP export request")
         length, body = _read_varint(value, body)
         out += b"\x0a" + _varint(length + len(patch)) + value[body:body + length] + patch
         pos = body + length
@@ -99,11 +110,56 @@ def to_messages(batch: TraceBatch, *, by_trace_id: bool, max_bytes: int) -> list
     return messages
 
 
-def split_message(message: ProducedRecord, max_bytes: int) -> list[ProducedRecord]:
+def split_message(message: ProducedRecord, max_bytes: int, signal: Signal = Signal.TRACES) -> list[ProducedRecord]:
     """Split a message the broker refused as too large into parts of at most `max_bytes`."""
+    if signal is not Signal.TRACES:
+        return _split_batch(BATCH_TYPES[signal].from_bytes(message.value), message.key, max_bytes)
     request = ExportTraceServiceRequest()
     request.ParseFromString(message.value)
     return _split(request, message.key, max_bytes)
+
+
+def resource_key(resource: Any) -> bytes:
+    """16 bytes hashed from a resource's attributes (in key order; the tenant attribute
+    excluded), like the Collector's partitioning by resource attributes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for kv in sorted(resource.attributes, key=lambda kv: kv.key):
+        if kv.key != TENANT_ATTRIBUTE:
+            digest.update(kv.SerializeToString(deterministic=True))
+    return digest.digest()
+
+
+def to_signal_messages(batch: OtlpBatch[Any], *, by_resource: bool, max_bytes: int) -> list[ProducedRecord]:
+    """Logs or metrics as messages: the batch whole (its wire bytes as they came in), or one
+    message per resource keyed by its attributes."""
+    if batch.item_count == 0:
+        return []
+    if not by_resource:
+        return _split_batch(batch, None, max_bytes)
+    groups: dict[bytes, list[Any]] = {}
+    for resource in batch.resources():
+        groups.setdefault(resource_key(resource.resource), []).append(resource)
+    if len(groups) == 1:
+        return _split_batch(batch, next(iter(groups)), max_bytes)
+    messages: list[ProducedRecord] = []
+    for key, resources in groups.items():
+        request = batch.request_type()
+        getattr(request, batch.resources_field).extend(resources)
+        part = type(batch).from_request(request)
+        if part.item_count:
+            messages.extend(_split_batch(part, key, max_bytes))
+    return messages
+
+
+def _split_batch(batch: OtlpBatch[Any], key: bytes | None, max_bytes: int) -> list[ProducedRecord]:
+    value = batch.to_bytes()
+    if message_size(key, value) <= max_bytes:
+        return [ProducedRecord(key, value, batch.item_count)]
+    if batch.item_count < 2:
+        item = batch.signal.items.removesuffix("s")
+        raise PermanentError(f"a single {item} is {message_size(key, value)} bytes as a Kafka message (with its "
+                             f"resource and scope), over producer.max_message_bytes ({max_bytes})")
+    return [m for half in batch.split() for m in _split_batch(half, key, max_bytes)]
 
 
 # A trace's spans as (resource_spans, scope_spans, spans) runs, in input order.

@@ -110,7 +110,7 @@ class ProducerLink:
             self.error = ""
             self.connected.set()
             self._on_ok()
-            self._log.info("connected to Kafka", brokers=list(cfg.brokers), topic=cfg.topic)
+            self._log.info("connected to Kafka", brokers=list(cfg.brokers))
             return
 
     def _kwargs(self) -> dict[str, Any]:

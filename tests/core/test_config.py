@@ -54,8 +54,11 @@ def test_a_good_config_loads_typed_component_configs() -> None:
     ({"exporters": {"clickhouse": {"database": "bad-name"}}}, "exporters::clickhouse::database", "identifier"),
     ({"service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["clickhouse"]}}}},
      "service::pipelines::traces::exporters", 'references exporter "clickhouse" which is not configured'),
-    ({"service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["debug"]}}}},
-     "service::pipelines::metrics", "not supported"),
+    ({"service": {"pipelines": {"profiles": {"receivers": ["otlp"], "exporters": ["debug"]}}}},
+     "service::pipelines::profiles", "unknown signal 'profiles'"),
+    ({"processors": {"genai_cost": {}}, "service": {"pipelines": {"logs": {
+        "receivers": ["otlp"], "processors": ["genai_cost"], "exporters": ["debug"]}}}},
+     "service::pipelines::logs::processors", 'processor "genai_cost" does not support logs: it takes traces only'),
     ({"service": {"pipelines": {"traces": {"receivers": [], "exporters": ["debug"]}}}},
      "service::pipelines::traces::receivers", "at least one receiver"),
     ({"service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"], "procesors": []}}}},

@@ -122,7 +122,7 @@ async def test_retryable_failures_are_retried_until_the_destination_takes_the_ba
     assert metric(host, "tracehouse_exporter_send_retries_total") == 2
     assert metric(host, "tracehouse_exporter_sent_spans_total") == batch.span_count
     assert host.status["exporter/scripted"][0] is Status.OK, "recovered"
-    assert exp.queued_spans == 0
+    assert exp.queued_items == 0
     await exp.shutdown()
 
 
@@ -216,11 +216,11 @@ async def test_the_disk_queue_acknowledges_while_the_destination_is_down_and_del
     for batch in sent:
         await exp.consume(batch)  # acknowledged: on disk
     deadline = time.monotonic() + 10
-    while exp.queued_spans and time.monotonic() < deadline:
+    while exp.queued_items and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await exp.shutdown()
 
-    assert exp.queued_spans == 0 and not list(tmp_path.glob("*.wal"))
+    assert exp.queued_items == 0 and not list(tmp_path.glob("*.wal"))
     assert len(sender.delivered) == 3
     for got in sender.delivered:  # what the exporter's destination got is what the pipeline had
         assert got.origin == sent[0].origin and got.genai is not None
@@ -237,7 +237,7 @@ async def test_a_queued_batch_the_destination_rejects_is_dropped_and_counted(tmp
     batch = await enriched()
     await exp.consume(batch)
     deadline = time.monotonic() + 5
-    while exp.queued_spans and time.monotonic() < deadline:
+    while exp.queued_items and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await exp.shutdown()
     assert metric(host, "tracehouse_exporter_dropped_spans_total", reason="rejected") == batch.span_count
@@ -276,7 +276,7 @@ async def test_a_queued_batch_with_one_refused_span_loses_only_that_span(tmp_pat
     batch.mark_mutated()
     await exp.consume(batch)
     deadline = time.monotonic() + 5
-    while exp.queued_spans and time.monotonic() < deadline:
+    while exp.queued_items and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await exp.shutdown()
     delivered = [s.span_id for b in sender.delivered for _, _, s in b.iter_spans()]

@@ -65,9 +65,10 @@ ONE_SHOTS = {
 
 # What each tracehouse service must run (validate-config's summary of the resolved config).
 EXPECTED_PIPELINES = {
-    "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> kafka); extensions health_check",
-    "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> redaction -> genai_cost -> clickhouse); "
-              "extensions health_check",
+    "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> kafka), logs (otlp -> memory_limiter -> "
+               "kafka), metrics (otlp -> memory_limiter -> kafka); extensions health_check",
+    "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> redaction -> genai_cost -> clickhouse), "
+              "logs (kafka -> clickhouse), metrics (kafka -> clickhouse); extensions health_check",
     "query": "no pipelines; extensions query_api",
 }
 PROMETHEUS_JOBS = {"tracehouse-sidecar": "sidecar", "tracehouse-writer": "writer", "tracehouse-query": "query"}
@@ -310,7 +311,10 @@ def test_kafka_init_creates_the_topics_the_pipeline_uses(services: dict[str, dic
             assert "--if-not-exists" in args and args[args.index("--bootstrap-server") + 1] == "kafka:9092"
             creates[args[args.index("--topic") + 1]] = int(args[args.index("--partitions") + 1])
     writer = resolved(services["writer"])["receiver/kafka"]
-    assert creates == {writer["topic"]: 6, writer["dead_letter_topic"]: 1}
+    assert creates == {writer["topic"]: 6, writer["logs"]["topic"]: 3, writer["metrics"]["topic"]: 3,
+                       writer["dead_letter_topic"]: 1}
+    sidecar = resolved(services["sidecar"])["exporter/kafka"]
+    assert (sidecar["logs"]["topic"], sidecar["metrics"]["topic"]) == ("otlp_logs", "otlp_metrics")
     assert env_of(services["kafka"])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
     # A failing broker call fails the one-shot (so the writer and the sidecar do not start).

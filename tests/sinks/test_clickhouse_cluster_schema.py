@@ -76,6 +76,10 @@ def test_the_cluster_schema_has_the_expected_shape() -> None:
     assert "cityHash64(TraceId)" in distributed["otel_traces"]
     assert "cityHash64(TraceId)" in distributed["otel_traces_span_keys"]
     assert "cityHash64(Name)" in distributed["otel_traces_prompts"]
+    # Logs and metric points by their content: a replayed block splits into the same shard blocks.
+    assert "cityHash64(TraceId, Timestamp)" in distributed["otel_logs"]
+    for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary"):
+        assert "cityHash64(ServiceName, MetricName, Attributes)" in distributed[f"otel_metrics_{kind}"]
     # Views run shard-locally: from local tables into local tables.
     for view in (s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")):
         assert re.search(r"TO tracehouse\.\w+_local ", view), view[:120]
@@ -139,7 +143,9 @@ def test_the_local_layer_runs_and_rolls_up_what_one_server_does(client: Any, chd
         if (m := re.match(rf"ALTER TABLE {clustered}\.(\w+) ", runnable)) and m[1] in distributed:
             continue  # the Distributed table's half of an ADD / MODIFY COLUMN
         client.command(runnable)
-    assert skipped == 17  # the Distributed tables: six of the spans and rollups, eleven of the MLflow tracking store
+    # The Distributed tables: six of the spans and rollups, eleven of the MLflow tracking store,
+    # six of the logs and metrics.
+    assert skipped == 23
     # What a shard receives from the Distributed spans table: the rows, into its local table.
     client.command(f"INSERT INTO {clustered}.otel_traces{LOCAL} SELECT * FROM {single}.otel_traces")
     for table, sql in ROLLUP_CHECKS.items():

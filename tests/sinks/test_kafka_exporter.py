@@ -135,7 +135,7 @@ def test_keyed_messages_hold_one_trace_each_and_every_span_once() -> None:
         trace_ids = {s.trace_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans}
         assert len(trace_ids) == 1 and m.key == trace_ids.pop().hex().encode()
         assert m.key is not None and len(m.key) == 32 and m.key == m.key.lower()
-        assert m.span_count == sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        assert m.item_count == sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         # One ResourceSpans per resource that had spans of this trace (not one per scope).
         assert len({rs.resource.SerializeToString() for rs in request.resource_spans}) == len(request.resource_spans)
     assert span_prints(parse(m.value) for m in messages) == span_prints([batch.request])

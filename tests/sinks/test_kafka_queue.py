@@ -155,9 +155,9 @@ async def test_acked_while_the_broker_is_down_and_delivered_after_a_restart(prox
     (storage / f"{99:020d}-4.wal.tmp").write_bytes(b"half a batch")  # a crash mid-write
 
     async with running(config, connect=False) as (restarted, host):  # a new process on the same directory
-        assert restarted.queued_spans == sum(b.span_count for b in batches)
+        assert restarted.queued_items == sum(b.span_count for b in batches)
         proxied.restore()
-        await wait_for(lambda: restarted.queued_spans == 0, 15, "the queue to drain")
+        await wait_for(lambda: restarted.queued_items == 0, 15, "the queue to drain")
         assert metric(host, "tracehouse_exporter_queue_size") == 0
         assert metric(host, "tracehouse_exporter_sent_spans_total") == sum(b.span_count for b in batches)
     assert wal_files(storage) == [] and not list(storage.glob("*.tmp"))
@@ -182,12 +182,12 @@ async def test_a_corrupt_entry_is_counted_and_skipped(proxied: ProxiedBroker, tm
     topic = new_topic()
     async with running(exporter_config(proxied.bootstrap, topic, sending_queue={"storage": str(storage)})) as (
             exporter, host):
-        await wait_for(lambda: exporter.queued_spans == 0, 10, "the queue to drain")
+        await wait_for(lambda: exporter.queued_items == 0, 10, "the queue to drain")
         assert metric(host, "tracehouse_exporter_dropped_spans_total",
                       reason="corrupt_queue_entry") == bad.span_count
         assert (storage / "corrupt" / bad_file.name).exists(), "moved aside for inspection"
         await exporter.consume(later)  # still working
-        await wait_for(lambda: exporter.queued_spans == 0, 10, "the queue to drain")
+        await wait_for(lambda: exporter.queued_items == 0, 10, "the queue to drain")
     records = await read_topic(proxied.bootstrap, topic)
     assert span_prints(parse(r.value) for r in records) == span_prints([good.request, later.request])
 
@@ -207,7 +207,7 @@ async def test_a_batch_kafka_can_never_take_is_dropped_and_counted(proxied: Prox
     config = exporter_config(proxied.bootstrap, topic, sending_queue={"storage": str(storage)},
                              producer={"max_message_bytes": 10_000})
     async with running(config) as (exporter, host):
-        await wait_for(lambda: exporter.queued_spans == 0, 10, "the queue to drain")
+        await wait_for(lambda: exporter.queued_items == 0, 10, "the queue to drain")
         assert metric(host, "tracehouse_exporter_dropped_spans_total", reason="rejected") == 1
         assert metric(host, "tracehouse_exporter_sent_spans_total") == fits.span_count
         with pytest.raises(PermanentError, match="max_message_bytes"):
@@ -292,7 +292,7 @@ async def test_every_acknowledged_batch_survives_an_outage(proxied: ProxiedBroke
                              timeout="500ms")
     async with running(config) as (exporter, host):
         acked, attempted, refused = await _client_through_outage(exporter, proxied, seconds=4.0)
-        await wait_for(lambda: exporter.queued_spans == 0, 15, "the queue to drain")
+        await wait_for(lambda: exporter.queued_items == 0, 15, "the queue to drain")
         assert host.status["exporter/kafka"][0] is Status.OK
     if mode == "memory":
         assert refused > 0, "the outage was real: consume() refused while Kafka could not ack"
