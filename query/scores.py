@@ -77,7 +77,8 @@ def _no_constant(name: str) -> Any:
 def parse_score(item: Any, at: str) -> NewScore:
     """One score object; `at` prefixes the field names in errors (`scores[2].`)."""
     if not isinstance(item, Mapping):
-        raise ApiError(400, f"{at or 'body'}: expected a JSON object", at.rstrip(".") or "body")
+        where = at.rstrip(".") or "body"
+        raise ApiError(400, f"{where}: expected a JSON object", where)
     for key in item:
         if key not in FIELDS:
             raise ApiError(400, f"{at}{key}: unknown field; a score has {', '.join(FIELDS)}", f"{at}{key}")
