@@ -291,6 +291,8 @@ def check_prompts(title: str, rows: list[dict[str, Any]], view: View) -> None:
         check_p95_series(rows, view, spans, prompt_series)
     elif title == "Prompt versions compared":
         check_comparison(rows, view, spans, versions)
+    elif title in ("Scores per prompt version", "Mean score per prompt version"):
+        check_scores(title, rows, view)
     elif title == "Prompt registry":
         registry = view.seeded.registry
         names = {r["name"] for r in registry if selected(r["name"], view.selection["prompt"])}
@@ -312,6 +314,51 @@ def check_comparison(rows: list[dict[str, Any]], view: View, spans: list[dict[st
         assert row["Requests"] == len(calls(group))
         assert row["Cost (USD)"] == pytest.approx(float(sum(map(cost, group))), rel=1e-9, abs=1e-12)
         assert (row["Registered"] is not None) == (key in registered), key
+
+
+def scores_in_view(view: View) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(prompt, version, score name) -> the seeded live scores the panels should count: made in
+    the time range, on a span (each hand-built trace is one span) linked to a prompt that the
+    selection keeps."""
+    s = view.selection
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for score in view.seeded.scores:
+        span = score["span"]
+        at_s = score["ts_ns"] / NS
+        if not view.time_range.start_s <= at_s <= view.time_range.end_s or not span["GenAIPromptName"]:
+            continue
+        if (selected(span["ServiceName"], s["service"]) and selected(span["GenAIProvider"], s["provider"])
+                and selected(model_of(span), s["model"]) and selected(span["GenAIPromptName"], s["prompt"])
+                and selected(span["GenAIPromptVersion"], s["version"])):
+            groups[(span["GenAIPromptName"], span["GenAIPromptVersion"], score["name"])].append(score)
+    return groups
+
+
+def check_scores(title: str, rows: list[dict[str, Any]], view: View) -> None:
+    groups = scores_in_view(view)
+    if title == "Scores per prompt version":
+        assert {(r["Prompt"], r["Version"], r["Score"]): r["Scores"] for r in rows} == {
+            key: len(scores) for key, scores in groups.items()}
+        for row in rows:
+            scores = groups[(row["Prompt"], row["Version"], row["Score"])]
+            numbers = [x["number"] for x in scores if x["number"] is not None]
+            if numbers:
+                assert (row["Mean"], row["Min"], row["Max"]) == pytest.approx(
+                    (sum(numbers) / len(numbers), min(numbers), max(numbers)))
+            else:
+                assert (row["Mean"], row["Min"], row["Max"]) == (None, None, None)
+            labels = Counter(x["label"] for x in scores if x["label"])
+            assert row["Labels"] == ", ".join(f"{label}: {n}" for label, n in sorted(labels.items()))
+    else:
+        step = max(view.time_range.interval_s, 60)
+        expected: dict[tuple[int, str], list[float]] = defaultdict(list)
+        for (prompt, version, name), scores in groups.items():
+            for score in scores:
+                if score["number"] is not None:
+                    bucket = int(score["ts_ns"] // NS) // step * step
+                    expected[(bucket, f"{prompt} @ {version} · {name}")].append(score["number"])
+        assert as_series(rows, "mean_score") == approx_map(
+            {key: sum(values) / len(values) for key, values in expected.items()})
 
 
 CHECKS = {"genai-overview.json": check_overview, "prompts.json": check_prompts}
