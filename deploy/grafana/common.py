@@ -217,7 +217,8 @@ def scored_labels() -> str:
     """`WITH ... labelled`: the live scores of the time range (by the scores' time), each with
     the labels of what it judges (`Service`, `Provider`, `Model`, `Prompt`, `Version`): its
     span's when that span has a model or prompt, else every GenAI span of its trace's, else
-    none; one row per score and label set. The query API's score rollup
+    none; one row per score and span labels (a panel keeps one row per score and group it
+    shows: `SELECT DISTINCT`). The query API's score rollup
     (query/sql/score_rollup.sql) has the same rule: scores are replaced and deleted at any
     time and arrive before or after their spans, so they are joined when read, never summed
     by a view. Scores and labels meet within their tenant."""
@@ -240,8 +241,9 @@ def scored_labels() -> str:
             GROUP BY Tenant, TraceId
         ),
         labelled AS (
-            SELECT DISTINCT Tenant, TraceId, ScoreId, Name, NumericValue, StringValue, has_number, Timestamp,
-                   label.2 AS Service, label.3 AS Provider, label.4 AS Model, label.5 AS Prompt, label.6 AS Version
+            SELECT
+                Tenant, TraceId, ScoreId, Name, NumericValue, StringValue, has_number, Timestamp,
+                label.2 AS Service, label.3 AS Provider, label.4 AS Model, label.5 AS Prompt, label.6 AS Version
             FROM
             (
                 SELECT s.*, arrayJoin(if(s.SpanId != '' AND has(arrayMap(x -> x.1, l.spans), s.SpanId),

@@ -130,12 +130,21 @@ def comparison_table() -> PanelBuilder:
                                          ("p95 (ms)", "ms"))])
 
 
-SCORE_WHERE = (scores_filter() + "\n  AND Prompt != ''"
-               + "\n  AND $__conditionalAll(Version IN (${version:singlequote}), $version)")
+# Each score once per prompt version it is about (a whole-trace score on a trace with two
+# calls of one version is one score of that version), after the variables' filters.
+SCORED_VERSIONS = scored_labels() + f""",
+        versions AS (
+            SELECT DISTINCT Tenant, TraceId, ScoreId, Name, NumericValue, StringValue, has_number, Timestamp,
+                            Prompt, Version
+            FROM labelled
+            WHERE {scores_filter()}
+              AND Prompt != ''
+              AND $__conditionalAll(Version IN (${{version:singlequote}}), $version)
+        )"""
 
 
 def scores_table() -> PanelBuilder:
-    sql = scored_labels() + f"""
+    sql = SCORED_VERSIONS + """
         SELECT
             Prompt,
             Version,
@@ -148,8 +157,7 @@ def scores_table() -> PanelBuilder:
                 sumMap(if(StringValue != '', [StringValue], []), if(StringValue != '', [toUInt64(1)], [])).1,
                 sumMap(if(StringValue != '', [StringValue], []), if(StringValue != '', [toUInt64(1)], [])).2),
                 ', ') AS Labels
-        FROM labelled
-        WHERE {SCORE_WHERE}
+        FROM versions
         GROUP BY Prompt, Version, Score
         ORDER BY Prompt, Version, Score
         LIMIT 1000"""
@@ -160,13 +168,12 @@ def scores_table() -> PanelBuilder:
 
 
 def scores_over_time() -> PanelBuilder:
-    sql = scored_labels() + f"""
+    sql = SCORED_VERSIONS + """
         SELECT
             toStartOfInterval(Timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
             concat(Prompt, ' @ ', Version, ' · ', Name) AS series,
             avgIf(assumeNotNull(NumericValue), has_number) AS mean_score
-        FROM labelled
-        WHERE {SCORE_WHERE}
+        FROM versions
         GROUP BY time, series
         HAVING countIf(has_number) > 0
         ORDER BY time, series"""

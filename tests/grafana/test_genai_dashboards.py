@@ -17,7 +17,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -460,3 +460,58 @@ def test_a_narrow_selection_changes_the_figures(seeded: Seeded, ch: Any) -> None
         expected = sum(map(cost, View(seeded, HAND, selection, ch).usage()))
         assert figures[service] == pytest.approx(float(expected), rel=1e-9)
     assert len(set(figures.values())) == 3
+
+
+def test_a_whole_trace_score_counts_once_per_prompt_version(chdb_endpoint: str) -> None:
+    """A trace with two model calls of one prompt version (two models) and a score on the
+    whole trace: the version has one score, under any model selection that keeps a call."""
+    import asyncio
+    import uuid
+
+    from genai_helpers import batch_of, enrich_all, span
+    from tracehouse.core.component import ComponentID, Kind, Settings
+    from tracehouse.core.testing import TestHost
+    from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+    from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
+    from tracehouse.sinks.clickhouse.scores import insert_scores
+
+    database = f"tg_scores_{uuid.uuid4().hex[:8]}"
+    t0 = HAND.start_s * NS + 5 * NS
+    prompt = {"traceloop.prompt.key": "one-version", "traceloop.prompt.version": "3"}
+
+    def call(span_id: int, model: str) -> Any:
+        return span(0xABC, span_id, t0 + span_id * 1000, {"gen_ai.operation.name": "chat", "gen_ai.provider.name":
+                                                          "openai", "gen_ai.request.model": model, **prompt},
+                    parent=1)
+
+    async def seed() -> None:
+        [batch] = await enrich_all([batch_of([span(0xABC, 1, t0, {}, name="agent"), call(2, "gpt-4o"),
+                                              call(3, "gpt-4o-mini")], service="chat-api")])
+        exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+                                      ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database))
+        await exporter.start(TestHost())
+        try:
+            await exporter.consume(batch)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(seed())
+    client = open_client(chdb_endpoint, database=database)
+    try:
+        trace_id = (0xABC).to_bytes(16, "big").hex()
+        at = datetime.fromtimestamp(t0 / NS + 10, tz=UTC)
+        insert_scores(client, f"{database}.otel_traces_scores", "", [
+            {"ScoreId": "whole", "TraceId": trace_id, "Name": "helpfulness", "DataType": "numeric",
+             "NumericValue": 0.5, "StringValue": "", "Timestamp": at},
+            {"ScoreId": "on-mini", "TraceId": trace_id, "SpanId": (3).to_bytes(8, "big").hex(), "Name": "helpfulness",
+             "DataType": "numeric", "NumericValue": 1.0, "StringValue": "", "Timestamp": at}])
+        targets = dict(clickhouse_targets(load("prompts.json")))
+        for models, expected in ((ALL, (2, 0.75)), (["gpt-4o"], (1, 0.5)), (["gpt-4o-mini"], (2, 0.75))):
+            selection = {**EVERYTHING, "model": models}
+            [row] = run(client, to_grafana_sql(targets["Scores per prompt version"], selection, HAND))
+            assert (row["Prompt"], row["Version"], row["Score"]) == ("one-version", "3", "helpfulness")
+            assert (row["Scores"], row["Mean"]) == pytest.approx(expected), models
+            [point] = run(client, to_grafana_sql(targets["Mean score per prompt version"], selection, HAND))
+            assert point["mean_score"] == pytest.approx(expected[1])
+    finally:
+        client.close()
