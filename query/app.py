@@ -46,7 +46,7 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     install_error_handlers(app)
     app.add_middleware(ReadBudgetMiddleware, budget=ReadBudget(
         cfg.max_concurrent_reads, cfg.max_concurrent_reads_per_client, cfg.read_queue_timeout,
-        cfg.max_concurrent_trace_reads))
+        cfg.max_concurrent_trace_reads, cfg.max_concurrent_exports))
     # The order of the routes is the order of the paths in /openapi.json.
     app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
     app.include_router(traces_router(store, cfg, access))

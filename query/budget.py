@@ -11,6 +11,11 @@ Health probes and `/metrics` never wait here.
 Reads of whole traces (a trace's page, Jaeger's trace routes) can each hold a hundred
 thousand spans in memory: they also take one of `max_concurrent_trace_reads` slots, which
 bounds the service's memory whatever the number of clients.
+
+Exports (`/api/v1/traces/export`) hold little memory (a few thousand spans at a time) but
+may stream for minutes: they take one of `max_concurrent_exports` slots of their own, so they
+never hold up a trace's page, and a further export waits `read_queue_timeout` at most, then
+503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -26,17 +31,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tracehouse.query.errors import error_response
 from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error
 
-# Routes that return whole traces.
+# Routes that return whole traces; exports of a search's traces.
 _TRACE_READS = re.compile(r"^/api/v1/traces/[^/]+$|^/api/traces(/|$)")
+_EXPORTS = re.compile(r"^/api/v1/traces/export$")
 
 
 class ReadBudget:
-    def __init__(self, total: int, per_client: int, queue_timeout: float, trace_reads: int = 2):
+    def __init__(self, total: int, per_client: int, queue_timeout: float, trace_reads: int = 2,
+                 exports: int = 2):
         self._slots = asyncio.Semaphore(total)
         self.trace_slots = asyncio.Semaphore(trace_reads)
+        self.export_slots = asyncio.Semaphore(exports)
+        self.queue_timeout = queue_timeout
         self._per_client_limit = per_client
         self._per_client: Counter[str] = Counter()
-        self._queue_timeout = queue_timeout
 
     def over_client_limit(self, client: str) -> bool:
         return self._per_client[client] >= self._per_client_limit
@@ -45,7 +53,7 @@ class ReadBudget:
         """Take a slot for `client`; False when none freed up in time."""
         self._per_client[client] += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
+            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
         except TimeoutError:
             self.release_client(client)
             return False
@@ -88,13 +96,27 @@ class ReadBudgetMiddleware:
             await self._refuse(scope, receive, send, 503, "the query API is busy; retry later")
             return
         try:
-            if scope.get("method") == "GET" and _TRACE_READS.match(path):
+            if scope.get("method") == "GET" and _EXPORTS.match(path):
+                await self._export(scope, receive, send)
+            elif scope.get("method") == "GET" and _TRACE_READS.match(path):
                 async with self.budget.trace_slots:
                     await self.app(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
         finally:
             self.budget.release(client)
+
+    async def _export(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slots = self.budget.export_slots
+        try:
+            await asyncio.wait_for(slots.acquire(), self.budget.queue_timeout)
+        except TimeoutError:
+            await self._refuse(scope, receive, send, 503, "the query API is busy with other exports; retry later")
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slots.release()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:
         headers = {"Retry-After": "1"}

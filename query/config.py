@@ -66,6 +66,9 @@ class QueryApiConfig(ComponentConfig):
     read_queue_timeout: Duration = 5.0
     # Of those, reads of whole traces (up to 100k spans each) at once; the others wait.
     max_concurrent_trace_reads: int = 2
+    # Exports of a search's traces streaming at once (slots of their own); the others wait
+    # `read_queue_timeout`, then 503.
+    max_concurrent_exports: int = 2
     # ClickHouse's memory cap for one query of the API (max_memory_usage).
     max_query_memory_mib: int = 2048
 
@@ -76,7 +79,7 @@ class QueryApiConfig(ComponentConfig):
         return v
 
     @field_validator("max_workers", "max_limit", "max_concurrent_reads", "max_concurrent_reads_per_client",
-                     "max_concurrent_trace_reads",
+                     "max_concurrent_trace_reads", "max_concurrent_exports",
                      "max_query_memory_mib")
     @classmethod
     def _positive(cls, v: int) -> int:

@@ -167,6 +167,11 @@ def span_from_row(row: Mapping[str, Any], *, messages: bool = False) -> SpanDeta
     )
 
 
+def span_json(row: Mapping[str, Any]) -> bytes:
+    """One span as the API shows it (a trace's page and the export): JSON, messages included."""
+    return span_from_row(row, messages=True).model_dump_json().encode()
+
+
 def totals_of(rows: Sequence[Mapping[str, Any]]) -> TraceTotals:
     """Trace totals from the (already deduplicated) span rows; sums stay exact (Decimal)."""
     starts = [int(r["start_ns"]) for r in rows]

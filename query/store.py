@@ -50,6 +50,15 @@ UINT64_MAX = 2**64 - 1
 _NO_LABELS = {"root_span_name": "", "root_service_name": "", "service_names": [], "models": []}
 
 
+# A span row's place in a read of several traces' spans (sql/trace_spans.sql's order): the
+# trace's position in the ids read (from 1), its start in ns, its span id.
+SpanKey = tuple[int, int, str]
+
+
+def span_key(trace_ids: Sequence[str], row: Mapping[str, Any]) -> SpanKey:
+    return trace_ids.index(row["TraceId"]) + 1, int(row["start_ns"]), row["SpanId"]
+
+
 class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
@@ -317,10 +326,11 @@ class TraceStore:
 
     # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
     # are never read.
-    async def search(self, query: SearchQuery, *, tenant: str) -> list[dict[str, Any]]:
-        """Trace summaries in the query's order; at most `query.limit` rows."""
+    async def search(self, query: SearchQuery, *, tenant: str, with_labels: bool = True) -> list[dict[str, Any]]:
+        """Trace summaries in the query's order; at most `query.limit` rows. Without labels, no
+        root name, services or models (an export pages through trace ids only)."""
         rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant})
-        if rows:
+        if rows and with_labels:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
                 "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
@@ -356,13 +366,16 @@ class TraceStore:
         return [r["trace_id"] for r in rows]
 
     async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS, *,
-                           tenant: str) -> list[dict[str, Any]]:
+                           tenant: str, after: SpanKey | None = None) -> list[dict[str, Any]]:
         """Every span (each once) of these traces, trace by trace in the given order, each by
-        start time. At most `max_spans` rows."""
+        start time. At most `max_spans` rows, from the one after `after` (`span_key` of the
+        last row read) on."""
         if not trace_ids:
             return []
+        after_trace, after_ns, after_span_id = after or (0, 0, "")
         return await self._query("trace_spans", {"trace_ids": list(trace_ids), "max_spans": max_spans,
-                                                 "tenant": tenant})
+                                                 "tenant": tenant, "after_trace": after_trace,
+                                                 "after_ns": after_ns, "after_span_id": after_span_id})
 
     async def genai_metrics(self, query: MetricsQuery, *, tenant: str) -> list[dict[str, Any]]:
         """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""

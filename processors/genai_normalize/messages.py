@@ -8,7 +8,8 @@ are skipped. The shapes handled:
   `ai.prompt.messages`, LiteLLM, Langfuse);
 - flattened `llm.input_messages.{i}.message.*` (OpenInference) and `gen_ai.prompt.{i}.*`
   (OpenLLMetry legacy);
-- deprecated OTel events `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`.
+- OTel GenAI events: `gen_ai.client.inference.operation.details` and the deprecated
+  `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`.
 """
 
 from __future__ import annotations
@@ -190,23 +191,36 @@ OUTPUT_EXTRACTORS: tuple[Extractor, ...] = (
 
 _EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                 "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+# The current event (semconv v1.37+): the span's own content attributes, on an opt-in event
+# that an instrumentation records instead of (or beside) the span attributes.
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 
 
 def from_events(events: Any) -> tuple[list[ChatMessage] | None, list[ChatMessage] | None]:
-    """Deprecated OTel message events (v1.28–v1.36)."""
+    """The messages of GenAI events, in the order given: `gen_ai.client.inference.operation.details`
+    (its `gen_ai.input.messages` / `gen_ai.output.messages` / `gen_ai.system_instructions`) and
+    the deprecated per-message events (v1.28–v1.36: `gen_ai.{system,user,assistant,tool}.message`
+    and `gen_ai.choice`, their body fields as attributes). Anything else is skipped."""
     inputs: list[ChatMessage] = []
     outputs: list[ChatMessage] = []
     for event in events:
+        if event.name == DETAILS_EVENT:
+            attrs = {kv.key: kv.value for kv in event.attributes}
+            inputs.extend(first(INPUT_EXTRACTORS[:1], attrs) or ())
+            outputs.extend(first(OUTPUT_EXTRACTORS[:1], attrs) or ())
+            continue
         role = _EVENT_ROLES.get(event.name)
         if role is None and event.name != "gen_ai.choice":
             continue
-        attrs = {kv.key: raw(kv.value) for kv in event.attributes}
+        fields = {kv.key: loads(raw(kv.value)) for kv in event.attributes}
         if role is not None:
-            inputs.append(ChatMessage(role=str(attrs.get("role", role)), content=_text_of(attrs.get("content"))))
+            inputs.append(ChatMessage(role=str(fields.get("role") or role), content=_text_of(fields.get("content")),
+                                      tool_calls=_tool_calls(fields)))
         else:
-            message = loads(attrs.get("message"))
-            content = message.get("content") if isinstance(message, dict) else attrs.get("content")
-            outputs.append(ChatMessage(role="assistant", content=_text_of(content)))
+            message = fields.get("message")
+            message = message if isinstance(message, dict) else fields
+            outputs.append(ChatMessage(role=str(message.get("role") or "assistant"),
+                                       content=_text_of(message.get("content")), tool_calls=_tool_calls(message)))
     return inputs or None, outputs or None
 
 

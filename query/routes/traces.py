@@ -1,11 +1,14 @@
-"""`GET /api/v1/traces` (search, keyset-paged) and `GET /api/v1/traces/{trace_id}` (one trace)."""
+"""`GET /api/v1/traces` (search, keyset-paged), `GET /api/v1/traces/export` (every span the
+search finds, streamed: query/export.py) and `GET /api/v1/traces/{trace_id}` (one trace, or
+with `format=otlp` its spans as OTLP/JSON: query/otlp.py)."""
 
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and some name the factory's arguments (a closure FastAPI cannot see in strings).
 
 import asyncio
+import dataclasses
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,6 +18,7 @@ from tracehouse.core.auth import Principal
 from tracehouse.query.access import OPEN, Access
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import ERROR_RESPONSES, ApiError
+from tracehouse.query.export import BODIES, FORMATS, filename, prepend, span_batches, trace_id_pages
 from tracehouse.query.models import (
     ErrorResponse,
     MlflowTraceInfo,
@@ -37,10 +41,11 @@ from tracehouse.query.rows import (
     mlflow_info_from_row,
     score_from_row,
     search_totals,
-    span_from_row,
+    span_json,
     summary_from_row,
     totals_of,
 )
+from tracehouse.query.otlp import trace_otlp_json
 from tracehouse.query.store import INT64_MAX, MAX_TRACE_SPANS, UINT64_MAX, SearchQuery, TraceStore
 
 
@@ -62,7 +67,7 @@ async def detail_json(trace_id: str, rows: list[dict[str, Any]], truncated: bool
 
 def _spans_json(rows: list[dict[str, Any]], start: int, first: bool) -> bytes:
     end = min(len(rows), start + SPANS_PER_CHUNK)
-    parts = [span_from_row(rows[i], messages=True).model_dump_json().encode() for i in range(start, end)]
+    parts = [span_json(rows[i]) for i in range(start, end)]
     rows[start:end] = [{}] * (end - start)  # free the rows as they are written
     return (b"" if first else b",") + b",".join(parts)
 
@@ -72,14 +77,14 @@ def duration_ns(ms: float | None, default: int) -> int:
     return default if ms is None else int(min(ms * 1_000_000, INT64_MAX))
 
 
-def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
+def search_parameters(settings: QueryApiConfig) -> Callable[..., SearchQuery]:
+    """The parameters of `GET /api/v1/traces` but `limit` (range, filters, sort, cursor),
+    parsed into a SearchQuery, as a FastAPI dependency: the search and its export take them
+    through this one call. The query's `limit` is 0; each route sets its own."""
     lookback_ns = int(settings.default_lookback * NS)
     window_ns = int(settings.max_trace_duration * NS)
-    router = APIRouter(tags=["traces"])
 
-    @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
-    async def search_traces(
-        principal: Annotated[Principal, Depends(access.read)],
+    def search_query(
         start: Annotated[str | None, Query(
             description="Start of the range (inclusive): RFC 3339 or unix seconds. "
                         "Default: `end` minus the configured lookback (1h).")] = None,
@@ -121,14 +126,9 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
         sort: Annotated[Literal["time", "cost", "tokens", "duration"], Query(
             description="Order, largest first: `time` (newest), `cost`, `tokens` or `duration`; "
                         "ties by trace id. Unpriced traces come last by cost.")] = "time",
-        limit: Annotated[int, Query(ge=1, le=settings.max_limit, description="Traces per page.")] = 20,
         cursor: Annotated[str | None, Query(
             description="`next_cursor` of the previous page; keeps that page's time range.")] = None,
-    ) -> TraceSearchResponse:
-        """Find traces: a trace matches when one of its spans in the range passes every
-        span-level filter (service, span_name, provider, model, prompt, prompt_version,
-        session, user, attr); status, scores and the duration, token and cost bounds apply to
-        the whole trace. Newest first; page with `cursor`. Each row has the trace's scores per name."""
+    ) -> SearchQuery:
         keyset: tuple[int, str] | None = None
         range_start = range_end = None
         if cursor:
@@ -138,7 +138,7 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
             keyset = (cursor_key, cursor_trace)
         start_ns, end_ns = parse_range(start, end, lookback_ns, (range_start, range_end))
         query = SearchQuery(
-            start_ns=start_ns, end_ns=end_ns, limit=limit + 1,
+            start_ns=start_ns, end_ns=end_ns, limit=0,
             service=service or "", span_name=span_name or "", status=status or "",
             provider=provider or "", model=model or "", prompt=prompt or "", prompt_version=prompt_version or "",
             session=session or "", user=user or "",
@@ -156,28 +156,84 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
                                 (query.min_cost_usd, query.max_cost_usd, "max_cost_usd")):
             if high < low:
                 raise ApiError(400, f"{name}: must not be below its minimum", name)
+        return query
+
+    return search_query
+
+
+def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
+    search_query = search_parameters(settings)
+    router = APIRouter(tags=["traces"])
+
+    @router.get("/api/v1/traces", response_model=TraceSearchResponse, responses=ERROR_RESPONSES)
+    async def search_traces(
+        principal: Annotated[Principal, Depends(access.read)],
+        search: Annotated[SearchQuery, Depends(search_query)],
+        limit: Annotated[int, Query(ge=1, le=settings.max_limit, description="Traces per page.")] = 20,
+    ) -> TraceSearchResponse:
+        """Find traces: a trace matches when one of its spans in the range passes every
+        span-level filter (service, span_name, provider, model, prompt, prompt_version,
+        session, user, attr); status, scores and the duration, token and cost bounds apply to
+        the whole trace. Newest first; page with `cursor`. Each row has the trace's scores per name."""
+        query = dataclasses.replace(search, limit=limit + 1)
         rows = await store.search(query, tenant=principal.tenant)
         page = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and page:
             last = page[-1]
-            next_cursor = encode_cursor(sort, int(rows[limit - 1]["sort_key"]), last.trace_id, start_ns, end_ns)
-        return TraceSearchResponse(traces=page, totals=search_totals(rows, first_page=keyset is None),
-                                   next_cursor=next_cursor, start=format_ns(start_ns), end=format_ns(end_ns),
-                                   limit=limit)
+            next_cursor = encode_cursor(query.sort, int(rows[limit - 1]["sort_key"]), last.trace_id,
+                                        query.start_ns, query.end_ns)
+        return TraceSearchResponse(traces=page, totals=search_totals(rows, first_page=query.cursor is None),
+                                   next_cursor=next_cursor, start=format_ns(query.start_ns),
+                                   end=format_ns(query.end_ns), limit=limit)
+
+    # Before `/api/v1/traces/{trace_id}`, which would take `export` for a trace id.
+    @router.get("/api/v1/traces/export", response_class=StreamingResponse, responses={
+        **ERROR_RESPONSES,
+        200: {"description": "The spans, streamed: one JSON object per line (`format=jsonl`, each the "
+                             "span shape of `GET /api/v1/traces/{trace_id}`), or a Parquet file of the "
+                             "same fields, typed (`format=parquet`).",
+              "content": {f.media_type: {} for f in FORMATS.values()}}})
+    async def export_traces(
+        principal: Annotated[Principal, Depends(access.read)],
+        search: Annotated[SearchQuery, Depends(search_query)],
+        fmt: Annotated[Literal["jsonl", "parquet"], Query(
+            alias="format", description="`jsonl` (one span per line) or `parquet`.")] = "jsonl",
+        limit: Annotated[int | None, Query(
+            ge=1, description="At most this many traces (the first ones in the search's order). "
+                              "Default: every trace the search finds.")] = None,
+    ) -> StreamingResponse:
+        """Every span of every trace the search finds (the parameters of `GET /api/v1/traces`),
+        trace by trace in the search's order, each trace's spans by start time. Streamed: the
+        traces are read a page at a time, whatever their number."""
+        tenant = principal.tenant
+        pages = trace_id_pages(store, search, limit, tenant=tenant)
+        # The first page before the response starts: a failing store is then a 503, not a cut body.
+        first = await anext(pages)
+        export_format = FORMATS[fmt]
+        body = BODIES[fmt](span_batches(store, prepend(first, pages), tenant=tenant))
+        return StreamingResponse(body, media_type=export_format.media_type, headers={
+            "content-disposition": f'attachment; filename="{filename(search, export_format)}"'})
 
     @router.get("/api/v1/traces/{trace_id}", response_model=TraceDetailResponse,
                 responses={**ERROR_RESPONSES,
+                           200: {"description": "The trace (`format=json`), or with `format=otlp` an OTLP/JSON "
+                                                "`ExportTraceServiceRequest` to send to any OTLP/HTTP endpoint."},
                            404: {"model": ErrorResponse, "description": "No span of this trace is stored."}})
     async def get_trace(
         principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="32 hex characters, any case.")],
+        fmt: Annotated[Literal["json", "otlp"], Query(
+            alias="format", description="`json`: this API's trace (below). `otlp`: the spans as OTLP/JSON, "
+                                        "as a download (`trace-<id>.otlp.json`).")] = "json",
     ) -> Response:
         """Every span of a trace, once each, ordered by start time, with GenAI fields and totals;
         the trace's scores (the API's, MLflow assessments, evaluation events) and, when an MLflow
-        client logged it, its MLflow trace info."""
+        client logged it, its MLflow trace info. `format=otlp`: the spans only, as OTLP/JSON."""
         tid = parse_trace_id(trace_id)
         tenant = principal.tenant
+        if fmt == "otlp":
+            return await otlp_trace(tid, tenant)
         rows, score_rows, info = await asyncio.gather(
             store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=tenant),
             store.trace_scores(tid, tenant=tenant), store.trace_mlflow(tid, tenant=tenant))
@@ -190,6 +246,18 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
         # model and the whole body in memory at once.
         return StreamingResponse(detail_json(tid, rows, truncated, [score_from_row(r) for r in score_rows],
                                              mlflow_info_from_row(info)), media_type="application/json")
+
+    async def otlp_trace(tid: str, tenant: str) -> Response:
+        rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=tenant)
+        if not rows:
+            raise ApiError(404, f"trace {tid} not found")
+        truncated = len(rows) > MAX_TRACE_SPANS
+        del rows[MAX_TRACE_SPANS:]
+        body = await asyncio.to_thread(trace_otlp_json, rows)
+        return Response(body, media_type="application/json", headers={
+            "content-disposition": f'attachment; filename="trace-{tid}.otlp.json"',
+            # As the JSON trace's `truncated`: the request holds the first MAX_TRACE_SPANS spans.
+            "x-tracehouse-truncated": "true" if truncated else "false"})
 
     @router.delete("/api/v1/traces/{trace_id}", response_model=TraceDeletedResponse,
                    responses={**ERROR_RESPONSES,

@@ -13,6 +13,9 @@
 -- order of `trace_ids` (the search's newest-first order), each trace's spans by start time,
 -- so a response cut at `max_spans` keeps the newest traces whole. `genai_columns` is every
 -- stored GenAI column (sinks/clickhouse/genai.py, from the one list in core/genai.py).
+-- An export reads the spans of many traces in pieces of `max_spans`, each continuing after
+-- the last row of the one before: the keyset (position in `trace_ids`, start, span id), the
+-- order of the rows. (0, 0, '') reads from the first row.
 WITH
     (SELECT (min(Start), max(End)) FROM ${db}.${table}_trace_id_ts
      WHERE TraceId IN {trace_ids:Array(String)}) AS trace_bounds
@@ -45,6 +48,8 @@ WHERE TraceId IN {trace_ids:Array(String)}
   AND Tenant = {tenant:String}
   AND (toUInt32(trace_bounds.2) = 4294967295
        OR (Timestamp >= trace_bounds.1 AND Timestamp <= trace_bounds.2 + 1))
+  AND (indexOf({trace_ids:Array(String)}, TraceId), start_ns, SpanId)
+      > ({after_trace:UInt64}, {after_ns:Int64}, {after_span_id:String})
 ORDER BY indexOf({trace_ids:Array(String)}, TraceId) ASC, start_ns ASC, SpanId ASC
 LIMIT 1 BY TraceId, SpanId
 LIMIT {max_spans:UInt32}

@@ -52,6 +52,31 @@ async function api(path, { method = "GET", body } = {}) {
   return answer;
 }
 
+/** A link that downloads what the API serves at `href`. Without a key the browser streams the
+ * file to disk itself; a key cannot ride on a link, so with one the file is fetched with it
+ * (and held in memory) first. */
+function downloadLink(text, href, testid) {
+  const save = async (event) => {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    if (!key) return;
+    event.preventDefault();
+    const response = await fetch(href, { headers: { authorization: `Bearer ${key}` } });
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      alert(`${response.status}: ${body && body.error ? body.error.message : response.statusText}`);
+      return;
+    }
+    const name = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+    const url = URL.createObjectURL(await response.blob());
+    const a = el("a", { href: url, download: name ? name[1] : "" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  };
+  return el("a", { href, download: "", class: "download", "data-testid": testid, text, onclick: save });
+}
+
 function showError(container, err) {
   container.append(el("div", { class: "error", role: "alert", text: err.message || String(err) }));
   if (err.status === 401 || err.status === 403) container.append(keyForm(err.status));
@@ -232,16 +257,31 @@ function filterForm(p) {
   return form;
 }
 
+/** The export of every trace the list's filters find (its range and sort; not its page). */
+function exportLinks(query) {
+  const href = (format) => {
+    const q = new URLSearchParams(query);
+    q.delete("limit");
+    q.delete("cursor");
+    q.set("format", format);
+    return `/api/v1/traces/export?${q}`;
+  };
+  return el("span", { class: "downloads" }, "Download every matching trace: ",
+    downloadLink("JSONL", href("jsonl"), "export-jsonl"), " · ", downloadLink("Parquet", href("parquet"), "export-parquet"));
+}
+
 async function renderTraces(p) {
   main.append(el("h1", { text: "Traces" }), filterForm(p));
   const results = el("section", { "aria-live": "polite" });
   main.append(results);
-  const data = await api(`/api/v1/traces?${searchQuery(p)}`);
+  const query = searchQuery(p);
+  const data = await api(`/api/v1/traces?${query}`);
   if (data.totals) {
     const t = data.totals;
     results.append(el("p", { class: "totals", "data-testid": "totals" },
       `${fmtInt(t.traces)} traces · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
-      `${fmtCost(t.cost_usd) || "$0"} in total`));
+      `${fmtCost(t.cost_usd) || "$0"} in total`, data.traces.length ? " · " : null,
+      data.traces.length ? exportLinks(query) : null));
   }
   if (!data.traces.length) {
     const endpoint = `${location.protocol}//${location.hostname}:4318/v1/traces`;
@@ -360,7 +400,9 @@ async function renderTrace(traceId, p) {
   const back = params();
   back.delete("trace");
   back.delete("span");
-  main.append(el("p", {}, el("a", { href: back.toString() ? `/?${back}` : "/", text: "← Traces" })));
+  const otlp = `/api/v1/traces/${encodeURIComponent(traceId)}?format=otlp`;
+  main.append(el("p", { class: "trace-links" }, el("a", { href: back.toString() ? `/?${back}` : "/", text: "← Traces" }),
+    el("span", { class: "downloads" }, "Download: ", downloadLink("OTLP JSON", otlp, "export-otlp"))));
   const data = await api(`/api/v1/traces/${encodeURIComponent(traceId)}`);
   const spans = data.spans;
   const totals = data.totals;

@@ -36,8 +36,9 @@ EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
 EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
 EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
 ERROR_TYPE = "error.type"
+EVENT_NAME = "event.name"  # the event's name as an attribute (log records of SDKs before `event_name`)
 _EVALUATION_KEYS = (EVALUATION_NAME, EVALUATION_SCORE_VALUE, EVALUATION_SCORE_LABEL, EVALUATION_EXPLANATION,
-                    ERROR_TYPE)
+                    ERROR_TYPE, EVENT_NAME)
 
 
 def scores_table(database: str, traces_table: str) -> str:
@@ -86,7 +87,8 @@ def _number(value: Any) -> float | None:
 def evaluation_score(trace_id: str, span_id: str, attributes: Mapping[str, Any], time_unix_nano: int, *,
                      author: str = "") -> dict[str, Any] | None:
     """The score row of one `gen_ai.evaluation.result` event (a span event, or a log record of
-    that name), or None when it names no evaluation or no trace.
+    that name: its trace and span ids, attributes as plain values, and its time, else its
+    observed time), or None when it names no evaluation or no trace.
 
     Semantic conventions: the event is parented to the span it evaluates (`trace_id`,
     `span_id`: the span carrying the event, or the log record's context) and carries

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from inprocess_all_in_one import component, running
 from otlp_fixtures import load_batch
 from redaction_helpers import SECRET_TEXT, inject_secrets, markers
 from tracehouse.core.component import Kind
-from tracehouse.core.config import load_config_dict
 from tracehouse.core.pdata import any_value, key_values
 from tracehouse.core.service import Service
 from tracehouse.ingest.otlp.receiver import OtlpReceiver
@@ -28,39 +25,10 @@ from tracehouse.sinks.clickhouse.client import open_client
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def all_in_one(chdb_endpoint: str, database: str) -> dict[str, Any]:
-    """deploy/config/all-in-one.yaml as shipped (its pipeline and processor settings), on
-    this test's database and OS-chosen loopback ports."""
-    raw = yaml.safe_load((REPO / "deploy/config/all-in-one.yaml").read_text())
-    assert raw["service"]["pipelines"]["traces"]["processors"] == [
-        "memory_limiter", "genai_normalize", "genai_tokens", "redaction", "genai_cost", "batch"]
-    raw["receivers"]["otlp"]["protocols"] = {"http": {"endpoint": "127.0.0.1:0"}}
-    raw["exporters"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
-    raw["exporters"]["clickhouse"].pop("sending_queue", None)
-    raw["extensions"]["query_api"]["endpoint"] = "127.0.0.1:0"
-    raw["extensions"]["query_api"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
-    raw["receivers"]["mlflow"].update(endpoint="127.0.0.1:0")
-    raw["receivers"]["mlflow"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
-    raw["processors"]["batch"]["timeout"] = "20ms"
-    return raw
-
-
 @pytest.fixture
 async def service(chdb_endpoint: str, database: str) -> AsyncIterator[Service]:
-    svc = Service(load_config_dict(all_in_one(chdb_endpoint, database)))
-    await svc.start()
-    try:
+    async with running(chdb_endpoint, database) as svc:
         yield svc
-    finally:
-        await svc.shutdown()
-
-
-def component(service: Service, kind: Kind, cls: type) -> Any:
-    (node,) = [n for n in service._nodes if n.kind is kind and isinstance(n.component, cls)]
-    return node.component
 
 
 def payload() -> tuple[bytes, str]:

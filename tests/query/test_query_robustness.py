@@ -71,6 +71,8 @@ async def test_a_trace_starting_after_2106_is_readable(api: httpx.AsyncClient) -
 NUMERIC_PARAMETERS: dict[str, list[str]] = {
     "/api/v1/traces": ["start", "end", "min_duration_ms", "max_duration_ms", "min_tokens", "max_tokens",
                        "min_cost_usd", "max_cost_usd", "limit"],
+    "/api/v1/traces/export": ["start", "end", "min_duration_ms", "max_duration_ms", "min_tokens", "max_tokens",
+                              "min_cost_usd", "max_cost_usd", "limit"],
     "/api/v1/metrics/genai": ["start", "end", "step"],
     "/api/v1/sessions": ["start", "end", "limit"],
     "/api/v1/prompts": ["limit", "offset"],

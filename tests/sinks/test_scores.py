@@ -118,3 +118,28 @@ async def test_the_exporter_writes_them_for_the_batch_s_tenant(client: Any, data
                         "ORDER BY Tenant, Name").result_rows
     assert rows == [("", "relevance", 0.5, ""), ("", "tone", None, "calm"),
                     ("shop", "relevance", 0.5, ""), ("shop", "tone", None, "calm")]
+
+
+@pytest.mark.parametrize("capture", ["current", "legacy"])
+def test_the_official_instrumentation_s_evaluation_log_record_is_a_score(capture: str) -> None:
+    """The real log record (tests/fixtures/genai-events): what the logs pipeline hands over."""
+    from pathlib import Path
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from tracehouse.core.anyvalue import to_python
+
+    request = ExportLogsServiceRequest()
+    request.ParseFromString((Path(__file__).parents[1] / "fixtures" / "genai-events" / capture / "logs.pb").read_bytes())
+    records = [r for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+    [record] = [r for r in records if "gen_ai.evaluation.result" in (
+        r.event_name, *(kv.value.string_value for kv in r.attributes if kv.key == "event.name"))]
+    row = evaluation_score(record.trace_id.hex(), record.span_id.hex(),
+                           {kv.key: to_python(kv.value) for kv in record.attributes},
+                           record.time_unix_nano or record.observed_time_unix_nano)
+    assert row is not None
+    assert (row["Name"], row["DataType"], row["NumericValue"], row["StringValue"], row["Comment"]) == (
+        "relevance", "numeric", 0.9, "relevant", "The answer names the capital.")
+    assert row["Metadata"] == {"gen_ai.response.id": "chatcmpl-1"}, "the event's name is not data"
+    assert (row["TraceId"], row["SpanId"]) == (record.trace_id.hex(), record.span_id.hex())
+    assert row["Timestamp"] == datetime.fromtimestamp(record.observed_time_unix_nano / 1e9, UTC)
