@@ -28,8 +28,8 @@ TENANT_HEADER = "tracehouse-tenant"
 
 
 class KeyKind(enum.StrEnum):
-    """What a key may do. `ingest`: send telemetry. `read`: read through the query API and
-    UI (dashboards). `full`: both, and change data (delete traces, write scores)."""
+    """What a key may do. `ingest`: send telemetry (spans, MLflow tracking data, scores).
+    `read`: read through the query API and UI (dashboards). `full`: both, and delete traces."""
 
     INGEST = "ingest"
     READ = "read"

@@ -2,7 +2,8 @@
 
 With an authenticator (`query_api.auth`), every API route needs `Authorization: Bearer
 <key>`: `read` and `full` keys read their tenant's data, `full` keys may also change it
-(delete a trace); `ingest` keys may not read. Without one, every caller is the default
+(delete a trace); `ingest` keys may not read. Scores are data a client sends: `ingest` and
+`full` keys write and delete them (`POST`/`DELETE /api/v1/scores`), as on the MLflow endpoint. Without one, every caller is the default
 tenant's, as the all-in-one on a laptop is. Health probes never need a key; `/metrics`
 does when `metrics_auth` is on. The UI's page and scripts carry no data and stay open:
 the page asks for a key when the API answers 401.
@@ -39,6 +40,7 @@ class Access:
         self.authenticator = authenticator
         self.read = self._requires(Action.READ)
         self.write = self._requires(Action.WRITE)
+        self.ingest = self._requires(Action.INGEST)
 
     def principal(self, request: Request, action: Action) -> Principal:
         if self.authenticator is None:

@@ -1,5 +1,6 @@
-"""The query HTTP API (FastAPI): trace search, trace detail, GenAI usage metrics, the
-prompt registry, MLflow experiments and runs, health and metrics, plus Jaeger's query API.
+"""The query HTTP API (FastAPI): trace search, trace detail, scores, GenAI usage and score
+metrics, the prompt registry, MLflow experiments and runs, health and metrics, plus Jaeger's
+query API.
 
 `create_app` only assembles: the error handlers (query/errors.py), one router per resource
 (query/routes/), the Jaeger-compatible router (query/jaeger/) and the OpenAPI document
@@ -22,6 +23,7 @@ from tracehouse.query.routes.experiments import experiments_router
 from tracehouse.query.routes.genai_metrics import genai_metrics_router
 from tracehouse.query.routes.health import health_router
 from tracehouse.query.routes.prompts import prompts_router
+from tracehouse.query.routes.scores import scores_router
 from tracehouse.query.routes.sessions import sessions_router
 from tracehouse.query.routes.traces import traces_router
 from tracehouse.query.routes.ui import ui_router
@@ -48,6 +50,7 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     # The order of the routes is the order of the paths in /openapi.json.
     app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
     app.include_router(traces_router(store, cfg, access))
+    app.include_router(scores_router(store, access))
     app.include_router(genai_metrics_router(store, cfg, access))
     app.include_router(prompts_router(store, access))
     app.include_router(sessions_router(store, cfg, access))

@@ -1,6 +1,6 @@
 """Deleting data: one trace on request, and whole tenants' old data by their retention.
 
-Spans, retry-gate keys and per-trace rollup rows are removed with lightweight deletes
+Spans, retry-gate keys, per-trace rollup rows and scores are removed with lightweight deletes
 (`DELETE FROM … WHERE`): rows disappear from reads at once and from disk on the next
 merge. The per-minute usage rollup cannot subtract (its latency is a t-digest), so the
 minutes a deleted trace touched are rebuilt from the spans that remain, with the usage
@@ -34,7 +34,9 @@ def delete_trace(client: Client, database: str, table: str, trace_id: str, tenan
     spans, minutes = int(rows[0][0]), list(rows[0][1])
     if not spans:
         return 0
-    for suffix, column in (("", "TraceId"), ("_span_keys", "TraceId"), ("_trace_rollup", "TraceId")):
+    # The trace's scores go with it: they judge what is no longer there (and may quote it).
+    for suffix, column in (("", "TraceId"), ("_span_keys", "TraceId"), ("_trace_rollup", "TraceId"),
+                           ("_scores", "TraceId")):
         client.command(f"DELETE FROM {database}.{table}{suffix} "
                        f"WHERE {column} = {{trace_id:String}} AND Tenant = {{tenant:String}}", parameters=params)
     rebuild_usage(client, database, table, tenant, minutes)
@@ -45,7 +47,7 @@ def expire_tenant(client: Client, database: str, table: str, tenant: str, before
     """Delete everything of `tenant` older than `before` (its retention)."""
     params = {"tenant": tenant, "before": before}
     for suffix, column in (("", "Timestamp"), ("_span_keys", "Timestamp"), ("_trace_rollup", "End"),
-                           ("_genai_usage_1m", "Minute")):
+                           ("_genai_usage_1m", "Minute"), ("_scores", "Timestamp")):
         client.command(f"DELETE FROM {database}.{table}{suffix} "
                        f"WHERE Tenant = {{tenant:String}} AND {column} < {{before:DateTime64(9)}}", parameters=params)
 

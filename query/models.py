@@ -27,6 +27,31 @@ class ErrorResponse(BaseModel):
 # ------------------------------------------------------------------------------ search
 
 
+class ScoreStats(BaseModel):
+    """Scores aggregated: numeric scores and booleans (as 1/0) give the mean, min and max;
+    categories, booleans (`true`/`false`) and the labels evaluations give numeric scores give
+    the distribution."""
+
+    scores: int = Field(description="Live scores counted (each once).")
+    numeric_count: int = Field(description="Of those, the ones with a number: numeric scores and booleans (1/0).")
+    mean: float | None = Field(description="Mean of those numbers (for booleans: the share of true); null "
+                                            "without any.")
+    min: float | None
+    max: float | None
+    categories: dict[str, int] = Field(description="Label -> scores with it, most frequent first (at most "
+                                                   "100; `other_categories` counts the rest).")
+    other_categories: int = Field(description="Scores whose label is not among the 100 shown.")
+    errors: int = Field(description="Scores recording a failed evaluation (`error`).")
+
+
+class _ScoreName(BaseModel):
+    name: str = Field(description="The score name.")
+
+
+class NamedScoreStats(ScoreStats, _ScoreName):  # `name` first in the JSON
+    pass
+
+
 class TraceSummary(BaseModel):
     trace_id: str = Field(description="32 lowercase hex characters.")
     root_span_name: str = Field(description="Name of the root span (earliest span when the root is missing).")
@@ -48,6 +73,8 @@ class TraceSummary(BaseModel):
     total_cost_usd: float | None = Field(
         description="Sum of GenAI total cost in USD; null when no span had one.")
     models: list[str] = Field(description="Distinct non-empty GenAI request and response models, sorted.")
+    scores: list[NamedScoreStats] = Field(default_factory=list, description=(
+        "The trace's scores (on it and its spans) per name, sorted by name: count, mean and labels."))
 
 
 class TraceDeletedResponse(BaseModel):
@@ -166,14 +193,18 @@ class TraceTotals(BaseModel):
 
 
 class Score(BaseModel):
-    """One judgement on a trace or one of its spans (an MLflow assessment: feedback or expectation)."""
+    """One judgement on a trace or one of its spans: written through `POST /api/v1/scores`, an
+    MLflow assessment (feedback or expectation), or a `gen_ai.evaluation.result` event."""
 
-    score_id: str = Field(description="The score's id (MLflow's assessment id).")
+    score_id: str = Field(description="The score's id: the caller's, MLflow's assessment id, or one derived "
+                                      "from the judgement (`s-…` API, `ev-…` evaluation event).")
     name: str
     data_type: str = Field(description="`numeric`, `boolean` or `categorical`.")
     value: bool | float | str | None = Field(
         description="A number (numeric; null when not finite), a boolean, or text (categorical; a list or "
                     "object value is its JSON text).")
+    label: str = Field(default="", description="A numeric score's label, when its evaluation gave one "
+                                               "(`gen_ai.evaluation.score.label`); else empty.")
     comment: str = Field(description="The rationale given with it; empty when none.")
     source: str = Field(description="`human`, `llm_judge` or `code`; empty when not said.")
     author: str = Field(description="Who or what judged (the source id).")
@@ -181,6 +212,25 @@ class Score(BaseModel):
     span_id: str = Field(description="The span judged; empty for the whole trace.")
     kind: str = Field(description="`feedback` or `expectation`.")
     run_id: str = Field(description="The MLflow run it was logged under; empty when none.")
+    error: str = Field(default="", description="Why the evaluation failed (`error.type` of an evaluation event, "
+                                               "MLflow's assessment error); empty when it did not.")
+    metadata: dict[str, str] = Field(default_factory=dict, description=(
+        "Anything else the producer attached (e.g. `gen_ai.response.id` of an evaluation event)."))
+
+
+class ScoresResponse(BaseModel):
+    trace_id: str
+    scores: list[Score] = Field(description="Oldest first.")
+
+
+class ScoresWrittenResponse(BaseModel):
+    score_ids: list[str] = Field(description="The id of each score, in the order sent. Sending a score again "
+                                             "(same id) replaces it: it is stored and counted once.")
+
+
+class ScoreDeletedResponse(BaseModel):
+    score_id: str
+    deleted: bool = True
 
 
 class MlflowTraceInfo(BaseModel):
@@ -275,6 +325,24 @@ class GenAISeries(BaseModel):
     totals: GenAIUsage = Field(description="The series over the whole range (latency merged over all of it).")
 
 
+class ScorePoint(ScoreStats, _BucketTime):
+    pass
+
+
+class ScoreSeries(BaseModel):
+    name: str = Field(description="The score name: scores of different names are never aggregated together.")
+    group: dict[str, str] = Field(description="The labels of what the scores judge, per `group_by` dimension "
+                                              "(\"\" = none); {} without group_by.")
+    points: list[ScorePoint] = Field(description="Buckets with scores only, oldest first (by the scores' time).")
+    totals: ScoreStats = Field(description="The series over the whole range.")
+
+
+class ScoreMetrics(BaseModel):
+    series: list[ScoreSeries] = Field(description="One per score name and group, ordered by name and group values.")
+    totals: list[NamedScoreStats] = Field(description="Per score name over the range and filters, each score once "
+                                                      "(a score can fall in several groups).")
+
+
 class GenAIMetricsResponse(BaseModel):
     start: str = Field(description="Start of the covered range (inclusive): `start` rounded down to a "
                                    "multiple of the step since the epoch.")
@@ -284,6 +352,8 @@ class GenAIMetricsResponse(BaseModel):
     group_by: list[str]
     series: list[GenAISeries] = Field(description="One per distinct group with data, ordered by group values.")
     totals: GenAIUsage = Field(description="Every series together.")
+    scores: ScoreMetrics | None = Field(default=None, description="With `scores=true`: the scores of the range "
+                                                                  "by name and the same groups.")
 
 
 # ------------------------------------------------------------------------------ prompts

@@ -21,7 +21,12 @@ from tracehouse.query.models import (
     MlflowTraceInfo,
     MlflowTraceSummary,
     RunSummary,
+    NamedScoreStats,
     Score,
+    ScoreMetrics,
+    ScorePoint,
+    ScoreSeries,
+    ScoreStats,
     SessionSummary,
     ToolCall,
     TraceSearchTotals,
@@ -99,6 +104,7 @@ def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
         total_tokens=row["total_tokens"],
         total_cost_usd=cost_or_none(row["total_cost_usd"]),
         models=list(row["models"]),
+        scores=[NamedScoreStats(name=score["name"], **score_stats(score)) for score in row.get("scores", ())],
     )
 
 
@@ -373,9 +379,44 @@ def score_from_row(row: Mapping[str, Any]) -> Score:
     else:
         value = row["string_value"]
     return Score(score_id=row["score_id"], name=row["name"], data_type=data_type, value=value,
-                 comment=row["comment"], source=row["source"], author=row["author"],
+                 label=row["string_value"] if data_type == "numeric" else "", comment=row["comment"], source=row["source"], author=row["author"],
                  timestamp=format_ns(int(row["timestamp_ns"])), span_id=row["span_id"], kind=row["kind"],
-                 run_id=row["run_id"])
+                 run_id=row["run_id"], error=row["error"], metadata=dict(row["metadata"]))
+
+
+MAX_CATEGORIES = 100
+
+
+def score_stats(row: Mapping[str, Any]) -> dict[str, Any]:
+    """ScoreStats fields of a row of sql/score_rollup.sql or sql/trace_list_scores.sql."""
+    numbers = int(row["numeric_count"])
+    labels, counts = row["categories"]
+    ranked = sorted(zip(labels, counts, strict=True), key=lambda lc: (-int(lc[1]), lc[0]))
+    shown = ranked[:MAX_CATEGORIES]
+    return {"scores": int(row["scores"]), "numeric_count": numbers,
+            "mean": finite_or_none(row["mean"]) if numbers else None,
+            "min": finite_or_none(row["min"]) if numbers else None,
+            "max": finite_or_none(row["max"]) if numbers else None,
+            "categories": {str(label): int(count) for label, count in shown},
+            "other_categories": sum(int(count) for _, count in ranked[MAX_CATEGORIES:]),
+            "errors": int(row["errors"])}
+
+
+def score_metrics_from_rows(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> ScoreMetrics:
+    """Rows of sql/score_rollup.sql (name totals, then each series' totals and points) -> sections."""
+    totals: list[NamedScoreStats] = []
+    series: dict[tuple[str, ...], ScoreSeries] = {}
+    for row in rows:
+        if row["level"] == "name":
+            totals.append(NamedScoreStats(name=row["name"], **score_stats(row)))
+            continue
+        key = (row["name"], *(str(row[f"g_{d}"]) for d in group_by))
+        if row["level"] == "series":
+            series[key] = ScoreSeries(name=row["name"], group=dict(zip(group_by, key[1:], strict=True)), points=[],
+                                      totals=ScoreStats(**score_stats(row)))
+        else:
+            series[key].points.append(ScorePoint(time=format_ns(int(row["bucket_s"]) * _NS), **score_stats(row)))
+    return ScoreMetrics(series=list(series.values()), totals=totals)
 
 
 def mlflow_info_from_row(row: Mapping[str, Any] | None) -> MlflowTraceInfo | None:

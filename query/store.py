@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from clickhouse_connect.driver.client import Client
@@ -34,6 +34,10 @@ from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.errors import public_reason
 from tracehouse.processors.genai_normalize.mapping import MODEL_PREFIX_PROVIDERS, normalize_provider
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES
+from tracehouse.sinks.clickhouse.scores import insert_scores, scores_table
+
+if TYPE_CHECKING:
+    from tracehouse.query.scores import ScoreFilter
 
 log = structlog.get_logger("tracehouse.query.store")
 T = TypeVar("T")
@@ -61,7 +65,7 @@ class StoreError(Exception):
 
 SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
-             "mlflow_traces", "trace_scores", "trace_mlflow")
+             "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup")
 
 # MLflow reads (experiments, runs, scores): the most rows one response holds of each.
 MAX_EXPERIMENTS = 1000
@@ -110,6 +114,7 @@ class SearchQuery:
     min_cost_usd: float = 0.0
     max_cost_usd: float = math.inf
     attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    scores: Sequence[ScoreFilter] = ()  # query/scores.py: the trace has such a score
     sort: str = "time"  # time | cost | tokens | duration, largest first
     cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
     # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
@@ -151,6 +156,10 @@ class SearchQuery:
             "cursor_key": cursor_key,
             "cursor_trace_id": cursor_trace,
             "limit": self.limit,
+            "score_names": [f.name for f in self.scores],
+            "score_ops": [f.op for f in self.scores],
+            "score_numbers": [f.number for f in self.scores],
+            "score_texts": [f.text for f in self.scores],
         }
 
 
@@ -326,8 +335,13 @@ class TraceStore:
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
                 "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
             by_trace = {label["trace_id"]: label for label in labels}
+            scores: dict[str, list[dict[str, Any]]] = {}
+            for score in await self._query("trace_list_scores", {"trace_ids": [r["trace_id"] for r in rows],
+                                                                 "tenant": tenant}):
+                scores.setdefault(score["trace_id"], []).append(score)
             for row in rows:
                 row.update(by_trace.get(row["trace_id"], _NO_LABELS))
+                row["scores"] = scores.get(row["trace_id"], [])
         return rows
 
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS, *,
@@ -411,9 +425,32 @@ class TraceStore:
         return await self._query("mlflow_traces", {"experiment_id": experiment_id, "run_id": run_id,
                                                    "limit": limit, "tenant": tenant})
 
-    async def trace_scores(self, trace_id: str, limit: int = MAX_SCORES, *, tenant: str) -> list[dict[str, Any]]:
-        """The trace's scores (not deleted), oldest first."""
-        return await self._query("trace_scores", {"trace_id": trace_id, "limit": limit, "tenant": tenant})
+    async def trace_scores(self, trace_id: str, limit: int = MAX_SCORES, *, span_id: str = "", name: str = "",
+                           tenant: str) -> list[dict[str, Any]]:
+        """The trace's scores (not deleted), oldest first; of one span or name when given."""
+        return await self._query("trace_scores", {"trace_id": trace_id, "span_id": span_id, "name": name,
+                                                  "limit": limit, "tenant": tenant})
+
+    # -- scores: the write API (query/routes/scores.py) and the rollup ----------------
+    async def scores_by_id(self, score_ids: Sequence[str], *, tenant: str) -> list[dict[str, Any]]:
+        """The live score rows (table columns) with these ids."""
+        return await self._query("score_by_id", {"score_ids": list(score_ids), "tenant": tenant})
+
+    async def write_scores(self, rows: Sequence[Mapping[str, Any]], *, tenant: str) -> None:
+        """Insert score rows (sinks/clickhouse/scores.py, the one writer) for the tenant."""
+        table = scores_table(self._config.database, self._config.traces_table_name)
+        await self._call("write scores", insert_scores, table, tenant, list(rows))
+
+    async def delete_score(self, score_id: str, *, tenant: str) -> bool:
+        """Mark the tenant's score deleted (a newer row with `Deleted = 1`); False when unknown."""
+        rows = await self.scores_by_id([score_id], tenant=tenant)
+        if rows:
+            await self.write_scores([{**r, "Deleted": 1} for r in rows], tenant=tenant)
+        return bool(rows)
+
+    async def score_rollup(self, query: MetricsQuery, score_name: str, *, tenant: str) -> list[dict[str, Any]]:
+        """Score aggregates per name, group and bucket (see sql/score_rollup.sql)."""
+        return await self._query("score_rollup", {**query.parameters(), "score_name": score_name, "tenant": tenant})
 
     async def trace_mlflow(self, trace_id: str, *, tenant: str) -> dict[str, Any] | None:
         """The trace's MLflow trace info, or None when no MLflow client logged it."""

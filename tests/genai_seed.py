@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,6 +92,17 @@ class Call:
     name: str = "chat"
     error: bool = False
     kind: int = Span.SPAN_KIND_CLIENT
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # `gen_ai.evaluation.result` attributes
+
+
+def evaluation(name: str, value: float | None = None, label: str | None = None) -> dict[str, Any]:
+    """A `gen_ai.evaluation.result` event's attributes, named as the GenAI semantic conventions say."""
+    attrs: dict[str, Any] = {"gen_ai.evaluation.name": name}
+    if value is not None:
+        attrs["gen_ai.evaluation.score.value"] = value
+    if label is not None:
+        attrs["gen_ai.evaluation.score.label"] = label
+    return attrs
 
 
 def chat(provider: str, model: str, inp: int | None, out: int | None, **extra: Any) -> dict[str, Any]:
@@ -128,14 +139,16 @@ def hand_built_calls() -> list[list[Call]]:
     return [
         [Call("chat-api", 5.5, 812 * ms + 17, chat("openai", "gpt-4o", 1000, 200, **{
             "gen_ai.usage.cache_read.input_tokens": 100, "gen_ai.usage.reasoning.output_tokens": 30},
-            **traceloop(P_EXPLAIN, "2", TEMPLATES["2"]))),
+            **traceloop(P_EXPLAIN, "2", TEMPLATES["2"])), evaluations=[evaluation("relevance", 0.9, "relevant")]),
          Call("chat-api", 20.25, 450 * ms + 3, chat("openai", "gpt-4o-mini", 300, 40,
-                                                  **langfuse(P_SUMMARIZE, "v2"))),
+                                                  **langfuse(P_SUMMARIZE, "v2")),
+              evaluations=[evaluation("relevance", 0.4, "not_relevant"), evaluation("tone", label="curt")]),
          Call("chat-api", 30.0, 1_234_567_891, chat("openai", "gpt-4o-mini", 50, 12,
                                                     **traceloop(P_GREETING, None, GREETING_TEMPLATES[0]))),
          Call("batch-worker", 45.125, 2_100 * ms, chat("anthropic", "claude-3-5-sonnet-20241022", 2000, 500)),
          Call("chat-api", 65.0, 640 * ms + 99, chat("openai", "gpt-4o", 800, 100,
-                                                    **traceloop(P_EXPLAIN, "2", TEMPLATES["2"]))),
+                                                    **traceloop(P_EXPLAIN, "2", TEMPLATES["2"])),
+              evaluations=[evaluation("relevance", 0.7, "relevant")]),
          Call("batch-worker", 100.0, 95 * ms, {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
                                                "gen_ai.request.model": "text-embedding-3-small",
                                                "gen_ai.usage.input_tokens": 640}, name="embeddings")],
@@ -188,6 +201,9 @@ def build_request(calls: Iterable[Call], first_index: int) -> ExportTraceService
             span.status.code = Status.STATUS_CODE_ERROR
             span.status.message = "upstream error"
         span.attributes.extend(key_values(call.attrs))
+        for n, attrs in enumerate(call.evaluations):
+            span.events.add(name="gen_ai.evaluation.result", time_unix_nano=span.end_time_unix_nano + n + 1,
+                            attributes=key_values(attrs))
     return request
 
 
@@ -214,6 +230,7 @@ class Seeded:
     raw: list[dict[str, Any]]  # every stored span, read before the spans table was emptied
     registry: list[dict[str, Any]]  # registry rows as the exporter claimed them
     templates: dict[str, str]  # template hash -> template, of every hand-built span
+    scores: list[dict[str, Any]] = field(default_factory=list)  # live scores (ts_ns, name, number, label, span)
 
 
 async def _seed(endpoint: str, database: str) -> Seeded:
@@ -237,6 +254,7 @@ async def _seed(endpoint: str, database: str) -> Seeded:
         finally:
             await exporter.shutdown()
         seed_registry(client, database)
+        seed_scores(client, database)
         result = client.query(
             f"SELECT toUnixTimestamp64Nano(Timestamp) AS ts_ns, {', '.join(RAW_COLUMNS[1:])} "
             f"FROM {database}.otel_traces LIMIT 1 BY TraceId, SpanId")
@@ -245,12 +263,69 @@ async def _seed(endpoint: str, database: str) -> Seeded:
                            f"toUnixTimestamp64Nano(RegisteredAt) FROM {database}.otel_traces_prompts")
         registry = [dict(zip(("name", "version", "hash", "template", "source", "registered_ns"), row, strict=True))
                     for row in reg.result_rows]
+        scores = live_scores(calls, raw)
         # From here on only the rollups hold the data: the API must not read the spans table.
         client.command(f"TRUNCATE TABLE {database}.otel_traces")
     finally:
         client.close()
     templates = {hashlib.sha256(t.encode()).hexdigest(): t for t in [*TEMPLATES.values(), *GREETING_TEMPLATES]}
-    return Seeded(endpoint, database, raw, registry, templates)
+    return Seeded(endpoint, database, raw, registry, templates, scores)
+
+
+def _ids(index: int) -> tuple[str, str]:
+    """The trace and span id of hand-built call number `index` (build_request's rule)."""
+    return index.to_bytes(16, "big").hex(), (index + 1).to_bytes(8, "big").hex()
+
+
+# Scores as the API writes them (through the one writer), on hand-built calls by their number:
+# (id, call, on the span?, name, value, seconds after T0). Written once more, replaced or deleted
+# below, so a reader must take the newest live version of each.
+API_SCORES = [("h-1", 1, False, "helpfulness", 0.8, 7.0), ("h-2", 2, True, "helpfulness", 0.5, 21.0),
+              ("h-3", 5, False, "helpfulness", 1.0, 66.0), ("h-4", 7, False, "helpfulness", 0.2, 131.0),
+              ("h-5", 4, False, "helpfulness", 0.6, 46.0), ("s-1", 1, False, "safe", True, 8.0),
+              ("s-2", 9, True, "safe", False, 141.0)]
+
+
+def seed_scores(client: Any, database: str) -> None:
+    from tracehouse.sinks.clickhouse.scores import insert_scores, typed_value
+
+    def row(sid: str, call: int, on_span: bool, name: str, value: Any, at_s: float, deleted: int = 0) -> dict[str, Any]:
+        trace_id, span_id = _ids(call)
+        data_type, number, text = typed_value(value)
+        return {"ScoreId": sid, "TraceId": trace_id, "SpanId": span_id if on_span else "", "Name": name,
+                "DataType": data_type, "NumericValue": number, "StringValue": text, "Source": "human",
+                "Timestamp": datetime.fromtimestamp((T0 + int(at_s * NS)) / NS, UTC), "Deleted": deleted}
+
+    table = f"{database}.otel_traces_scores"
+    insert_scores(client, table, "", [row(*score) for score in API_SCORES])
+    insert_scores(client, table, "", [row(*API_SCORES[0])])  # sent again
+    insert_scores(client, table, "", [row("h-2", 2, True, "helpfulness", 0.3, 21.0)])  # replaced
+    insert_scores(client, table, "", [row("gone", 3, False, "helpfulness", 0.0, 31.0)])
+    insert_scores(client, table, "", [row("gone", 3, False, "helpfulness", 0.0, 31.0, deleted=1)])
+
+
+def live_scores(calls: list[list[Call]], raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the scores table holds, with the labels of the span each score judges."""
+    spans = {(s["TraceId"], s["SpanId"]): s for s in raw}
+    out = []
+    index = 1
+    for group in calls:
+        for call in group:
+            trace_id, span_id = _ids(index)
+            for n, attrs in enumerate(call.evaluations):
+                ts = T0 + int(call.at_s * NS) + call.duration_ns + n + 1
+                out.append({"ts_ns": ts, "name": attrs["gen_ai.evaluation.name"],
+                            "number": attrs.get("gen_ai.evaluation.score.value"),
+                            "label": attrs.get("gen_ai.evaluation.score.label", ""), "span": spans[(trace_id, span_id)]})
+            index += 1
+    for sid, call_no, _, name, value, at_s in API_SCORES:
+        trace_id, span_id = _ids(call_no)
+        value = 0.3 if sid == "h-2" else value
+        number = float(value) if not isinstance(value, str) else None
+        label = ("true" if value else "false") if isinstance(value, bool) else ""
+        out.append({"ts_ns": T0 + int(at_s * NS), "name": name, "number": number, "label": label,
+                    "span": spans[(trace_id, span_id)]})  # each hand-built trace is one span
+    return out
 
 
 UNUSED_PROMPT = "zz.unused-prompt"

@@ -49,6 +49,8 @@ SPANS = "otel_traces"
 USAGE = "otel_traces_genai_usage_1m"
 TRACE_ROLLUP = "otel_traces_trace_rollup"
 PROMPT_REGISTRY = "otel_traces_prompts"
+SCORES = "otel_traces_scores"
+SPAN_KEYS = "otel_traces_span_keys"  # one row per stored span, with its GenAI labels (migration 011)
 
 # Any panel builder (stat, timeseries, table, ...), as `Dashboard.with_panel` takes it.
 PanelBuilder = cogbuilder.Builder[dashboard_models.Panel]
@@ -209,6 +211,58 @@ def usage_total(expression: str, where: str) -> str:
 
 
 # ------------------------------------------------------------------------------ output
+
+
+def scored_labels() -> str:
+    """`WITH ... labelled`: the live scores of the time range (by the scores' time), each with
+    the labels of what it judges (`Service`, `Provider`, `Model`, `Prompt`, `Version`): its
+    span's when that span has a model or prompt, else every GenAI span of its trace's, else
+    none; one row per score and span labels (a panel keeps one row per score and group it
+    shows: `SELECT DISTINCT`). The query API's score rollup
+    (query/sql/score_rollup.sql) has the same rule: scores are replaced and deleted at any
+    time and arrive before or after their spans, so they are joined when read, never summed
+    by a view. Scores and labels meet within their tenant."""
+    return f"""
+        WITH
+        scored AS (
+            SELECT Tenant, TraceId, SpanId, ScoreId, Name, NumericValue, StringValue, Timestamp,
+                   DataType != 'categorical' AND isFinite(ifNull(NumericValue, nan)) AS has_number
+            FROM {SCORES} FINAL
+            WHERE $__timeFilter(Timestamp) AND NOT Deleted
+        ),
+        labels AS (
+            SELECT Tenant, TraceId,
+                   groupUniqArray((SpanId, toString(ServiceName), toString(Provider),
+                                   toString(if(RequestModel != '', RequestModel, ResponseModel)),
+                                   toString(PromptName), toString(PromptVersion))) AS spans
+            FROM {SPAN_KEYS}
+            WHERE (Tenant, TraceId) IN (SELECT Tenant, TraceId FROM scored)
+              AND (RequestModel != '' OR ResponseModel != '' OR PromptName != '')
+            GROUP BY Tenant, TraceId
+        ),
+        labelled AS (
+            SELECT
+                Tenant, TraceId, ScoreId, Name, NumericValue, StringValue, has_number, Timestamp,
+                label.2 AS Service, label.3 AS Provider, label.4 AS Model, label.5 AS Prompt, label.6 AS Version
+            FROM
+            (
+                SELECT s.*, arrayJoin(if(s.SpanId != '' AND has(arrayMap(x -> x.1, l.spans), s.SpanId),
+                                         arrayFilter(x -> x.1 = s.SpanId, l.spans),
+                                         if(notEmpty(l.spans), l.spans, [('', '', '', '', '', '')]))) AS label
+                FROM scored AS s
+                LEFT JOIN labels AS l ON l.Tenant = s.Tenant AND l.TraceId = s.TraceId
+            )
+        )"""
+
+
+def scores_filter() -> str:
+    """The variables, applied to the labels of what the scores judge."""
+    return "\n  AND ".join([
+        "$__conditionalAll(Service IN (${service:singlequote}), $service)",
+        "$__conditionalAll(Provider IN (${provider:singlequote}), $provider)",
+        "$__conditionalAll(Model IN (${model:singlequote}), $model)",
+        "$__conditionalAll(Prompt IN (${prompt:singlequote}), $prompt)",
+    ])
 
 
 def to_dict(builder: cogbuilder.Builder[typing.Any]) -> dict[str, typing.Any]:

@@ -1,8 +1,9 @@
 """The "Prompts" dashboard: usage, cost and latency per prompt version over time, a version
-comparison table, and the prompt registry.
+comparison table, the scores of each version, and the prompt registry.
 
 Usage comes from the per-minute usage rollup, whose key includes the prompt name and version;
-registration times and templates from the registry table (`otel_traces_prompts`).
+registration times and templates from the registry table (`otel_traces_prompts`); scores from
+the scores table joined to the labels of the spans they judge (`common.scored_labels`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tracehouse.grafana.common import (
     USAGE,
     dashboard_link,
     genai_variables,
+    scored_labels,
+    scores_filter,
     sql_variable,
     usage_filter,
     usage_series,
@@ -127,6 +130,58 @@ def comparison_table() -> PanelBuilder:
                                          ("p95 (ms)", "ms"))])
 
 
+# Each score once per prompt version it is about (a whole-trace score on a trace with two
+# calls of one version is one score of that version), after the variables' filters.
+SCORED_VERSIONS = scored_labels() + f""",
+        versions AS (
+            SELECT DISTINCT Tenant, TraceId, ScoreId, Name, NumericValue, StringValue, has_number, Timestamp,
+                            Prompt, Version
+            FROM labelled
+            WHERE {scores_filter()}
+              AND Prompt != ''
+              AND $__conditionalAll(Version IN (${{version:singlequote}}), $version)
+        )"""
+
+
+def scores_table() -> PanelBuilder:
+    sql = SCORED_VERSIONS + """
+        SELECT
+            Prompt,
+            Version,
+            Name AS Score,
+            count() AS Scores,
+            if(countIf(has_number) > 0, avgIf(assumeNotNull(NumericValue), has_number), NULL) AS Mean,
+            if(countIf(has_number) > 0, minIf(assumeNotNull(NumericValue), has_number), NULL) AS Min,
+            if(countIf(has_number) > 0, maxIf(assumeNotNull(NumericValue), has_number), NULL) AS Max,
+            arrayStringConcat(arrayMap((label, n) -> concat(label, ': ', toString(n)),
+                sumMap(if(StringValue != '', [StringValue], []), if(StringValue != '', [toUInt64(1)], [])).1,
+                sumMap(if(StringValue != '', [StringValue], []), if(StringValue != '', [toUInt64(1)], [])).2),
+                ', ') AS Labels
+        FROM versions
+        GROUP BY Prompt, Version, Score
+        ORDER BY Prompt, Version, Score
+        LIMIT 1000"""
+    return table_panel("Scores per prompt version", sql, width=24, height=9, description=(
+        "Scores (POST /api/v1/scores, MLflow assessments, gen_ai.evaluation.result events) made in the time "
+        "range on the spans and traces that used each version: count, mean / min / max of the numbers (booleans "
+        "as 1/0) and the labels. A whole-trace score counts for every version its trace used."))
+
+
+def scores_over_time() -> PanelBuilder:
+    sql = SCORED_VERSIONS + """
+        SELECT
+            toStartOfInterval(Timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+            concat(Prompt, ' @ ', Version, ' · ', Name) AS series,
+            avgIf(assumeNotNull(NumericValue), has_number) AS mean_score
+        FROM versions
+        GROUP BY time, series
+        HAVING countIf(has_number) > 0
+        ORDER BY time, series"""
+    return series_panel("Mean score per prompt version", sql, "short", width=24, description=(
+        "The mean of the numeric (and boolean, as 1/0) scores per prompt version and score name, by when the "
+        "scores were made."))
+
+
 def registry_table() -> PanelBuilder:
     sql = f"""
         SELECT
@@ -157,4 +212,5 @@ def build() -> dash.Dashboard:
         board = board.with_panel(panel)
     for panel in over_time_panels():
         board = board.with_panel(panel)
-    return board.with_panel(comparison_table()).with_panel(registry_table())
+    return (board.with_panel(comparison_table()).with_panel(scores_table()).with_panel(scores_over_time())
+            .with_panel(registry_table()))

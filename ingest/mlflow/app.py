@@ -442,7 +442,14 @@ async def start_trace(app: MlflowApp, c: Call) -> Any:
     info = (c.json().get("trace") or {}).get("trace_info")
     if not isinstance(info, dict) or not info.get("trace_id"):
         raise invalid("trace.trace_info.trace_id is required")
-    return {"trace": {"trace_info": await app.call(app.store.start_trace, c.tenant, info)}}
+    started = await app.call(app.store.start_trace, c.tenant, info)
+    # Assessments logged while the trace was active (mlflow.log_feedback / log_expectation on
+    # the active trace id) arrive inside its info, as MLflow's server stores them too.
+    assessments = [score_row(str(info["trace_id"]), a) for a in info.get("assessments") or []]
+    if assessments:
+        await app.call(app.store.write_scores, c.tenant, assessments)
+        started["assessments"] = [assessment_json(r) for r in assessments]
+    return {"trace": {"trace_info": started}}
 
 
 @route("GET", f"{_API3}/traces/get", READ)

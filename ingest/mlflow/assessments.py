@@ -9,29 +9,16 @@ booleans boolean, strings categorical; lists and objects are kept as JSON text, 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from tracehouse.ingest.mlflow.errors import invalid
 from tracehouse.ingest.mlflow.store import iso, now_ms, otel_trace_id, parse_iso_ms
+from tracehouse.sinks.clickhouse.scores import digest_id, typed_value
 
 SOURCES = {"HUMAN": "human", "LLM_JUDGE": "llm_judge", "CODE": "code"}
 _MLFLOW_SOURCES = {v: k for k, v in SOURCES.items()}
-
-
-def typed_value(value: Any) -> tuple[str, float | None, str]:
-    """(DataType, NumericValue, StringValue) of a JSON value."""
-    if isinstance(value, bool):
-        return "boolean", float(value), "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return "numeric", float(value), ""
-    if isinstance(value, str):
-        return "categorical", None, value
-    if value is None:
-        return "categorical", None, ""
-    return "categorical", None, json.dumps(value, sort_keys=True)
 
 
 def score_row(request_id: str, body: Mapping[str, Any], existing: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -58,7 +45,11 @@ def score_row(request_id: str, body: Mapping[str, Any], existing: Mapping[str, A
     source = body.get("source") or {}
     created = str(body.get("create_time") or "")
     row.update(
-        ScoreId=str(body.get("assessment_id") or row.get("ScoreId") or f"a-{uuid.uuid4().hex}"),
+        # An assessment logged while its trace was active travels inside the trace's info
+        # without an id (ingest/mlflow/app.py start_trace): one derived from its content keeps a
+        # retried export to one score.
+        ScoreId=str(body.get("assessment_id") or row.get("ScoreId")
+                    or digest_id("a", trace_id, json.dumps(body, sort_keys=True, default=str))),
         TraceId=trace_id, SpanId=str(body.get("span_id") or row.get("SpanId") or ""), Name=name,
         Comment=str(body.get("rationale") if body.get("rationale") is not None else row.get("Comment", "")),
         Source=SOURCES.get(str(source.get("source_type", "")), row.get("Source", "")),

@@ -25,6 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from tracehouse.ingest.mlflow.errors import MlflowError, invalid, not_found
 from tracehouse.sinks.clickhouse.prompts import Link, PromptRegistry
+from tracehouse.sinks.clickhouse.scores import insert_scores
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -632,7 +633,12 @@ class TrackingStore:
     # -- assessments (scores) ----------------------------------------------------------
 
     def write_score(self, tenant: str, row: Mapping[str, Any]) -> None:
-        self._insert("scores", [{"Tenant": tenant, **{k: v for k, v in row.items() if k != "UpdatedAt"}}])
+        self.write_scores(tenant, [row])
+
+    def write_scores(self, tenant: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        # A row read back (an update) carries its old version: the new one is the server's now.
+        insert_scores(self.client, self._t["scores"], tenant,
+                      [{k: v for k, v in row.items() if k not in ("UpdatedAt", "Tenant")} for row in rows])
 
     def score_rows(self, tenant: str, trace_ids: Sequence[str], score_id: str = "") -> list[dict[str, Any]]:
         """The live scores of these traces (of one of them, by `score_id`), oldest first."""

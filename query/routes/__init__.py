@@ -1,4 +1,5 @@
 """The query API's own routes, one router per resource: `traces` (search, one trace),
+`scores` (write, read and delete judgements),
 `genai_metrics` (usage over time), `prompts` (the registry), `sessions`, `experiments`
 (MLflow experiments and runs) and `health` (liveness,
 readiness, Prometheus metrics). Each module has a factory taking what its routes read

@@ -1,7 +1,10 @@
 """`GET /api/v1/metrics/genai`: GenAI usage over time, read from the per-minute usage rollup
-(never the spans table)."""
+(never the spans table), and with `scores=true` the scores of the range by the same groups
+(sql/score_rollup.sql)."""
 
-from typing import Annotated
+import asyncio
+
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -19,10 +22,14 @@ from tracehouse.query.params import (
     parse_step,
     parse_range,
 )
-from tracehouse.query.rows import format_ns, metrics_from_rows
+from tracehouse.query.rows import format_ns, metrics_from_rows, score_metrics_from_rows
 from tracehouse.query.store import GROUP_DIMENSIONS, MetricsQuery, TraceStore
 
 MAX_METRIC_ROWS = 200_000  # points of every series together
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
 
 
 def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Access = OPEN) -> APIRouter:
@@ -50,9 +57,17 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
         model: Annotated[str | None, Query(description="Only calls whose request or response model is this.")] = None,
         prompt: Annotated[str | None, Query(description="Only spans linked to this prompt name.")] = None,
         prompt_version: Annotated[str | None, Query(description="Only this prompt version.")] = None,
+        scores: Annotated[bool, Query(
+            description="Also aggregate the scores of the range (by their time) per score name and the same "
+                        "`group_by` dimensions and filters, which apply to what each score judges: its span "
+                        "when that span has a model or prompt, else its trace's GenAI spans. Count, mean, "
+                        "min, max and the labels' distribution, exact under re-sent, updated and deleted "
+                        "scores.")] = False,
+        score_name: Annotated[str | None, Query(description="With `scores`: only scores of this name.")] = None,
     ) -> GenAIMetricsResponse:
         """Requests, errors, tokens, cost and model-call latency over time, read from the
-        per-minute usage rollup (never the spans table). Only buckets with data are returned."""
+        per-minute usage rollup (never the spans table). Only buckets with data are returned.
+        With `scores=true`, the scores too."""
         start_ns, end_ns = parse_range(start, end, lookback_ns)
         step_s = parse_step(step) if step is not None else default_step(end_ns - start_ns)
         dimensions = parse_group_by(group_by or [])
@@ -66,12 +81,15 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
                              service=service or "", provider=provider or "", model=model or "",
                              prompt=prompt or "", prompt_version=prompt_version or "",
                              max_rows=MAX_METRIC_ROWS + 1)
-        rows = await store.genai_metrics(query, tenant=principal.tenant)
-        if len(rows) > MAX_METRIC_ROWS:
+        rows, score_rows = await asyncio.gather(
+            store.genai_metrics(query, tenant=principal.tenant),
+            store.score_rollup(query, score_name or "", tenant=principal.tenant) if scores else _nothing())
+        if len(rows) > MAX_METRIC_ROWS or len(score_rows) > MAX_METRIC_ROWS:
             raise ApiError(400, f"step: more than {MAX_METRIC_ROWS} points over all series; use a larger step, "
                                 f"fewer group_by dimensions or filters", "step")
         series, totals = metrics_from_rows(rows, dimensions)
         return GenAIMetricsResponse(start=format_ns(start_s * NS), end=format_ns(end_s * NS), step_seconds=step_s,
-                                    group_by=dimensions, series=series, totals=totals)
+                                    group_by=dimensions, series=series, totals=totals,
+                                    scores=score_metrics_from_rows(score_rows, dimensions) if scores else None)
 
     return router

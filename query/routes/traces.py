@@ -35,6 +35,7 @@ from tracehouse.query.params import (
     parse_range,
     parse_trace_id,
 )
+from tracehouse.query.scores import parse_score_filters
 from tracehouse.query.rows import (
     format_ns,
     mlflow_info_from_row,
@@ -117,6 +118,11 @@ def search_parameters(settings: QueryApiConfig) -> Callable[..., SearchQuery]:
         attr: Annotated[list[str] | None, Query(
             description="`key=value`, repeatable: a span attribute or resource attribute equals the value. "
                         "All span-level filters must hold on the same span.")] = None,
+        score: Annotated[list[str] | None, Query(
+            description="`<name><op><value>`, repeatable: the trace has a score of that name (on it or a span) "
+                        "whose value passes. `>`, `>=`, `<`, `<=` compare numbers (booleans as 1/0), e.g. "
+                        "`helpfulness>=0.8`; `=` and `!=` a category, `true`/`false` or a number, e.g. "
+                        "`verdict=pass`.")] = None,
         sort: Annotated[Literal["time", "cost", "tokens", "duration"], Query(
             description="Order, largest first: `time` (newest), `cost`, `tokens` or `duration`; "
                         "ties by trace id. Unpriced traces come last by cost.")] = "time",
@@ -142,7 +148,8 @@ def search_parameters(settings: QueryApiConfig) -> Callable[..., SearchQuery]:
             max_tokens=UINT64_MAX if max_tokens is None else min(max_tokens, UINT64_MAX),
             min_cost_usd=min_cost_usd or 0.0,
             max_cost_usd=math.inf if max_cost_usd is None else max_cost_usd,
-            attributes=parse_attributes(attr or []), sort=sort, cursor=keyset, window_ns=window_ns,
+            attributes=parse_attributes(attr or []), scores=parse_score_filters(score or []),
+            sort=sort, cursor=keyset, window_ns=window_ns,
         )
         for low, high, name in ((query.min_duration_ns, query.max_duration_ns, "max_duration_ms"),
                                 (query.min_tokens, query.max_tokens, "max_tokens"),
@@ -166,8 +173,8 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
     ) -> TraceSearchResponse:
         """Find traces: a trace matches when one of its spans in the range passes every
         span-level filter (service, span_name, provider, model, prompt, prompt_version,
-        session, user, attr); status and the duration, token and cost bounds apply to the
-        whole trace. Newest first; page with `cursor`."""
+        session, user, attr); status, scores and the duration, token and cost bounds apply to
+        the whole trace. Newest first; page with `cursor`. Each row has the trace's scores per name."""
         query = dataclasses.replace(search, limit=limit + 1)
         rows = await store.search(query, tenant=principal.tenant)
         page = [summary_from_row(r) for r in rows[:limit]]
@@ -221,8 +228,8 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
                                         "as a download (`trace-<id>.otlp.json`).")] = "json",
     ) -> Response:
         """Every span of a trace, once each, ordered by start time, with GenAI fields and totals;
-        the trace's scores (MLflow assessments) and, when an MLflow client logged it, its MLflow
-        trace info. `format=otlp`: the spans only, as OTLP/JSON."""
+        the trace's scores (the API's, MLflow assessments, evaluation events) and, when an MLflow
+        client logged it, its MLflow trace info. `format=otlp`: the spans only, as OTLP/JSON."""
         tid = parse_trace_id(trace_id)
         tenant = principal.tenant
         if fmt == "otlp":

@@ -13,6 +13,7 @@
 -- 2. Span-level filters (service, span name, provider, model, prompt and its version,
 --    session, user, attributes; all on the same span, as in Jaeger) select trace ids from the spans
 --    table: its primary key starts with the service and span name.
+--    Score filters select trace ids from the scores table (migration 008).
 -- 3. Trace-level filters; totals (window sums, computed before the page is cut); then
 --    keyset pagination on (sort key, trace id): largest first (newest, costliest, most
 --    tokens, longest), ties by trace id ascending. Costs sort in integer nano-dollars and a
@@ -62,6 +63,26 @@ FROM (
                     (k, v) -> (mapContains(SpanAttributes, k) AND SpanAttributes[k] = v)
                            OR (mapContains(ResourceAttributes, k) AND ResourceAttributes[k] = v),
                     {attr_keys:Array(String)}, {attr_values:Array(String)})))
+      -- Score filters (`score=name>=x`, query/scores.py): the trace has a live score passing
+      -- each one. A score row sets the bit of every filter it passes; the trace needs them all.
+      AND (empty({score_names:Array(String)}) OR TraceId IN (
+            SELECT TraceId
+            FROM ${db}.${table}_scores FINAL
+            WHERE Tenant = {tenant:String} AND NOT Deleted AND has({score_names:Array(String)}, Name)
+            GROUP BY TraceId
+            HAVING groupBitOr(arraySum(arrayMap(i -> bitShiftLeft(toUInt64(
+                Name = {score_names:Array(String)}[i] AND ifNull(multiIf(
+                    {score_ops:Array(String)}[i] = '>', NumericValue > {score_numbers:Array(Nullable(Float64))}[i],
+                    {score_ops:Array(String)}[i] = '>=', NumericValue >= {score_numbers:Array(Nullable(Float64))}[i],
+                    {score_ops:Array(String)}[i] = '<', NumericValue < {score_numbers:Array(Nullable(Float64))}[i],
+                    {score_ops:Array(String)}[i] = '<=', NumericValue <= {score_numbers:Array(Nullable(Float64))}[i],
+                    {score_ops:Array(String)}[i] = '=',
+                        (DataType != 'categorical' AND NumericValue = {score_numbers:Array(Nullable(Float64))}[i])
+                        OR StringValue = {score_texts:Array(String)}[i],
+                    NOT ((DataType != 'categorical' AND ifNull(NumericValue = {score_numbers:Array(Nullable(Float64))}[i], 0))
+                         OR StringValue = {score_texts:Array(String)}[i])), 0)), toUInt8(i - 1)),
+                arrayEnumerate({score_names:Array(String)}))))
+                = bitShiftLeft(toUInt64(1), length({score_names:Array(String)})) - 1))
     GROUP BY TraceId
     HAVING min(Start) < fromUnixTimestamp64Nano({end_ns:Int64})
        AND max(LastSpanStart) >= fromUnixTimestamp64Nano({start_ns:Int64})

@@ -33,22 +33,23 @@ class ApiError extends Error {
 // the URL (links are shared), never in localStorage (it outlives the session).
 const KEY_STORAGE = "tracehouse.apiKey";
 
-async function api(path) {
+async function api(path, { method = "GET", body } = {}) {
   let response;
   const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) headers.authorization = `Bearer ${key}`;
   try {
-    response = await fetch(path, { headers });
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (err) {
     throw new ApiError(`The query API did not answer (${err.message}).`);
   }
-  const body = await response.json().catch(() => null);
+  const answer = await response.json().catch(() => null);
   if (!response.ok) {
-    const detail = body && body.error ? body.error.message : response.statusText;
+    const detail = answer && answer.error ? answer.error.message : response.statusText;
     throw new ApiError(`${response.status}: ${detail}`, response.status);
   }
-  return body;
+  return answer;
 }
 
 /** A link that downloads what the API serves at `href`. Without a key the browser streams the
@@ -82,11 +83,11 @@ function showError(container, err) {
 }
 
 /** Asks for an API key (a read or full key) when the API refuses the page's calls. */
-function keyForm(status) {
+function keyForm(status, refused = "This key cannot read here; use a read or full key") {
   const input = el("input", { type: "password", name: "api-key", autocomplete: "off", "aria-label": "API key",
                               placeholder: "thk_…" });
   const form = el("form", { class: "filters api-key" },
-    el("label", {}, status === 403 ? "This key cannot read here; use a read or full key" : "API key", input),
+    el("label", {}, status === 403 ? refused : "API key", input),
     el("button", { type: "submit", text: "Use key" }),
     sessionStorage.getItem(KEY_STORAGE) ? el("button", { type: "button", text: "Forget key",
       onclick: () => { sessionStorage.removeItem(KEY_STORAGE); route(); } }) : null);
@@ -175,7 +176,8 @@ const TEXT_FILTERS = [
   ["max_tokens", "max tokens"], ["min_duration_ms", "min duration ms"], ["max_duration_ms", "max duration ms"],
 ];
 const SORTS = [["time", "newest"], ["cost", "costliest"], ["tokens", "most tokens"], ["duration", "longest"]];
-const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "status", "sort", "cursor", "limit"];
+const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "score", "status", "sort", "cursor", "limit"];
+const SCORE_COLUMNS = 6; // score names shown as columns of the trace list, at most
 
 /** The preset range `since` (or `fallback`) as unix seconds ending now. */
 function rangeParams(p, fallback = "24h") {
@@ -231,9 +233,12 @@ function filterForm(p) {
     SORTS.map(([value, label]) => el("option", { value, selected: (p.get("sort") || "time") === value, text: label })));
   const inputs = TEXT_FILTERS.map(([name, label]) =>
     el("label", {}, label, el("input", { name, value: p.get(name) || "", autocomplete: "off" })));
+  // Score filters (`helpfulness>=0.8`, `verdict=pass`): one input per filter in the URL, and an empty one.
+  const scoreInputs = [...p.getAll("score"), ""].map((value, i) => el("label", {}, i ? "and score" : "score",
+    el("input", { name: "score", value, autocomplete: "off", placeholder: "name>=0.8", "data-testid": "score-filter" })));
   const form = el("form", { class: "filters", role: "search" },
     el("label", {}, "time range", since), el("label", {}, "from", from), el("label", {}, "to", to),
-    el("label", {}, "sort", sort), el("label", {}, "status", status), inputs,
+    el("label", {}, "sort", sort), el("label", {}, "status", status), inputs, scoreInputs,
     el("button", { type: "submit", text: "Search" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -295,8 +300,20 @@ async function renderTraces(p) {
   }
 }
 
-/** The trace rows of a search; a row opens its trace (Enter or click). */
+/** A trace's scores of one name in a cell: the mean of the numbers (booleans: the share of
+ * true), else the most frequent label; how many when more than one. */
+function scoreSummary(stats) {
+  if (!stats) return "";
+  const count = stats.scores > 1 ? ` (${stats.scores})` : "";
+  if (stats.numeric_count) return `${fmtNumber(stats.mean)}${count}`;
+  const labels = Object.keys(stats.categories);
+  return labels.length ? `${labels[0]}${labels.length > 1 ? ` +${labels.length - 1}` : ""}${count}` : `–${count}`;
+}
+
+/** The trace rows of a search; a row opens its trace (Enter or click). Each score name on
+ * the page is a column. */
 function traceTable(traces) {
+  const names = [...new Set(traces.flatMap((t) => (t.scores || []).map((s) => s.name)))].sort().slice(0, SCORE_COLUMNS);
   const rows = traces.map((t) => {
     const open = () => {  // the list's own parameters stay, so "back" returns to it as it was
       const next = params();
@@ -315,11 +332,14 @@ function traceTable(traces) {
       el("td", { class: "num", text: fmtInt(t.span_count) }),
       el("td", { class: "num", text: fmtInt(t.input_tokens) }),
       el("td", { class: "num", text: fmtInt(t.output_tokens) }),
-      el("td", { class: "num cost", text: fmtCost(t.total_cost_usd) }));
+      el("td", { class: "num cost", text: fmtCost(t.total_cost_usd) }),
+      names.map((name) => el("td", { class: "num score", "data-score": name,
+        text: scoreSummary((t.scores || []).find((s) => s.name === name)) })));
   });
   const head = ["time", "root span", "service", "models", "status", "duration", "spans", "input tok", "output tok", "cost"];
   return el("table", { class: "traces" },
-    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 5 ? "num" : null, text: h })))),
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 5 ? "num" : null, text: h })),
+      names.map((name) => el("th", { class: "num score", "data-score": name, title: `score ${name}`, text: `★ ${name}` })))),
     el("tbody", {}, rows));
 }
 
@@ -401,12 +421,12 @@ async function renderTrace(traceId, p) {
       slowest ? el("div", { "data-testid": "slowest-call" }, el("b", { text: "slowest model call" }),
         link(`${slowest.name} · ${fmtDuration(slowest.duration_ns)}`, withSpan(slowest.span_id))) : null,
       data.mlflow ? mlflowSummary(data.mlflow) : null));
-  if (data.scores && data.scores.length) {
-    const spanNames = new Map(spans.map((s) => [s.span_id, s.name]));
-    main.append(el("section", { "data-testid": "trace-scores" }, el("h2", { text: `Scores (${data.scores.length})` }),
-      scoreTable(data.scores, (score) => (spanNames.has(score.span_id)
-        ? link(spanNames.get(score.span_id), withSpan(score.span_id)) : score.span_id || "whole trace"))));
-  }
+  const spanNames = new Map(spans.map((s) => [s.span_id, s.name]));
+  const scores = data.scores || [];
+  main.append(el("section", { "data-testid": "trace-scores" }, el("h2", { text: `Scores (${scores.length})` }),
+    scores.length ? scoreTable(scores, (score) => (spanNames.has(score.span_id)
+      ? link(spanNames.get(score.span_id), withSpan(score.span_id)) : score.span_id || "whole trace")) : null,
+    scoreForm(traceId, "", "Score this trace")));
   if (data.truncated) main.append(el("div", { class: "error", role: "alert", text: "This trace has more spans than one response holds; the newest are shown." }));
 
   const start = BigInt(totals.start_time_unix_nano);
@@ -470,7 +490,7 @@ async function renderTrace(traceId, p) {
   main.append(el("div", { class: "trace-view" },
     el("div", { class: "waterfall", role: "tree", "aria-label": "spans" }, rows), panel));
   const selected = spans.find((s) => s.span_id === p.get("span")) || null;
-  if (selected) renderSpan(panel, selected, (data.scores || []).filter((score) => score.span_id === selected.span_id));
+  if (selected) renderSpan(panel, traceId, selected, scores.filter((score) => score.span_id === selected.span_id));
   else panel.append(el("p", { class: "muted", text: "Select a span to see its GenAI fields, attributes and events." }));
 }
 
@@ -518,14 +538,17 @@ function fmtScore(value) {
   return String(value);
 }
 
-/** Scores (MLflow assessments) as a table; `where` gives the cell saying what was judged. */
+/** Scores (the API's, MLflow assessments, evaluation events) as a table; `where` gives the
+ * cell saying what was judged. */
 function scoreTable(scores, where) {
   const head = ["name", "value", "kind", "source", "author", "comment", where ? "on" : null].filter(Boolean);
   return el("table", { class: "traces scores" },
     el("thead", {}, el("tr", {}, head.map((h) => el("th", { text: h })))),
     el("tbody", {}, scores.map((score) => el("tr", { "data-score-id": score.score_id },
       el("td", { class: "name", text: score.name }),
-      el("td", { class: `score-value score-${typeof score.value}`, text: fmtScore(score.value) }),
+      el("td", { class: `score-value score-${typeof score.value}`,
+                 text: score.error ? `failed: ${score.error}`
+                   : fmtScore(score.value) + (score.label ? ` (${score.label})` : "") }),
       el("td", { text: score.kind }),
       el("td", { text: score.source }),
       el("td", { text: score.author }),
@@ -533,7 +556,53 @@ function scoreTable(scores, where) {
       where ? el("td", {}, where(score)) : null))));
 }
 
-function renderSpan(panel, span, scores = []) {
+const SCORE_TYPES = [["numeric", "number"], ["boolean", "yes / no"], ["categorical", "category"]];
+
+/** A form adding a score (POST /api/v1/scores) to the trace, or to one span of it; the page
+ * is read again once the score is stored. */
+function scoreForm(traceId, spanId, title) {
+  const field = (name, props = {}) => el("input", { name, autocomplete: "off", ...props });
+  const type = el("select", { name: "data_type", "aria-label": "type" },
+    SCORE_TYPES.map(([value, label]) => el("option", { value, text: label })));
+  const source = el("select", { name: "source", "aria-label": "source" },
+    [["human", "human"], ["llm_judge", "LLM judge"], ["code", "code"]].map(([value, label]) => el("option", { value, text: label })));
+  const status = el("div", { "aria-live": "polite" });
+  const form = el("form", { class: "filters score-form", "data-testid": spanId ? "span-score-form" : "trace-score-form" },
+    el("label", {}, "name", field("name", { required: true, placeholder: "helpfulness" })),
+    el("label", {}, "type", type),
+    el("label", {}, "value", field("value", { required: true, placeholder: "0.8 · true · pass" })),
+    el("label", {}, "comment", field("comment")),
+    el("label", {}, "source", source),
+    el("label", {}, "author", field("author")),
+    el("button", { type: "submit", text: title }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const values = Object.fromEntries(new FormData(form));
+    const raw = String(values.value).trim();
+    // The value as the chosen type says; what does not parse goes as typed, and the API says what is wrong.
+    const value = values.data_type === "numeric" && raw !== "" && !Number.isNaN(Number(raw)) ? Number(raw)
+      : values.data_type === "boolean" && ["true", "false", "yes", "no"].includes(raw.toLowerCase())
+        ? ["true", "yes"].includes(raw.toLowerCase()) : raw;
+    const body = { trace_id: traceId, name: String(values.name).trim(), value, data_type: values.data_type,
+                   source: values.source };
+    if (spanId) body.span_id = spanId;
+    if (values.comment) body.comment = String(values.comment);
+    if (values.author) body.author = String(values.author);
+    status.replaceChildren();
+    try {
+      await api("/api/v1/scores", { method: "POST", body });
+      route();
+    } catch (err) {
+      status.append(el("div", { class: "error", role: "alert", text: err.message || String(err) }));
+      if (err.status === 401 || err.status === 403) {
+        status.append(keyForm(err.status, "This key cannot write scores; use an ingest or full key"));
+      }
+    }
+  });
+  return el("div", { class: "score-add" }, form, status);  // the status outside: a key form cannot nest in a form
+}
+
+function renderSpan(panel, traceId, span, scores = []) {
   const g = span.genai;
   const costSource = g.cost_source === "computed" ? `computed (${g.price_version})`
     : g.cost_source === "reported" ? "reported by the client" : "";
@@ -553,7 +622,8 @@ function renderSpan(panel, span, scores = []) {
         new URLSearchParams({ view: "prompts", prompt: g.prompt_name, ...(g.prompt_version ? { version: g.prompt_version } : {}) })) : ""],
       ["session", g.session_id], ["user", g.user_id]]));
   }
-  if (scores.length) panel.append(el("h3", { text: `Scores (${scores.length})` }), scoreTable(scores, null));
+  panel.append(el("h3", { text: `Scores (${scores.length})` }), scores.length ? scoreTable(scores, null) : null,
+    scoreForm(traceId, span.span_id, "Score this span"));
   panel.append(...chat("Input messages", span.input_messages), ...chat("Output messages", span.output_messages));
   const attrs = Object.entries(span.attributes).sort(([a], [b]) => a.localeCompare(b));
   panel.append(el("h3", { text: `Attributes (${attrs.length})` }), kv(attrs));
@@ -817,6 +887,8 @@ async function renderPrompt(name, p) {
     el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
     el("tbody", {}, rows)));
 
+  main.append(await promptScores(name));
+
   const templated = data.versions.filter((v) => v.template);
   if (templated.length >= 2) {
     const pick = (key, fallback) => (templated.some((v) => v.version === p.get(key)) ? p.get(key) : fallback);
@@ -837,6 +909,41 @@ async function renderPrompt(name, p) {
       v.template ? el("pre", { class: "template", "data-version": v.version, text: v.template })
                  : el("p", { class: "muted", text: "No template registered for this version (seen in use only)." }));
   }
+}
+
+const PROMPT_SCORE_DAYS = 365;
+
+/** The scores of the traces and spans that used each version of a prompt (the score
+ * rollup of /api/v1/metrics/genai), over the last year. */
+async function promptScores(name) {
+  const end = Math.ceil(Date.now() / 1000);
+  const q = new URLSearchParams({ scores: "true", prompt: name, group_by: "prompt_version", step: "1d",
+                                  start: String(end - PROMPT_SCORE_DAYS * 86400), end: String(end) });
+  const section = el("section", { "data-testid": "prompt-scores" }, el("h2", { text: "Scores per version" }));
+  const series = (await api(`/api/v1/metrics/genai?${q}`)).scores.series;
+  if (!series.length) {
+    section.append(el("p", { class: "muted", text: "No scores on the traces that used this prompt in the last year." }));
+    return section;
+  }
+  const version = (s) => s.group.prompt_version;
+  const byVersion = (a, b) => (/^\d+$/.test(version(a)) && /^\d+$/.test(version(b))
+    ? Number(version(a)) - Number(version(b)) : version(a).localeCompare(version(b))) || a.name.localeCompare(b.name);
+  const rows = [...series].sort(byVersion).map((s) => {
+    const t = s.totals;
+    const labels = Object.entries(t.categories).map(([label, n]) => `${label} ${fmtInt(n)}`).join(" · ");
+    return el("tr", { "data-score-version": s.group.prompt_version, "data-score-name": s.name },
+      el("td", { text: s.group.prompt_version || "(none)" }),
+      el("td", { class: "name", text: s.name }),
+      el("td", { class: "num", text: fmtInt(t.scores) }),
+      el("td", { class: "num", text: t.numeric_count ? fmtNumber(t.mean) : "" }),
+      el("td", { class: "num", text: t.numeric_count ? `${fmtNumber(t.min)} – ${fmtNumber(t.max)}` : "" }),
+      el("td", { class: "name", text: labels + (t.other_categories ? ` · others ${fmtInt(t.other_categories)}` : "") }));
+  });
+  const head = ["version", "score", "scores", "mean", "min – max", "labels"];
+  section.append(el("table", { class: "traces prompt-scores" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 4 ? "num" : null, text: h })))),
+    el("tbody", {}, rows)));
+  return section;
 }
 
 // ---------------------------------------------------------------- experiments and runs (MLflow)

@@ -20,6 +20,7 @@ from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.anyvalue import AnyValueStyle, to_python
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES, clickhouse_columns
+from tracehouse.sinks.clickhouse.scores import EVALUATION_EVENT, evaluation_score
 
 SPAN_KIND = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODE = ("Unset", "Ok", "Error")
@@ -85,10 +86,12 @@ def attrs_to_map(attrs: Any) -> dict[str, str]:
     return {kv.key: any_to_str(kv.value) for kv in attrs}
 
 
-def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None
-                     ) -> tuple[list[str], list[list[Any]]]:
+def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None,
+                     scores: list[dict[str, Any]] | None = None) -> tuple[list[str], list[list[Any]]]:
     """Column names and column-oriented data for every span in the batch. GenAI counts and
-    costs out of their columns' range become NULL, counted in `dropped` by column."""
+    costs out of their columns' range become NULL, counted in `dropped` by column. With
+    `scores`, the score rows of the spans' `gen_ai.evaluation.result` events are appended to
+    it (read here, where the events are converted anyway)."""
     ts: list[int] = []
     trace_ids: list[str] = []
     span_ids: list[str] = []
@@ -146,6 +149,9 @@ def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None
                     ev_ts.append([e.time_unix_nano for e in events])
                     ev_names.append([e.name for e in events])
                     ev_attrs.append([attrs_to_map(e.attributes) for e in events])
+                    if scores is not None and EVALUATION_EVENT in ev_names[-1]:
+                        scores.extend(_evaluations(trace_ids[-1], span_ids[-1], ev_ts[-1], ev_names[-1],
+                                                   ev_attrs[-1], end or start))
                 else:
                     ev_ts.append([])
                     ev_names.append([])
@@ -182,3 +188,15 @@ def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None
         names_out.append("Tenant")
         data.append([batch.tenant] * len(ts))
     return names_out, data
+
+
+def _evaluations(trace_id: str, span_id: str, times: list[int], names: list[str], attributes: list[dict[str, str]],
+                 span_time: int) -> list[dict[str, Any]]:
+    """Score rows of a span's evaluation result events (an event without a time is the span's end)."""
+    rows = []
+    for at, name, attrs in zip(times, names, attributes, strict=True):
+        if name == EVALUATION_EVENT:
+            row = evaluation_score(trace_id, span_id, attrs, at or span_time)
+            if row is not None:
+                rows.append(row)
+    return rows

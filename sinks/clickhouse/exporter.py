@@ -33,6 +33,7 @@ from tracehouse.sinks.clickhouse.log_columns import logs_to_columns
 from tracehouse.sinks.clickhouse.metric_columns import metrics_to_columns
 from tracehouse.sinks.clickhouse.prompts import PromptRegistry
 from tracehouse.sinks.clickhouse.schema import migrate, schema_params
+from tracehouse.sinks.clickhouse.scores import insert_scores, scores_table
 
 def _classify(exc: Exception) -> Exception:
     """PermanentError when the rows can never be inserted (split off by the batch processor
@@ -88,6 +89,7 @@ class ClickHouseSender:
         self._logs_gate = RowGate(config.database, config.logs_table_name, "Timestamp", ("ServiceName",))
         self._metric_gates = {kind: RowGate(config.database, table, "TimeUnix", ("ServiceName", "MetricName", "Attributes"))
                               for kind, table in config.metrics_tables.by_kind().items()}
+        self._scores_table = scores_table(config.database, config.traces_table_name)
         self.skipped_duplicates = 0
 
     @property
@@ -169,9 +171,13 @@ class ClickHouseSender:
         if batch.genai is not None:
             self._prompts.link(client, batch.genai, batch.tenant)
         dropped: dict[str, int] = {}
-        names, data = batch_to_columns(batch, dropped)
+        scores: list[dict[str, Any]] = []
+        names, data = batch_to_columns(batch, dropped, scores)
         if dropped and self._throttle.allow("dropped") is not None:
             self._log.warning("GenAI values out of their column's range stored as NULL (unknown)", columns=dropped)
+        # Before the spans and from every span of the batch: a retried batch whose spans the
+        # gate then drops still writes its scores (the same ids: idempotent).
+        insert_scores(client, self._scores_table, batch.tenant, scores)
         keep = new_rows(client, self._stored_keys_query, data, batch.tenant)
         if keep is not None:
             self._duplicates(Signal.TRACES, len(data[0]) - len(keep), len(data[0]))

@@ -24,7 +24,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from tracehouse.grafana.__main__ import DASHBOARDS, main, rendered, stale
-from tracehouse.grafana.common import PROMPT_REGISTRY, TRACE_ROLLUP, USAGE, register_clickhouse_query
+from tracehouse.grafana.common import PROMPT_REGISTRY, SCORES, SPAN_KEYS, TRACE_ROLLUP, USAGE, register_clickhouse_query
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "deploy" / "grafana" / "dashboards"
@@ -156,17 +156,19 @@ def test_the_schema_check_catches_mistakes() -> None:
 
 @pytest.mark.parametrize("name", ["genai-overview.json", "prompts.json"])
 def test_genai_panels_read_rollups_only(name: str) -> None:
-    """Panels read the rollups and the registry, never the spans table (which grows per span)."""
+    """Panels read the rollups, the registry, the scores and the per-span keys with their
+    labels, never the spans table (which grows per span)."""
     board = committed(name)
     tables = set()
     for panel in board["panels"]:
         for target in panel.get("targets", []):
             sql = re.sub(r"--[^\n]*", "", target["rawSql"])
-            tables |= set(re.findall(r"\b(?:FROM|JOIN)\s+([A-Za-z_][\w.]*)", sql))
+            named = set(re.findall(r"\b(\w+) AS \(", sql))  # WITH's own names
+            tables |= set(re.findall(r"\b(?:FROM|JOIN)\s+([A-Za-z_][\w.]*)", sql)) - named
     for variable in board["templating"]["list"]:
         if variable["type"] == "query":
             tables |= set(re.findall(r"\bFROM\s+([A-Za-z_][\w.]*)", variable["query"]))
-    assert tables <= {USAGE, TRACE_ROLLUP, PROMPT_REGISTRY}, tables
+    assert tables <= {USAGE, TRACE_ROLLUP, PROMPT_REGISTRY, SCORES, SPAN_KEYS}, tables
 
 
 def test_dashboards_link_each_other_and_share_the_filters() -> None:

@@ -17,7 +17,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,8 @@ def check_prompts(title: str, rows: list[dict[str, Any]], view: View) -> None:
         check_p95_series(rows, view, spans, prompt_series)
     elif title == "Prompt versions compared":
         check_comparison(rows, view, spans, versions)
+    elif title in ("Scores per prompt version", "Mean score per prompt version"):
+        check_scores(title, rows, view)
     elif title == "Prompt registry":
         registry = view.seeded.registry
         names = {r["name"] for r in registry if selected(r["name"], view.selection["prompt"])}
@@ -312,6 +314,51 @@ def check_comparison(rows: list[dict[str, Any]], view: View, spans: list[dict[st
         assert row["Requests"] == len(calls(group))
         assert row["Cost (USD)"] == pytest.approx(float(sum(map(cost, group))), rel=1e-9, abs=1e-12)
         assert (row["Registered"] is not None) == (key in registered), key
+
+
+def scores_in_view(view: View) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(prompt, version, score name) -> the seeded live scores the panels should count: made in
+    the time range, on a span (each hand-built trace is one span) linked to a prompt that the
+    selection keeps."""
+    s = view.selection
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for score in view.seeded.scores:
+        span = score["span"]
+        at_s = score["ts_ns"] / NS
+        if not view.time_range.start_s <= at_s <= view.time_range.end_s or not span["GenAIPromptName"]:
+            continue
+        if (selected(span["ServiceName"], s["service"]) and selected(span["GenAIProvider"], s["provider"])
+                and selected(model_of(span), s["model"]) and selected(span["GenAIPromptName"], s["prompt"])
+                and selected(span["GenAIPromptVersion"], s["version"])):
+            groups[(span["GenAIPromptName"], span["GenAIPromptVersion"], score["name"])].append(score)
+    return groups
+
+
+def check_scores(title: str, rows: list[dict[str, Any]], view: View) -> None:
+    groups = scores_in_view(view)
+    if title == "Scores per prompt version":
+        assert {(r["Prompt"], r["Version"], r["Score"]): r["Scores"] for r in rows} == {
+            key: len(scores) for key, scores in groups.items()}
+        for row in rows:
+            scores = groups[(row["Prompt"], row["Version"], row["Score"])]
+            numbers = [x["number"] for x in scores if x["number"] is not None]
+            if numbers:
+                assert (row["Mean"], row["Min"], row["Max"]) == pytest.approx(
+                    (sum(numbers) / len(numbers), min(numbers), max(numbers)))
+            else:
+                assert (row["Mean"], row["Min"], row["Max"]) == (None, None, None)
+            labels = Counter(x["label"] for x in scores if x["label"])
+            assert row["Labels"] == ", ".join(f"{label}: {n}" for label, n in sorted(labels.items()))
+    else:
+        step = max(view.time_range.interval_s, 60)
+        expected: dict[tuple[int, str], list[float]] = defaultdict(list)
+        for (prompt, version, name), scores in groups.items():
+            for score in scores:
+                if score["number"] is not None:
+                    bucket = int(score["ts_ns"] // NS) // step * step
+                    expected[(bucket, f"{prompt} @ {version} · {name}")].append(score["number"])
+        assert as_series(rows, "mean_score") == approx_map(
+            {key: sum(values) / len(values) for key, values in expected.items()})
 
 
 CHECKS = {"genai-overview.json": check_overview, "prompts.json": check_prompts}
@@ -413,3 +460,58 @@ def test_a_narrow_selection_changes_the_figures(seeded: Seeded, ch: Any) -> None
         expected = sum(map(cost, View(seeded, HAND, selection, ch).usage()))
         assert figures[service] == pytest.approx(float(expected), rel=1e-9)
     assert len(set(figures.values())) == 3
+
+
+def test_a_whole_trace_score_counts_once_per_prompt_version(chdb_endpoint: str) -> None:
+    """A trace with two model calls of one prompt version (two models) and a score on the
+    whole trace: the version has one score, under any model selection that keeps a call."""
+    import asyncio
+    import uuid
+
+    from genai_helpers import batch_of, enrich_all, span
+    from tracehouse.core.component import ComponentID, Kind, Settings
+    from tracehouse.core.testing import TestHost
+    from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+    from tracehouse.sinks.clickhouse.exporter import ClickHouseExporter
+    from tracehouse.sinks.clickhouse.scores import insert_scores
+
+    database = f"tg_scores_{uuid.uuid4().hex[:8]}"
+    t0 = HAND.start_s * NS + 5 * NS
+    prompt = {"traceloop.prompt.key": "one-version", "traceloop.prompt.version": "3"}
+
+    def call(span_id: int, model: str) -> Any:
+        return span(0xABC, span_id, t0 + span_id * 1000, {"gen_ai.operation.name": "chat", "gen_ai.provider.name":
+                                                          "openai", "gen_ai.request.model": model, **prompt},
+                    parent=1)
+
+    async def seed() -> None:
+        [batch] = await enrich_all([batch_of([span(0xABC, 1, t0, {}, name="agent"), call(2, "gpt-4o"),
+                                              call(3, "gpt-4o-mini")], service="chat-api")])
+        exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+                                      ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database))
+        await exporter.start(TestHost())
+        try:
+            await exporter.consume(batch)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(seed())
+    client = open_client(chdb_endpoint, database=database)
+    try:
+        trace_id = (0xABC).to_bytes(16, "big").hex()
+        at = datetime.fromtimestamp(t0 / NS + 10, tz=UTC)
+        insert_scores(client, f"{database}.otel_traces_scores", "", [
+            {"ScoreId": "whole", "TraceId": trace_id, "Name": "helpfulness", "DataType": "numeric",
+             "NumericValue": 0.5, "StringValue": "", "Timestamp": at},
+            {"ScoreId": "on-mini", "TraceId": trace_id, "SpanId": (3).to_bytes(8, "big").hex(), "Name": "helpfulness",
+             "DataType": "numeric", "NumericValue": 1.0, "StringValue": "", "Timestamp": at}])
+        targets = dict(clickhouse_targets(load("prompts.json")))
+        for models, expected in ((ALL, (2, 0.75)), (["gpt-4o"], (1, 0.5)), (["gpt-4o-mini"], (2, 0.75))):
+            selection = {**EVERYTHING, "model": models}
+            [row] = run(client, to_grafana_sql(targets["Scores per prompt version"], selection, HAND))
+            assert (row["Prompt"], row["Version"], row["Score"]) == ("one-version", "3", "helpfulness")
+            assert (row["Scores"], row["Mean"]) == pytest.approx(expected), models
+            [point] = run(client, to_grafana_sql(targets["Mean score per prompt version"], selection, HAND))
+            assert point["mean_score"] == pytest.approx(expected[1])
+    finally:
+        client.close()

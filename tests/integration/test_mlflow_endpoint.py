@@ -180,7 +180,7 @@ def test_the_snapshot_holds_the_flows_runs_prompts_and_traces(world: World) -> N
     assert evaluation["params"]["Predict.signature.instructions"].startswith("Given the fields")
     assert [t["source_run"] for t in exps["skill-creation-eval"]["traces"]] == ["eval", "eval"]
     feedback = exps["feedback"]["traces"][0]["assessments"]
-    assert feedback == [["expected_answer", "Paris"], ["helpfulness", True], ["relevance", 0.75]]
+    assert feedback == [["expected_answer", "Paris"], ["helpfulness", True], ["non_empty", True], ["relevance", 0.75]]
 
 
 def api(world: World, path: str, **params: Any) -> Any:
@@ -221,6 +221,9 @@ def test_experiments_runs_and_scores_read_through_tracehouses_api(world: World) 
     assert scores["helpfulness"]["author"] == "alice@example.com"
     assert scores["relevance"]["value"] == 0.75 and scores["relevance"]["source"] == "llm_judge"
     assert scores["expected_answer"]["value"] == "Paris"
+    # Logged while the trace was active, it arrived inside the trace's info: a score too.
+    assert (scores["non_empty"]["value"], scores["non_empty"]["source"], scores["non_empty"]["author"]) == (
+        True, "code", "length-check")
 
 
 def test_genai_metrics_equal_the_usage_the_libraries_reported(world: World) -> None:

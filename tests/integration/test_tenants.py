@@ -169,12 +169,18 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
                               json={"name": f"{B.name}-experiment"}).json()["experiment_id"]
     b_run = httpx.post(f"{aio.mlflow}/api/2.0/mlflow/runs/create", headers=mlflow_b,
                        json={"experiment_id": b_experiment, "run_name": f"{B.name}-run"}).json()["run"]["info"]["run_id"]
+    # ... and scores its trace, through the query API with its ingest key.
+    b_score = {"trace_id": b_trace, "name": f"{B.name}-score", "value": f"{B.name}-verdict",
+               "comment": f"{B.name}-comment", "score_id": f"{B.name}-score-1"}
+    posted = httpx.post(f"{aio.query}/api/v1/scores", json=b_score, headers=bearer(B.ingest), timeout=30)
+    assert posted.status_code == 201, posted.text
     b_markers = [B.name, B.service, B.prompt, B.session, B.user, *traces[B.name], b_run]
     path_values = {"trace_id": b_trace, "name": B.prompt, "service": B.service, "experiment_id": b_experiment,
                    "run_id": b_run}
     # Everything B could be asked for by: its ids and names, in every parameter that takes one.
     query_values = {"service": B.service, "session": B.session, "user": B.user, "prompt": B.prompt,
-                    "traceID": b_trace, "q": B.name[:3], "start": "2000-01-01T00:00:00Z"}
+                    "traceID": b_trace, "q": B.name[:3], "start": "2000-01-01T00:00:00Z", "trace_id": b_trace,
+                    "scores": "true", "score_name": b_score["name"]}
     checked = []
     for path, item in spec["paths"].items():
         if "get" not in item or path in ("/healthz", "/readyz", "/metrics", "/openapi.json") \
@@ -207,6 +213,9 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
     assert B.session in _get(aio, "/api/v1/sessions", B.read, start="2000-01-01T00:00:00Z").text
     assert f"{B.name}-experiment" in _get(aio, "/api/v1/experiments", B.read).text
     assert f"{B.name}-run" in _get(aio, f"/api/v1/runs/{b_run}", B.read).text
+    assert f"{B.name}-comment" in _get(aio, "/api/v1/scores", B.read, trace_id=b_trace).text
+    assert b_score["name"] in _get(aio, "/api/v1/metrics/genai", B.read, scores="true",
+                                   start="2000-01-01T00:00:00Z", step="1d").text
 
 
 def test_keys_are_refused_where_their_kind_does_not_allow_or_they_do_not_exist(
@@ -306,6 +315,26 @@ def test_the_explorer_asks_for_a_key_and_shows_only_that_tenant(
             assert "404" in page.inner_text('[role="alert"]')
         finally:
             browser.close()
+
+
+def test_scores_are_written_by_ingest_and_full_keys_for_their_own_tenant_only(
+        secure: tuple[AllInOne, dict[str, list[str]]]) -> None:
+    aio, traces = secure
+    b_trace = traces[B.name][0]
+
+    def post(key: str, **score: Any) -> httpx.Response:
+        return httpx.post(f"{aio.query}/api/v1/scores", headers=bearer(key), timeout=30,
+                          json={"trace_id": b_trace, "name": "keys", "value": 1, **score})
+
+    assert post(B.read).status_code == 403  # read keys read
+    assert post(B.full, score_id="b-full").status_code == 201
+    # A's key writes A's score, under B's trace id: B never sees it, A cannot touch B's.
+    assert post(A.ingest, score_id="a-on-b", comment="from A").status_code == 201
+    assert "from A" not in _get(aio, "/api/v1/scores", B.read, trace_id=b_trace).text
+    assert "b-full" not in _get(aio, "/api/v1/scores", A.read, trace_id=b_trace).text
+    assert httpx.delete(f"{aio.query}/api/v1/scores/b-full", headers=bearer(A.full), timeout=30).status_code == 404
+    assert httpx.delete(f"{aio.query}/api/v1/scores/b-full", headers=bearer(B.read), timeout=30).status_code == 403
+    assert httpx.delete(f"{aio.query}/api/v1/scores/b-full", headers=bearer(B.ingest), timeout=30).status_code == 200
 
 
 def test_only_a_full_key_deletes_and_only_its_own_tenant_s_trace(

@@ -39,6 +39,7 @@ TEMPLATE_V1 = "You are a weather assistant.\nAnswer briefly: {question}\nUse met
 TEMPLATE_V2 = "You are a weather assistant.\nAnswer in one sentence: {question}\nUse metric units."
 AGENT_QUESTION = "Will it rain in Lyon this afternoon?"
 AGENT_ANSWER = "Light rain from 3 pm, about 2 mm."
+EVAL_RELEVANCE = 0.8
 XSS_NAME = '<img src=x onerror="window.__xss = 1">agent'
 XSS_ATTR = "<script>window.__xss = 2</script>"
 XSS_MESSAGE = '<script>window.__xss = 3</script><b onmouseover="window.__xss = 4">hi</b>'
@@ -85,6 +86,11 @@ def _send_sdk_traces(otlp_http: str) -> dict[str, str]:
                                  "gen_ai.output.messages": json.dumps(
                                      [{"role": "assistant", "finish_reason": "stop",
                                        "parts": [{"type": "text", "content": AGENT_ANSWER}]}])})
+            # An evaluator's verdict on this call, as the GenAI semantic conventions name it
+            # (no SDK emits evaluation events: the SDK's add_event with the conventions' names).
+            chat.add_event("gen_ai.evaluation.result", {
+                "gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": EVAL_RELEVANCE,
+                "gen_ai.evaluation.score.label": "relevant", "gen_ai.evaluation.explanation": "answers the question"})
             time.sleep(0.05)  # the trace's slowest model call
         with tracer.start_as_current_span("execute_tool get_weather") as tool:
             tool.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -673,3 +679,115 @@ def test_a_run_s_trace_opens_the_trace_page_with_its_scores(
     page.click('[data-testid="mlflow"] a >> nth=1')  # back to the run that produced the trace
     page.wait_for_url(f"**run={mlflow_run['parent']}*")
     page.wait_for_selector("svg.metric-chart")
+
+
+# ------------------------------------------------------------------------------ scores
+
+
+def _scores(aio: AllInOne, trace_id: str, **params: str) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in {"trace_id": trace_id, **params}.items())
+    scores: list[dict[str, Any]] = _api(aio, f"/api/v1/scores?{query}")["scores"]
+    return scores
+
+
+def _shown_scores(page: Any, where: str) -> list[list[str]]:
+    return page.eval_on_selector_all(f"{where} table.scores tbody tr",
+                                     "rs => rs.map(r => [...r.cells].slice(0, 6).map(c => c.textContent))")
+
+
+def test_a_score_added_on_the_trace_and_span_pages_is_stored_shown_and_filters_the_list(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
+    aio, ids = explorer
+    trace_id = ids["agent"]
+    page.goto(f"{aio.query}/?trace={trace_id}")
+    page.wait_for_selector('[data-testid="trace-scores"] table.scores')
+    # The evaluation event the SDK put on the model call is a score of that span.
+    [evaluated] = _scores(aio, trace_id, name="relevance")
+    assert _shown_scores(page, '[data-testid="trace-scores"]')[0] == [
+        "relevance", "0.8 (relevant)", "feedback", "", "", "answers the question"]
+    assert evaluated["value"] == EVAL_RELEVANCE and evaluated["span_id"]
+
+    form = page.locator('[data-testid="trace-score-form"]')
+    form.locator('input[name="name"]').fill("helpfulness")
+    form.locator('select[name="data_type"]').select_option("numeric")
+    form.locator('input[name="value"]').fill("high")  # not a number: the API says what is wrong
+    form.locator('button[type="submit"]').click()
+    alert = page.locator('[data-testid="trace-scores"] [role="alert"]')
+    alert.wait_for()
+    assert "400: value: a numeric score's value must be a number" in alert.inner_text()
+    form.locator('input[name="value"]').fill("0.75")
+    form.locator('input[name="comment"]').fill("clear answer")
+    form.locator('input[name="author"]').fill("ana")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_selector('[data-testid="trace-scores"] td.name >> text=helpfulness')
+    [stored] = _scores(aio, trace_id, name="helpfulness")
+    assert (stored["value"], stored["source"], stored["author"], stored["comment"], stored["span_id"]) == (
+        0.75, "human", "ana", "clear answer", "")
+    row = page.locator(f'[data-testid="trace-scores"] tr[data-score-id="{stored["score_id"]}"] td').all_inner_texts()
+    assert row[:7] == ["helpfulness", "0.75", "feedback", "human", "ana", "clear answer", "whole trace"]
+
+    # A span's panel has its own form: the score is that span's.
+    mini = next(s for s in _api(aio, f"/api/v1/traces/{trace_id}")["spans"] if s["name"] == "chat gpt-4o-mini")
+    page.click(f'.span-row[data-span-id="{mini["span_id"]}"]')
+    span_form = page.locator('aside [data-testid="span-score-form"]')
+    span_form.wait_for()
+    span_form.locator('input[name="name"]').fill("verdict")
+    span_form.locator('select[name="data_type"]').select_option("categorical")
+    span_form.locator('input[name="value"]').fill("pass")
+    span_form.locator('select[name="source"]').select_option("llm_judge")
+    span_form.locator('button[type="submit"]').click()
+    page.wait_for_selector("aside table.scores td.name >> text=verdict")
+    assert f"span={mini['span_id']}" in page.url, "the page stays on the span"
+    [verdict] = _scores(aio, trace_id, name="verdict")
+    assert (verdict["value"], verdict["span_id"], verdict["source"]) == ("pass", mini["span_id"], "llm_judge")
+    assert _shown_scores(page, "aside") == [["verdict", "pass", "feedback", "llm_judge", "", ""]]
+    _screenshot(page, "trace-scores", tmp_path)
+
+    # The list: a score filter in the form, kept in the URL; the scores as columns.
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    page.fill('input[data-testid="score-filter"]', "helpfulness>=0.5")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*score=helpfulness%3E%3D0.5*")
+    filtered = _api(aio, "/api/v1/traces?score=helpfulness%3E%3D0.5&limit=50")["traces"]
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n", arg=len(filtered))
+    assert _listed(page) == [t["trace_id"] for t in filtered] == [trace_id]
+    cells = page.eval_on_selector_all(f'tr[data-trace-id="{trace_id}"] td.score',
+                                      "cs => Object.fromEntries(cs.map(c => [c.dataset.score, c.textContent]))")
+    assert cells == {"helpfulness": "0.75", "relevance": "0.8", "verdict": "pass"}
+    page.fill('input[data-testid="score-filter"] >> nth=1', "verdict=fail")  # a second filter: both must hold
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*score=verdict%3Dfail*")
+    page.wait_for_selector(".empty")
+    assert _listed(page) == [] == _api(aio, "/api/v1/traces?score=helpfulness%3E%3D0.5&score=verdict%3Dfail")["traces"]
+    page.go_back()
+    page.wait_for_function("n => document.querySelectorAll('table.traces tbody tr').length === n", arg=1)
+    assert page.input_value('input[data-testid="score-filter"] >> nth=0') == "helpfulness>=0.5"
+    _screenshot(page, "traces-scored", tmp_path)
+
+
+def test_the_prompt_page_shows_each_version_s_scores_from_evaluations_and_the_api(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    trace_id = ids["agent"]
+    mini = next(s for s in _api(aio, f"/api/v1/traces/{trace_id}")["spans"] if s["name"] == "chat gpt-4o-mini")
+    response = httpx.post(f"{aio.query}/api/v1/scores", json={
+        "trace_id": trace_id, "span_id": mini["span_id"], "name": "conciseness", "value": 4, "source": "code",
+        "score_id": "conciseness-mini"}, timeout=10)
+    assert response.status_code == 201, response.text
+    page.goto(f"{aio.query}/?view=prompts&prompt={PROMPT}")
+    page.wait_for_selector('[data-testid="prompt-scores"] tbody tr')
+    rows = page.eval_on_selector_all('[data-testid="prompt-scores"] tbody tr',
+                                     "rs => rs.map(r => [r.dataset.scoreVersion, r.dataset.scoreName, "
+                                     "...[...r.cells].slice(2).map(c => c.textContent)])")
+    end = int(time.time()) + 1
+    api = _api(aio, f"/api/v1/metrics/genai?scores=true&prompt={PROMPT}&group_by=prompt_version&step=1d"
+                    f"&start={end - 365 * 86400}&end={end}")["scores"]["series"]
+    expected = {(s["group"]["prompt_version"], s["name"]): s["totals"] for s in api}
+    assert {(r[0], r[1]) for r in rows} == set(expected)
+    # The evaluation event judged the v1 call, the API's score the v2 call.
+    assert ("1", "relevance") in expected and ("2", "conciseness") in expected
+    assert ("2", "relevance") not in expected and ("1", "conciseness") not in expected
+    by_key = {(r[0], r[1]): r[2:] for r in rows}
+    assert by_key[("1", "relevance")] == ["1", "0.8", "0.8 – 0.8", "relevant 1"]
+    assert by_key[("2", "conciseness")][:2] == [str(expected[("2", "conciseness")]["scores"]), "4"]

@@ -25,6 +25,7 @@ from test_query_api import (
 )
 from tracehouse.query.app import create_app
 from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.scores import insert_scores
 
 DAY = {"start": "2026-01-10T00:00:00Z", "end": "2026-01-11T00:00:00Z", "limit": 100}
 
@@ -43,11 +44,26 @@ def usage_tokens(client: Any, database: str, tenant: str) -> int:
     return int(rows[0][0] or 0)
 
 
+def add_scores(client: Any, database: str) -> None:
+    """A score on trace A and one on trace B for the default tenant, one on trace A for shop."""
+    at = datetime.fromtimestamp((T0 + NS) / NS, UTC)
+    for tenant, trace, sid in (("", TRACE_A, "a"), ("", TRACE_B, "b"), ("shop", TRACE_A, "shop-a")):
+        insert_scores(client, f"{database}.otel_traces_scores", tenant, [
+            {"ScoreId": sid, "TraceId": trace, "Name": "helpfulness", "DataType": "numeric", "NumericValue": 1.0,
+             "StringValue": "", "Timestamp": at}])
+
+
+def live_scores(client: Any, database: str) -> set[tuple[str, str]]:
+    rows = client.query(f"SELECT Tenant, ScoreId FROM {database}.otel_traces_scores FINAL WHERE NOT Deleted").result_rows
+    return {(r[0], r[1]) for r in rows}
+
+
 async def test_deleting_a_trace_removes_its_spans_and_its_part_of_every_rollup(
         chdb_endpoint: str, database: str) -> None:
     await seeded_two_tenants(chdb_endpoint, database)
     client = open_client(chdb_endpoint)
     store = make_store(chdb_endpoint, database)
+    add_scores(client, database)
     try:
         assert usage_tokens(client, database, "") == 160 and usage_tokens(client, database, "shop") == 150
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(store, FakeHost())),
@@ -71,6 +87,7 @@ async def test_deleting_a_trace_removes_its_spans_and_its_part_of_every_rollup(
         assert usage_tokens(client, database, "") == 10 and usage_tokens(client, database, "shop") == 150
         shop = await store.trace_spans(TRACE_A, tenant="shop")
         assert len(shop) == 4
+        assert live_scores(client, database) == {("", "b"), ("shop", "shop-a")}, "the trace's scores went with it"
     finally:
         await store.close()
         client.close()
@@ -83,7 +100,9 @@ async def test_a_tenant_s_retention_deletes_only_its_old_data(chdb_endpoint: str
     try:
         # Keep the default tenant's data from T0 + 5 s on: trace A (T0 .. T0 + 2.5 s) goes,
         # trace B (T0 + 10 s) and the orphan (T0 + 20 s) stay; shop keeps everything.
+        add_scores(client, database)  # made at T0 + 1 s
         await store.expire("", datetime.fromtimestamp((T0 + 5 * NS) / NS, UTC))
+        assert live_scores(client, database) == {("shop", "shop-a")}, "the tenant's old scores too"
         left = {r[0] for r in client.query(f"SELECT DISTINCT TraceId FROM {database}.otel_traces "
                                            "WHERE Tenant = ''").result_rows}
         assert TRACE_A not in left and TRACE_B in left

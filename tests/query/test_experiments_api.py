@@ -315,16 +315,17 @@ async def test_another_tenant_s_ids_are_404(api: httpx.AsyncClient) -> None:
 async def test_the_trace_detail_has_its_scores_and_mlflow_trace_info(api: httpx.AsyncClient) -> None:
     body = await get_json(api, f"/api/v1/traces/{TRACE_A}")
     assert len(body["spans"]) == 3 and body["totals"]["input_tokens"] == 150
+    unfailed = {"label": "", "error": "", "metadata": {}}
     assert body["scores"] == [
         {"score_id": "s-safe", "name": "safe", "data_type": "boolean", "value": True, "comment": "why safe",
          "source": "llm_judge", "author": "judge-1", "timestamp": iso(T0 + 5000), "span_id": "", "kind": "feedback",
-         "run_id": PARENT},
+         "run_id": PARENT, **unfailed},
         {"score_id": "s-rel", "name": "relevance", "data_type": "numeric", "value": 0.8, "comment": "why relevance",
          "source": "llm_judge", "author": "judge-1", "timestamp": iso(T0 + 6000), "span_id": "a2",
-         "kind": "feedback", "run_id": PARENT},
+         "kind": "feedback", "run_id": PARENT, **unfailed},
         {"score_id": "s-tone", "name": "tone", "data_type": "categorical", "value": "friendly",
          "comment": "why tone", "source": "llm_judge", "author": "judge-1", "timestamp": iso(T0 + 7000),
-         "span_id": "", "kind": "feedback", "run_id": PARENT}], "oldest first; the deleted one left out"
+         "span_id": "", "kind": "feedback", "run_id": PARENT, **unfailed}], "oldest first; the deleted one left out"
     assert body["mlflow"] == {"experiment_id": EXP, "request_id": f"tr-{TRACE_A}",
                               "tags": {"mlflow.traceName": "answer"},
                               "metadata": {"mlflow.sourceRun": PARENT,

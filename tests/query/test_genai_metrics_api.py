@@ -363,7 +363,8 @@ async def test_openapi_documents_the_genai_endpoints(api: httpx.AsyncClient) -> 
         assert "422" not in operation["responses"] and "400" in operation["responses"], path
         assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     params = {p["name"] for p in doc["paths"]["/api/v1/metrics/genai"]["get"]["parameters"]}
-    assert params == {"start", "end", "step", "group_by", "service", "provider", "model", "prompt", "prompt_version"}
+    assert params == {"start", "end", "step", "group_by", "service", "provider", "model", "prompt", "prompt_version",
+                      "scores", "score_name"}
     assert "404" in doc["paths"]["/api/v1/prompts/{name}"]["get"]["responses"]
     schemas = doc["components"]["schemas"]
     assert {"GenAIMetricsResponse", "GenAISeries", "GenAIPoint", "LatencyMs", "PromptListResponse",

@@ -1,4 +1,5 @@
-"""Assessments: feedback from a human and an LLM judge, and an expectation, on a traced call."""
+"""Assessments: feedback from a human and an LLM judge, and an expectation, on a traced call;
+and a code check logged while the call's trace was still active."""
 
 import mlflow
 from mlflow.entities import AssessmentSource, AssessmentSourceType
@@ -12,7 +13,12 @@ client = OpenAI()
 @mlflow.trace
 def answer(question: str) -> str:
     response = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
-    return response.choices[0].message.content
+    text = response.choices[0].message.content
+    # A check made while the trace is still active: the client keeps it in the trace and sends
+    # it with the trace's info when the trace is exported.
+    mlflow.log_feedback(trace_id=mlflow.get_active_trace_id(), name="non_empty", value=bool(text),
+                        source=AssessmentSource(AssessmentSourceType.CODE, "length-check"))
+    return text
 
 
 answer("Capital of France?")
