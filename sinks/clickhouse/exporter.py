@@ -157,7 +157,10 @@ class ClickHouseSender:
         if isinstance(batch, TraceBatch):
             self._insert_spans(client, batch, token)
         elif isinstance(batch, LogBatch):
-            names, data = logs_to_columns(batch)
+            scores: list[dict[str, Any]] = []
+            names, data = logs_to_columns(batch, scores)
+            # Before the records, as for spans: a retry the gate drops still writes them (same ids).
+            insert_scores(client, self._scores_table, batch.tenant, scores)
             self._insert_gated(client, self._logs_gate, names, data, batch.tenant, token, Signal.LOGS)
         elif isinstance(batch, MetricBatch):
             # A table per metric kind. A retry after a failure part-way redoes them all: the

@@ -16,6 +16,7 @@ from typing import Any
 from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.pdata import LogBatch
 from tracehouse.sinks.clickhouse.columns import any_to_str, attrs_to_map
+from tracehouse.sinks.clickhouse.scores import EVALUATION_EVENT, evaluation_score
 
 LOG_COLUMNS = (
     "Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
@@ -29,8 +30,12 @@ def hex_id(value: bytes) -> str:
     return value.hex() if any(value) else ""
 
 
-def logs_to_columns(batch: LogBatch) -> tuple[list[str], list[list[Any]]]:
-    """Column names and column-oriented data for every log record in the batch."""
+def logs_to_columns(batch: LogBatch, scores: list[dict[str, Any]] | None = None
+                    ) -> tuple[list[str], list[list[Any]]]:
+    """Column names and column-oriented data for every log record in the batch. With
+    `scores`, the score rows of its `gen_ai.evaluation.result` events are appended to it:
+    named by the record's `event_name`, or by the `event.name` attribute SDKs used before
+    OTLP had that field."""
     columns: list[list[Any]] = [[] for _ in LOG_COLUMNS]
     (ts, trace_ids, span_ids, flags, sev_text, sev_num, services, bodies, res_urls, res_attrs, scope_urls,
      scope_names, scope_versions, scope_attrs, log_attrs, event_names) = columns
@@ -58,8 +63,13 @@ def logs_to_columns(batch: LogBatch) -> tuple[list[str], list[list[Any]]]:
                 scope_names.append(scope_name)
                 scope_versions.append(scope_version)
                 scope_attrs.append(scope_map)
-                log_attrs.append({kv.key: any_to_str(kv.value) for kv in record.attributes})
+                attributes = {kv.key: any_to_str(kv.value) for kv in record.attributes}
+                log_attrs.append(attributes)
                 event_names.append(record.event_name)
+                if scores is not None and EVALUATION_EVENT in (record.event_name, attributes.get("event.name")):
+                    score = evaluation_score(trace_ids[-1], span_ids[-1], attributes, ts[-1])
+                    if score is not None:
+                        scores.append(score)
     names = list(LOG_COLUMNS)
     if batch.tenant:
         names.append("Tenant")

@@ -143,3 +143,31 @@ def test_the_official_instrumentation_s_evaluation_log_record_is_a_score(capture
     assert row["Metadata"] == {"gen_ai.response.id": "chatcmpl-1"}, "the event's name is not data"
     assert (row["TraceId"], row["SpanId"]) == (record.trace_id.hex(), record.span_id.hex())
     assert row["Timestamp"] == datetime.fromtimestamp(record.observed_time_unix_nano / 1e9, UTC)
+
+
+@pytest.mark.parametrize("capture", ["current", "legacy"])
+async def test_the_exporter_scores_the_evaluation_log_records_of_a_logs_batch(
+        capture: str, client: Any, database: str, chdb_endpoint: str) -> None:
+    """The logs pipeline's path: the official instrumentation's captured logs request, stored by
+    the exporter, gives the evaluation's score beside the log rows; sent twice, still one score."""
+    from pathlib import Path
+
+    from tracehouse.core.pdata import LogBatch
+
+    raw = (Path(__file__).parents[1] / "fixtures" / "genai-events" / capture / "logs.pb").read_bytes()
+    exporter = ClickHouseExporter(Settings(ComponentID("clickhouse"), Kind.EXPORTER),
+                                  ClickHouseExporterConfig(endpoint=chdb_endpoint, database=database))
+    await exporter.start(TestHost())
+    try:
+        for _ in range(2):
+            batch = LogBatch.from_bytes(raw)
+            batch.tenant = f"logs-{capture}"
+            await exporter.consume(batch)
+    finally:
+        await exporter.shutdown()
+    rows = client.query(f"SELECT Name, NumericValue, StringValue, Comment FROM {database}.otel_traces_scores FINAL "
+                        "WHERE Tenant = {t:String} AND NOT Deleted", parameters={"t": f"logs-{capture}"}).result_rows
+    assert rows == [("relevance", 0.9, "relevant", "The answer names the capital.")]
+    stored = client.query(f"SELECT count() FROM {database}.otel_logs WHERE Tenant = {{t:String}}",
+                          parameters={"t": f"logs-{capture}"}).result_rows[0][0]
+    assert stored == (2 if capture == "current" else 4), "every record stored once"
