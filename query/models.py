@@ -119,6 +119,15 @@ class SpanEvent(BaseModel):
     attributes: dict[str, str]
 
 
+class GenAILogEvent(BaseModel):
+    """A `gen_ai.*` event of the span that arrived as a log record (OTLP logs)."""
+
+    time_unix_nano: str = Field(description="Nanoseconds since the epoch, as a decimal string.")
+    name: str = Field(description="The record's event name (or its `event.name` attribute).")
+    attributes: dict[str, str]
+    body: str = Field(description="The record's body as text (a map as JSON); empty without one.")
+
+
 class SpanLink(BaseModel):
     trace_id: str
     span_id: str
@@ -174,8 +183,12 @@ class SpanDetail(BaseModel):
     events: list[SpanEvent]
     links: list[SpanLink]
     genai: GenAIFields  # type: ignore[valid-type]
+    log_events: list[GenAILogEvent] = Field(
+        default_factory=list, description="The span's GenAI events sent as log records (the official "
+        "instrumentations' content events, evaluations), oldest first; read with one trace, empty in exports.")
     input_messages: list[ChatMessageModel] | None = Field(
-        default=None, description="The prompt as chat messages, from whichever convention the span used; null without one.")
+        default=None, description="The prompt as chat messages, from whichever convention the span used, else "
+                                  "from its GenAI events (span events or log records); null without one.")
     output_messages: list[ChatMessageModel] | None = Field(
         default=None, description="The completion as chat messages; null without one.")
 

@@ -4,6 +4,7 @@ usage metrics, the prompt registry, and MLflow's experiments, runs and scores.""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from tracehouse.query.models import (
     ToolCall,
     TraceSearchTotals,
     GenAIFields,
+    GenAILogEvent,
     GenAIPoint,
     GenAISeries,
     GenAIUsage,
@@ -126,6 +128,37 @@ def _chat(messages: list[ChatMessage] | None) -> list[ChatMessageModel] | None:
             for m in messages]
 
 
+# The key under which a span row carries its GenAI log events (trace_genai_events.sql rows).
+LOG_EVENTS = "genai_log_events"
+
+
+def attach_log_events(rows: Sequence[dict[str, Any]], events: Sequence[Mapping[str, Any]]) -> None:
+    """Hand each span row its GenAI log events; events of spans not (yet) stored wait for them."""
+    by_span: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        by_span.setdefault(event["SpanId"], []).append(event)
+    for row in rows:
+        found = by_span.get(row["SpanId"])
+        if found:
+            row[LOG_EVENTS] = found
+
+
+def event_fields(attributes: Mapping[str, str], body: str) -> dict[str, str]:
+    """A log record's attributes and, when its body is a map (the deprecated per-message
+    events: `{content, role, tool_calls}`, `{index, finish_reason, message}`), the body's
+    fields beside them: the shape the events have when recorded on the span."""
+    fields = dict(attributes)
+    if body.startswith("{"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return fields
+        if isinstance(parsed, dict):
+            for key, value in parsed.items():
+                fields.setdefault(str(key), value if isinstance(value, str) else json.dumps(value))
+    return fields
+
+
 def span_from_row(row: Mapping[str, Any], *, messages: bool = False) -> SpanDetail:
     """One stored span; with `messages`, its prompt and completion read back as chat messages."""
     start_ns = int(row["start_ns"])
@@ -139,9 +172,12 @@ def span_from_row(row: Mapping[str, Any], *, messages: bool = False) -> SpanDeta
         for t, s, ts, a in zip(row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"],
                                row["Links.Attributes"], strict=False)
     ]
+    log_events = [GenAILogEvent(time_unix_nano=str(e["time_ns"]), name=e["name"], attributes=dict(e["LogAttributes"]),
+                                body=e["Body"]) for e in row.get(LOG_EVENTS, ())]
     chat: tuple[list[ChatMessageModel] | None, list[ChatMessageModel] | None] = (None, None)
     if messages:
-        inputs, outputs = span_messages(row["SpanAttributes"], [(e.name, e.attributes) for e in events])
+        inputs, outputs = span_messages(row["SpanAttributes"], [(e.name, e.attributes) for e in events]
+                                        + [(e.name, event_fields(e.attributes, e.body)) for e in log_events])
         chat = (_chat(inputs), _chat(outputs))
     return SpanDetail(
         trace_id=row["TraceId"],
@@ -160,6 +196,7 @@ def span_from_row(row: Mapping[str, Any], *, messages: bool = False) -> SpanDeta
         scope=SpanScope(name=row["ScopeName"], version=row["ScopeVersion"]),
         attributes=dict(row["SpanAttributes"]),
         events=events,
+        log_events=log_events,
         links=links,
         genai=GenAIFields(**genai_fields(row)),
         input_messages=chat[0] if messages else None,

@@ -65,7 +65,8 @@ class StoreError(Exception):
 
 SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
-             "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup")
+             "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
+             "trace_genai_events")
 
 # MLflow reads (experiments, runs, scores): the most rows one response holds of each.
 MAX_EXPERIMENTS = 1000
@@ -73,14 +74,16 @@ MAX_RUNS = 1000
 MAX_MLFLOW_TRACES = 200
 MAX_METRIC_POINTS = 100_000
 MAX_SCORES = 10_000
+# A trace's GenAI events read from the logs table (each LLM call records one to a handful).
+MAX_GENAI_EVENTS = 100_000
 
 
-def load_sql(name: str, database: str, table: str) -> str:
-    """`sql/<name>.sql` with `${db}` and `${table}` (alias `${traces}`, the spans table, as in
-    the exporter's migrations) filled: identifiers from validated config; `${genai_columns}`
+def load_sql(name: str, database: str, table: str, logs: str = "otel_logs") -> str:
+    """`sql/<name>.sql` with `${db}`, `${table}` (alias `${traces}`, the spans table, as in
+    the exporter's migrations) and `${logs}` (the log records table) filled: identifiers from validated config; `${genai_columns}`
     is the stored GenAI columns' list."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
-    return Template(text).substitute(db=database, table=table, traces=table,
+    return Template(text).substitute(db=database, table=table, traces=table, logs=logs,
                                      genai_columns=",\n    ".join(GENAI_COLUMN_NAMES))
 
 
@@ -246,7 +249,7 @@ class TraceStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         db, table = config.database, config.traces_table_name
-        self._sql = {name: load_sql(name, db, table) for name in SQL_FILES}
+        self._sql = {name: load_sql(name, db, table, config.logs_table_name) for name in SQL_FILES}
 
     @property
     def config(self) -> QueryClickHouseConfig:
@@ -424,6 +427,18 @@ class TraceStore:
         """MLflow trace infos of an experiment or a source run, newest first, with rollup totals."""
         return await self._query("mlflow_traces", {"experiment_id": experiment_id, "run_id": run_id,
                                                    "limit": limit, "tenant": tenant})
+
+    async def trace_genai_events(self, trace_id: str, limit: int = MAX_GENAI_EVENTS, *,
+                                 tenant: str) -> list[dict[str, Any]]:
+        """The trace's `gen_ai.*` events that arrived as log records, oldest first. None when
+        the store has no logs table yet (a query service ahead of its exporter's migrations)."""
+        try:
+            return await self._query("trace_genai_events", {"trace_id": trace_id, "limit": limit, "tenant": tenant})
+        except StoreError as exc:
+            if "UNKNOWN_TABLE" not in f"{exc} {exc.__cause__}":
+                raise
+            log.warning("no logs table: spans are shown without the GenAI events sent as logs", error=str(exc))
+            return []
 
     async def trace_scores(self, trace_id: str, limit: int = MAX_SCORES, *, span_id: str = "", name: str = "",
                            tenant: str) -> list[dict[str, Any]]:

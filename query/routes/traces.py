@@ -37,6 +37,7 @@ from tracehouse.query.params import (
 )
 from tracehouse.query.scores import parse_score_filters
 from tracehouse.query.rows import (
+    attach_log_events,
     format_ns,
     mlflow_info_from_row,
     score_from_row,
@@ -227,20 +228,23 @@ def traces_router(store: TraceStore, settings: QueryApiConfig, access: Access = 
             alias="format", description="`json`: this API's trace (below). `otlp`: the spans as OTLP/JSON, "
                                         "as a download (`trace-<id>.otlp.json`).")] = "json",
     ) -> Response:
-        """Every span of a trace, once each, ordered by start time, with GenAI fields and totals;
+        """Every span of a trace, once each, ordered by start time, with GenAI fields, the GenAI
+        events sent as log records on each span (its messages read from them when the span has none), and totals;
         the trace's scores (the API's, MLflow assessments, evaluation events) and, when an MLflow
         client logged it, its MLflow trace info. `format=otlp`: the spans only, as OTLP/JSON."""
         tid = parse_trace_id(trace_id)
         tenant = principal.tenant
         if fmt == "otlp":
             return await otlp_trace(tid, tenant)
-        rows, score_rows, info = await asyncio.gather(
+        rows, score_rows, info, log_events = await asyncio.gather(
             store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=tenant),
-            store.trace_scores(tid, tenant=tenant), store.trace_mlflow(tid, tenant=tenant))
+            store.trace_scores(tid, tenant=tenant), store.trace_mlflow(tid, tenant=tenant),
+            store.trace_genai_events(tid, tenant=tenant))
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
         truncated = len(rows) > MAX_TRACE_SPANS
         del rows[MAX_TRACE_SPANS:]
+        attach_log_events(rows, log_events)
         # Streamed: spans are converted a chunk at a time on a worker thread, so a trace of
         # 100k spans neither blocks the event loop (ingest shares it) nor holds every span's
         # model and the whole body in memory at once.

@@ -630,6 +630,13 @@ function renderSpan(panel, traceId, span, scores = []) {
   for (const event of span.events) {
     panel.append(el("h3", { text: `Event: ${event.name}` }), kv(Object.entries(event.attributes)));
   }
+  // GenAI events that arrived as log records (content capture, evaluations): where the
+  // messages above came from when the span itself carries none.
+  for (const event of span.log_events || []) {
+    panel.append(el("h3", { class: "log-event", text: `GenAI event (log): ${event.name}` }),
+      kv([["time", fmtTime(event.time_unix_nano)], ...Object.entries(event.attributes),
+          ...(event.body && event.body !== "{}" ? [["body", event.body]] : [])]));
+  }
   for (const link of span.links) {
     panel.append(el("h3", { text: "Link" }), kv([["trace", link.trace_id], ["span", link.span_id],
       ...Object.entries(link.attributes)]));

@@ -50,6 +50,9 @@ class ClickHouseConnectionConfig(ComponentConfig):
     password: str = ""
     database: str = "tracehouse"
     traces_table_name: str = "otel_traces"
+    # Where logs pipelines' records go (the Collector's key and default); the query API reads a
+    # span's GenAI events from it.
+    logs_table_name: str = "otel_logs"
     # Per-statement timeout (inserts for the exporter, queries for the query API).
     timeout: PositiveDuration = 30.0
     # CA, client certificate, ... for an https:// endpoint (https alone verifies against the system's CAs).
@@ -68,7 +71,7 @@ class ClickHouseConnectionConfig(ComponentConfig):
             raise ValueError(f"tls is set but the endpoint {self.endpoint!r} is not https://")
         return self
 
-    @field_validator("database", "traces_table_name")
+    @field_validator("database", "traces_table_name", "logs_table_name")
     @classmethod
     def _check_identifier(cls, v: str) -> str:
         if not _IDENT.match(v):
@@ -104,8 +107,6 @@ class MetricTablesConfig(ComponentConfig):
 
 
 class ClickHouseExporterConfig(ClickHouseConnectionConfig, ExporterHelperConfig):
-    # Where logs pipelines' records go (the Collector's key and default).
-    logs_table_name: str = "otel_logs"
     # Where metrics pipelines' data points go, a table per metric kind (the Collector's keys and defaults).
     metrics_tables: MetricTablesConfig = MetricTablesConfig()
     # Apply the versioned migrations at start. Turn off where a DBA owns the schema.
@@ -118,13 +119,6 @@ class ClickHouseExporterConfig(ClickHouseConnectionConfig, ExporterHelperConfig)
     # `<table>_local` tables on every node plus Distributed tables under the usual names, and
     # inserts wait until every shard has its rows. Empty: one server (or chDB).
     cluster: str = ""
-
-    @field_validator("logs_table_name")
-    @classmethod
-    def _check_logs_table(cls, v: str) -> str:
-        if not _IDENT.match(v):
-            raise ValueError(f"{v!r} is not a valid ClickHouse identifier (letters, digits, underscore)")
-        return v
 
     @model_validator(mode="after")
     def _distinct_tables(self) -> ClickHouseExporterConfig:

@@ -137,6 +137,15 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AllInOn
                                  headers={"content-type": "application/x-protobuf"})
             assert response.status_code == 200, response.text
         ids["big"] = BIG_TRACE.to_bytes(16, "big").hex()
+        # The official OpenAI instrumentation's capture: the chat span without content, its
+        # messages as a log event (tests/fixtures/genai-events/current).
+        events = FIXTURES.parent / "genai-events" / "current"
+        with httpx.Client(timeout=30) as http:
+            for signal in ("logs", "traces"):
+                response = http.post(f"{aio.otlp_http}/v1/{signal}", content=(events / f"{signal}.pb").read_bytes(),
+                                     headers={"content-type": "application/x-protobuf"})
+                assert response.status_code == 200, response.text
+        ids["events"] = json.loads((events / "traces.meta.json").read_text())["trace_id_printed"]
         yield aio, ids
     finally:
         aio.stop()
@@ -346,6 +355,20 @@ def test_the_chat_view_shows_every_message_of_each_captured_library(
                     shown_roles |= {m["role"] for m in messages}
     assert {"system", "user", "assistant", "tool"} <= shown_roles
     _screenshot(page, "chat", tmp_path)
+
+
+def test_the_span_panel_shows_messages_and_the_genai_events_that_arrived_as_logs(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    chat = next(s for s in _api(aio, f"/api/v1/traces/{ids['events']}")["spans"] if s["name"] == "chat gpt-4o-mini")
+    page.goto(f"{aio.query}/?trace={ids['events']}&span={chat['span_id']}")
+    messages = page.locator('[data-chat="Input messages"] .msg')
+    messages.first.wait_for()
+    assert messages.evaluate_all("ms => ms.map(m => m.dataset.role)") == ["system", "user"]
+    assert page.locator('[data-chat="Output messages"] .msg .content').inner_text() == "A deterministic answer."
+    assert page.locator("aside h3.log-event").all_text_contents() == [
+        "GenAI event (log): gen_ai.client.inference.operation.details"]
+    assert "What is the capital of France?" in page.inner_text('aside dd[data-key="gen_ai.input.messages"]')
 
 
 def test_the_prompts_page_lists_versions_with_usage_and_diffs_two_versions(
