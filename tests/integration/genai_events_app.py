@@ -7,7 +7,7 @@ exporters all OTLP, its defaults), and the official OpenAI instrumentation
 `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, the prompt and completion as log events
 (`gen_ai.client.inference.operation.details`, or per-message `gen_ai.*.message` /
 `gen_ai.choice` events in the instrumentation's releases before 2.2). The span itself carries no
-content. The app then records an evaluation of the answer as a `gen_ai.evaluation.result`
+content. The app's own span around the call names the prompt version it used. The app then records an evaluation of the answer as a `gen_ai.evaluation.result`
 event through the OpenTelemetry Logs API, as the GenAI semantic conventions define it: no SDK
 emits that event yet.
 
@@ -28,7 +28,12 @@ except ImportError:  # pragma: no cover - older SDKs
 tracer = trace.get_tracer("genai_events_app")
 client = openai.OpenAI()
 
-with tracer.start_as_current_span("answer question") as root:
+# The app's own span names the prompt version it used (OpenLLMetry's attributes), so
+# evaluations of its answers count for that version.
+PROMPT = {"traceloop.prompt.key": "capital-question", "traceloop.prompt.version": 2,
+          "traceloop.prompt.template": "What is the capital of {country}?"}
+
+with tracer.start_as_current_span("answer question", attributes=PROMPT) as root:
     response = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "system", "content": "You answer in one sentence."},
