@@ -1,7 +1,7 @@
 """Print tracehouse's runtime requirements from pyproject.toml, one per line (the image build's input).
 
     python requirements.py pyproject.toml                                   # every dependency
-    python requirements.py pyproject.toml --without chdb-core --without bpe-openai
+    python requirements.py pyproject.toml --without chdb-core --without bpe-openai --without pyarrow
 
 `--without NAME` leaves one distribution out. The image's `sidecar` target uses it: the
 sidecar's components (OTLP receivers, memory_limiter, redaction, Kafka exporter, health_check) never

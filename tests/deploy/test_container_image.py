@@ -439,7 +439,7 @@ def test_the_sidecar_target_leaves_out_what_the_sidecar_never_loads(dockerfile: 
     assert full == PYPROJECT["project"]["dependencies"]
     builder = " ".join(r.args for r in dockerfile.stage("builder").all("RUN"))
     left_out = set(re.findall(r"--without (\S+)", builder))
-    assert left_out == {"chdb-core", "bpe-openai"}
+    assert left_out == {"chdb-core", "bpe-openai", "pyarrow"}
     slim = requirements.requirements(REPO / "pyproject.toml", left_out)
     assert {requirements.requirement_name(r) for r in full} - {requirements.requirement_name(r) for r in slim} == left_out
     with pytest.raises(SystemExit, match="not a dependency"):
@@ -654,8 +654,8 @@ def left_out_modules() -> set[str]:
     """Top-level modules of the distributions the sidecar image does not install."""
     requirements = load_script("requirements")
     full = distribution_closure("tracehouse", set())
-    slim = distribution_closure("tracehouse", {"chdb-core", "bpe-openai"})
-    assert {"chdb-core", "bpe-openai"} <= full - slim
+    slim = distribution_closure("tracehouse", {"chdb-core", "bpe-openai", "pyarrow"})
+    assert {"chdb-core", "bpe-openai", "pyarrow"} <= full - slim
     return {module for module, dists in importlib.metadata.packages_distributions().items()
             if any(requirements.canonical(d) in full - slim for d in dists)}
 
