@@ -67,8 +67,10 @@ def load_sql(name: str, database: str, table: str) -> str:
     the exporter's migrations) filled: identifiers from validated config; `${genai_columns}`
     is the stored GenAI columns' list."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
+    # The search's per-query slots stay placeholders, filled by SearchQuery.sql().
+    slots = {slot: "${" + slot + "}" for slot in SEARCH_SQL_SLOTS}
     return Template(text).substitute(db=database, table=table, traces=table,
-                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES))
+                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES), **slots)
 
 
 def bare_model(model: str) -> str:
@@ -78,13 +80,63 @@ def bare_model(model: str) -> str:
     return rest if sep and rest and prefix.lower() in MODEL_PREFIX_PROVIDERS else model
 
 
+# Attribute filter operators (`attr.<key>=<op>:<value>`, query/search.py) -> the test on one
+# map's value `{m}[{k}]`; every test also needs the key (`mapContains`, served by the bloom
+# filter on the map's keys), and `eq` is written so the bloom filter on its values applies.
+ATTRIBUTE_TESTS: dict[str, str] = {
+    "eq": "{m}[{k}] = {v}",
+    "ne": "{m}[{k}] != {v}",
+    "contains": "positionCaseInsensitiveUTF8({m}[{k}], {v}) > 0",
+    "gt": "toFloat64OrNull({m}[{k}]) > {n}",
+    "gte": "toFloat64OrNull({m}[{k}]) >= {n}",
+    "lt": "toFloat64OrNull({m}[{k}]) < {n}",
+    "lte": "toFloat64OrNull({m}[{k}]) <= {n}",
+    "exists": "",
+}
+NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+SORTS = ("time", "cost", "tokens", "duration")
+ORDERS = ("desc", "asc")
+# Per direction: the page order and the keyset condition "after the cursor's row" (the
+# ascending order is the exact reverse of the descending one, ties included).
+_ORDER_SQL = {
+    "desc": ("sort_key DESC, trace_id ASC",
+             "(sort_key < {cursor_key:Int64} OR (sort_key = {cursor_key:Int64} AND trace_id > {cursor_trace_id:String}))"),
+    "asc": ("sort_key ASC, trace_id DESC",
+            "(sort_key > {cursor_key:Int64} OR (sort_key = {cursor_key:Int64} AND trace_id < {cursor_trace_id:String}))"),
+}
+# Placeholders of trace_search.sql filled per query (the rest are filled when it is loaded).
+SEARCH_SQL_SLOTS = ("attribute_filters", "order_by", "after_cursor")
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeFilter:
+    """One span-level attribute condition: the span attribute or the resource attribute
+    `key` passes `op` (ATTRIBUTE_TESTS) against `value` (a string) or `number`."""
+
+    key: str
+    op: str = "eq"
+    value: str = ""
+    number: float = 0.0
+
+    def condition(self, i: int) -> str:
+        """SQL text for the i-th filter: only fixed fragments and `{attr_*_i:Type}` placeholders."""
+        test = ATTRIBUTE_TESTS[self.op]
+        k, v, n = f"{{attr_key_{i}:String}}", f"{{attr_value_{i}:String}}", f"{{attr_number_{i}:Float64}}"
+        sides = []
+        for m in ("SpanAttributes", "ResourceAttributes"):
+            has_key = f"mapContains({m}, {k})"
+            sides.append(f"({has_key} AND {test.format(m=m, k=k, v=v, n=n)})" if test else has_key)
+        return f"({' OR '.join(sides)})"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """A validated trace search; empty strings / zero mean "no filter"."""
+    """A validated trace search (query/search.py parses one from a request's parameters);
+    empty strings / zero mean "no filter"."""
 
     start_ns: int
     end_ns: int
-    limit: int
+    limit: int  # traces per page
     service: str = ""
     span_name: str = ""
     status: str = ""
@@ -94,14 +146,17 @@ class SearchQuery:
     prompt_version: str = ""
     session: str = ""
     user: str = ""
+    genai_kinds: Sequence[str] = ()   # GenAI span kinds (llm, tool, ...), any of
+    otel_kinds: Sequence[str] = ()    # OTel SpanKind as stored (Server, Client, ...), any of
     min_duration_ns: int = 0
     max_duration_ns: int = INT64_MAX
     min_tokens: int = 0
     max_tokens: int = UINT64_MAX
     min_cost_usd: float = 0.0
     max_cost_usd: float = math.inf
-    attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
-    sort: str = "time"  # time | cost | tokens | duration, largest first
+    attributes: Sequence[AttributeFilter] = field(default_factory=tuple)
+    sort: str = "time"  # time | cost | tokens | duration
+    order: str = "desc"  # desc: largest (newest) first; asc: the reverse
     cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
     # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
     window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
@@ -109,11 +164,17 @@ class SearchQuery:
     @property
     def span_filtered(self) -> bool:
         return bool(self.service or self.span_name or self.provider or self.model or self.prompt
-                    or self.prompt_version or self.session or self.user or self.attributes)
+                    or self.prompt_version or self.genai_kinds or self.otel_kinds or self.attributes)
+
+    def sql(self, template: str) -> str:
+        """trace_search.sql with this query's direction and one condition per attribute filter."""
+        order_by, after_cursor = _ORDER_SQL[self.order]
+        filters = "".join(f"\n              AND {a.condition(i)}" for i, a in enumerate(self.attributes))
+        return Template(template).substitute(attribute_filters=filters, order_by=order_by, after_cursor=after_cursor)
 
     def parameters(self) -> dict[str, Any]:
         cursor_key, cursor_trace = self.cursor if self.cursor else (0, "")
-        return {
+        params = {
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "service": self.service,
@@ -126,8 +187,9 @@ class SearchQuery:
             "prompt_version": self.prompt_version,
             "session": self.session,
             "user": self.user,
-            "attr_keys": [k for k, _ in self.attributes],
-            "attr_values": [v for _, v in self.attributes],
+            "kinds_filtered": int(bool(self.genai_kinds or self.otel_kinds)),
+            "genai_kinds": list(self.genai_kinds),
+            "otel_kinds": list(self.otel_kinds),
             "status": self.status,
             "span_filtered": int(self.span_filtered),
             "min_duration_ns": self.min_duration_ns,
@@ -138,11 +200,19 @@ class SearchQuery:
             "max_cost_usd": min(float(self.max_cost_usd), sys.float_info.max),
             "window_ns": self.window_ns,
             "sort": self.sort,
+            "unpriced_key": INT64_MAX if self.order == "asc" else -1,
             "has_cursor": 1 if self.cursor else 0,
             "cursor_key": cursor_key,
             "cursor_trace_id": cursor_trace,
-            "limit": self.limit,
+            "limit": self.limit + 1,  # one more than the page: whether another page follows
         }
+        for i, a in enumerate(self.attributes):
+            params[f"attr_key_{i}"] = a.key
+            if a.op in NUMERIC_OPERATORS:
+                params[f"attr_number_{i}"] = a.number
+            elif a.op != "exists":
+                params[f"attr_value_{i}"] = a.value
+        return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +318,12 @@ class TraceStore:
                 self._clients.append(client)
         return client
 
-    def _run(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _run(self, name: str, parameters: Mapping[str, Any], sql: str | None = None) -> list[dict[str, Any]]:
         """On a query thread: rows as dicts (built here, not on the event loop: a trace of
-        100k spans takes a while)."""
+        100k spans takes a while). `sql`: the text when it is built per query (else sql/<name>.sql)."""
         t0 = time.perf_counter()
         try:
-            result = self._client().query(self._sql[name], parameters=dict(parameters))
+            result = self._client().query(sql or self._sql[name], parameters=dict(parameters))
         except Exception as exc:
             log.warning("query failed", query=name, error=str(exc))
             raise StoreError(_short_error(exc)) from exc
@@ -262,13 +332,13 @@ class TraceStore:
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
-    async def _query(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def _query(self, name: str, parameters: Mapping[str, Any], sql: str | None = None) -> list[dict[str, Any]]:
         executor = self._executor
         if executor is None:
             raise StoreError("the query API is shutting down")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, self._run, name, parameters)
+            return await loop.run_in_executor(executor, self._run, name, parameters, sql)
         except RuntimeError as exc:  # executor shut down between the check and the submit
             raise StoreError("the query API is shutting down") from exc
 
@@ -309,8 +379,10 @@ class TraceStore:
     # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
     # are never read.
     async def search(self, query: SearchQuery, *, tenant: str) -> list[dict[str, Any]]:
-        """Trace summaries in the query's order; at most `query.limit` rows."""
-        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant})
+        """Trace summaries in the query's order: the page (`query.limit` rows) and, when another
+        page follows, its first row."""
+        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant},
+                                 query.sql(self._sql["trace_search"]))
         if rows:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
