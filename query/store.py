@@ -50,7 +50,7 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+SQL_FILES = ("trace_search", "trace_search_spans", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow")
 
@@ -81,8 +81,8 @@ def bare_model(model: str) -> str:
 
 
 # Attribute filter operators (`attr.<key>=<op>:<value>`, query/search.py) -> the test on one
-# map's value `{m}[{k}]`; every test also needs the key (`mapContains`, served by the bloom
-# filter on the map's keys), and `eq` is written so the bloom filter on its values applies.
+# map's value `{m}[{k}]`. A missing key reads as '', which no test but `eq ''` passes (so
+# that one also asks for the key, as `ne` does).
 ATTRIBUTE_TESTS: dict[str, str] = {
     "eq": "{m}[{k}] = {v}",
     "ne": "{m}[{k}] != {v}",
@@ -94,6 +94,20 @@ ATTRIBUTE_TESTS: dict[str, str] = {
     "exists": "",
 }
 NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+_MAPS = ("SpanAttributes", "ResourceAttributes")
+# Span-level filters of a search (trace_search_spans.sql) -> their condition, present only
+# when the filter is.
+SPAN_FILTERS: dict[str, str] = {
+    "service": "ServiceName = {service:String}",
+    "span_name": "SpanName = {span_name:String}",
+    "provider": "GenAIProvider IN ({provider:String}, {provider_normalized:String})",
+    "model": "(GenAIRequestModel IN ({model:String}, {model_bare:String}) "
+             "OR GenAIResponseModel IN ({model:String}, {model_bare:String}))",
+    "prompt": "GenAIPromptName = {prompt:String}",
+    "prompt_version": "GenAIPromptVersion = {prompt_version:String}",
+    "span_kind": "(has({genai_kinds:Array(String)}, lower(toString(GenAISpanKind))) "
+                 "OR has({otel_kinds:Array(String)}, toString(SpanKind)))",
+}
 SORTS = ("time", "cost", "tokens", "duration")
 ORDERS = ("desc", "asc")
 # Per direction: the page order and the keyset condition "after the cursor's row" (the
@@ -104,8 +118,8 @@ _ORDER_SQL = {
     "asc": ("sort_key ASC, trace_id DESC",
             "(sort_key > {cursor_key:Int64} OR (sort_key = {cursor_key:Int64} AND trace_id < {cursor_trace_id:String}))"),
 }
-# Placeholders of trace_search.sql filled per query (the rest are filled when it is loaded).
-SEARCH_SQL_SLOTS = ("attribute_filters", "order_by", "after_cursor")
+# Placeholders of trace_search(_spans).sql filled per query (the rest when they are loaded).
+SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +133,20 @@ class AttributeFilter:
     number: float = 0.0
 
     def condition(self, i: int) -> str:
-        """SQL text for the i-th filter: only fixed fragments and `{attr_*_i:Type}` placeholders."""
-        test = ATTRIBUTE_TESTS[self.op]
+        """SQL text for the i-th filter: only fixed fragments and `{attr_*_i:Type}` placeholders.
+
+        Either map may hold the key. Shaped for the skip indexes: `eq` tests the values only
+        (the values' bloom filters; a value found implies its key), the other tests are
+        preceded by "either map has the key" (the keys' bloom filters), which they imply."""
         k, v, n = f"{{attr_key_{i}:String}}", f"{{attr_value_{i}:String}}", f"{{attr_number_{i}:Float64}}"
-        sides = []
-        for m in ("SpanAttributes", "ResourceAttributes"):
-            has_key = f"mapContains({m}, {k})"
-            sides.append(f"({has_key} AND {test.format(m=m, k=k, v=v, n=n)})" if test else has_key)
-        return f"({' OR '.join(sides)})"
+        has_key = " OR ".join(f"mapContains({m}, {k})" for m in _MAPS)
+        if self.op == "exists":
+            return f"({has_key})"
+        tests = [ATTRIBUTE_TESTS[self.op].format(m=m, k=k, v=v, n=n) for m in _MAPS]
+        if self.op in ("eq", "ne") and (self.op == "ne" or not self.value):
+            tests = [f"(mapContains({m}, {k}) AND {t})" for m, t in zip(_MAPS, tests, strict=True)]
+        value_test = f"({' OR '.join(tests)})"
+        return value_test if self.op == "eq" else f"({has_key}) AND {value_test}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,16 +181,28 @@ class SearchQuery:
     # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
     window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
 
+    def span_conditions(self) -> list[str]:
+        """The span-level filters this search has, as SQL conditions (SPAN_FILTERS, AttributeFilter)."""
+        given = {"service": self.service, "span_name": self.span_name, "provider": self.provider,
+                 "model": self.model, "prompt": self.prompt, "prompt_version": self.prompt_version,
+                 "span_kind": self.genai_kinds or self.otel_kinds}
+        return ([SPAN_FILTERS[name] for name, value in given.items() if value]
+                + [a.condition(i) for i, a in enumerate(self.attributes)])
+
     @property
     def span_filtered(self) -> bool:
-        return bool(self.service or self.span_name or self.provider or self.model or self.prompt
-                    or self.prompt_version or self.genai_kinds or self.otel_kinds or self.attributes)
+        return bool(self.span_conditions())
 
-    def sql(self, template: str) -> str:
-        """trace_search.sql with this query's direction and one condition per attribute filter."""
+    def span_sql(self, template: str) -> str:
+        """trace_search_spans.sql: the traces a span passing every span-level filter picks."""
+        return Template(template).substitute(span_filters="".join(f"\n  AND {c}" for c in self.span_conditions()))
+
+    def sql(self, template: str, span_template: str) -> str:
+        """trace_search.sql with this query's direction and span-level selection (none when
+        the search has no span-level filter)."""
         order_by, after_cursor = _ORDER_SQL[self.order]
-        filters = "".join(f"\n              AND {a.condition(i)}" for i, a in enumerate(self.attributes))
-        return Template(template).substitute(attribute_filters=filters, order_by=order_by, after_cursor=after_cursor)
+        span_traces = f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else ""
+        return Template(template).substitute(span_traces=span_traces, order_by=order_by, after_cursor=after_cursor)
 
     def parameters(self) -> dict[str, Any]:
         cursor_key, cursor_trace = self.cursor if self.cursor else (0, "")
@@ -187,11 +219,9 @@ class SearchQuery:
             "prompt_version": self.prompt_version,
             "session": self.session,
             "user": self.user,
-            "kinds_filtered": int(bool(self.genai_kinds or self.otel_kinds)),
             "genai_kinds": list(self.genai_kinds),
             "otel_kinds": list(self.otel_kinds),
             "status": self.status,
-            "span_filtered": int(self.span_filtered),
             "min_duration_ns": self.min_duration_ns,
             "max_duration_ns": self.max_duration_ns,
             "min_tokens": self.min_tokens,
@@ -382,7 +412,7 @@ class TraceStore:
         """Trace summaries in the query's order: the page (`query.limit` rows) and, when another
         page follows, its first row."""
         rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant},
-                                 query.sql(self._sql["trace_search"]))
+                                 query.sql(self._sql["trace_search"], self._sql["trace_search_spans"]))
         if rows:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,

@@ -12,10 +12,8 @@
 --    starting in it (first start < end, last start >= start).
 -- 2. Span-level filters (service, span name, span kind, provider, model, prompt and its
 --    version, attributes; all on the same span, as in Jaeger) select trace ids from the
---    spans table: its primary key starts with the service and span name, and each attribute
---    filter is spelled so the bloom filters on the attribute maps' keys and values skip
---    granules (the attribute_filters slot: one condition per filter, built by the store
---    from fixed fragments; keys and values stay bound parameters).
+--    spans table: the store puts `AND TraceId IN (<trace_search_spans.sql>)` in the
+--    span_traces slot when the search has any (and nothing when it has none).
 -- 3. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; totals (window sums, computed before the page is cut); then
 --    keyset pagination on (sort key, trace id): the order_by and after_cursor slots are
@@ -48,22 +46,7 @@ FROM (
     WHERE Tenant = {tenant:String}
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})
-      AND ({span_filtered:UInt8} = 0 OR TraceId IN (
-            SELECT TraceId
-            FROM ${db}.${table}
-            WHERE {span_filtered:UInt8} = 1
-              AND Tenant = {tenant:String}
-              AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
-              AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})
-              AND ({service:String} = '' OR ServiceName = {service:String})
-              AND ({span_name:String} = '' OR SpanName = {span_name:String})
-              AND ({provider:String} = '' OR GenAIProvider IN ({provider:String}, {provider_normalized:String}))
-              AND ({model:String} = '' OR GenAIRequestModel IN ({model:String}, {model_bare:String}) OR GenAIResponseModel IN ({model:String}, {model_bare:String}))
-              AND ({prompt:String} = '' OR GenAIPromptName = {prompt:String})
-              AND ({prompt_version:String} = '' OR GenAIPromptVersion = {prompt_version:String})
-              AND ({kinds_filtered:UInt8} = 0
-                   OR has({genai_kinds:Array(String)}, lower(toString(GenAISpanKind)))
-                   OR has({otel_kinds:Array(String)}, toString(SpanKind)))${attribute_filters}))
+      ${span_traces}
     GROUP BY TraceId
     HAVING min(Start) < fromUnixTimestamp64Nano({end_ns:Int64})
        AND max(LastSpanStart) >= fromUnixTimestamp64Nano({start_ns:Int64})
