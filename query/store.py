@@ -50,7 +50,7 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_search_spans", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+SQL_FILES = ("trace_search", "trace_search_spans", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow")
 
@@ -62,15 +62,25 @@ MAX_METRIC_POINTS = 100_000
 MAX_SCORES = 10_000
 
 
-def load_sql(name: str, database: str, table: str) -> str:
+def load_sql(name: str, database: str, table: str, **slots: str) -> str:
     """`sql/<name>.sql` with `${db}` and `${table}` (alias `${traces}`, the spans table, as in
     the exporter's migrations) filled: identifiers from validated config; `${genai_columns}`
-    is the stored GenAI columns' list."""
+    is the stored GenAI columns' list; `slots` fill a file's other placeholders (fixed SQL)."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
     # The search's per-query slots stay placeholders, filled by SearchQuery.sql().
-    slots = {slot: "${" + slot + "}" for slot in SEARCH_SQL_SLOTS}
+    deferred = {slot: "${" + slot + "}" for slot in SEARCH_SQL_SLOTS}
     return Template(text).substitute(db=database, table=table, traces=table,
-                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES), **slots)
+                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES), **deferred, **slots)
+
+
+def genai_metrics_sql(database: str, table: str) -> dict[str, str]:
+    """genai_metrics.sql over the usage rollup, and over the same rows computed from the spans
+    with their trace's user and session (`genai_metrics_by_trace`: grouped by user or session)."""
+    rollup = {"usage_rows": f"{database}.{table}_genai_usage_1m", "user_id": "''", "session_id": "''"}
+    spans = {"usage_rows": "(\n" + load_sql("genai_usage_spans", database, table) + ")",
+             "user_id": "toString(UserId)", "session_id": "toString(SessionId)"}
+    return {"genai_metrics": load_sql("genai_metrics", database, table, **rollup),
+            "genai_metrics_by_trace": load_sql("genai_metrics", database, table, **spans)}
 
 
 def bare_model(model: str) -> str:
@@ -280,7 +290,9 @@ MAX_NAMES = 100_000
 # ClickHouse DateTime (the rollup's Minute) ends at 2106-02-07T06:28:15Z.
 MAX_DATETIME_S = 2**32 - 1
 
-GROUP_DIMENSIONS = ("service", "provider", "model", "response_model", "prompt", "prompt_version")
+GROUP_DIMENSIONS = ("service", "provider", "model", "response_model", "prompt", "prompt_version", "user", "session")
+# Dimensions the usage rollup does not hold: grouped by one, the metrics read the spans.
+TRACE_DIMENSIONS = frozenset({"user", "session"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +310,13 @@ class MetricsQuery:
     prompt: str = ""
     prompt_version: str = ""
     max_rows: int = 200_000
+    # Grouped by user or session: the longest trace whose user a span in the range finds.
+    window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
+
+    @property
+    def by_trace(self) -> bool:
+        """Grouped by a dimension of the trace (user, session) that the usage rollup lacks."""
+        return bool(TRACE_DIMENSIONS.intersection(self.group_by))
 
     def parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -312,6 +331,7 @@ class MetricsQuery:
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,
             "max_rows": self.max_rows,
+            "window_ns": self.window_ns,
         }
         for dimension in GROUP_DIMENSIONS:
             params[f"by_{dimension}"] = 1 if dimension in self.group_by else 0
@@ -328,7 +348,7 @@ class TraceStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         db, table = config.database, config.traces_table_name
-        self._sql = {name: load_sql(name, db, table) for name in SQL_FILES}
+        self._sql = {name: load_sql(name, db, table) for name in SQL_FILES} | genai_metrics_sql(db, table)
 
     @property
     def config(self) -> QueryClickHouseConfig:
@@ -453,8 +473,10 @@ class TraceStore:
                                                  "tenant": tenant})
 
     async def genai_metrics(self, query: MetricsQuery, *, tenant: str) -> list[dict[str, Any]]:
-        """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
-        return await self._query("genai_metrics", {**query.parameters(), "tenant": tenant})
+        """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql): from
+        the usage rollup, or from the spans when grouped by user or session."""
+        return await self._query("genai_metrics_by_trace" if query.by_trace else "genai_metrics",
+                                 {**query.parameters(), "tenant": tenant})
 
     async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per session id with a turn starting in [start, end); see sql/sessions.sql."""

@@ -423,3 +423,142 @@ async def test_attribute_filters_use_the_skip_indexes(chdb_endpoint: str, built:
         assert f"Name: {index}" in plan, plan
     skipped = plan[plan.index("Name: <Combined skip indexes>"):]
     assert next(line for line in skipped if line.startswith("Granules:")).startswith("Granules: 0/"), plan
+
+
+# ------------------------------------------------------------------------------ every route is strict
+
+
+def _concrete(path: str) -> str:
+    return (path.replace("{trace_id}", "a1" * 16).replace("{name}", "p").replace("{name:path}", "p")
+            .replace("{service:path}", "svc").replace("{experiment_id}", "1").replace("{run_id}", "r1"))
+
+
+async def test_every_route_refuses_an_unknown_parameter_naming_it(api: httpx.AsyncClient) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    paths = [_concrete(p) for p, ops in doc["paths"].items() if "get" in ops]
+    assert len(paths) >= 15 and "/api/traces/{trace_id}" in doc["paths"]
+    for path in paths:
+        resp = await api.get(path, params={"bogus_param": "1"})
+        assert resp.status_code == 400, (path, resp.status_code, resp.text[:200])
+        body = resp.json()
+        if path.startswith("/api/v1/") or not path.startswith("/api/"):
+            assert body["error"]["parameter"] == "bogus_param", (path, body)
+            assert body["error"]["message"].startswith("bogus_param: unknown parameter"), body
+        else:  # Jaeger's routes answer in Jaeger's envelope
+            assert body["data"] is None and body["errors"][0]["code"] == 400, (path, body)
+            assert body["errors"][0]["msg"].startswith("bogus_param: unknown parameter"), body
+
+
+@pytest.mark.parametrize(("path", "params", "parameter"), [
+    ("/api/v1/metrics/genai", [("step", "60s"), ("step", "5m")], "step"),
+    ("/api/v1/sessions", [("user", "a"), ("user", "b")], "user"),
+    ("/api/v1/metrics/genai", [("groupby", "model")], "groupby"),
+    ("/api/v1/sessions", [("session", "s-1")], "session"),
+    ("/api/v1/prompts", [("name", "x")], "name"),
+    ("/healthz", [("verbose", "1")], "verbose"),
+])
+async def test_other_routes_name_the_unknown_or_repeated_parameter(
+        api: httpx.AsyncClient, path: str, params: list[tuple[str, str]], parameter: str) -> None:
+    assert_bad_param(await api.get(path, params=params), parameter)
+
+
+async def test_repeatable_parameters_stay_repeatable(api: httpx.AsyncClient) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params=[*DAY.items(), ("group_by", "model"), ("group_by", "service")])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["group_by"] == ["model", "service"]
+    resp = await api.get("/api/traces", params=[("traceID", "a1" * 16), ("traceID", "b2" * 16)])
+    assert resp.status_code == 200, resp.text
+
+
+async def test_grafana_s_and_the_jaeger_ui_s_parameters_are_taken(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    trace = built[1][0]
+    start_us, end_us = parse_time_ns(DAY["start"]) // 1000, parse_time_ns(DAY["end"]) // 1000
+    # What Grafana's Jaeger datasource sends for a search (lookback=custom, its time range,
+    # the tags as JSON) and for a trace with "time range for trace ID queries" on.
+    search = await api.get("/api/traces", params={
+        "service": trace.specs[0].service, "operation": "handle", "tags": '{"customer.tier":"gold"}',
+        "minDuration": "1ms", "maxDuration": "10s", "limit": "20", "start": str(start_us), "end": str(end_us),
+        "lookback": "custom"})
+    assert search.status_code == 200, search.text
+    one = await api.get(f"/api/traces/{trace.trace_id}", params={"start": str(start_us), "end": str(end_us)})
+    assert one.status_code == 200 and one.json()["data"][0]["traceID"] == trace.trace_id
+    bad = await api.get(f"/api/traces/{trace.trace_id}", params={"start": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["msg"].startswith("start:")
+    # the Jaeger UI: empty duration fields, spanKind on operations
+    ui = await api.get("/api/traces", params={"service": "batch", "lookback": "1h", "minDuration": "",
+                                              "maxDuration": "", "limit": "20"})
+    assert ui.status_code == 200, ui.text
+    ops = await api.get("/api/operations", params={"service": "batch", "spanKind": "server"})
+    assert ops.status_code == 200, ops.text
+
+
+async def test_the_explorer_page_takes_its_own_url_state(api: httpx.AsyncClient) -> None:
+    resp = await api.get("/", params={"since": "24h", "sort": "cost", "order": "asc", "attr.note": "contains:x",
+                                      "view": "traces", "anything": "1"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+
+
+# ------------------------------------------------------------------------------ metrics by user and session
+
+
+def _usage_by(traces: list[Built], column: str) -> dict[str, dict[str, Any]]:
+    """Per trace user (or session): the model calls' usage, as the rollup's definitions count it."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in traces:
+        group = out.setdefault(t.trace_value(column), {"requests": 0, "errors": 0, "input_tokens": 0,
+                                                       "output_tokens": 0, "total_tokens": 0,
+                                                       "cost": Decimal(0), "unpriced": 0, "duration": 0})
+        for s in t.specs:
+            if s.genai.get("GenAISpanKind") not in ("llm", "embedding"):
+                continue
+            group["requests"] += 1
+            group["errors"] += s.code == Status.STATUS_CODE_ERROR
+            group["input_tokens"] += s.genai.get("GenAIInputTokens") or 0
+            group["output_tokens"] += s.genai.get("GenAIOutputTokens") or 0
+            group["total_tokens"] += s.genai.get("GenAITotalTokens") or 0
+            group["cost"] += s.genai.get("GenAITotalCostUSD") or 0
+            group["unpriced"] += s.genai.get("GenAITotalCostUSD") is None
+            group["duration"] += s.duration_ns
+    return out
+
+
+@pytest.mark.parametrize(("dimension", "column"), [("user", "GenAIUserId"), ("session", "GenAISessionId")])
+async def test_metrics_group_by_the_trace_s_user_and_session(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]], dimension: str, column: str) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h", "group_by": dimension})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    want = _usage_by(built[1], column)
+    got = {s["group"][dimension]: s["totals"] for s in body["series"]}
+    assert set(got) == set(want) and len(want) == 3  # "" (not recorded) and two values
+    for value, usage in want.items():
+        t = got[value]
+        assert (t["requests"], t["errors"], t["input_tokens"], t["output_tokens"], t["total_tokens"],
+                t["unpriced_requests"]) == (usage["requests"], usage["errors"], usage["input_tokens"],
+                                            usage["output_tokens"], usage["total_tokens"], usage["unpriced"]), value
+        assert t["cost_usd"] == pytest.approx(float(usage["cost"]), rel=1e-12, abs=1e-15)
+        assert t["latency_ms"]["avg"] == pytest.approx(usage["duration"] / usage["requests"] / 1e6)
+        series = next(s for s in body["series"] if s["group"][dimension] == value)
+        assert sum(p["requests"] for p in series["points"]) == usage["requests"]
+    # the same grand total as the usage rollup's answer without the dimension
+    rollup = (await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h"})).json()["totals"]
+    totals = body["totals"]
+    for name in ("spans", "requests", "errors", "input_tokens", "output_tokens", "total_tokens", "unpriced_requests"):
+        assert totals[name] == rollup[name], name
+    assert totals["cost_usd"] == pytest.approx(rollup["cost_usd"], rel=1e-12)
+
+
+async def test_metrics_by_user_with_another_dimension_and_a_filter(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h", "group_by": "user,model",
+                                                          "model": "gpt-4o"})
+    assert resp.status_code == 200, resp.text
+    got = {(s["group"]["user"], s["group"]["model"]): s["totals"]["requests"] for s in resp.json()["series"]}
+    want: dict[tuple[str, str], int] = {}
+    for t in built[1]:
+        for s in t.specs:
+            if s.genai.get("GenAIRequestModel") == "gpt-4o":
+                key = (t.trace_value("GenAIUserId"), "gpt-4o")
+                want[key] = want.get(key, 0) + 1
+    assert got == want and len(want) > 1
