@@ -4,11 +4,15 @@ clickhouse-connect clients are synchronous and not safe for concurrent use, so e
 query thread opens its own client (lazily, with `open_client`) and keeps it in a
 thread-local. User input only ever reaches ClickHouse as server-side bound parameters
 (`{name:Type}` placeholders); the SQL text itself lives in `sql/*.sql`, where the only
-substitutions are the database and table identifiers from the validated config.
+substitutions are the database and table identifiers from the validated config and, for the
+trace search, fixed fragments chosen by which filters a search has (SPAN_FILTERS,
+AttributeFilter, the sort direction): the text depends on the shape of a search, never on a
+value in it.
 
 The trace list, sessions, GenAI metrics and prompt queries read the rollups the exporter's
 schema keeps (`<traces>_trace_rollup`, `<traces>_genai_usage_1m`, `<traces>_prompts`); only
-span-level search filters and single traces read the spans table.
+span-level search filters, metrics by user or session, and single traces read the spans
+table.
 """
 
 from __future__ import annotations
