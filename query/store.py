@@ -150,12 +150,15 @@ class AttributeFilter:
         """SQL text for the i-th filter: only fixed fragments and `{attr_*_i:Type}` placeholders.
 
         Either map may hold the key. Shaped for the skip indexes: `eq` tests the values only
-        (the values' bloom filters; a value found implies its key), the other tests are
-        preceded by "either map has the key" (the keys' bloom filters), which they imply."""
+        (the values' bloom filters; a value found implies its key), the other value tests are
+        preceded by "either map has the key" (the keys' bloom filters), which they imply.
+        `exists` reads the maps' `keys` subcolumns instead: no index applies to them, but they
+        are a fraction of the maps (whose values hold the messages), and a key found in many
+        granules made the bloom filter read whole maps for each (BENCHMARKS.md)."""
         k, v, n = f"{{attr_key_{i}:String}}", f"{{attr_value_{i}:String}}", f"{{attr_number_{i}:Float64}}"
-        has_key = " OR ".join(f"mapContains({m}, {k})" for m in _MAPS)
         if self.op == "exists":
-            return f"({has_key})"
+            return "(" + " OR ".join(f"has({m}.keys, {k})" for m in _MAPS) + ")"
+        has_key = " OR ".join(f"mapContains({m}, {k})" for m in _MAPS)
         tests = [ATTRIBUTE_TESTS[self.op].format(m=m, k=k, v=v, n=n) for m in _MAPS]
         if self.op in ("eq", "ne") and (self.op == "ne" or not self.value):
             tests = [f"(mapContains({m}, {k}) AND {t})" for m, t in zip(_MAPS, tests, strict=True)]
