@@ -1,13 +1,21 @@
-"""How fast the trace explorer's list opens over a day holding many spans.
+"""How fast the trace explorer's list opens, and trace search answers, over a day holding
+many spans.
 
-Starts an all-in-one (`deploy/config/bench.yaml`, embedded chDB) on one core, loads
-`--spans` spans of the bench's GenAI agent traffic over OTLP/HTTP (the same load generator
-as `run_all_in_one`, without its queryability wait), then measures on the other core:
+Starts an all-in-one (`deploy/config/bench.yaml`, embedded chDB) on one core, on free ports
+(so it can run beside another server), loads `--spans` spans of the bench's GenAI agent
+traffic over OTLP/HTTP (the same load generator as `run_all_in_one`, without its
+queryability wait), then measures on the other core:
 
 - the API: `GET /api/v1/traces` for the last 24 hours, 50 rows (what the list page asks
-  for), newest first, by cost, and newest first narrowed to one model, `--rounds` times each;
+  for), `--rounds` times each: every sort in both orders; the trace-level filters the
+  per-trace rollup answers (bounds, session, user); the span-level ones that read the spans
+  (model, span kind, attributes with each operator, a rare attribute value the bloom
+  filters skip to); and `GET /api/v1/metrics/genai` by model (the usage rollup) and by user
+  (the spans);
 - the page: headless Chromium (Debian's, through Playwright) opening `/?since=24h` until
   the first rows are in the table, `--rounds` times.
+
+The machine's load average is recorded before and after: other work on the machine shows.
 
     python -m tracehouse.bench.run_trace_list --spans 1000000 --json-out bench-results-trace-list.json
 """
@@ -29,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from tracehouse.bench.loadgen import DEFAULT_QUERY_URL, LoadConfig, report, run_load
+from tracehouse.bench.loadgen import LoadConfig, report, run_load
 from tracehouse.bench.run_all_in_one import (
     ServerInfo,
     cpu_model,
@@ -39,6 +47,7 @@ from tracehouse.bench.run_all_in_one import (
     stop_server,
     wait_ready,
 )
+from tracehouse.bench.tansu import free_port
 from tracehouse.bench.traffic import pregenerate
 
 CHUNK_SPANS = 100_000  # generated and sent a chunk at a time, so the bodies never all sit in memory
@@ -68,28 +77,83 @@ async def load(base: LoadConfig, spans: int, seed: int) -> int:
     return sent
 
 
-# What the list asks for: newest first, by cost, and narrowed by a span-level filter (which
-# picks its traces from the spans table before the per-trace rollup sums them).
-API_CASES = {"api_sort_time": {"sort": "time"}, "api_sort_cost": {"sort": "cost"},
-             "api_model_filter": {"sort": "time", "model": "gpt-4o-mini"}}
+# Search cases: (name, path, parameters). `{session}` and `{response_id}` are values taken
+# from the loaded data (discover()): a conversation id and one chat span's response id.
+API_CASES: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("sort_time", "/api/v1/traces", {"sort": "time"}),
+    ("sort_time_asc", "/api/v1/traces", {"sort": "time", "order": "asc"}),
+    ("sort_cost", "/api/v1/traces", {"sort": "cost"}),
+    ("sort_cost_asc", "/api/v1/traces", {"sort": "cost", "order": "asc"}),
+    ("sort_tokens", "/api/v1/traces", {"sort": "tokens"}),
+    ("sort_tokens_asc", "/api/v1/traces", {"sort": "tokens", "order": "asc"}),
+    ("sort_duration", "/api/v1/traces", {"sort": "duration"}),
+    ("sort_duration_asc", "/api/v1/traces", {"sort": "duration", "order": "asc"}),
+    # trace-level: the per-trace rollup
+    ("bounds_cost_tokens_duration", "/api/v1/traces",
+     {"min_cost_usd": "0.01", "max_tokens": "20000", "min_duration_ms": "5000", "sort": "cost"}),
+    ("session", "/api/v1/traces", {"session": "{session}"}),
+    ("user", "/api/v1/traces", {"user": "nobody"}),
+    ("status_error", "/api/v1/traces", {"status": "error"}),
+    # span-level: the spans table
+    ("model", "/api/v1/traces", {"model": "gpt-4o-mini"}),
+    ("span_kind_tool", "/api/v1/traces", {"span_kind": "tool"}),
+    ("service_and_kind", "/api/v1/traces", {"service": "support-agent", "span_kind": "llm"}),
+    ("attr_eq_rare", "/api/v1/traces", {"attr.gen_ai.response.id": "{response_id}"}),
+    ("attr_eq_common", "/api/v1/traces", {"attr.gen_ai.tool.name": "run_sql"}),
+    ("attr_ne", "/api/v1/traces", {"attr.gen_ai.tool.name": "ne:run_sql"}),
+    ("attr_gt", "/api/v1/traces", {"attr.gen_ai.usage.input_tokens": "gt:1800"}),
+    ("attr_exists_rare_key", "/api/v1/traces", {"attr.error.type": "exists"}),
+    ("attr_exists_missing_key", "/api/v1/traces", {"attr.no.such.key": "exists"}),
+    ("attr_contains", "/api/v1/traces", {"attr.gen_ai.data_source.id": "contains:catalog"}),
+    ("attr_contains_messages", "/api/v1/traces", {"attr.gen_ai.output.messages": "contains:refund"}),
+    ("attr_gt_and_kind_sorted_asc", "/api/v1/traces",
+     {"attr.gen_ai.usage.input_tokens": "gt:1800", "span_kind": "llm", "sort": "cost", "order": "asc"}),
+    # metrics: the usage rollup, and the spans (by user)
+    ("metrics_by_model", "/api/v1/metrics/genai", {"group_by": "model", "step": "1h"}),
+    ("metrics_by_user", "/api/v1/metrics/genai", {"group_by": "user", "step": "1h"}),
+    # (one series per conversation, and the bench's traces each have their own: narrowed to one
+    # service and model, or the day's series outgrow a response)
+    ("metrics_by_session", "/api/v1/metrics/genai",
+     {"group_by": "session", "step": "1d", "service": "sql-copilot", "model": "o3-mini"}),
+)
+
+
+def discover(client: httpx.Client, query_url: str, start: float, end: float) -> dict[str, str]:
+    """A session id and a chat span's response id from the loaded data."""
+    day = {"start": f"{start:.3f}", "end": f"{end:.3f}"}
+    sessions = client.get(f"{query_url}/api/v1/sessions", params={**day, "limit": 1}).json()["sessions"]
+    trace_id = client.get(f"{query_url}/api/v1/traces", params={**day, "limit": 1,
+                                                                 "span_kind": "llm"}).json()["traces"][0]["trace_id"]
+    spans = client.get(f"{query_url}/api/v1/traces/{trace_id}").json()["spans"]
+    response_id = next(s["attributes"]["gen_ai.response.id"] for s in spans if "gen_ai.response.id" in s["attributes"])
+    return {"session": sessions[0]["session_id"], "response_id": response_id}
+
+
+def _matched(body: dict[str, Any]) -> int:
+    if "totals" in body and isinstance(body["totals"], dict) and "traces" in body["totals"]:
+        return int(body["totals"]["traces"])
+    return len(body.get("series", []))
 
 
 def measure_api(query_url: str, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with httpx.Client(trust_env=False, timeout=60) as client:
-        for name, params in API_CASES.items():
+    with httpx.Client(trust_env=False, timeout=120) as client:
+        now = time.time()
+        values = discover(client, query_url, now - 86400, now)
+        for name, path, params in API_CASES:
+            filled = {k: v.format(**values) for k, v in params.items()}
             samples = []
             body: dict[str, Any] = {}
             for _ in range(rounds):
                 end = time.time()
+                day = {"start": f"{end - 86400:.3f}", "end": f"{end:.3f}"}
                 t0 = time.perf_counter()
-                response = client.get(f"{query_url}/api/v1/traces",
-                                      params={"start": f"{end - 86400:.3f}", "end": f"{end:.3f}", "limit": 50,
-                                              **params})
+                response = client.get(f"{query_url}{path}",
+                                      params={**day, **({"limit": 50} if path == "/api/v1/traces" else {}), **filled})
                 samples.append(time.perf_counter() - t0)
                 response.raise_for_status()
                 body = response.json()
-            out[name] = {**_ms(samples), "traces_matched": body["totals"]["traces"]}
+            out[f"api_{name}"] = {**_ms(samples), "matched": _matched(body)}
     return out
 
 
@@ -115,26 +179,36 @@ def measure_page(query_url: str, rounds: int) -> dict[str, Any]:
     return {"page_first_rows": _ms(samples)}
 
 
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cores, load_cores = split_cores(1)
     data_dir = tempfile.mkdtemp(prefix="tracehouse-bench-list-")
     info = ServerInfo(cmd=server_command(None, args.config), config=args.config, data_dir=data_dir,
                       cores=server_cores, loadgen_cores=load_cores)
     log_path = Path(data_dir) / "server.log"
-    env = dict(os.environ, TRACEHOUSE_CLICKHOUSE_DSN=f"chdb://{data_dir}/chdb")
+    query_port, http_port, grpc_port = free_port(), free_port(), free_port()
+    query_url = f"http://127.0.0.1:{query_port}"
+    env = dict(os.environ, TRACEHOUSE_CLICKHOUSE_DSN=f"chdb://{data_dir}/chdb", TRACEHOUSE_QUERY_PORT=str(query_port),
+               TRACEHOUSE_OTLP_HTTP_PORT=str(http_port), TRACEHOUSE_OTLP_GRPC_PORT=str(grpc_port))
+    load_before = _load_average()
     proc = start_server(info, env, log_path)
     try:
         os.sched_setaffinity(0, load_cores)
-        wait_ready(proc, args.query_url, 120, log_path)
-        base = LoadConfig(protocol="http", spans_per_request=500, concurrency=args.concurrency,
-                          query_url=args.query_url, skip_query=True, server_pid=proc.pid)
+        wait_ready(proc, query_url, 120, log_path)
+        base = LoadConfig(protocol="http", endpoint=f"http://127.0.0.1:{http_port}", spans_per_request=500,
+                          concurrency=args.concurrency, query_url=query_url, skip_query=True, server_pid=proc.pid)
         t0 = time.monotonic()
         spans = asyncio.run(load(base, args.spans, args.seed))
         load_s = time.monotonic() - t0
         time.sleep(5)  # let the last inserts' merges settle, as a user's day would have
-        figures = {"spans": spans, "load_s": round(load_s, 1), **measure_api(args.query_url, args.rounds),
-                   **measure_page(args.query_url, args.rounds), "rounds": args.rounds,
-                   "server_cores": server_cores, "cpu": cpu_model()}
+        load_loaded = _load_average()
+        figures = {"spans": spans, "load_s": round(load_s, 1), **measure_api(query_url, args.rounds),
+                   **measure_page(query_url, args.rounds), "rounds": args.rounds,
+                   "server_cores": server_cores, "cpu": cpu_model(),
+                   "load_average": {"before": load_before, "after_loading": load_loaded, "after": _load_average()}}
     finally:
         stop_server(proc, info, 60)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -148,7 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--config", default="deploy/config/bench.yaml")
-    parser.add_argument("--query-url", default=DEFAULT_QUERY_URL)
     parser.add_argument("--json-out")
     args = parser.parse_args(argv)
     figures = run(args)

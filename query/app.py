@@ -10,7 +10,7 @@ query/rows.py, the SQL in query/store.py and query/sql/.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tracehouse.extensions.health_check.health import HealthSource
 from tracehouse.query.access import OPEN, Access
@@ -28,6 +28,7 @@ from tracehouse.query.routes.sessions import sessions_router
 from tracehouse.query.routes.traces import traces_router
 from tracehouse.query.routes.ui import ui_router
 from tracehouse.query.store import TraceStore
+from tracehouse.query.strict import reject_unknown_parameters
 
 
 def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiConfig | None = None,
@@ -47,17 +48,23 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
     app.add_middleware(ReadBudgetMiddleware, budget=ReadBudget(
         cfg.max_concurrent_reads, cfg.max_concurrent_reads_per_client, cfg.read_queue_timeout,
         cfg.max_concurrent_trace_reads, cfg.max_concurrent_exports))
-    # The order of the routes is the order of the paths in /openapi.json.
-    app.include_router(health_router(health, access if cfg.metrics_auth else OPEN))
-    app.include_router(traces_router(store, cfg, access))
-    app.include_router(scores_router(store, access))
-    app.include_router(genai_metrics_router(store, cfg, access))
-    app.include_router(prompts_router(store, access))
-    app.include_router(sessions_router(store, cfg, access))
-    app.include_router(experiments_router(store, access))
-    # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
-    app.include_router(jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access))
-    # The trace explorer (query/ui/): a page over the routes above, not part of the API.
+    # The order of the routes is the order of the paths in /openapi.json. Every API route
+    # refuses query parameters it does not take (query/strict.py).
+    strict = [Depends(reject_unknown_parameters)]
+    for router in (
+        health_router(health, access if cfg.metrics_auth else OPEN),
+        traces_router(store, cfg, access),
+        scores_router(store, access),
+        genai_metrics_router(store, cfg, access),
+        prompts_router(store, access),
+        sessions_router(store, cfg, access),
+        experiments_router(store, access),
+        # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
+        jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access),
+    ):
+        app.include_router(router, dependencies=strict)
+    # The trace explorer (query/ui/): a page over the routes above, not part of the API; its
+    # own URL holds the UI's state, so it takes any parameter.
     app.include_router(ui_router())
     document_400_not_422(app)
     return app

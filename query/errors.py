@@ -71,7 +71,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
+        loc = [str(p) for p in first.get("loc", ())]
+        loc = loc[1:] if loc and loc[0] in ("query", "path", "body", "header") else loc
         parameter = loc[0] if loc else None
         message = str(first.get("msg", "invalid request"))
         return error_response(400, f"{parameter}: {message}" if parameter else message, parameter)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from tracehouse.query.errors import ApiError
 from tracehouse.query.models import SpanDetail
 from tracehouse.query.rows import span_from_row, span_json
 from tracehouse.query.store import SearchQuery, TraceStore, span_key
@@ -67,12 +68,25 @@ async def trace_id_pages(store: TraceStore, query: SearchQuery, limit: int | Non
     cursor, remaining = query.cursor, limit
     while remaining is None or remaining > 0:
         size = TRACES_PER_PAGE if remaining is None else min(TRACES_PER_PAGE, remaining)
+        # The search reads one row past the page when another page follows.
         rows = await store.search(dataclasses.replace(query, limit=size, cursor=cursor), tenant=tenant, with_labels=False)
-        yield [r["trace_id"] for r in rows]
-        if len(rows) < size:
+        yield [r["trace_id"] for r in rows[:size]]
+        if len(rows) <= size:
             return
-        cursor = (int(rows[-1]["sort_key"]), rows[-1]["trace_id"])
+        cursor = (int(rows[size - 1]["sort_key"]), rows[size - 1]["trace_id"])
         remaining = None if remaining is None else remaining - size
+
+
+def export_limit(values: list[str]) -> int | None:
+    """The export's `limit`: at most this many traces; None (every one) when not given."""
+    if not values or values == [""]:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"limit: given {len(values)} times; give it once", "limit")
+    text = values[0].strip()
+    if not text.isdigit() or len(text) > 19 or int(text) < 1:
+        raise ApiError(400, f"limit: expected a whole number of at least 1, got {values[0]!r}", "limit")
+    return int(text)
 
 
 async def span_batches(store: TraceStore, pages: AsyncIterator[list[str]], *,

@@ -98,6 +98,8 @@ class TraceSearchResponse(BaseModel):
     start: str = Field(description="Start of the searched range (inclusive), RFC 3339.")
     end: str = Field(description="End of the searched range (exclusive), RFC 3339.")
     limit: int
+    sort: str = Field(description="The sort key of the page: `time`, `cost`, `tokens` or `duration`.")
+    order: str = Field(description="`desc` (largest or newest first) or `asc`.")
 
 
 # ------------------------------------------------------------------------------ trace detail

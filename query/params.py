@@ -1,5 +1,6 @@
-"""Parsing the query API's parameters: times, search cursors, trace ids, attribute filters,
-metric steps and `group_by`. A bad value raises `ApiError(400, ..., parameter)` naming it."""
+"""Parsing the query API's parameters: times, search cursors, trace ids, metric steps and
+`group_by` (the trace search's own parameters are in query/search.py). A bad value raises
+`ApiError(400, ..., parameter)` naming it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from tracehouse.query.errors import ApiError
-from tracehouse.query.store import GROUP_DIMENSIONS, MAX_DATETIME_S
+from tracehouse.query.store import GROUP_DIMENSIONS, MAX_DATETIME_S, ORDERS, SORTS
 
 NS = 1_000_000_000  # nanoseconds per second
 # DateTime64(9) ends at 2262-04-11; nanoseconds since the epoch must fit an Int64.
@@ -23,7 +25,6 @@ MINUTE = 60  # seconds: the usage rollup's resolution
 # GenAI metrics: the default number of points, the most a response may have.
 DEFAULT_POINTS = 120
 MAX_POINTS = 10_000
-MAX_ATTRIBUTE_FILTERS = 32
 
 
 # ------------------------------------------------------------------------------ time
@@ -99,30 +100,44 @@ def parse_trace_id(text: str) -> str:
     return trace_id
 
 
-SORTS = ("time", "cost", "tokens", "duration")
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A decoded search cursor: the order it continues, the last row's (sort key, trace id)
+    and the searched range."""
+
+    sort: str
+    order: str
+    key: int
+    trace_id: str
+    start_ns: int
+    end_ns: int
 
 
-def encode_cursor(sort: str, key: int, trace_id: str, range_start_ns: int, range_end_ns: int) -> str:
-    """Opaque keyset position: the sort, the last row's (sort key, trace id) and the searched
-    range, so later pages keep the same order and range even when `end` defaulted to "now"."""
-    payload = {"v": 2, "o": sort, "k": key, "id": trace_id, "s": range_start_ns, "e": range_end_ns}
+def encode_cursor(cursor: Cursor) -> str:
+    """Opaque keyset position: the sort and its direction, the last row's (sort key, trace id)
+    and the searched range, so later pages keep the same order and range even when `end`
+    defaulted to "now"."""
+    payload = {"v": 3, "o": cursor.sort, "d": cursor.order, "k": cursor.key, "id": cursor.trace_id,
+               "s": cursor.start_ns, "e": cursor.end_ns}
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, int, str, int, int]:
-    """(sort, key, trace id, range start, range end); version 1 cursors are time-sorted."""
+def decode_cursor(cursor: str) -> Cursor:
+    """Version 1 cursors are newest-first, version 2 ones largest-first by their sort."""
     bad = ApiError(400, "cursor: not a cursor this API returned (pass `next_cursor` unchanged)", "cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError):
         raise bad from None
-    if not isinstance(data, dict) or data.get("v") not in (1, 2):
+    if not isinstance(data, dict) or data.get("v") not in (1, 2, 3):
         raise bad
-    sort = data.get("o", "time") if data["v"] == 2 else "time"
-    key, trace_id, s, e = data.get("k" if data["v"] == 2 else "t"), data.get("id"), data.get("s"), data.get("e")
-    if sort not in SORTS:
+    version = data["v"]
+    sort = data.get("o", "time") if version >= 2 else "time"
+    order = data.get("d") if version >= 3 else "desc"
+    key, trace_id, s, e = data.get("k" if version >= 2 else "t"), data.get("id"), data.get("s"), data.get("e")
+    if sort not in SORTS or order not in ORDERS:
         raise bad
     if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_NS for x in (s, e)):
         raise bad
@@ -130,21 +145,8 @@ def decode_cursor(cursor: str) -> tuple[str, int, str, int, int]:
         raise bad
     if not isinstance(trace_id, str) or not _TRACE_ID_RE.match(trace_id):
         raise bad
-    assert isinstance(s, int) and isinstance(e, int)
-    return sort, key, trace_id.lower(), s, e
-
-
-def parse_attributes(values: Sequence[str]) -> list[tuple[str, str]]:
-    """Repeated `attr=key=value` -> (key, value) pairs (everything after the first `=` is the value)."""
-    if len(values) > MAX_ATTRIBUTE_FILTERS:
-        raise ApiError(400, f"attr: at most {MAX_ATTRIBUTE_FILTERS} attribute filters", "attr")
-    pairs = []
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ApiError(400, f"attr: expected key=value, got {item!r}", "attr")
-        pairs.append((key.strip(), value))
-    return pairs
+    assert isinstance(s, int) and isinstance(e, int) and isinstance(sort, str) and isinstance(order, str)
+    return Cursor(sort, order, key, trace_id.lower(), s, e)
 
 
 # ------------------------------------------------------------------------------ GenAI metrics

@@ -4,11 +4,15 @@ clickhouse-connect clients are synchronous and not safe for concurrent use, so e
 query thread opens its own client (lazily, with `open_client`) and keeps it in a
 thread-local. User input only ever reaches ClickHouse as server-side bound parameters
 (`{name:Type}` placeholders); the SQL text itself lives in `sql/*.sql`, where the only
-substitutions are the database and table identifiers from the validated config.
+substitutions are the database and table identifiers from the validated config and, for the
+trace search, fixed fragments chosen by which filters a search has (SPAN_FILTERS,
+AttributeFilter, the sort direction): the text depends on the shape of a search, never on a
+value in it.
 
 The trace list, sessions, GenAI metrics and prompt queries read the rollups the exporter's
 schema keeps (`<traces>_trace_rollup`, `<traces>_genai_usage_1m`, `<traces>_prompts`); only
-span-level search filters and single traces read the spans table.
+span-level search filters, metrics by user or session, and single traces read the spans
+table.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_labels", "trace_spans", "genai_metrics", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+SQL_FILES = ("trace_search", "trace_search_spans", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
              "trace_genai_events")
@@ -78,13 +82,25 @@ MAX_SCORES = 10_000
 MAX_GENAI_EVENTS = 100_000
 
 
-def load_sql(name: str, database: str, table: str, logs: str = "otel_logs") -> str:
+def load_sql(name: str, database: str, table: str, logs: str = "otel_logs", **slots: str) -> str:
     """`sql/<name>.sql` with `${db}`, `${table}` (alias `${traces}`, the spans table, as in
     the exporter's migrations) and `${logs}` (the log records table) filled: identifiers from validated config; `${genai_columns}`
-    is the stored GenAI columns' list."""
+    is the stored GenAI columns' list; `slots` fill a file's other placeholders (fixed SQL)."""
     text = resources.files("tracehouse.query").joinpath("sql", f"{name}.sql").read_text()
+    # The search's per-query slots stay placeholders, filled by SearchQuery.sql().
+    deferred = {slot: "${" + slot + "}" for slot in SEARCH_SQL_SLOTS}
     return Template(text).substitute(db=database, table=table, traces=table, logs=logs,
-                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES))
+                                     genai_columns=",\n    ".join(GENAI_COLUMN_NAMES), **deferred, **slots)
+
+
+def genai_metrics_sql(database: str, table: str) -> dict[str, str]:
+    """genai_metrics.sql over the usage rollup, and over the same rows computed from the spans
+    with their trace's user and session (`genai_metrics_by_trace`: grouped by user or session)."""
+    rollup = {"usage_rows": f"{database}.{table}_genai_usage_1m", "user_id": "''", "session_id": "''"}
+    spans = {"usage_rows": "(\n" + load_sql("genai_usage_spans", database, table) + ")",
+             "user_id": "toString(UserId)", "session_id": "toString(SessionId)"}
+    return {"genai_metrics": load_sql("genai_metrics", database, table, **rollup),
+            "genai_metrics_by_trace": load_sql("genai_metrics", database, table, **spans)}
 
 
 def bare_model(model: str) -> str:
@@ -94,13 +110,86 @@ def bare_model(model: str) -> str:
     return rest if sep and rest and prefix.lower() in MODEL_PREFIX_PROVIDERS else model
 
 
+# Attribute filter operators (`attr.<key>=<op>:<value>`, query/search.py) -> the test on one
+# map's value `{m}[{k}]`. A missing key reads as '', which no test but `eq ''` passes (so
+# that one also asks for the key, as `ne` does).
+ATTRIBUTE_TESTS: dict[str, str] = {
+    "eq": "{m}[{k}] = {v}",
+    "ne": "{m}[{k}] != {v}",
+    "contains": "positionCaseInsensitiveUTF8({m}[{k}], {v}) > 0",
+    "gt": "toFloat64OrNull({m}[{k}]) > {n}",
+    "gte": "toFloat64OrNull({m}[{k}]) >= {n}",
+    "lt": "toFloat64OrNull({m}[{k}]) < {n}",
+    "lte": "toFloat64OrNull({m}[{k}]) <= {n}",
+    "exists": "",
+}
+NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+_MAPS = ("SpanAttributes", "ResourceAttributes")
+# Span-level filters of a search (trace_search_spans.sql) -> their condition, present only
+# when the filter is.
+SPAN_FILTERS: dict[str, str] = {
+    "service": "ServiceName = {service:String}",
+    "span_name": "SpanName = {span_name:String}",
+    "provider": "GenAIProvider IN ({provider:String}, {provider_normalized:String})",
+    "model": "(GenAIRequestModel IN ({model:String}, {model_bare:String}) "
+             "OR GenAIResponseModel IN ({model:String}, {model_bare:String}))",
+    "prompt": "GenAIPromptName = {prompt:String}",
+    "prompt_version": "GenAIPromptVersion = {prompt_version:String}",
+    "span_kind": "(has({genai_kinds:Array(String)}, lower(toString(GenAISpanKind))) "
+                 "OR has({otel_kinds:Array(String)}, toString(SpanKind)))",
+}
+SORTS = ("time", "cost", "tokens", "duration")
+ORDERS = ("desc", "asc")
+# Per direction: the page order and the keyset condition "after the cursor's row" (the
+# ascending order is the exact reverse of the descending one, ties included).
+_ORDER_SQL = {
+    "desc": ("sort_key DESC, trace_id ASC",
+             "(sort_key < {cursor_key:Int64} OR (sort_key = {cursor_key:Int64} AND trace_id > {cursor_trace_id:String}))"),
+    "asc": ("sort_key ASC, trace_id DESC",
+            "(sort_key > {cursor_key:Int64} OR (sort_key = {cursor_key:Int64} AND trace_id < {cursor_trace_id:String}))"),
+}
+# Placeholders of trace_search(_spans).sql filled per query (the rest when they are loaded).
+SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor")
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeFilter:
+    """One span-level attribute condition: the span attribute or the resource attribute
+    `key` passes `op` (ATTRIBUTE_TESTS) against `value` (a string) or `number`."""
+
+    key: str
+    op: str = "eq"
+    value: str = ""
+    number: float = 0.0
+
+    def condition(self, i: int) -> str:
+        """SQL text for the i-th filter: only fixed fragments and `{attr_*_i:Type}` placeholders.
+
+        Either map may hold the key. Shaped for the skip indexes: `eq` tests the values only
+        (the values' bloom filters; a value found implies its key), the other value tests are
+        preceded by "either map has the key" (the keys' bloom filters), which they imply.
+        `exists` reads the maps' `keys` subcolumns instead: no index applies to them, but they
+        are a fraction of the maps (whose values hold the messages), and a key found in many
+        granules made the bloom filter read whole maps for each (BENCHMARKS.md)."""
+        k, v, n = f"{{attr_key_{i}:String}}", f"{{attr_value_{i}:String}}", f"{{attr_number_{i}:Float64}}"
+        if self.op == "exists":
+            return "(" + " OR ".join(f"has({m}.keys, {k})" for m in _MAPS) + ")"
+        has_key = " OR ".join(f"mapContains({m}, {k})" for m in _MAPS)
+        tests = [ATTRIBUTE_TESTS[self.op].format(m=m, k=k, v=v, n=n) for m in _MAPS]
+        if self.op in ("eq", "ne") and (self.op == "ne" or not self.value):
+            tests = [f"(mapContains({m}, {k}) AND {t})" for m, t in zip(_MAPS, tests, strict=True)]
+        value_test = f"({' OR '.join(tests)})"
+        return value_test if self.op == "eq" else f"({has_key}) AND {value_test}"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """A validated trace search; empty strings / zero mean "no filter"."""
+    """A validated trace search (query/search.py parses one from a request's parameters);
+    empty strings / zero mean "no filter"."""
 
     start_ns: int
     end_ns: int
-    limit: int
+    limit: int  # traces per page
     service: str = ""
     span_name: str = ""
     status: str = ""
@@ -110,27 +199,48 @@ class SearchQuery:
     prompt_version: str = ""
     session: str = ""
     user: str = ""
+    genai_kinds: Sequence[str] = ()   # GenAI span kinds (llm, tool, ...), any of
+    otel_kinds: Sequence[str] = ()    # OTel SpanKind as stored (Server, Client, ...), any of
     min_duration_ns: int = 0
     max_duration_ns: int = INT64_MAX
     min_tokens: int = 0
     max_tokens: int = UINT64_MAX
     min_cost_usd: float = 0.0
     max_cost_usd: float = math.inf
-    attributes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    attributes: Sequence[AttributeFilter] = field(default_factory=tuple)
     scores: Sequence[ScoreFilter] = ()  # query/scores.py: the trace has such a score
-    sort: str = "time"  # time | cost | tokens | duration, largest first
+    sort: str = "time"  # time | cost | tokens | duration
+    order: str = "desc"  # desc: largest (newest) first; asc: the reverse
     cursor: tuple[int, str] | None = None  # (sort key, trace_id) of the last row shown
     # Longest trace the list sums whole when it crosses the range's edges (trace_search.sql).
     window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
 
+    def span_conditions(self) -> list[str]:
+        """The span-level filters this search has, as SQL conditions (SPAN_FILTERS, AttributeFilter)."""
+        given = {"service": self.service, "span_name": self.span_name, "provider": self.provider,
+                 "model": self.model, "prompt": self.prompt, "prompt_version": self.prompt_version,
+                 "span_kind": self.genai_kinds or self.otel_kinds}
+        return ([SPAN_FILTERS[name] for name, value in given.items() if value]
+                + [a.condition(i) for i, a in enumerate(self.attributes)])
+
     @property
     def span_filtered(self) -> bool:
-        return bool(self.service or self.span_name or self.provider or self.model or self.prompt
-                    or self.prompt_version or self.session or self.user or self.attributes)
+        return bool(self.span_conditions())
+
+    def span_sql(self, template: str) -> str:
+        """trace_search_spans.sql: the traces a span passing every span-level filter picks."""
+        return Template(template).substitute(span_filters="".join(f"\n  AND {c}" for c in self.span_conditions()))
+
+    def sql(self, template: str, span_template: str) -> str:
+        """trace_search.sql with this query's direction and span-level selection (none when
+        the search has no span-level filter)."""
+        order_by, after_cursor = _ORDER_SQL[self.order]
+        span_traces = f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else ""
+        return Template(template).substitute(span_traces=span_traces, order_by=order_by, after_cursor=after_cursor)
 
     def parameters(self) -> dict[str, Any]:
         cursor_key, cursor_trace = self.cursor if self.cursor else (0, "")
-        return {
+        params = {
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "service": self.service,
@@ -143,10 +253,9 @@ class SearchQuery:
             "prompt_version": self.prompt_version,
             "session": self.session,
             "user": self.user,
-            "attr_keys": [k for k, _ in self.attributes],
-            "attr_values": [v for _, v in self.attributes],
+            "genai_kinds": list(self.genai_kinds),
+            "otel_kinds": list(self.otel_kinds),
             "status": self.status,
-            "span_filtered": int(self.span_filtered),
             "min_duration_ns": self.min_duration_ns,
             "max_duration_ns": self.max_duration_ns,
             "min_tokens": self.min_tokens,
@@ -155,15 +264,23 @@ class SearchQuery:
             "max_cost_usd": min(float(self.max_cost_usd), sys.float_info.max),
             "window_ns": self.window_ns,
             "sort": self.sort,
+            "unpriced_key": INT64_MAX if self.order == "asc" else -1,
             "has_cursor": 1 if self.cursor else 0,
             "cursor_key": cursor_key,
             "cursor_trace_id": cursor_trace,
-            "limit": self.limit,
+            "limit": self.limit + 1,  # one more than the page: whether another page follows
             "score_names": [f.name for f in self.scores],
             "score_ops": [f.op for f in self.scores],
             "score_numbers": [f.number for f in self.scores],
             "score_texts": [f.text for f in self.scores],
         }
+        for i, a in enumerate(self.attributes):
+            params[f"attr_key_{i}"] = a.key
+            if a.op in NUMERIC_OPERATORS:
+                params[f"attr_number_{i}"] = a.number
+            elif a.op != "exists":
+                params[f"attr_value_{i}"] = a.value
+        return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +318,9 @@ MAX_NAMES = 100_000
 # ClickHouse DateTime (the rollup's Minute) ends at 2106-02-07T06:28:15Z.
 MAX_DATETIME_S = 2**32 - 1
 
-GROUP_DIMENSIONS = ("service", "provider", "model", "response_model", "prompt", "prompt_version")
+GROUP_DIMENSIONS = ("service", "provider", "model", "response_model", "prompt", "prompt_version", "user", "session")
+# Dimensions the usage rollup does not hold: grouped by one, the metrics read the spans.
+TRACE_DIMENSIONS = frozenset({"user", "session"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +338,13 @@ class MetricsQuery:
     prompt: str = ""
     prompt_version: str = ""
     max_rows: int = 200_000
+    # Grouped by user or session: the longest trace whose user a span in the range finds.
+    window_ns: int = int(MAX_TRACE_DURATION_S * 1_000_000_000)
+
+    @property
+    def by_trace(self) -> bool:
+        """Grouped by a dimension of the trace (user, session) that the usage rollup lacks."""
+        return bool(TRACE_DIMENSIONS.intersection(self.group_by))
 
     def parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -233,6 +359,7 @@ class MetricsQuery:
             "prompt": self.prompt,
             "prompt_version": self.prompt_version,
             "max_rows": self.max_rows,
+            "window_ns": self.window_ns,
         }
         for dimension in GROUP_DIMENSIONS:
             params[f"by_{dimension}"] = 1 if dimension in self.group_by else 0
@@ -249,7 +376,7 @@ class TraceStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         db, table = config.database, config.traces_table_name
-        self._sql = {name: load_sql(name, db, table, config.logs_table_name) for name in SQL_FILES}
+        self._sql = {name: load_sql(name, db, table, config.logs_table_name) for name in SQL_FILES} | genai_metrics_sql(db, table)
 
     @property
     def config(self) -> QueryClickHouseConfig:
@@ -269,12 +396,12 @@ class TraceStore:
                 self._clients.append(client)
         return client
 
-    def _run(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _run(self, name: str, parameters: Mapping[str, Any], sql: str | None = None) -> list[dict[str, Any]]:
         """On a query thread: rows as dicts (built here, not on the event loop: a trace of
-        100k spans takes a while)."""
+        100k spans takes a while). `sql`: the text when it is built per query (else sql/<name>.sql)."""
         t0 = time.perf_counter()
         try:
-            result = self._client().query(self._sql[name], parameters=dict(parameters))
+            result = self._client().query(sql or self._sql[name], parameters=dict(parameters))
         except Exception as exc:
             log.warning("query failed", query=name, error=str(exc))
             raise StoreError(_short_error(exc)) from exc
@@ -283,13 +410,13 @@ class TraceStore:
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
-    async def _query(self, name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def _query(self, name: str, parameters: Mapping[str, Any], sql: str | None = None) -> list[dict[str, Any]]:
         executor = self._executor
         if executor is None:
             raise StoreError("the query API is shutting down")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, self._run, name, parameters)
+            return await loop.run_in_executor(executor, self._run, name, parameters, sql)
         except RuntimeError as exc:  # executor shut down between the check and the submit
             raise StoreError("the query API is shutting down") from exc
 
@@ -330,9 +457,11 @@ class TraceStore:
     # Every read names its tenant (keyword-only, never defaulted): rows of other tenants
     # are never read.
     async def search(self, query: SearchQuery, *, tenant: str, with_labels: bool = True) -> list[dict[str, Any]]:
-        """Trace summaries in the query's order; at most `query.limit` rows. Without labels, no
-        root name, services or models (an export pages through trace ids only)."""
-        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant})
+        """Trace summaries in the query's order: the page (`query.limit` rows) and, when another
+        page follows, its first row. Without labels, no root name, services or models (an
+        export pages through trace ids only)."""
+        rows = await self._query("trace_search", {**query.parameters(), "tenant": tenant},
+                                 query.sql(self._sql["trace_search"], self._sql["trace_search_spans"]))
         if rows and with_labels:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
@@ -381,8 +510,10 @@ class TraceStore:
                                                  "after_ns": after_ns, "after_span_id": after_span_id})
 
     async def genai_metrics(self, query: MetricsQuery, *, tenant: str) -> list[dict[str, Any]]:
-        """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql)."""
-        return await self._query("genai_metrics", {**query.parameters(), "tenant": tenant})
+        """Usage points, per-group totals and the grand total (see sql/genai_metrics.sql): from
+        the usage rollup, or from the spans when grouped by user or session."""
+        return await self._query("genai_metrics_by_trace" if query.by_trace else "genai_metrics",
+                                 {**query.parameters(), "tenant": tenant})
 
     async def sessions(self, start_ns: int, end_ns: int, user: str, limit: int, *, tenant: str) -> list[dict[str, Any]]:
         """One row per session id with a turn starting in [start, end); see sql/sessions.sql."""

@@ -66,7 +66,8 @@ class JaegerRoute(APIRoute):
             except RequestValidationError as exc:
                 errors = exc.errors()
                 first = errors[0] if errors else {}
-                loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
+                loc = [str(p) for p in first.get("loc", ())]
+                loc = loc[1:] if loc and loc[0] in ("query", "path", "body", "header") else loc
                 message = str(first.get("msg", "invalid request"))
                 return jaeger_error(400, f"{loc[0]}: {message}" if loc else message)
             except StarletteHTTPException as exc:

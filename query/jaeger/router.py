@@ -168,8 +168,16 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, acce
     async def jaeger_get_trace(
         principal: Annotated[Principal, Depends(access.read)],
         trace_id: Annotated[str, Path(description="Up to 32 hex digits, any case (shorter ids are left-padded).")],
+        start: Annotated[str | None, Query(
+            description="Microseconds since the epoch, as Grafana sends with its \"time range for trace ID "
+                        "queries\" option. Checked, not needed: the trace-id lookup table bounds the read, and "
+                        "the trace is returned whole.")] = None,
+        end: Annotated[str | None, Query(description="Microseconds since the epoch; as `start`.")] = None,
     ) -> JSONResponse:
         """Every span of the trace, once each, ordered by start time."""
+        for value, name in ((start, "start"), (end, "end")):
+            if value:
+                parse_micros(value, name)
         tid = parse_trace_id(trace_id, "traceID")
         rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
         if not rows:

@@ -51,7 +51,8 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
         group_by: Annotated[list[str] | None, Query(
             description="Comma-separated (or repeated) dimensions: " + ", ".join(f"`{d}`" for d in GROUP_DIMENSIONS)
                         + ". `model` is the request model, else the response model; `prompt` the prompt "
-                          "name. Default: one series.")] = None,
+                          "name; `user` and `session` the span's trace's (read from the spans, not the "
+                          "rollup: slower over long ranges). Default: one series.")] = None,
         service: Annotated[str | None, Query(description="Only this service.name.")] = None,
         provider: Annotated[str | None, Query(description="Only this GenAI provider (e.g. `openai`).")] = None,
         model: Annotated[str | None, Query(description="Only calls whose request or response model is this.")] = None,
@@ -66,8 +67,8 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
         score_name: Annotated[str | None, Query(description="With `scores`: only scores of this name.")] = None,
     ) -> GenAIMetricsResponse:
         """Requests, errors, tokens, cost and model-call latency over time, read from the
-        per-minute usage rollup (never the spans table). Only buckets with data are returned.
-        With `scores=true`, the scores too."""
+        per-minute usage rollup (from the spans when grouped by `user` or `session`, which the
+        rollup does not hold). Only buckets with data are returned. With `scores=true`, the scores too."""
         start_ns, end_ns = parse_range(start, end, lookback_ns)
         step_s = parse_step(step) if step is not None else default_step(end_ns - start_ns)
         dimensions = parse_group_by(group_by or [])
@@ -80,7 +81,7 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
         query = MetricsQuery(start_s=start_s, end_s=end_s, step_s=step_s, group_by=dimensions,
                              service=service or "", provider=provider or "", model=model or "",
                              prompt=prompt or "", prompt_version=prompt_version or "",
-                             max_rows=MAX_METRIC_ROWS + 1)
+                             max_rows=MAX_METRIC_ROWS + 1, window_ns=int(settings.max_trace_duration * NS))
         rows, score_rows = await asyncio.gather(
             store.genai_metrics(query, tenant=principal.tenant),
             store.score_rollup(query, score_name or "", tenant=principal.tenant) if scores else _nothing())

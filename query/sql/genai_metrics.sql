@@ -10,9 +10,14 @@
 -- A dimension not asked for in `group_by` becomes the constant '' (ClickHouse folds the
 -- `if` on a constant parameter), so the SQL text never depends on user input. `start_s`
 -- and `end_s` are multiples of `step_s` (the API aligns them), so every bucket is whole.
+--
+-- The usage_rows slot is the rollup table, whose rows know no user or session (user_id and
+-- session_id are then ''). Grouped by user or session, the store loads this file a second
+-- time with the rollup's rows computed from the spans instead (genai_usage_spans.sql).
 SELECT
     grouping(bucket_s) AS all_buckets,
-    grouping(g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version) != 0 AS all_groups,
+    grouping(g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version, g_user, g_session) != 0
+        AS all_groups,
     bucket_s,
     g_service,
     g_provider,
@@ -20,6 +25,8 @@ SELECT
     g_response_model,
     g_prompt,
     g_prompt_version,
+    g_user,
+    g_session,
     sum(Spans) AS spans,
     sum(Requests) AS requests,
     sum(Errors) AS errors,
@@ -46,8 +53,10 @@ FROM
         if({by_model:UInt8}, if(RequestModel != '', toString(RequestModel), toString(ResponseModel)), '') AS g_model,
         if({by_response_model:UInt8}, toString(ResponseModel), '') AS g_response_model,
         if({by_prompt:UInt8}, toString(PromptName), '') AS g_prompt,
-        if({by_prompt_version:UInt8}, toString(PromptVersion), '') AS g_prompt_version
-    FROM ${db}.${traces}_genai_usage_1m
+        if({by_prompt_version:UInt8}, toString(PromptVersion), '') AS g_prompt_version,
+        if({by_user:UInt8}, ${user_id}, '') AS g_user,
+        if({by_session:UInt8}, ${session_id}, '') AS g_session
+    FROM ${usage_rows}
     WHERE Tenant = {tenant:String}
       AND Minute >= toDateTime({start_s:UInt32})
       AND Minute < toDateTime({end_s:UInt32})
@@ -58,11 +67,11 @@ FROM
       AND ({prompt_version:String} = '' OR PromptVersion = {prompt_version:String})
 )
 GROUP BY GROUPING SETS (
-    (bucket_s, g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version),
-    (g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version),
+    (bucket_s, g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version, g_user, g_session),
+    (g_service, g_provider, g_model, g_response_model, g_prompt, g_prompt_version, g_user, g_session),
     ()
 )
 -- Totals first, so a response cut at `max_rows` (the API then refuses it) still has them.
 ORDER BY all_groups DESC, all_buckets DESC, g_service, g_provider, g_model, g_response_model, g_prompt,
-         g_prompt_version, bucket_s
+         g_prompt_version, g_user, g_session, bucket_s
 LIMIT {max_rows:UInt32}

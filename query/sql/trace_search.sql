@@ -10,14 +10,17 @@
 --    `max_trace_duration`); a longer trace over the range's edge is summed from the part
 --    inside the window. Merged per trace, a trace is in the range when it has a span
 --    starting in it (first start < end, last start >= start).
--- 2. Span-level filters (service, span name, provider, model, prompt and its version,
---    session, user, attributes; all on the same span, as in Jaeger) select trace ids from the spans
---    table: its primary key starts with the service and span name.
+-- 2. Span-level filters (service, span name, span kind, provider, model, prompt and its
+--    version, attributes; all on the same span, as in Jaeger) select trace ids from the
+--    spans table: the store puts `AND TraceId IN (<trace_search_spans.sql>)` in the
+--    span_traces slot when the search has any (and nothing when it has none).
 --    Score filters select trace ids from the scores table (migration 008).
--- 3. Trace-level filters; totals (window sums, computed before the page is cut); then
---    keyset pagination on (sort key, trace id): largest first (newest, costliest, most
---    tokens, longest), ties by trace id ascending. Costs sort in integer nano-dollars and a
---    trace without any as -1, so the key is exact and unpriced traces come last.
+-- 3. Trace-level filters (status, session, user, the duration, token and cost bounds) on
+--    the merged rollup row; totals (window sums, computed before the page is cut); then
+--    keyset pagination on (sort key, trace id): the order_by and after_cursor slots are
+--    the direction's (descending: largest first, ties by trace id ascending; ascending: the
+--    exact reverse). Costs sort in integer nano-dollars; a trace without any cost takes
+--    `unpriced_key` (-1 descending, the largest Int64 ascending), so it comes last both ways.
 SELECT
     *,
     count() OVER () AS matched_traces,
@@ -36,7 +39,7 @@ FROM (
         sum(TotalTokens) AS total_tokens,
         ifNull(total_tokens, ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens,
         toFloat64(sum(TotalCostUSD)) AS total_cost_usd,
-        multiIf({sort:String} = 'cost', toInt64(round(ifNull(total_cost_usd, -1e-9) * 1e9)),
+        multiIf({sort:String} = 'cost', ifNull(toInt64(round(total_cost_usd * 1e9)), {unpriced_key:Int64}),
                 {sort:String} = 'tokens', toInt64(tokens),
                 {sort:String} = 'duration', toInt64(duration_ns),
                 toInt64(start_ns)) AS sort_key
@@ -44,25 +47,7 @@ FROM (
     WHERE Tenant = {tenant:String}
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})
-      AND ({span_filtered:UInt8} = 0 OR TraceId IN (
-            SELECT TraceId
-            FROM ${db}.${table}
-            WHERE {span_filtered:UInt8} = 1
-              AND Tenant = {tenant:String}
-              AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
-              AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})
-              AND ({service:String} = '' OR ServiceName = {service:String})
-              AND ({span_name:String} = '' OR SpanName = {span_name:String})
-              AND ({provider:String} = '' OR GenAIProvider IN ({provider:String}, {provider_normalized:String}))
-              AND ({model:String} = '' OR GenAIRequestModel IN ({model:String}, {model_bare:String}) OR GenAIResponseModel IN ({model:String}, {model_bare:String}))
-              AND ({prompt:String} = '' OR GenAIPromptName = {prompt:String})
-              AND ({prompt_version:String} = '' OR GenAIPromptVersion = {prompt_version:String})
-              AND ({session:String} = '' OR GenAISessionId = {session:String})
-              AND ({user:String} = '' OR GenAIUserId = {user:String})
-              AND arrayAll(
-                    (k, v) -> (mapContains(SpanAttributes, k) AND SpanAttributes[k] = v)
-                           OR (mapContains(ResourceAttributes, k) AND ResourceAttributes[k] = v),
-                    {attr_keys:Array(String)}, {attr_values:Array(String)})))
+      ${span_traces}
       -- Score filters (`score=name>=x`, query/scores.py): the trace has a live score passing
       -- each one. A score row sets the bit of every filter it passes; the trace needs them all.
       AND (empty({score_names:Array(String)}) OR TraceId IN (
@@ -90,13 +75,13 @@ FROM (
             OR ({status:String} = 'error' AND error_count > 0)
             OR ({status:String} = 'ok' AND error_count = 0)
             OR ({status:String} = 'unset' AND sum(StatusSetSpans) = 0))
+       AND ({session:String} = '' OR max(SessionId) = {session:String})
+       AND ({user:String} = '' OR max(UserId) = {user:String})
        AND duration_ns BETWEEN {min_duration_ns:Int64} AND {max_duration_ns:Int64}
        AND tokens BETWEEN {min_tokens:UInt64} AND {max_tokens:UInt64}
        AND ({min_cost_usd:Float64} = 0 OR ifNull(total_cost_usd, 0) >= {min_cost_usd:Float64})
        AND ifNull(total_cost_usd, 0) <= {max_cost_usd:Float64}
 )
-QUALIFY {has_cursor:UInt8} = 0
-   OR sort_key < {cursor_key:Int64}
-   OR (sort_key = {cursor_key:Int64} AND trace_id > {cursor_trace_id:String})
-ORDER BY sort_key DESC, trace_id ASC
+QUALIFY {has_cursor:UInt8} = 0 OR ${after_cursor}
+ORDER BY ${order_by}
 LIMIT {limit:UInt32}

@@ -171,13 +171,49 @@ const RANGES = [["15m", 15 * 60], ["1h", 3600], ["6h", 6 * 3600], ["24h", 86400]
 const TEXT_FILTERS = [
   ["service", "service"], ["provider", "provider"], ["model", "model"], ["session", "session"],
   ["user", "user"], ["prompt", "prompt"], ["prompt_version", "prompt version"], ["span_name", "span name"],
-  ["attr", "attribute key=value"],
   ["min_cost_usd", "min cost $"], ["max_cost_usd", "max cost $"], ["min_tokens", "min tokens"],
   ["max_tokens", "max tokens"], ["min_duration_ms", "min duration ms"], ["max_duration_ms", "max duration ms"],
 ];
-const SORTS = [["time", "newest"], ["cost", "costliest"], ["tokens", "most tokens"], ["duration", "longest"]];
-const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "score", "status", "sort", "cursor", "limit"];
+const SORTS = [["time", "time"], ["cost", "cost"], ["tokens", "tokens"], ["duration", "duration"]];
+const ORDERS = [["desc", "↓ newest / largest first"], ["asc", "↑ oldest / smallest first"]];
+// The GenAI span kinds, then OpenTelemetry's (the API tells them apart by name).
+const SPAN_KINDS = ["agent", "chain", "llm", "embedding", "tool", "retriever", "reranker", "guardrail",
+                    "evaluator", "workflow", "task", "prompt", "memory"];
+const OTEL_KINDS = ["server", "client", "internal", "producer", "consumer"];
+// Attribute filters: `attr.<key>=<op>:<value>` in the URL and the API (query/README.md).
+const ATTR_OPS = [["eq", "="], ["ne", "≠"], ["contains", "contains"], ["gt", ">"], ["gte", "≥"], ["lt", "<"],
+                  ["lte", "≤"], ["exists", "exists"]];
+const ATTR_PREFIX = "attr.";
+const API_FILTERS = [...TEXT_FILTERS.map(([name]) => name), "attr", "score", "status", "span_kind", "sort", "order",
+                     "cursor", "limit"];
 const SCORE_COLUMNS = 6; // score names shown as columns of the trace list, at most
+
+/** The URL's attribute filters as [key, op, value] rows (the older `attr=key=value` too). */
+function attrFilters(p) {
+  const rows = [];
+  for (const [name, value] of p) {
+    if (name === "attr") {
+      const at = value.indexOf("=");
+      if (at > 0) rows.push([value.slice(0, at), "eq", value.slice(at + 1)]);
+    } else if (name.startsWith(ATTR_PREFIX) && name.length > ATTR_PREFIX.length) {
+      const key = name.slice(ATTR_PREFIX.length);
+      const colon = value.indexOf(":");
+      const op = colon > 0 ? value.slice(0, colon) : "";
+      if (value === "exists") rows.push([key, "exists", ""]);
+      else if (ATTR_OPS.some(([o]) => o === op)) rows.push([key, op, value.slice(colon + 1)]);
+      else rows.push([key, "eq", value]);
+    }
+  }
+  return rows;
+}
+
+/** One attribute filter as the API's parameter value; `eq:` only where the value needs it. */
+function attrValue(op, value) {
+  if (op === "exists") return "exists";
+  if (op !== "eq") return `${op}:${value}`;
+  const looksLikeOp = value === "exists" || ATTR_OPS.some(([o]) => value.startsWith(`${o}:`));
+  return looksLikeOp ? `eq:${value}` : value;
+}
 
 /** The preset range `since` (or `fallback`) as unix seconds ending now. */
 function rangeParams(p, fallback = "24h") {
@@ -200,6 +236,7 @@ function searchQuery(p) {
   for (const name of API_FILTERS) {
     for (const value of p.getAll(name)) if (value !== "") q.append(name, value);
   }
+  for (const [name, value] of p) if (name.startsWith(ATTR_PREFIX)) q.append(name, value);
   if (p.get("start") || p.get("end")) {
     if (p.get("start")) q.set("start", p.get("start"));
     if (p.get("end")) q.set("end", p.get("end"));
@@ -231,20 +268,38 @@ function filterForm(p) {
       el("option", { value, selected: (p.get("status") || "") === value, text: label })));
   const sort = el("select", { name: "sort", "aria-label": "sort" },
     SORTS.map(([value, label]) => el("option", { value, selected: (p.get("sort") || "time") === value, text: label })));
+  const order = el("select", { name: "order", "aria-label": "order" },
+    ORDERS.map(([value, label]) => el("option", { value, selected: (p.get("order") || "desc") === value, text: label })));
+  const kind = el("select", { name: "span_kind", "aria-label": "span kind" },
+    el("option", { value: "", text: "any kind" }),
+    el("optgroup", { label: "GenAI" }, SPAN_KINDS.map((k) => el("option", { value: k, selected: p.get("span_kind") === k, text: k }))),
+    el("optgroup", { label: "OpenTelemetry" }, OTEL_KINDS.map((k) => el("option", { value: k, selected: p.get("span_kind") === k, text: k }))));
   const inputs = TEXT_FILTERS.map(([name, label]) =>
     el("label", {}, label, el("input", { name, value: p.get(name) || "", autocomplete: "off" })));
+  // One row per attribute filter in the URL, and an empty one to add another.
+  const attrRow = ([key, op, value]) => el("fieldset", { class: "attr-filter" },
+    el("label", {}, "attribute", el("input", { name: "attr_key", value: key, autocomplete: "off", placeholder: "key" })),
+    el("label", {}, "operator", el("select", { name: "attr_op", "aria-label": "attribute operator" },
+      ATTR_OPS.map(([o, label]) => el("option", { value: o, selected: o === op, text: label })))),
+    el("label", {}, "value", el("input", { name: "attr_value", value, autocomplete: "off" })));
+  const attrs = [...attrFilters(p), ["", "eq", ""]].map(attrRow);
   // Score filters (`helpfulness>=0.8`, `verdict=pass`): one input per filter in the URL, and an empty one.
   const scoreInputs = [...p.getAll("score"), ""].map((value, i) => el("label", {}, i ? "and score" : "score",
     el("input", { name: "score", value, autocomplete: "off", placeholder: "name>=0.8", "data-testid": "score-filter" })));
   const form = el("form", { class: "filters", role: "search" },
     el("label", {}, "time range", since), el("label", {}, "from", from), el("label", {}, "to", to),
-    el("label", {}, "sort", sort), el("label", {}, "status", status), inputs, scoreInputs,
+    el("label", {}, "sort", sort), el("label", {}, "order", order), el("label", {}, "status", status),
+    el("label", {}, "span kind", kind), inputs, attrs, scoreInputs,
     el("button", { type: "submit", text: "Search" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
-    for (const [name, value] of new FormData(form)) {
-      if (value === "") continue;
+    const data = new FormData(form);
+    const [keys, ops, values] = [data.getAll("attr_key"), data.getAll("attr_op"), data.getAll("attr_value")];
+    keys.forEach((key, i) => { if (key.trim()) next.append(`${ATTR_PREFIX}${key.trim()}`, attrValue(ops[i], values[i])); });
+    for (const [name, value] of data) {
+      if (value === "" || name.startsWith("attr_")) continue;
+      if (name === "order" && value === "desc") continue;  // the default: kept out of the URL
       // An absolute range (either end) wins over the preset; the URL keeps unix seconds.
       if (name === "from" || name === "to") next.set(name === "from" ? "start" : "end", String(Date.parse(value) / 1000));
       else next.append(name, value);
@@ -295,8 +350,9 @@ async function renderTraces(p) {
   if (data.next_cursor) {
     const next = params();
     next.set("cursor", data.next_cursor);
+    const older = (p.get("sort") || "time") === "time" && (p.get("order") || "desc") === "desc";
     results.append(el("div", { class: "pager" },
-      el("button", { type: "button", text: "Older traces →", onclick: () => navigate(next) })));
+      el("button", { type: "button", text: older ? "Older traces →" : "Next page →", onclick: () => navigate(next) })));
   }
 }
 

@@ -275,6 +275,38 @@ def test_sorting_by_cost_orders_the_rows_as_the_api_and_totals_cover_the_filtere
                             f"{totals['output_tokens']:,} output tokens"), shown
 
 
+def test_sorting_ascending_with_an_attribute_operator_orders_the_rows_as_the_api_and_the_url_holds_it(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, ids = explorer
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    page.select_option('select[name="sort"]', "tokens")
+    page.select_option('select[name="order"]', "asc")
+    page.fill('input[name="attr_key"]', "gen_ai.usage.input_tokens")
+    page.select_option('select[name="attr_op"]', "gt")
+    page.fill('input[name="attr_value"]', "50")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?*order=asc*")
+    assert "attr.gen_ai.usage.input_tokens=gt%3A50" in page.url and "sort=tokens" in page.url
+    api = _api(aio, "/api/v1/traces?sort=tokens&order=asc&attr.gen_ai.usage.input_tokens=gt:50&limit=50")["traces"]
+    page.wait_for_function("first => document.querySelector('table.traces tbody tr')?.dataset.traceId === first",
+                           arg=api[0]["trace_id"])
+    listed = _listed(page)
+    assert listed == [t["trace_id"] for t in api]
+    # numbers compare as numbers: 1,200 and 60 input tokens pass, 40 and 5 do not
+    assert ids["agent"] in listed and ids["turn2"] in listed and ids["turn1"] not in listed
+    tokens = [t["total_tokens"] if t["total_tokens"] is not None else (t["input_tokens"] or 0) + (t["output_tokens"] or 0)
+              for t in api]
+    assert tokens == sorted(tokens) and tokens[0] < tokens[-1], "fewest tokens first"
+
+    page.reload()  # the URL holds the sort, the order and the filter
+    assert _listed(page) == listed
+    assert page.input_value('select[name="order"]') == "asc"
+    assert page.input_value('input[name="attr_key"] >> nth=0') == "gen_ai.usage.input_tokens"
+    assert page.input_value('select[name="attr_op"] >> nth=0') == "gt"
+    assert page.input_value('input[name="attr_value"] >> nth=0') == "50"
+
+
 def test_clicking_a_trace_opens_its_waterfall_in_parent_order(
         explorer: tuple[AllInOne, dict[str, str]], page: Any, tmp_path: Path) -> None:
     aio, ids = explorer

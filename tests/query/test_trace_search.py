@@ -1,0 +1,564 @@
+"""Trace search that answers questions: every sort both ways, bounds, attribute operators,
+span kinds, session and user, over hand-built traces written by the real exporter into
+chDB. Every expectation is computed here from the specs the traces were built from (an
+independent computation, not the API's answers); strictness of parameters on every route.
+
+The GenAI columns are set as the GenAI processors would leave them (no SDK emits them)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from test_query_api import FakeHost, SpanSpec, assert_bad_param, build_batch, make_store, seed
+from tracehouse.query.app import create_app
+from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.params import parse_time_ns
+from tracehouse.query.search import parse_search
+from tracehouse.query.store import AttributeFilter, SearchQuery
+from tracehouse.core.pdata import key_values
+from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse.columns import attrs_to_map
+
+NS = 10**9
+DAY = {"start": "2026-02-03T00:00:00Z", "end": "2026-02-04T00:00:00Z"}
+T0 = parse_time_ns("2026-02-03T09:00:00Z")
+TRACES = 41
+OTEL_KIND = {Span.SPAN_KIND_SERVER: "server", Span.SPAN_KIND_INTERNAL: "internal", Span.SPAN_KIND_CLIENT: "client"}
+
+
+@dataclass
+class Built:
+    trace_id: str
+    specs: list[SpanSpec]
+
+    @property
+    def start(self) -> int:
+        return min(s.start_ns for s in self.specs)
+
+    @property
+    def duration(self) -> int:
+        return max(s.start_ns + s.duration_ns for s in self.specs) - self.start
+
+    def _sum(self, column: str) -> Any:
+        values = [s.genai[column] for s in self.specs if s.genai.get(column) is not None]
+        return sum(values) if values else None
+
+    @property
+    def tokens(self) -> int:
+        total = self._sum("GenAITotalTokens")
+        return total if total is not None else (self._sum("GenAIInputTokens") or 0) + (self._sum("GenAIOutputTokens") or 0)
+
+    @property
+    def cost(self) -> Decimal | None:
+        return self._sum("GenAITotalCostUSD")
+
+    def trace_value(self, column: str) -> str:
+        """The trace's session or user as the rollup keeps it: the greatest of its spans'."""
+        return max((s.genai.get(column, "") for s in self.specs), default="")
+
+
+def _trace(rng: random.Random, n: int) -> Built:
+    """A root (server or internal) with an LLM call (priced, unpriced, or no usage at all), a
+    tool and sometimes a retriever; attributes drawn so every operator has hits and misses."""
+    trace_id = f"{n + 1:04x}" + uuid.UUID(int=rng.getrandbits(128)).hex[4:]
+    start = T0 + n * 60 * NS + rng.randint(0, 59) * NS
+    service = rng.choice(["shop-api", "support-bot", "batch"])
+    # Durations, token counts and costs repeat across traces, so ties are broken by trace id.
+    duration = rng.choice([50, 120, 120, 900, 4000]) * 1_000_000
+    kind = rng.choice([Span.SPAN_KIND_SERVER, Span.SPAN_KIND_INTERNAL])
+    root = SpanSpec(service, trace_id, f"{n + 1:04x}000000000001", "", "handle", start, duration, kind=kind,
+                    attrs={"http.status_code": rng.choice([200, 404, 500, 1000]),
+                           "customer.tier": rng.choice(["gold", "silver", "Gold"]),
+                           "ratio": rng.choice([0.25, 0.3, -5, 12.5])},
+                    genai={"GenAISpanKind": "agent"})
+    llm_attrs: dict[str, Any] = {"note": rng.choice(["Refund requested", "all good", "REFUND denied", "n/a"])}
+    if rng.random() < 0.5:
+        llm_attrs["customer.tier"] = rng.choice(["gold", "bronze"])
+    genai: dict[str, Any] = {"GenAISpanKind": rng.choice(["llm", "llm", "embedding"]),
+                             "GenAIRequestModel": rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                             "GenAISessionId": rng.choice(["", "s-1", "s-2"]),
+                             "GenAIUserId": rng.choice(["", "ana", "bo"])}
+    usage = rng.random()
+    if usage < 0.7:  # usage reported; priced three times in four
+        genai.update(GenAIInputTokens=rng.choice([10, 100, 100]), GenAIOutputTokens=rng.choice([5, 50]))
+        if rng.random() < 0.5:
+            genai["GenAITotalTokens"] = genai["GenAIInputTokens"] + genai["GenAIOutputTokens"] + 7
+        if rng.random() < 0.75:
+            genai["GenAITotalCostUSD"] = Decimal(rng.choice([1, 25, 25, 400])) / Decimal(10**6)
+    llm = SpanSpec("llm-gateway", trace_id, f"{n + 1:04x}000000000002", root.span_id, "chat", start + 1_000_000,
+                   duration // 2, kind=Span.SPAN_KIND_CLIENT, attrs=llm_attrs, genai=genai,
+                   code=Status.STATUS_CODE_ERROR if rng.random() < 0.2 else Status.STATUS_CODE_UNSET)
+    tool = SpanSpec(service, trace_id, f"{n + 1:04x}000000000003", root.span_id, "tool", start + 2_000_000,
+                    duration // 4, attrs={"tool.name": rng.choice(["search", "sql"])},
+                    genai={"GenAISpanKind": "tool"})
+    specs = [root, llm, tool]
+    if rng.random() < 0.3:
+        specs.append(SpanSpec(service, trace_id, f"{n + 1:04x}000000000004", tool.span_id, "retrieve",
+                              start + 3_000_000, 1_000_000, attrs={"docs": 3},
+                              genai={"GenAISpanKind": "retriever"}))
+    return Built(trace_id, specs)
+
+
+@pytest.fixture(scope="module")
+def built(chdb_endpoint: str) -> tuple[str, list[Built]]:
+    database = f"ts_{uuid.uuid4().hex[:12]}"
+    rng = random.Random(20260203)
+    traces = [_trace(rng, n) for n in range(TRACES)]
+    # Two exports, so the rollup holds partial rows that every query must merge.
+    specs = [s for t in traces for s in t.specs]
+    asyncio.run(seed(chdb_endpoint, database, [build_batch(specs[::2]), build_batch(specs[1::2])]))
+    return database, traces
+
+
+@pytest.fixture
+async def api(built: tuple[str, list[Built]], chdb_endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
+    store = make_store(chdb_endpoint, built[0])
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
+        yield client
+    await store.close()
+
+
+async def search(api: httpx.AsyncClient, params: Any = ()) -> dict[str, Any]:
+    items = list(params.items()) if isinstance(params, dict) else list(params)
+    items += [(k, v) for k, v in DAY.items() if k not in {name for name, _ in items}]
+    resp = await api.get("/api/v1/traces", params=items)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [t["trace_id"] for t in body["traces"]]
+
+
+INT64_MAX = 2**63 - 1
+
+
+def sort_key(t: Built, sort: str, order: str) -> int:
+    if sort == "cost":
+        cost = t.cost
+        return (INT64_MAX if order == "asc" else -1) if cost is None else round(float(cost) * 1e9)
+    return {"tokens": t.tokens, "duration": t.duration, "time": t.start}[sort]
+
+
+def expected_order(traces: list[Built], sort: str, order: str) -> list[str]:
+    """Descending: largest first, ties by trace id; ascending: the reverse (unpriced last both ways)."""
+    if order == "desc":
+        return [t.trace_id for t in sorted(traces, key=lambda t: (-sort_key(t, sort, order), t.trace_id))]
+    by_id_desc = sorted(traces, key=lambda t: t.trace_id, reverse=True)
+    return [t.trace_id for t in sorted(by_id_desc, key=lambda t: sort_key(t, sort, order))]
+
+
+async def walk(api: httpx.AsyncClient, params: dict[str, Any], limit: int) -> tuple[list[str], list[Any]]:
+    seen: list[str] = []
+    totals = []
+    cursor = None
+    for _ in range(100):
+        body = await search(api, {**params, "limit": limit, **({"cursor": cursor} if cursor else {})})
+        assert len(body["traces"]) <= limit
+        seen += ids(body)
+        totals.append(body["totals"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen, totals
+    raise AssertionError("more than 100 pages")
+
+
+# ------------------------------------------------------------------------------ sorting
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("sort", ["time", "cost", "tokens", "duration"])
+async def test_every_sort_pages_through_every_trace_once_in_both_orders(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]], sort: str, order: str) -> None:
+    traces = built[1]
+    seen, totals = await walk(api, {"sort": sort, "order": order}, limit=6)
+    assert seen == expected_order(traces, sort, order)
+    assert len(seen) == len(set(seen)) == TRACES
+    assert all(t == totals[0] for t in totals) and totals[0]["traces"] == TRACES
+    # ties exist, so the tie order is tested
+    assert len({sort_key(t, sort, order) for t in traces}) < TRACES or sort == "time"
+
+
+async def test_ascending_is_the_reverse_of_descending_with_unpriced_traces_last_both_ways(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    desc, _ = await walk(api, {"sort": "cost"}, limit=50)
+    asc, _ = await walk(api, {"sort": "cost", "order": "asc"}, limit=50)
+    unpriced = {t.trace_id for t in built[1] if t.cost is None}
+    assert 3 < len(unpriced) < TRACES - 3
+    assert set(desc[-len(unpriced):]) == set(asc[-len(unpriced):]) == unpriced
+    assert desc[:-len(unpriced)] == asc[:-len(unpriced)][::-1]
+    body = await search(api, {"sort": "duration", "order": "asc", "limit": 3})
+    assert (body["sort"], body["order"]) == ("duration", "asc")
+
+
+async def test_a_cursor_continues_only_its_sort_and_order(api: httpx.AsyncClient) -> None:
+    cursor = (await search(api, {"sort": "tokens", "order": "asc", "limit": 2}))["next_cursor"]
+    for params in ({"sort": "tokens"}, {"sort": "tokens", "order": "desc"}, {"sort": "cost", "order": "asc"}):
+        resp = await api.get("/api/v1/traces", params={**DAY, **params, "cursor": cursor})
+        assert_bad_param(resp, "cursor")
+        assert "sorted by tokens ascending" in resp.json()["error"]["message"]
+    ok = await search(api, {"sort": "tokens", "order": "asc", "cursor": cursor, "limit": 2})
+    assert len(ok["traces"]) == 2
+
+
+async def test_a_filtered_walk_in_both_orders_matches_the_filter(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    params = {"min_tokens": 60, "max_cost_usd": 0.0001, "sort": "tokens"}
+    keep = [t for t in built[1] if t.tokens >= 60 and float(t.cost or 0) <= 0.0001]
+    assert 3 < len(keep) < TRACES
+    for order in ("desc", "asc"):
+        seen, totals = await walk(api, {**params, "order": order}, limit=4)
+        assert seen == expected_order(keep, "tokens", order)
+        assert totals[0]["traces"] == len(keep)
+
+
+# ------------------------------------------------------------------------------ bounds
+
+
+@pytest.mark.parametrize(("params", "keep"), [
+    ({"min_cost_usd": 0.0001}, lambda t: float(t.cost or 0) >= 0.0001),
+    ({"max_cost_usd": 0.00003}, lambda t: float(t.cost or 0) <= 0.00003),
+    ({"min_cost_usd": 0.000002, "max_cost_usd": 0.00003}, lambda t: 0.000002 <= float(t.cost or 0) <= 0.00003),
+    ({"min_tokens": 100, "max_tokens": 155}, lambda t: 100 <= t.tokens <= 155),
+    ({"max_tokens": 0}, lambda t: t.tokens == 0),
+    ({"min_duration_ms": 120, "max_duration_ms": 900}, lambda t: 120e6 <= t.duration <= 900e6),
+    ({"max_duration_ms": 120}, lambda t: t.duration <= 120e6),
+])
+async def test_lower_and_upper_bounds(api: httpx.AsyncClient, built: tuple[str, list[Built]], params: dict[str, Any],
+                                      keep: Callable[[Built], bool]) -> None:
+    want = [t for t in built[1] if keep(t)]
+    assert 0 < len(want) < TRACES, params
+    assert ids(await search(api, {**params, "limit": 100})) == expected_order(want, "time", "desc")
+
+
+@pytest.mark.parametrize(("params", "parameter"), [
+    ({"min_cost_usd": 0.5, "max_cost_usd": 0.1}, "max_cost_usd"),
+    ({"min_tokens": 5, "max_tokens": 4}, "max_tokens"),
+    ({"min_duration_ms": 2, "max_duration_ms": 1}, "max_duration_ms"),
+    ({"min_cost_usd": "-0.1"}, "min_cost_usd"),
+    ({"max_cost_usd": "1e999"}, "max_cost_usd"),
+    ({"max_tokens": "12.5"}, "max_tokens"),
+    ({"max_tokens": "abc"}, "max_tokens"),
+    ({"min_duration_ms": "0x10"}, "min_duration_ms"),
+    ({"order": "up"}, "order"),
+    ({"sort": "price"}, "sort"),
+    ({"span_kind": "robot"}, "span_kind"),
+    ({"span_kind": "llm,robot"}, "span_kind"),
+    ({"attr.": "x"}, "attr."),
+    ({"attr.http.status_code": "gt:many"}, "attr.http.status_code"),
+    ({"attr.ratio": "lte:nan"}, "attr.ratio"),
+    ({"attr.note": "contains:"}, "attr.note"),
+    ({"modle": "gpt-4o"}, "modle"),
+    ({"min_cost": 1}, "min_cost"),
+])
+async def test_malformed_or_unknown_search_parameters_are_400(
+        api: httpx.AsyncClient, params: dict[str, Any], parameter: str) -> None:
+    resp = await api.get("/api/v1/traces", params={**DAY, **params})
+    assert_bad_param(resp, parameter)
+    assert resp.json()["error"]["message"].startswith(f"{parameter}:")
+
+
+async def test_a_single_valued_parameter_given_twice_is_400_and_a_repeatable_one_is_not(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    resp = await api.get("/api/v1/traces", params=[*DAY.items(), ("sort", "cost"), ("sort", "time")])
+    assert_bad_param(resp, "sort")
+    assert "more than once" in resp.json()["error"]["message"]
+    # two conditions on one attribute: a range
+    both = await search(api, [("attr.ratio", "gt:0"), ("attr.ratio", "lt:1"), ("limit", 100)])
+    want = [t for t in built[1] if t.specs[0].attrs["ratio"] in (0.25, 0.3)]
+    assert 0 < len(want) < TRACES and ids(both) == expected_order(want, "time", "desc")
+
+
+# ------------------------------------------------------------------------------ attributes and span kinds
+
+
+def stored(attrs: dict[str, Any]) -> dict[str, str]:
+    """Attribute values as the exporter stores them (strings, the Collector's encoding)."""
+    return attrs_to_map(key_values(attrs))
+
+
+def _holds(values: dict[str, str], f: AttributeFilter) -> bool:
+    if f.key not in values:
+        return False
+    value = values[f.key]
+    if f.op in ("gt", "gte", "lt", "lte"):
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return {"gt": number > f.number, "gte": number >= f.number, "lt": number < f.number,
+                "lte": number <= f.number}[f.op]
+    return {"eq": value == f.value, "ne": value != f.value, "contains": f.value.lower() in value.lower(),
+            "exists": True}[f.op]
+
+
+def span_passes(span: SpanSpec, filters: list[AttributeFilter], kinds: tuple[str, ...] = ()) -> bool:
+    resource = {"service.name": span.service, "deployment.environment": "test"}
+    genai_kind = span.genai.get("GenAISpanKind", "")
+    if kinds and genai_kind not in kinds and OTEL_KIND.get(span.kind, "") not in kinds:
+        return False
+    return all(_holds(stored(span.attrs), f) or _holds(resource, f) for f in filters)
+
+
+def matching(traces: list[Built], filters: list[AttributeFilter], kinds: tuple[str, ...] = ()) -> list[Built]:
+    return [t for t in traces if any(span_passes(s, filters, kinds) for s in t.specs)]
+
+
+@pytest.mark.parametrize(("params", "filters"), [
+    ({"attr.customer.tier": "gold"}, [AttributeFilter("customer.tier", "eq", "gold")]),
+    ({"attr.customer.tier": "eq:Gold"}, [AttributeFilter("customer.tier", "eq", "Gold")]),
+    ({"attr.customer.tier": "ne:gold"}, [AttributeFilter("customer.tier", "ne", "gold")]),
+    ({"attr.note": "contains:refund"}, [AttributeFilter("note", "contains", "refund")]),
+    ({"attr.note": "contains:ReFuNd d"}, [AttributeFilter("note", "contains", "ReFuNd d")]),
+    # numbers compare as numbers: "1000" > "500" although "1000" < "500" as text
+    ({"attr.http.status_code": "gt:500"}, [AttributeFilter("http.status_code", "gt", number=500)]),
+    ({"attr.http.status_code": "gte:500"}, [AttributeFilter("http.status_code", "gte", number=500)]),
+    ({"attr.http.status_code": "lt:404"}, [AttributeFilter("http.status_code", "lt", number=404)]),
+    ({"attr.ratio": "lte:0.25"}, [AttributeFilter("ratio", "lte", number=0.25)]),
+    ({"attr.ratio": "lt:-1"}, [AttributeFilter("ratio", "lt", number=-1)]),
+    ({"attr.ratio": "gt:1e1"}, [AttributeFilter("ratio", "gt", number=10)]),
+    ({"attr.docs": "exists"}, [AttributeFilter("docs", "exists")]),
+    ({"attr.note": "gt:1"}, [AttributeFilter("note", "gt", number=1)]),  # text is never a number
+    # resource attributes
+    ({"attr.service.name": "batch"}, [AttributeFilter("service.name", "eq", "batch")]),
+    ({"attr.deployment.environment": "exists"}, [AttributeFilter("deployment.environment", "exists")]),
+    # every filter on the same span: the LLM span's tier, or the root's
+    ({"attr.customer.tier": "gold", "attr.note": "contains:refund"},
+     [AttributeFilter("customer.tier", "eq", "gold"), AttributeFilter("note", "contains", "refund")]),
+    ({"attr.customer.tier": "gold", "attr.http.status_code": "gte:500"},
+     [AttributeFilter("customer.tier", "eq", "gold"), AttributeFilter("http.status_code", "gte", number=500)]),
+    # the older form still works, with the newer one
+    ({"attr": "customer.tier=silver", "attr.ratio": "gt:0"},
+     [AttributeFilter("customer.tier", "eq", "silver"), AttributeFilter("ratio", "gt", number=0)]),
+])
+async def test_attribute_operators(api: httpx.AsyncClient, built: tuple[str, list[Built]], params: dict[str, Any],
+                                   filters: list[AttributeFilter]) -> None:
+    want = matching(built[1], filters)
+    if filters[0].key != "note" or filters[0].op != "gt":
+        assert 0 < len(want) < TRACES or params.get("attr.deployment.environment"), params
+    assert ids(await search(api, {**params, "limit": 100})) == expected_order(want, "time", "desc")
+
+
+async def test_attribute_values_with_operator_words_are_compared_whole(api: httpx.AsyncClient) -> None:
+    # a value starting with an unknown word and a colon is a plain value; `eq:` escapes a known one
+    for value in ("nope:gold", "eq:gt:5", "eq:exists"):
+        assert ids(await search(api, {"attr.customer.tier": value})) == []
+
+
+@pytest.mark.parametrize(("span_kind", "kinds"), [
+    ("llm", ("llm",)), ("chat", ("llm",)), ("LLM", ("llm",)), ("tool", ("tool",)), ("retriever", ("retriever",)),
+    ("embedding", ("embedding",)), ("agent", ("agent",)), ("server", ("server",)), ("client", ("client",)),
+    ("retriever,embedding", ("retriever", "embedding")), ("retriever, server", ("retriever", "server")),
+])
+async def test_span_kind(api: httpx.AsyncClient, built: tuple[str, list[Built]], span_kind: str,
+                         kinds: tuple[str, ...]) -> None:
+    want = matching(built[1], [], kinds)
+    assert want and (len(want) < TRACES or kinds in (("llm",), ("tool",), ("agent",), ("client",)))
+    assert ids(await search(api, {"span_kind": span_kind, "limit": 100})) == expected_order(want, "time", "desc")
+
+
+async def test_span_kind_and_attributes_hold_on_the_same_span(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    # the root has a tier and is an agent; the LLM span sometimes has one
+    llm_gold = matching(built[1], [AttributeFilter("customer.tier", "eq", "gold")], ("llm",))
+    agent_gold = matching(built[1], [AttributeFilter("customer.tier", "eq", "gold")], ("agent",))
+    assert llm_gold != agent_gold and llm_gold and agent_gold
+    assert ids(await search(api, {"span_kind": "llm", "attr.customer.tier": "gold", "limit": 100})) == \
+        expected_order(llm_gold, "time", "desc")
+    assert ids(await search(api, {"span_kind": "agent", "attr.customer.tier": "gold", "limit": 100})) == \
+        expected_order(agent_gold, "time", "desc")
+
+
+async def test_session_and_user_are_the_trace_s(api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    # Only the LLM span carries them: the trace is found by its session and user all the same.
+    for params, keep in (({"session": "s-1"}, lambda t: t.trace_value("GenAISessionId") == "s-1"),
+                         ({"user": "bo"}, lambda t: t.trace_value("GenAIUserId") == "bo"),
+                         ({"session": "s-2", "user": "ana"},
+                          lambda t: (t.trace_value("GenAISessionId"), t.trace_value("GenAIUserId")) == ("s-2", "ana"))):
+        want = [t for t in built[1] if keep(t)]
+        assert 0 < len(want) < TRACES
+        assert ids(await search(api, {**params, "limit": 100})) == expected_order(want, "time", "desc")
+    sessions = (await api.get("/api/v1/sessions", params=DAY)).json()["sessions"]
+    s1 = next(s for s in sessions if s["session_id"] == "s-1")
+    assert s1["turns"] == (await search(api, {"session": "s-1"}))["totals"]["traces"]
+
+
+def test_parse_search_returns_the_typed_search() -> None:
+    query = parse_search([("start", "1000"), ("end", "2000"), ("sort", "cost"), ("order", "asc"),
+                          ("attr.http.status_code", "gte:500"), ("attr.note", "contains:x"), ("attr", "a=b"),
+                          ("span_kind", "chat,server"), ("max_tokens", "10"), ("limit", "5"), ("format", "csv")])
+    assert isinstance(query, SearchQuery)
+    assert (query.start_ns, query.end_ns, query.sort, query.order, query.limit) == (1000 * NS, 2000 * NS, "cost", "asc", 5)
+    assert list(query.attributes) == [AttributeFilter("a", "eq", "b"), AttributeFilter("http.status_code", "gte", number=500),
+                                      AttributeFilter("note", "contains", "x")]
+    assert (query.genai_kinds, query.otel_kinds, query.max_tokens) == (("llm",), ("Server",), 10)
+
+
+async def test_attribute_filters_use_the_skip_indexes(chdb_endpoint: str, built: tuple[str, list[Built]]) -> None:
+    """The store's SQL for attribute filters lets the bloom filters on both maps' keys (value
+    tests) and values (equality) skip granules; with a value no span has, every granule."""
+    store = make_store(chdb_endpoint, built[0])
+    query = parse_search([*DAY.items(), ("attr.customer.tier", "platinum"), ("attr.http.status_code", "gt:5")])
+    sql = query.span_sql(store._sql["trace_search_spans"])
+    await store.close()
+    client = open_client(chdb_endpoint)
+    try:
+        plan = [r[0].strip() for r in client.query("EXPLAIN indexes = 1 " + sql,
+                                                   parameters={**query.parameters(), "tenant": ""}).result_rows]
+    finally:
+        client.close()
+    for index in ("idx_span_attr_key", "idx_span_attr_value", "idx_res_attr_key", "idx_res_attr_value"):
+        assert f"Name: {index}" in plan, plan
+    skipped = plan[plan.index("Name: <Combined skip indexes>"):]
+    assert next(line for line in skipped if line.startswith("Granules:")).startswith("Granules: 0/"), plan
+
+
+# ------------------------------------------------------------------------------ every route is strict
+
+
+def _concrete(path: str) -> str:
+    return (path.replace("{trace_id}", "a1" * 16).replace("{name}", "p").replace("{name:path}", "p")
+            .replace("{service:path}", "svc").replace("{experiment_id}", "1").replace("{run_id}", "r1"))
+
+
+async def test_every_route_refuses_an_unknown_parameter_naming_it(api: httpx.AsyncClient) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    paths = [_concrete(p) for p, ops in doc["paths"].items() if "get" in ops]
+    assert len(paths) >= 15 and "/api/traces/{trace_id}" in doc["paths"]
+    for path in paths:
+        resp = await api.get(path, params={"bogus_param": "1"})
+        assert resp.status_code == 400, (path, resp.status_code, resp.text[:200])
+        body = resp.json()
+        if path.startswith("/api/v1/") or not path.startswith("/api/"):
+            assert body["error"]["parameter"] == "bogus_param", (path, body)
+            assert body["error"]["message"].startswith("bogus_param: unknown parameter"), body
+        else:  # Jaeger's routes answer in Jaeger's envelope
+            assert body["data"] is None and body["errors"][0]["code"] == 400, (path, body)
+            assert body["errors"][0]["msg"].startswith("bogus_param: unknown parameter"), body
+
+
+@pytest.mark.parametrize(("path", "params", "parameter"), [
+    ("/api/v1/metrics/genai", [("step", "60s"), ("step", "5m")], "step"),
+    ("/api/v1/sessions", [("user", "a"), ("user", "b")], "user"),
+    ("/api/v1/metrics/genai", [("groupby", "model")], "groupby"),
+    ("/api/v1/sessions", [("session", "s-1")], "session"),
+    ("/api/v1/prompts", [("name", "x")], "name"),
+    ("/healthz", [("verbose", "1")], "verbose"),
+])
+async def test_other_routes_name_the_unknown_or_repeated_parameter(
+        api: httpx.AsyncClient, path: str, params: list[tuple[str, str]], parameter: str) -> None:
+    assert_bad_param(await api.get(path, params=params), parameter)
+
+
+async def test_repeatable_parameters_stay_repeatable(api: httpx.AsyncClient) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params=[*DAY.items(), ("group_by", "model"), ("group_by", "service")])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["group_by"] == ["model", "service"]
+    resp = await api.get("/api/traces", params=[("traceID", "a1" * 16), ("traceID", "b2" * 16)])
+    assert resp.status_code == 200, resp.text
+
+
+async def test_grafana_s_and_the_jaeger_ui_s_parameters_are_taken(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    trace = built[1][0]
+    start_us, end_us = parse_time_ns(DAY["start"]) // 1000, parse_time_ns(DAY["end"]) // 1000
+    # What Grafana's Jaeger datasource sends for a search (lookback=custom, its time range,
+    # the tags as JSON) and for a trace with "time range for trace ID queries" on.
+    search = await api.get("/api/traces", params={
+        "service": trace.specs[0].service, "operation": "handle", "tags": '{"customer.tier":"gold"}',
+        "minDuration": "1ms", "maxDuration": "10s", "limit": "20", "start": str(start_us), "end": str(end_us),
+        "lookback": "custom"})
+    assert search.status_code == 200, search.text
+    one = await api.get(f"/api/traces/{trace.trace_id}", params={"start": str(start_us), "end": str(end_us)})
+    assert one.status_code == 200 and one.json()["data"][0]["traceID"] == trace.trace_id
+    bad = await api.get(f"/api/traces/{trace.trace_id}", params={"start": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["msg"].startswith("start:")
+    # the Jaeger UI: empty duration fields, spanKind on operations
+    ui = await api.get("/api/traces", params={"service": "batch", "lookback": "1h", "minDuration": "",
+                                              "maxDuration": "", "limit": "20"})
+    assert ui.status_code == 200, ui.text
+    ops = await api.get("/api/operations", params={"service": "batch", "spanKind": "server"})
+    assert ops.status_code == 200, ops.text
+
+
+async def test_the_explorer_page_takes_its_own_url_state(api: httpx.AsyncClient) -> None:
+    resp = await api.get("/", params={"since": "24h", "sort": "cost", "order": "asc", "attr.note": "contains:x",
+                                      "view": "traces", "anything": "1"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+
+
+# ------------------------------------------------------------------------------ metrics by user and session
+
+
+def _usage_by(traces: list[Built], column: str) -> dict[str, dict[str, Any]]:
+    """Per trace user (or session): the model calls' usage, as the rollup's definitions count it."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in traces:
+        group = out.setdefault(t.trace_value(column), {"requests": 0, "errors": 0, "input_tokens": 0,
+                                                       "output_tokens": 0, "total_tokens": 0,
+                                                       "cost": Decimal(0), "unpriced": 0, "duration": 0})
+        for s in t.specs:
+            if s.genai.get("GenAISpanKind") not in ("llm", "embedding"):
+                continue
+            group["requests"] += 1
+            group["errors"] += s.code == Status.STATUS_CODE_ERROR
+            group["input_tokens"] += s.genai.get("GenAIInputTokens") or 0
+            group["output_tokens"] += s.genai.get("GenAIOutputTokens") or 0
+            group["total_tokens"] += s.genai.get("GenAITotalTokens") or 0
+            group["cost"] += s.genai.get("GenAITotalCostUSD") or 0
+            group["unpriced"] += s.genai.get("GenAITotalCostUSD") is None
+            group["duration"] += s.duration_ns
+    return out
+
+
+@pytest.mark.parametrize(("dimension", "column"), [("user", "GenAIUserId"), ("session", "GenAISessionId")])
+async def test_metrics_group_by_the_trace_s_user_and_session(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]], dimension: str, column: str) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h", "group_by": dimension})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    want = _usage_by(built[1], column)
+    got = {s["group"][dimension]: s["totals"] for s in body["series"]}
+    assert set(got) == set(want) and len(want) == 3  # "" (not recorded) and two values
+    for value, usage in want.items():
+        t = got[value]
+        assert (t["requests"], t["errors"], t["input_tokens"], t["output_tokens"], t["total_tokens"],
+                t["unpriced_requests"]) == (usage["requests"], usage["errors"], usage["input_tokens"],
+                                            usage["output_tokens"], usage["total_tokens"], usage["unpriced"]), value
+        assert t["cost_usd"] == pytest.approx(float(usage["cost"]), rel=1e-12, abs=1e-15)
+        assert t["latency_ms"]["avg"] == pytest.approx(usage["duration"] / usage["requests"] / 1e6)
+        series = next(s for s in body["series"] if s["group"][dimension] == value)
+        assert sum(p["requests"] for p in series["points"]) == usage["requests"]
+    # the same grand total as the usage rollup's answer without the dimension
+    rollup = (await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h"})).json()["totals"]
+    totals = body["totals"]
+    for name in ("spans", "requests", "errors", "input_tokens", "output_tokens", "total_tokens", "unpriced_requests"):
+        assert totals[name] == rollup[name], name
+    assert totals["cost_usd"] == pytest.approx(rollup["cost_usd"], rel=1e-12)
+
+
+async def test_metrics_by_user_with_another_dimension_and_a_filter(
+        api: httpx.AsyncClient, built: tuple[str, list[Built]]) -> None:
+    resp = await api.get("/api/v1/metrics/genai", params={**DAY, "step": "1h", "group_by": "user,model",
+                                                          "model": "gpt-4o"})
+    assert resp.status_code == 200, resp.text
+    got = {(s["group"]["user"], s["group"]["model"]): s["totals"]["requests"] for s in resp.json()["series"]}
+    want: dict[tuple[str, str], int] = {}
+    for t in built[1]:
+        for s in t.specs:
+            if s.genai.get("GenAIRequestModel") == "gpt-4o":
+                key = (t.trace_value("GenAIUserId"), "gpt-4o")
+                want[key] = want.get(key, 0) + 1
+    assert got == want and len(want) > 1
