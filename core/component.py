@@ -113,7 +113,7 @@ class Consumer(Protocol):
 
 @runtime_checkable
 class TracesConsumer(Protocol):
-    """Takes trace batches (the GenAI and redaction processors take nothing else)."""
+    """Takes trace batches (the GenAI processors take nothing else)."""
 
     async def consume(self, batch: TraceBatch) -> None:
         """Return once the spans are durably handed on; raise a PipelineError if not."""

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
@@ -354,12 +355,32 @@ class MetricBatch(OtlpBatch[ExportMetricsServiceRequest]):
         return out
 
 
+# The name of an event sent as a log record by SDKs before `LogRecord.event_name` (the OTel
+# Python SDK up to 1.29), as an attribute.
+EVENT_NAME_ATTRIBUTE = "event.name"
+
+
+def log_event_name(record: LogRecord) -> str:
+    """The event a log record is: its `event_name`, else its `event.name` attribute ("" for
+    a plain log line)."""
+    name: str = record.event_name
+    if name:
+        return name
+    for kv in record.attributes:
+        if kv.key == EVENT_NAME_ATTRIBUTE:
+            return str(kv.value.string_value)
+    return ""
+
+
 BATCH_TYPES: dict[Signal, type[OtlpBatch[Any]]] = {
     Signal.TRACES: TraceBatch, Signal.LOGS: LogBatch, Signal.METRICS: MetricBatch}
 
 
 def any_value(value: Any) -> AnyValue:
-    """A Python value as an OTLP AnyValue (sequences become arrays, mappings kvlists)."""
+    """A Python value as an OTLP AnyValue (sequences become arrays, mappings kvlists, None
+    the empty value: what `to_python` reads an empty AnyValue as)."""
+    if value is None:
+        return AnyValue()
     # bool before int: bool is a subclass of int.
     if isinstance(value, bool):
         return AnyValue(bool_value=value)

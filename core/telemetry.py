@@ -100,6 +100,9 @@ class Telemetry:
         self.redaction_spans = Counter(
             "tracehouse_processor_redaction_spans", "Spans with at least one value masked or removed.",
             ["processor", "pipeline"], registry=r)
+        self.redaction_log_records = Counter(
+            "tracehouse_processor_redaction_log_records", "Log records with at least one value masked or removed.",
+            ["processor", "pipeline"], registry=r)
         self.exporter_sent_spans = Counter(
             "tracehouse_exporter_sent_spans", "Spans the exporter durably wrote.",
             ["exporter"], registry=r)

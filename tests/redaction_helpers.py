@@ -9,8 +9,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
 from tracehouse.core.component import ComponentID, Kind, Settings
-from tracehouse.core.pdata import TraceBatch
+from tracehouse.core.pdata import LogBatch, TraceBatch
 from tracehouse.core.testing import TestHost, TracesSink
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.processor import RedactionProcessor
@@ -90,6 +92,42 @@ def inject_secrets(batch: TraceBatch) -> int:
     return planted
 
 
+def inject_secrets_logs(batch: LogBatch) -> int:
+    """Append every secret to each message text the GenAI log events carry, in place (value
+    types untouched): the `content`/`text` leaves of structured attribute values (the
+    inference details event's messages) and of map bodies (the per-message events'
+    `content`, `message.content`), and evaluation explanations. Returns the texts planted."""
+    planted = 0
+    for rl in batch.request.resource_logs:
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                for kv in record.attributes:
+                    if kv.key.endswith(".explanation") and kv.value.string_value:
+                        kv.value.string_value += SECRET_TEXT
+                        planted += 1
+                    else:
+                        planted += _plant_value(kv.value)
+                planted += _plant_value(record.body)
+    batch.mark_mutated()
+    return planted
+
+
+def _plant_value(value: AnyValue) -> int:
+    which = value.WhichOneof("value")
+    planted = 0
+    if which == "kvlist_value":
+        for kv in value.kvlist_value.values:
+            if kv.key in _TEXT_LEAF_KEYS and kv.value.string_value:
+                kv.value.string_value += SECRET_TEXT
+                planted += 1
+            else:
+                planted += _plant_value(kv.value)
+    elif which == "array_value":
+        for v in value.array_value.values:
+            planted += _plant_value(v)
+    return planted
+
+
 STRUCTURAL = frozenset({"role", "type", "name", "id", "tool_call_id", "finish_reason", "model", "mime_type",
                         "object", "index"})
 
@@ -144,8 +182,8 @@ def _leaves(node: Any, key: str) -> Iterator[tuple[str, str]]:
             yield from _leaves(v, key)
 
 
-def redactor(host: TestHost | None = None, **config: Any) -> RedactionProcessor:
-    processor = RedactionProcessor(Settings(ComponentID("redaction"), Kind.PROCESSOR, "traces"),
+def redactor(host: TestHost | None = None, pipeline: str = "traces", **config: Any) -> RedactionProcessor:
+    processor = RedactionProcessor(Settings(ComponentID("redaction"), Kind.PROCESSOR, pipeline),
                                    RedactionConfig.model_validate(config), TracesSink())
     if host is not None:
         asyncio.run(processor.start(host))

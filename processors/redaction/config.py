@@ -32,7 +32,8 @@ class GenAIRedactionConfig(ComponentConfig):
     # mask_attributes, on every other string value. [] disables them.
     detectors: list[str] = Field(default_factory=lambda: list(DETECTOR_KINDS))
     # Also run the detectors on every other string attribute of spans, span events (exception
-    # messages), scopes and resources, and on span status messages.
+    # messages), log records, scopes and resources, on span status messages, and on the
+    # bodies of log records that are not GenAI events.
     mask_attributes: bool = True
 
     @field_validator("detectors")

@@ -43,6 +43,8 @@ CONTENT_KEYS: dict[str, Content] = {
     "gen_ai.system_instructions": Content.JSON, "gen_ai.prompt": Content.JSON, "gen_ai.completion": Content.JSON,
     "gen_ai.tool.call.arguments": Content.OPAQUE, "gen_ai.tool.call.result": Content.OPAQUE,
     "gen_ai.retrieval.documents": Content.JSON, "gen_ai.retrieval.query.text": Content.TEXT,
+    # An evaluator's words on a response (the gen_ai.evaluation.result event), which may quote it.
+    "gen_ai.evaluation.explanation": Content.TEXT,
     # OpenInference
     "input.value": Content.JSON, "output.value": Content.JSON, "llm.prompts": Content.JSON,
     "llm.prompt_template.template": Content.TEMPLATE, "llm.prompt_template.variables": Content.OPAQUE,
@@ -75,9 +77,12 @@ _FLATTENED = re.compile(
     r"|embedding\.embeddings\.\d+\.embedding\.text$"
     r"|reranker\.query$")
 
-# Keys of the deprecated per-message events (`gen_ai.user.message`, `gen_ai.choice`, ...).
+# Keys of the deprecated per-message events (`gen_ai.user.message`, `gen_ai.choice`, ...):
+# span event attributes, or the top-level keys of a log record's map body.
+# `tool_calls` is a list of calls: their ids, types and function names are structure; their
+# `arguments` are a payload (OPAQUE_KEYS).
 GENAI_EVENT_KEYS: dict[str, Content] = {"content": Content.TEXT, "message": Content.JSON,
-                                        "tool_calls": Content.OPAQUE}
+                                        "tool_calls": Content.JSON}
 
 _CACHE: dict[str, Content | None] = {}
 _MAX_CACHE = 8192

@@ -10,7 +10,8 @@ for 700 characters of chat). So nothing scans a value with a regex until a cheap
 a detector may match:
 - each key detector has *gate* substrings its every match contains (`sk-`, `AKIA`,
   `eyJ`...), behind a one-character test (`'-' in s` is a memchr);
-- email needs `@`, and its pattern starts at the `@` (a literal: fast);
+- email needs `@` and a domain after it; its pattern, the gate's too, starts at the `@`
+  (a literal: fast);
 - SSNs, cards and phones have digit shapes that dates, versions and model names lack:
   `bytes.translate` maps digits to `0` and substring tests look for the shapes
   (`000-00-0000`, `000-0000`, 13 zeros...); when one is there, `find(b"00")` locates the
@@ -113,9 +114,12 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "email", "email addresses (local@domain.tld)",
         # Starts at the `@` (a literal); the local part is found by walking left (`_email`).
+        # The gate is the domain's pattern itself, not a bare `@`: an `@` without a domain
+        # (a handle, a decorator, a length byte in a structured value's wire form) then
+        # costs no parse of the value it is in.
         re.compile(r"@(?:[\w-]+\.)+[A-Za-z]{2,}(?![\w-])"),
         re.compile(r"@(?:[\w-]+\.)+[A-Za-z]{2,}(?![\w-])"),
-        gate=("@", "@"), email=True),
+        gate=("@", r"@(?:[\w-]+\.)+[A-Za-z]{2,}"), email=True),
     _numeric(
         "phone", "phone numbers: +country code (8-15 digits), or North American (555) 123-4567 / 555-123-4567",
         r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}"

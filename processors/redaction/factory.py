@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from tracehouse.core.component import Component, Kind, Settings, SimpleFactory, TracesConsumer
+from tracehouse.core.component import Component, Consumer, Kind, Settings, Signal, SimpleFactory
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.processor import RedactionProcessor
 
 
-def _create(settings: Settings, config: RedactionConfig, next_consumer: TracesConsumer | None) -> Component:
+def _create(settings: Settings, config: RedactionConfig, next_consumer: Consumer | None) -> Component:
     assert next_consumer is not None
     return RedactionProcessor(settings, config, next_consumer)
 
 
-factory: SimpleFactory[RedactionConfig] = SimpleFactory("redaction", Kind.PROCESSOR, RedactionConfig, _create)
+# Traces and logs (the GenAI events sent as log records carry the messages); not metrics,
+# whose attributes rarely carry content.
+factory: SimpleFactory[RedactionConfig] = SimpleFactory("redaction", Kind.PROCESSOR, RedactionConfig, _create,
+                                                        frozenset({Signal.TRACES, Signal.LOGS}))

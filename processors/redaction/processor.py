@@ -1,11 +1,19 @@
 """The `redaction` processor: the Collector's redaction rules plus GenAI content modes.
 
-Per attribute map (resource, scope, span, span event), in the Collector's order: ignored
-keys pass untouched; keys not allowed (allow_all_keys false) are removed; keys matching
-blocked_keys get "****" as their whole value; the other values get blocked_values'
-matches masked. On top of that, message content (content.py says which attributes hold
+It takes traces and logs. Per attribute map (resource, scope, span, span event, log
+record, and a log record's map body, whose top-level keys are read as one), in the
+Collector's order: ignored keys pass untouched; keys not allowed (allow_all_keys false)
+are removed; keys matching blocked_keys get "****" as their whole value; the other values
+get blocked_values' matches masked. On top of that, message content (content.py says which attributes hold
 it) is masked by the detectors or dropped, inside its JSON, and the detectors also mask
 every other string value (mask_attributes) and span status messages.
+
+Log records are the GenAI events of instrumentations that send content as logs (the
+inference details event's message attributes, the per-message events' `{content, role,
+tool_calls}` bodies): a record is read as the event its `event_name` (or `event.name`
+attribute) names, so its attributes and map body get the same content classes as a span
+event of that name; a string or array body is content on a `gen_ai.*` event and a plain
+value on any other record. Values keep their types: a kvlist body stays a kvlist.
 
 The batch is raw protobuf: values are changed in place and `mark_mutated()` is called only
 when something changed, so an untouched batch keeps its wire bytes. A value is parsed as
@@ -32,6 +40,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import astuple, dataclass
 from functools import partial
 from typing import Any
 
@@ -39,9 +48,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tracehouse.core.anyvalue import to_python
 from tracehouse.core.auth import TENANT_ATTRIBUTE
-from tracehouse.core.component import Host, Settings, TracesConsumer
+from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.genai import ChatMessage, GenAIColumns
-from tracehouse.core.pdata import TraceBatch, any_value
+from tracehouse.core.pdata import LogBatch, TraceBatch, any_value, log_event_name
 from tracehouse.processors.redaction import content as c
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.detectors import MIN_LENGTH, Scanner
@@ -56,8 +65,25 @@ MASK = "****"  # the Collector's fixed mask for blocked keys and values
 REDACTED_KEYS, REDACTED_COUNT = "redaction.redacted.keys", "redaction.redacted.count"
 MASKED_KEYS, MASKED_COUNT = "redaction.masked.keys", "redaction.masked.count"
 IGNORED_COUNT = "redaction.ignored.count"
-SUMMARY_KEYS = frozenset({REDACTED_KEYS, REDACTED_COUNT, MASKED_KEYS, MASKED_COUNT, IGNORED_COUNT,
-                          "redaction.allowed.keys", "redaction.allowed.count"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """The summary attribute names for one kind of map: attributes, or a log record's body
+    (whose figures the Collector puts in the record's attributes as `redaction.body.*`)."""
+
+    redacted_keys: str
+    redacted_count: str
+    masked_keys: str
+    masked_count: str
+    ignored_count: str
+
+
+_ATTRIBUTES = _Summary(REDACTED_KEYS, REDACTED_COUNT, MASKED_KEYS, MASKED_COUNT, IGNORED_COUNT)
+_BODY = _Summary("redaction.body.redacted.keys", "redaction.body.redacted.count", "redaction.body.masked.keys",
+                 "redaction.body.masked.count", "redaction.body.ignored.count")
+SUMMARY_KEYS = frozenset({*astuple(_ATTRIBUTES), *astuple(_BODY), "redaction.allowed.keys",
+                          "redaction.allowed.count", "redaction.body.allowed.keys", "redaction.body.allowed.count"})
 # Passed untouched like the summary: the tenant a Kafka record belongs to (set by the
 # exporter from the authenticated caller, never by the data) is not the app's to redact.
 _UNTOUCHED = SUMMARY_KEYS | {TENANT_ATTRIBUTE}
@@ -100,10 +126,32 @@ class _Tally:
         self.content_gone = False  # a content attribute was removed or blocked whole
 
 
+# A value to mask: (key, the value (changed in place), content class, its text or a
+# structured value's wire text for the gate, whether it is structured).
+_Value = tuple[str, AnyValue, "c.Content | None", str, bool]
+
+
+def _readable(key: str, value: AnyValue, cls: c.Content | None) -> _Value | None:
+    """`value` as the rules read it: a non-empty string, or an array or a kvlist by its wire
+    form, which holds its every string contiguous: enough for the gate, without building
+    Python objects for values that pass. None for empty strings, numbers, bools and bytes.
+
+    The wire form's length bytes of 128 and over are not UTF-8: ignored rather than replaced,
+    so ASCII text gives an ASCII gate text (the digit gate's fast path; U+FFFD took it off
+    it). They never join a string's own bytes: a length ends with a byte under 0x80."""
+    s = value.string_value
+    if s:
+        return (key, value, cls, s, False)
+    which = value.WhichOneof("value")
+    if which == "array_value" or which == "kvlist_value":
+        return (key, value, cls, value.SerializeToString().decode("utf-8", "ignore"), True)
+    return None
+
+
 class RedactionProcessor:
     mutates_data = True  # masks and removes attributes in place
 
-    def __init__(self, settings: Settings, config: RedactionConfig, next_consumer: TracesConsumer):
+    def __init__(self, settings: Settings, config: RedactionConfig, next_consumer: Consumer):
         self._settings = settings
         self._config = config
         self._next = next_consumer
@@ -119,10 +167,15 @@ class RedactionProcessor:
         self._scan_plain = genai.mask_attributes and self._scanner.enabled
         self._plans: dict[str, _Plan] = {}
         self._event_plans: dict[str, _Plan] = {}  # keys of gen_ai.* events
+        # A string or array log body: message content on a gen_ai.* event (JSON: a JSON text
+        # is masked inside, plain text as text), a plain value on any other record.
+        self._body_plans = {False: self._make_plan(_Rule.PASS, None),
+                            True: self._make_plan(_Rule.PASS, c.Content.JSON)}
         # Totals since start (also exported as Prometheus counters).
         self.masked_values: dict[str, int] = {}
         self.redacted_keys = 0
         self.redacted_spans = 0
+        self.redacted_log_records = 0
         self._lock = threading.Lock()  # large batches are redacted on worker threads, maybe at once
 
     async def start(self, host: Host) -> None:
@@ -140,11 +193,12 @@ class RedactionProcessor:
     async def shutdown(self) -> None:
         return None
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: TraceBatch | LogBatch) -> None:
+        process: Callable[[Any], int] = self.process if isinstance(batch, TraceBatch) else self.process_logs
         if batch.nbytes > _INLINE_BYTES:
-            await asyncio.to_thread(self.process, batch)
+            await asyncio.to_thread(process, batch)
         else:
-            self.process(batch)
+            process(batch)
         await self._next.consume(batch)
 
     # ------------------------------------------------------------------------------ batch
@@ -158,27 +212,27 @@ class RedactionProcessor:
         cols = batch.genai
         i = 0
         for rs in batch.request.resource_spans:
-            res = self._attrs(rs.resource.attributes, None, counts)
-            resource_changed = res is not None
+            removed = self._outer(rs.resource.attributes, counts)
+            resource_changed = removed is not None
             resource: dict[str, AnyValue] | None = None
-            if res is not None:
-                tally_keys += len(res.redacted)
+            if removed is not None:
+                tally_keys += removed
                 mutated = True
             for ss in rs.scope_spans:
-                scope = self._attrs(ss.scope.attributes, None, counts)
-                if scope is not None:
-                    tally_keys += len(scope.redacted)
+                removed = self._outer(ss.scope.attributes, counts)
+                if removed is not None:
+                    tally_keys += removed
                     mutated = True
                 for span in ss.spans:
                     changed = False
                     content_gone = False
                     touched = False
-                    tally = self._attrs(span.attributes, None, counts)
+                    tally = self._attrs(span.attributes, False, counts)
                     if tally is not None:
                         changed, touched, content_gone = True, tally.touched, tally.content_gone
                         tally_keys += len(tally.redacted)
                     for event in span.events:
-                        etally = self._attrs(event.attributes, event.name, counts)
+                        etally = self._attrs(event.attributes, event.name.startswith("gen_ai."), counts)
                         if etally is not None:
                             changed, touched = True, touched or etally.touched
                             content_gone = content_gone or etally.content_gone
@@ -199,18 +253,62 @@ class RedactionProcessor:
                     i += 1
         if mutated:
             batch.mark_mutated()
-            self._publish(counts, tally_keys, changed_spans)
+            self._publish(counts, tally_keys, changed_spans, logs=False)
         return changed_spans
 
-    def _publish(self, counts: dict[str, int], redacted_keys: int, spans: int) -> None:
-        """Once per batch: a labelled Prometheus child costs a lookup per call."""
+    def process_logs(self, batch: LogBatch) -> int:
+        """Redact `batch` in place; returns the number of log records whose values changed.
+        A record's attributes and body go through the rules of a span event of its name."""
+        counts: dict[str, int] = {}
+        tally_keys = 0
+        changed_records = 0
+        mutated = False
+        for rl in batch.request.resource_logs:
+            removed = self._outer(rl.resource.attributes, counts)
+            if removed is not None:
+                tally_keys += removed
+                mutated = True
+            for sl in rl.scope_logs:
+                removed = self._outer(sl.scope.attributes, counts)
+                if removed is not None:
+                    tally_keys += removed
+                    mutated = True
+                for record in sl.log_records:
+                    genai_event = log_event_name(record).startswith("gen_ai.")
+                    tally = self._attrs(record.attributes, genai_event, counts)
+                    btally = self._body(record.body, genai_event, counts)
+                    if btally is not None and self._config.summary != "silent":
+                        self._summarize(record.attributes, btally, _BODY)
+                    if tally is None and btally is None:
+                        continue
+                    mutated = True
+                    if (tally is not None and tally.touched) or (btally is not None and btally.touched):
+                        changed_records += 1
+                    tally_keys += (len(tally.redacted) if tally else 0) + (len(btally.redacted) if btally else 0)
+        if mutated:
+            batch.mark_mutated()
+            self._publish(counts, tally_keys, changed_records, logs=True)
+        return changed_records
+
+    def _outer(self, kvs: Any, counts: dict[str, int]) -> int | None:
+        """A resource's or a scope's attributes: the attributes removed, or None when unchanged."""
+        tally = self._attrs(kvs, False, counts)
+        return None if tally is None else len(tally.redacted)
+
+    def _publish(self, counts: dict[str, int], redacted_keys: int, items: int, *, logs: bool) -> None:
+        """Once per batch: a labelled Prometheus child costs a lookup per call. `items`:
+        the spans (or log records, with `logs`) with a value masked or removed."""
         with self._lock:
             for kind, n in counts.items():
                 self.masked_values[kind] = self.masked_values.get(kind, 0) + n
             self.redacted_keys += redacted_keys
-            self.redacted_spans += spans
-        self._settings.logger.debug("batch redacted", spans=spans, removed_attributes=redacted_keys,
-                                    masked=counts)  # kinds and counts only, never a value
+            if logs:
+                self.redacted_log_records += items
+            else:
+                self.redacted_spans += items
+        # Kinds and counts only, never a value.
+        self._settings.logger.debug("batch redacted", **{"log_records" if logs else "spans": items},
+                                    removed_attributes=redacted_keys, masked=counts)
         if self._host is None:
             return
         t = self._host.telemetry
@@ -218,8 +316,8 @@ class RedactionProcessor:
             t.redaction_masked_values.labels(*self._labels, kind).inc(n)
         if redacted_keys:
             t.redaction_redacted_keys.labels(*self._labels).inc(redacted_keys)
-        if spans:
-            t.redaction_spans.labels(*self._labels).inc(spans)
+        if items:
+            (t.redaction_log_records if logs else t.redaction_spans).labels(*self._labels).inc(items)
 
     # ---------------------------------------------------------------------- attribute maps
 
@@ -239,22 +337,28 @@ class RedactionProcessor:
         plans = self._event_plans if genai_event else self._plans
         plan = plans.get(key)
         if plan is None:
-            rule = self._rule(key)
-            cls = c.classify_event("gen_ai.", key) if genai_event else c.classify(key)
-            is_content = cls is not None
-            if cls is not None and self._content == "keep":
-                cls = c.Content.KEPT if self._blocked_values else None
-                scan = bool(self._blocked_values)
-            else:
-                scan = cls is not None or self._scan_plain or bool(self._blocked_values)
-            plan = (rule, cls, scan, is_content)
+            plan = self._make_plan(self._rule(key), c.classify_event("gen_ai.", key) if genai_event
+                                   else c.classify(key))
             if len(plans) >= _MAX_RULES:
                 plans.clear()
             plans[key] = plan
         return plan
 
-    def _attrs(self, kvs: Any, event: str | None, counts: dict[str, int]) -> _Tally | None:
-        """Apply the rules to one attribute map in place; a tally when anything changed."""
+    def _make_plan(self, rule: _Rule, cls: c.Content | None) -> _Plan:
+        is_content = cls is not None
+        if cls is not None and self._content == "keep":
+            cls = c.Content.KEPT if self._blocked_values else None
+            scan = bool(self._blocked_values)
+        else:
+            scan = cls is not None or self._scan_plain or bool(self._blocked_values)
+        return (rule, cls, scan, is_content)
+
+    def _attrs(self, kvs: Any, genai_event: bool, counts: dict[str, int],
+               summary: _Summary | None = _ATTRIBUTES) -> _Tally | None:
+        """Apply the rules to one attribute map in place (the attributes of a `gen_ai.*`
+        event with `genai_event`); a tally when anything changed. The summary attributes
+        are added to the map unless `summary` is None (a log body: its caller puts them
+        on the record)."""
         if not kvs:
             return None
         redacted: list[str] = []
@@ -262,9 +366,7 @@ class RedactionProcessor:
         remove: list[int] = []
         ignored = 0
         content_gone = False
-        # (kv, content class, the string value, or a structured value's wire text for the gate)
-        values: list[tuple[KeyValue, c.Content | None, str, bool]] = []
-        genai_event = event is not None and event.startswith("gen_ai.")
+        values: list[_Value] = []
         plans = self._event_plans if genai_event else self._plans
         for i, kv in enumerate(kvs):
             key = kv.key
@@ -282,48 +384,60 @@ class RedactionProcessor:
                     counts[BLOCKED_KEY] = counts.get(BLOCKED_KEY, 0) + 1
                     content_gone |= is_content
                 continue
-            if not scan:
-                continue
-            value = kv.value
-            s = value.string_value
-            if s:
-                values.append((kv, cls, s, False))
-            else:
-                which = value.WhichOneof("value")
-                if which == "array_value" or which == "kvlist_value":
-                    # The wire form holds every string of the value, contiguous: enough for
-                    # the gate, without building Python objects for values that pass.
-                    wire = value.SerializeToString().decode("utf-8", "replace")
-                    values.append((kv, cls, wire, True))
+            if scan:
+                value = _readable(key, kv.value, cls)
+                if value is not None:
+                    values.append(value)
         if values:
-            scan_all = self._worth_scanning(values)
-            drop = self._content == "drop"
-            for kv, cls, s, is_tree in values:
-                if not scan_all and not (drop and cls is not None and cls is not c.Content.TEMPLATE
-                                         and cls is not c.Content.KEPT):
-                    continue
-                if is_tree:
-                    tree, changed = self._tree(to_python(kv.value), cls, counts, scan_all)
-                    if changed:
-                        kv.value.CopyFrom(any_value(tree))
-                        masked.append(kv.key)
-                else:
-                    new = self._string(s, cls, counts, scan_all)
-                    if new is not s:
-                        kv.value.string_value = new
-                        masked.append(kv.key)
+            masked += self._mask(values, counts)
         for i in reversed(remove):
             del kvs[i]
-        summary = self._config.summary != "silent"
-        if not (redacted or masked or (ignored and summary)):
+        if not (redacted or masked or (ignored and self._config.summary != "silent")):
             return None
         tally = _Tally()
         tally.redacted, tally.masked, tally.ignored, tally.content_gone = redacted, masked, ignored, content_gone
-        if summary:
-            self._summarize(kvs, tally)
+        if summary is not None and self._config.summary != "silent":
+            self._summarize(kvs, tally, summary)
         return tally
 
-    def _worth_scanning(self, values: list[tuple[KeyValue, c.Content | None, str, bool]]) -> bool:
+    def _body(self, body: AnyValue, genai_event: bool, counts: dict[str, int]) -> _Tally | None:
+        """A log record's body, in place: a map's top-level keys as an attribute map (the
+        Collector's rules for a map body), a string or an array as one value."""
+        if body.HasField("kvlist_value"):
+            return self._attrs(body.kvlist_value.values, genai_event, counts, None)
+        _, cls, scan, _ = self._body_plans[genai_event]
+        value = _readable("body", body, cls) if scan else None
+        if value is None:
+            return None
+        masked = self._mask([value], counts)
+        if not masked:
+            return None
+        tally = _Tally()
+        tally.masked = masked
+        return tally
+
+    def _mask(self, values: list[_Value], counts: dict[str, int]) -> list[str]:
+        """Mask (or drop) the values of one map in place; the keys of those that changed."""
+        scan_all = self._worth_scanning(values)
+        drop = self._content == "drop"
+        masked: list[str] = []
+        for key, value, cls, s, is_tree in values:
+            if not scan_all and not (drop and cls is not None and cls is not c.Content.TEMPLATE
+                                     and cls is not c.Content.KEPT):
+                continue
+            if is_tree:
+                tree, changed = self._tree(to_python(value), cls, counts, scan_all)
+                if changed:
+                    value.CopyFrom(any_value(tree))
+                    masked.append(key)
+            else:
+                new = self._string(s, cls, counts, scan_all)
+                if new is not s:
+                    value.string_value = new
+                    masked.append(key)
+        return masked
+
+    def _worth_scanning(self, values: list[_Value]) -> bool:
         """Whether any value of the map may be masked: always with blocked_values, else when
         the detectors' gate fires on the values joined (one gate call for the whole map
         instead of one per value). `drop` handles content whatever this says."""
@@ -331,23 +445,23 @@ class RedactionProcessor:
             return True
         if not self._scanner.enabled:
             return False
-        return self._scanner.may_match("\x00".join(v[2] for v in values))
+        return self._scanner.may_match("\x00".join(v[3] for v in values))
 
-    def _summarize(self, kvs: Any, tally: _Tally) -> None:
+    def _summarize(self, kvs: Any, tally: _Tally, names: _Summary) -> None:
         debug = self._config.summary == "debug"
         existing = {kv.key: kv for kv in kvs if kv.key in SUMMARY_KEYS}
-        for keys, keys_attr, count_attr in ((tally.redacted, REDACTED_KEYS, REDACTED_COUNT),
-                                            (tally.masked, MASKED_KEYS, MASKED_COUNT),
-                                            (None, "", IGNORED_COUNT)):
+        for keys, keys_attr, count_attr in ((tally.redacted, names.redacted_keys, names.redacted_count),
+                                            (tally.masked, names.masked_keys, names.masked_count),
+                                            (None, "", names.ignored_count)):
             n = tally.ignored if keys is None else len(keys)
             if not n:
                 continue
             if debug and keys is not None:
-                names = list(keys)
+                names_ = list(keys)
                 old = existing.get(keys_attr)
                 if old is not None and old.value.string_value:
-                    names += old.value.string_value.split(",")
-                _put(kvs, existing, keys_attr, AnyValue(string_value=",".join(sorted(names))))
+                    names_ += old.value.string_value.split(",")
+                _put(kvs, existing, keys_attr, AnyValue(string_value=",".join(sorted(names_))))
             old = existing.get(count_attr)
             total = n + (old.value.int_value if old is not None else 0)
             _put(kvs, existing, count_attr, AnyValue(int_value=total))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracehouse.core.auth import TENANT_ATTRIBUTE
-from tracehouse.core.pdata import LogBatch
+from tracehouse.core.pdata import EVENT_NAME_ATTRIBUTE, LogBatch
 from tracehouse.sinks.clickhouse.columns import any_to_str, attrs_to_map
 from tracehouse.sinks.clickhouse.scores import EVALUATION_EVENT, evaluation_score
 
@@ -66,7 +66,7 @@ def logs_to_columns(batch: LogBatch, scores: list[dict[str, Any]] | None = None
                 attributes = {kv.key: any_to_str(kv.value) for kv in record.attributes}
                 log_attrs.append(attributes)
                 event_names.append(record.event_name)
-                if scores is not None and EVALUATION_EVENT in (record.event_name, attributes.get("event.name")):
+                if scores is not None and EVALUATION_EVENT in (record.event_name, attributes.get(EVENT_NAME_ATTRIBUTE)):
                     score = evaluation_score(trace_ids[-1], span_ids[-1], attributes, ts[-1])
                     if score is not None:
                         scores.append(score)

@@ -23,6 +23,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from tracehouse.core.pdata import EVENT_NAME_ATTRIBUTE
+
 DATA_TYPES = ("numeric", "boolean", "categorical")
 SOURCES = ("human", "llm_judge", "code")
 KINDS = ("feedback", "expectation")
@@ -36,7 +38,7 @@ EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
 EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
 EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
 ERROR_TYPE = "error.type"
-EVENT_NAME = "event.name"  # the event's name as an attribute (log records of SDKs before `event_name`)
+EVENT_NAME = EVENT_NAME_ATTRIBUTE  # the event's name as an attribute (log records of SDKs before `event_name`)
 _EVALUATION_KEYS = (EVALUATION_NAME, EVALUATION_SCORE_VALUE, EVALUATION_SCORE_LABEL, EVALUATION_EXPLANATION,
                     ERROR_TYPE, EVENT_NAME)
 

@@ -127,8 +127,8 @@ def test_one_receiver_serves_every_signal_and_each_pipeline_has_its_own_processo
 
 
 @pytest.mark.parametrize(("pipelines", "path", "words"), [
-    ({"logs": {**PIPE, "processors": ["redaction"]}}, "service::pipelines::logs::processors",
-     'processor "redaction" does not support logs: it takes traces only'),
+    ({"metrics": {**PIPE, "processors": ["redaction"]}}, "service::pipelines::metrics::processors",
+     'processor "redaction" does not support metrics: it takes traces, logs only'),
     ({"metrics/": PIPE}, "service::pipelines::metrics/", "empty pipeline name"),
     ({"log": PIPE}, "service::pipelines::log", "unknown signal 'log'"),
 ])

@@ -66,9 +66,9 @@ ONE_SHOTS = {
 # What each tracehouse service must run (validate-config's summary of the resolved config).
 EXPECTED_PIPELINES = {
     "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> kafka), logs (otlp -> memory_limiter -> "
-               "kafka), metrics (otlp -> memory_limiter -> kafka); extensions health_check",
+               "redaction -> kafka), metrics (otlp -> memory_limiter -> kafka); extensions health_check",
     "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> redaction -> genai_cost -> clickhouse), "
-              "logs (kafka -> clickhouse), metrics (kafka -> clickhouse); extensions health_check",
+              "logs (kafka -> redaction -> clickhouse), metrics (kafka -> clickhouse); extensions health_check",
     "query": "no pipelines; extensions query_api",
 }
 PROMETHEUS_JOBS = {"tracehouse-sidecar": "sidecar", "tracehouse-writer": "writer", "tracehouse-query": "query"}

@@ -216,6 +216,8 @@ def test_every_metric_and_label_is_declared_in_core_telemetry() -> None:
         "tracehouse_processor_redaction_redacted_keys": "attributes an allowlist removed: no shipped config sets "
                                                         "allow_all_keys: false",
         "tracehouse_processor_redaction_spans": "spans redaction changed: the redacted-values panel shows it by kind",
+        "tracehouse_processor_redaction_log_records": "log records redaction changed: the redacted-values panel "
+                                                      "shows it by kind",
         # Logs and metrics pipelines: the same counters in their units; the dashboard's panels
         # show the span pipelines (the GenAI data) only, for now.
         **{f"tracehouse_{what}_{unit}": "logs and metrics pipelines: no panel yet"

@@ -2,12 +2,15 @@
 the embedded ClickHouse engine (chDB), takes a real captured payload with secrets planted in
 its messages, prompt template and variables, an exception and a resource attribute, over
 OTLP/HTTP. Then no secret is anywhere: not in any column of any table of the database
-(spans, rollups, lookup tables, the prompt registry), nor in what the query API serves."""
+(spans, rollups, lookup tables, the prompt registry), nor in what the query API serves.
+The same for the messages the official OpenAI instrumentation sends as log events."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,9 +18,9 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from inprocess_all_in_one import component, running
 from otlp_fixtures import load_batch
-from redaction_helpers import SECRET_TEXT, inject_secrets, markers
+from redaction_helpers import SECRET_TEXT, inject_secrets, inject_secrets_logs, markers
 from tracehouse.core.component import Kind
-from tracehouse.core.pdata import any_value, key_values
+from tracehouse.core.pdata import LogBatch, any_value, key_values
 from tracehouse.core.service import Service
 from tracehouse.ingest.otlp.receiver import OtlpReceiver
 from tracehouse.query.extension import QueryApiExtension
@@ -111,3 +114,54 @@ async def test_secrets_in_prompts_are_stored_and_served_masked(service: Service,
             assert marker.decode() not in resp.text, (resp.url, marker)
     assert "[REDACTED:openai_api_key]" in served[2].text
     assert name in served[0].text
+
+
+EVENTS = Path(__file__).parents[1] / "fixtures" / "genai-events"
+
+
+async def test_secrets_in_genai_log_events_are_stored_and_served_masked(
+        service: Service, chdb_endpoint: str, database: str, client: Any) -> None:
+    # Both shapes the official OpenAI instrumentation sends (its real captures): the chat span
+    # without content, and its messages as log events with every secret planted in them.
+    receiver = component(service, Kind.RECEIVER, OtlpReceiver)
+    protobuf = {"Content-Type": "application/x-protobuf"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{receiver.http_port}", timeout=60) as http:
+        for variant in ("current", "legacy"):
+            logs = LogBatch.from_bytes((EVENTS / variant / "logs.pb").read_bytes())
+            assert inject_secrets_logs(logs) == 4
+            assert all(m in logs.to_bytes() for m in markers())
+            for path, body in (("/v1/traces", (EVENTS / variant / "traces.pb").read_bytes()),
+                               ("/v1/logs", logs.to_bytes())):
+                resp = await http.post(path, content=body, headers=protobuf)
+                assert resp.status_code == 200, resp.text
+
+    rows = client.query(f"SELECT EventName, LogAttributes['event.name'], Body, LogAttributes "
+                        f"FROM {database}.otel_logs").result_rows
+    assert len(rows) == 6  # details + evaluation, system + user + choice + evaluation
+    stored = repr(rows)
+    for marker in markers():
+        assert marker.decode() not in stored, marker
+    user = [r for r in rows if r[1] == "gen_ai.user.message"][0]
+    assert json.loads(user[2])["content"].startswith("What is the capital of France? Also: [REDACTED:email] ;")
+    details = [r for r in rows if r[0] == "gen_ai.client.inference.operation.details"][0]
+    assert "[REDACTED:openai_api_key]" in details[3]["gen_ai.input.messages"]
+    everything, _ = database_text(chdb_endpoint, database)  # the scores the evaluations made too
+    for marker in markers():
+        assert marker.decode() not in everything, marker
+
+    api = component(service, Kind.EXTENSION, QueryApiExtension)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=60) as http:
+        for variant in ("current", "legacy"):
+            trace_id = json.loads((EVENTS / variant / "traces.meta.json").read_text())["trace_id_printed"]
+            resp = await http.get(f"/api/v1/traces/{trace_id}")
+            assert resp.status_code == 200, resp.text
+            for marker in markers():
+                assert marker.decode() not in resp.text, (variant, marker)
+            [chat] = [sp for sp in resp.json()["spans"] if sp["name"] == "chat gpt-4o-mini"]
+            # The chat span's messages come from the (masked) log events.
+            [system, user_message] = chat["input_messages"]
+            assert user_message["role"] == "user"
+            assert user_message["content"].startswith("What is the capital of France? Also: [REDACTED:email] ;")
+            assert "[REDACTED:private_key]" in chat["output_messages"][0]["content"]
+            [score] = resp.json()["scores"]
+            assert "[REDACTED:jwt]" in score["comment"]
