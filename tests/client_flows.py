@@ -120,9 +120,10 @@ def run_flow(name: str, otlp_endpoint: str, llm_base_url: str, service: str = ""
 
 @dataclass
 class OtlpSink:
-    """Bodies of OTLP/HTTP requests, in arrival order."""
+    """Bodies of OTLP/HTTP requests, in arrival order; `requests` with their paths and headers."""
 
     bodies: list[bytes] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     port: int = 0
 
     @property
@@ -139,6 +140,7 @@ def otlp_sink() -> Iterator[OtlpSink]:
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             sink.bodies.append(body)
+            sink.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(200)
             self.send_header("content-type", "application/x-protobuf")
             self.send_header("content-length", str(len(ok)))
