@@ -26,7 +26,9 @@ SELECT
     count() OVER () AS matched_traces,
     sum(ifNull(input_tokens, 0)) OVER () AS matched_input_tokens,
     sum(ifNull(output_tokens, 0)) OVER () AS matched_output_tokens,
-    sum(ifNull(total_cost_usd, 0)) OVER () AS matched_cost_usd
+    -- Summed in Decimal: a Float64 window sum depends on the order the threads add in, and
+    -- the totals must be the same on every page.
+    toFloat64(sum(ifNull(cost_exact, 0)) OVER ()) AS matched_cost_usd
 FROM (
     SELECT
         TraceId AS trace_id,
@@ -38,7 +40,8 @@ FROM (
         sum(OutputTokens) AS output_tokens,
         sum(TotalTokens) AS total_tokens,
         ifNull(total_tokens, ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens,
-        toFloat64(sum(TotalCostUSD)) AS total_cost_usd,
+        sum(TotalCostUSD) AS cost_exact,
+        toFloat64(cost_exact) AS total_cost_usd,
         multiIf({sort:String} = 'cost', ifNull(toInt64(round(total_cost_usd * 1e9)), {unpriced_key:Int64}),
                 {sort:String} = 'tokens', toInt64(tokens),
                 {sort:String} = 'duration', toInt64(duration_ns),
