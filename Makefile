@@ -56,9 +56,11 @@ dashboards: install-test
 validate-configs: install
 	@for f in deploy/config/*.yaml; do $(BIN)/tracehouse validate-config $$f || exit 1; done
 
-# Two load shapes: 8 clients (latency-bound, like a few app instances) and 32 clients
-# (enough to saturate the one server core). Figures go to BENCHMARKS.md by hand.
+# Three load shapes: one client exporting 512 spans at a time (an SDK's BatchSpanProcessor:
+# acknowledgement latency), 8 clients (latency-bound, like a few app instances) and 32
+# clients (enough to saturate the one server core). Figures go to BENCHMARKS.md by hand.
 bench: install-test
+	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 1 --spans-per-request 512 --spans 20480 --json-out bench-results-c1.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 8 --json-out bench-results-c8.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 32 --json-out bench-results-c32.json
 	$(BIN)/python -m tracehouse.bench.genai_processors --json-out bench-results-genai-processors.json

@@ -58,7 +58,9 @@ BACKOFF_CAP_S = 5.0
 RETRY_AFTER_CAP_S = 30.0  # never let a server-sent hint stall a bounded run for longer
 QUERY_LAST_N = 50  # most recently acked traces: the likeliest to lag behind
 QUERY_SAMPLE_N = 200  # plus a random sample of the rest
-QUERY_CONCURRENCY = 16
+# Whole-trace reads the query API serves at once by default (query_api's
+# max_concurrent_trace_reads); more only earn 429s, which are retried below anyway.
+QUERY_CONCURRENCY = 2
 QUERY_POLL_S = 0.1
 RSS_SAMPLE_S = 0.1
 
@@ -511,6 +513,7 @@ class _QueryStats:
     pending: int = 0
     duplicates: int = 0
     errors: int = 0
+    refused: int = 0  # 429/503 from the query API's read budget, retried
 
 
 def query_sample(acked: Sequence[TraceRef], seed: int) -> list[TraceRef]:
@@ -522,11 +525,17 @@ def query_sample(acked: Sequence[TraceRef], seed: int) -> list[TraceRef]:
 
 
 async def _trace_complete(client: httpx.AsyncClient, base: str, ref: TraceRef, qs: _QueryStats) -> bool:
-    try:
-        resp = await client.get(f"{base}/api/v1/traces/{ref.trace_id}")
-    except httpx.TransportError:
-        qs.errors += 1
-        return False
+    while True:
+        try:
+            resp = await client.get(f"{base}/api/v1/traces/{ref.trace_id}")
+        except httpx.TransportError:
+            qs.errors += 1
+            return False
+        # The read budget refusing says nothing of whether the trace landed: ask again.
+        if resp.status_code not in (429, 503):
+            break
+        qs.refused += 1
+        await asyncio.sleep(0.02)
     if resp.status_code != 200:
         qs.errors += resp.status_code != 404
         return False

@@ -12,7 +12,10 @@ class BatchConfig(ComponentConfig):
     # Upper bound on spans per batch; 0 = no bound. A single request larger than this
     # is still sent, alone.
     send_batch_max_size: int = 0
-    # Send whatever is waiting after this long, however little.
+    # Send a request at once when no export is in flight, and what waited as soon as the
+    # export in flight ends: batches grow only while an export is in flight.
+    group_commit: bool = True
+    # Without group_commit: send whatever is waiting after this long, however little.
     timeout: Duration = 0.2
     # Batches exported concurrently.
     max_concurrent_exports: int = 4

@@ -6,6 +6,12 @@ its result, as the Collector's newer queuebatch does with `wait_for_result: true
 If a merged batch fails permanently, its requests are retried one by one, so one
 poisoned request cannot fail the others it was merged with. It works on any signal:
 sizes count the items of its pipeline's signal (spans, log records, data points).
+
+With `group_commit` (the default) a request that finds no export in flight is sent at
+once, and requests only wait while an export is in flight: they go together as soon as it
+ends (or when `send_batch_size` of them wait). Batches then grow with the load, as a
+database's group commit does, and a lone client's acknowledgement costs one export rather
+than a timer; the timer is the classic mode's (`group_commit: false`).
 """
 
 from __future__ import annotations
@@ -66,7 +72,10 @@ class BatchProcessor:
         self._gauge()
         if self._pending_items[tenant] >= cfg.send_batch_size:
             self._flush_tenant(tenant, "size")
-        if self._pending and self._timer is None:
+        elif cfg.group_commit:
+            if not self._exports:
+                self._flush_tenant(tenant, "idle")
+        elif self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(cfg.timeout, self._flush, "timeout")
         # Shielded: a client that hangs up must not cancel the export others wait on.
         await asyncio.shield(done)
@@ -108,6 +117,12 @@ class BatchProcessor:
             # Failed futures hold exceptions whose tracebacks hold this frame; dropping the
             # frame's references to them lets the batches be freed without a full GC.
             items.clear()
+            # Out of the in-flight set now, not in the done callback: a request arriving in
+            # between would otherwise wait for an export that has ended.
+            self._exports.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if self._config.group_commit and self._pending:
+                # What arrived while this export was in flight goes now, as one batch per tenant.
+                self._flush("idle")
 
     async def _send(self, items: list[_Pending]) -> None:
         try:

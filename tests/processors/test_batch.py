@@ -40,7 +40,7 @@ async def started(config: BatchConfig, sink: TracesSink) -> tuple[BatchProcessor
 
 async def test_requests_are_merged_until_the_size_is_reached() -> None:
     sink = TracesSink()
-    proc, host = await started(BatchConfig(send_batch_size=10, timeout=60), sink)
+    proc, host = await started(BatchConfig(send_batch_size=10, group_commit=False, timeout=60), sink)
     results = await asyncio.gather(*(proc.consume(batch_of(4)) for _ in range(3)))
     assert results == [None, None, None]
     assert [b.span_count for b in sink.batches] == [12]
@@ -50,7 +50,7 @@ async def test_requests_are_merged_until_the_size_is_reached() -> None:
 
 async def test_a_partial_batch_is_sent_after_the_timeout() -> None:
     sink = TracesSink()
-    proc, host = await started(BatchConfig(send_batch_size=1000, timeout=0.05), sink)
+    proc, host = await started(BatchConfig(send_batch_size=1000, group_commit=False, timeout=0.05), sink)
     await asyncio.wait_for(proc.consume(batch_of(3)), 2)
     assert sink.span_count == 3
     assert 'trigger="timeout"' in host.telemetry.render().decode()
@@ -60,7 +60,7 @@ async def test_a_partial_batch_is_sent_after_the_timeout() -> None:
 async def test_callers_wait_for_the_export_of_their_batch() -> None:
     sink = TracesSink()
     sink.block()
-    proc, _ = await started(BatchConfig(send_batch_size=2, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=2, group_commit=False, timeout=60), sink)
     call = asyncio.create_task(proc.consume(batch_of(2)))
     await asyncio.sleep(0.1)
     assert not call.done(), "acknowledged before the export finished"
@@ -71,7 +71,7 @@ async def test_callers_wait_for_the_export_of_their_batch() -> None:
 
 async def test_an_export_failure_reaches_every_request_in_the_batch() -> None:
     sink = TracesSink(error=RetryableError("down"))
-    proc, _ = await started(BatchConfig(send_batch_size=6, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=6, group_commit=False, timeout=60), sink)
     results = await asyncio.gather(*(proc.consume(batch_of(3)) for _ in range(2)), return_exceptions=True)
     assert all(isinstance(r, RetryableError) for r in results)
     await proc.shutdown()
@@ -79,7 +79,7 @@ async def test_an_export_failure_reaches_every_request_in_the_batch() -> None:
 
 async def test_a_poisoned_request_does_not_fail_the_requests_merged_with_it() -> None:
     sink = PoisonAware()
-    proc, _ = await started(BatchConfig(send_batch_size=3, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=3, group_commit=False, timeout=60), sink)
     results = await asyncio.gather(proc.consume(batch_of(1, "a")), proc.consume(batch_of(1, "poison")),
                                    proc.consume(batch_of(1, "b")), return_exceptions=True)
     assert results[0] is None and results[2] is None
@@ -90,7 +90,7 @@ async def test_a_poisoned_request_does_not_fail_the_requests_merged_with_it() ->
 
 async def test_max_size_splits_between_requests() -> None:
     sink = TracesSink()
-    proc, _ = await started(BatchConfig(send_batch_size=5, send_batch_max_size=6, timeout=0.05), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=5, send_batch_max_size=6, group_commit=False, timeout=0.05), sink)
     await asyncio.gather(*(proc.consume(batch_of(4)) for _ in range(3)))
     assert all(b.span_count <= 6 for b in sink.batches)
     assert sink.span_count == 12
@@ -99,7 +99,7 @@ async def test_max_size_splits_between_requests() -> None:
 
 async def test_shutdown_flushes_what_is_waiting() -> None:
     sink = TracesSink()
-    proc, _ = await started(BatchConfig(send_batch_size=1000, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=1000, group_commit=False, timeout=60), sink)
     call = asyncio.create_task(proc.consume(batch_of(7)))
     await asyncio.sleep(0.05)
     await proc.shutdown()
@@ -112,7 +112,7 @@ async def test_shutdown_flushes_what_is_waiting() -> None:
 async def test_a_caller_that_goes_away_does_not_cancel_the_export_for_others() -> None:
     sink = TracesSink()
     sink.block()
-    proc, _ = await started(BatchConfig(send_batch_size=4, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=4, group_commit=False, timeout=60), sink)
     impatient = asyncio.create_task(proc.consume(batch_of(2)))
     patient = asyncio.create_task(proc.consume(batch_of(2)))
     await asyncio.sleep(0.05)
@@ -134,7 +134,7 @@ async def test_a_merged_batch_carries_the_earliest_deadline_of_its_requests() ->
     import time
 
     sink = TracesSink()
-    proc, _ = await started(BatchConfig(send_batch_size=9, timeout=60), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=9, group_commit=False, timeout=60), sink)
     now = time.monotonic()
     patient, impatient, flusher = batch_of(3, "a"), batch_of(3, "b"), batch_of(3, "c")
     patient.deadline, impatient.deadline, flusher.deadline = now + 30, now + 2, now + 20
@@ -145,7 +145,7 @@ async def test_a_merged_batch_carries_the_earliest_deadline_of_its_requests() ->
 
 async def test_tenants_are_batched_apart_and_each_batch_is_one_tenant_s() -> None:
     sink = TracesSink()
-    proc, _ = await started(BatchConfig(send_batch_size=6, timeout=0.05), sink)
+    proc, _ = await started(BatchConfig(send_batch_size=6, group_commit=False, timeout=0.05), sink)
     requests = []
     for tenant, n in (("shop", 4), ("lab", 3), ("shop", 2), ("", 1)):
         batch = batch_of(n)
@@ -162,3 +162,71 @@ def test_batches_of_different_tenants_cannot_be_merged() -> None:
     with pytest.raises(ValueError, match="different tenants"):
         TraceBatch.merge([shop, lab])
     assert TraceBatch.merge([shop, shop.clone()]).tenant == "shop"
+
+
+# ------------------------------------------------------------------------------ group commit
+
+
+class GatedSink(TracesSink):
+    """Holds each export until the test opens the gate, so requests arrive while it is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def consume(self, batch: TraceBatch) -> None:
+        self.started.set()
+        await self.gate.wait()
+        await super().consume(batch)
+
+
+async def test_with_group_commit_a_request_to_an_idle_exporter_is_sent_at_once() -> None:
+    sink = TracesSink()
+    # A timer of a minute and a size never reached: only group commit can send it.
+    proc, host = await started(BatchConfig(send_batch_size=1000, timeout=60), sink)
+    await asyncio.wait_for(proc.consume(batch_of(3)), 2)
+    assert [b.span_count for b in sink.batches] == [3]
+    assert 'trigger="idle"' in host.telemetry.render().decode()
+    await proc.shutdown()
+
+
+async def test_with_group_commit_requests_that_arrive_during_an_export_go_together_when_it_ends() -> None:
+    sink = GatedSink()
+    proc, _ = await started(BatchConfig(send_batch_size=1000, timeout=60), sink)
+    first = asyncio.create_task(proc.consume(batch_of(2)))
+    await asyncio.wait_for(sink.started.wait(), 2)
+    waiting = [asyncio.create_task(proc.consume(batch_of(n))) for n in (3, 4, 5)]
+    await asyncio.sleep(0.05)
+    assert sink.batches == [] and not any(t.done() for t in waiting)  # nothing sent beside the one in flight
+    sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *waiting), 2)
+    assert [b.span_count for b in sink.batches] == [2, 12]
+    await proc.shutdown()
+
+
+async def test_with_group_commit_what_waits_is_bounded_by_the_max_size() -> None:
+    sink = GatedSink()
+    proc, _ = await started(BatchConfig(send_batch_size=7, send_batch_max_size=7, timeout=60), sink)
+    first = asyncio.create_task(proc.consume(batch_of(1)))
+    await asyncio.wait_for(sink.started.wait(), 2)
+    waiting = [asyncio.create_task(proc.consume(batch_of(n))) for n in (4, 4, 2)]
+    await asyncio.sleep(0.05)
+    sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *waiting), 2)
+    assert sorted(b.span_count for b in sink.batches) == [1, 4, 6]
+    await proc.shutdown()
+
+
+async def test_with_group_commit_a_full_batch_goes_without_waiting_for_the_export_in_flight() -> None:
+    sink = GatedSink()
+    proc, host = await started(BatchConfig(send_batch_size=5, timeout=60), sink)
+    first = asyncio.create_task(proc.consume(batch_of(1)))
+    await asyncio.wait_for(sink.started.wait(), 2)
+    full = asyncio.create_task(proc.consume(batch_of(5)))
+    await asyncio.sleep(0.05)
+    assert 'trigger="size"' in host.telemetry.render().decode()
+    sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, full), 2)
+    assert sorted(b.span_count for b in sink.batches) == [1, 5]
+    await proc.shutdown()
