@@ -244,7 +244,7 @@ def queues_row() -> list[Panel]:
                  max_value=100),
         ts_panel("Batch processor: queued spans", "Spans waiting in the batch processor's buffer.", "short",
                  query(f"sum by (job, component) ({series(QUEUED)})", "{{job}} {{component}}")),
-        ts_panel("Batch processor: batches sent/s by trigger", "Why batches were sent: size, timeout or shutdown.",
+        ts_panel("Batch processor: batches sent/s by trigger", "Why batches were sent: idle (group commit: the exporter was free), size, max_size, timeout or shutdown.",
                  "ops", query(sum_rate("job, processor, trigger", BATCH_TRIGGER), "{{trigger}} {{job}} {{processor}}")),
         ts_panel("Memory limiter: in-flight spans", "Spans admitted and not yet handed on.", "short",
                  query(f"sum by (job, processor, pipeline) ({series(IN_FLIGHT_SPANS)})",

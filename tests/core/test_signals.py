@@ -162,7 +162,7 @@ async def test_batch_merges_log_batches_and_counts_records() -> None:
     sink = Sink()
     host = TestHost()
     proc = BatchProcessor(Settings(ComponentID("batch"), Kind.PROCESSOR, "logs"),
-                          BatchConfig(send_batch_size=6, timeout=5), sink)
+                          BatchConfig(send_batch_size=6, group_commit=False, timeout=5), sink)
     await proc.start(host)
     await asyncio.gather(proc.consume(logs(3)), proc.consume(logs(3)))  # the size trigger
     assert len(sink.batches) == 1 and isinstance(sink.batches[0], LogBatch) and sink.item_count == 6

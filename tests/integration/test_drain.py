@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_sigterm_flushes_batches_before_exit(tmp_path: Path) -> None:
     config = yaml.safe_load(ALL_IN_ONE.read_text())
     # A batch that would wait a minute: only the drain can send it in time.
-    config["processors"]["batch"] = {"send_batch_size": 100000, "timeout": "60s"}
+    config["processors"]["batch"] = {"send_batch_size": 100000, "timeout": "60s", "group_commit": False}
     path = tmp_path / "slow-batch.yaml"
     path.write_text(yaml.safe_dump(config))
     server = AllInOne(tmp_path, config=path).start()
