@@ -102,18 +102,19 @@ def split_text(text: str, size: int = PIECE_CHARS) -> Iterable[str]:
     """`text` in pieces of at most about `size` characters whose token counts add up to the
     whole's.
 
-    A piece ends before a single space that has non-whitespace on both sides. In both
-    encodings' pre-tokenizer patterns (OpenAI's o200k_base and cl100k_base regexes) a
-    pre-token contains a space only at its start or consists of whitespace only, so such a
-    space always starts a pre-token; BPE merges never cross pre-tokens, so the counts of
-    the pieces sum to the count of the text. A stretch with no such space (base64, minified
+    A piece ends before a space followed by non-whitespace. In both encodings'
+    pre-tokenizer patterns (OpenAI's o200k_base and cl100k_base regexes) a pre-token
+    contains a space only at its start or consists of whitespace only, and a whitespace
+    run (`\s+(?!\S)`, `\s*[\r\n]+`) never takes the last space before non-whitespace, so
+    such a space always starts a pre-token; BPE merges never cross pre-tokens, so the
+    counts of the pieces sum to the count of the text. A stretch with no such space (base64, minified
     code) is cut at `size`: the two pre-tokens at the cut may count a token more or less."""
     start, n = 0, len(text)
     while n - start > size:
         end = start + size
         floor = start + size // 2
         cut = text.rfind(" ", floor, end)
-        while cut > floor and (text[cut - 1].isspace() or text[cut + 1].isspace()):
+        while cut > floor and text[cut + 1].isspace():
             cut = text.rfind(" ", floor, cut)
         if cut <= floor:
             cut = end

@@ -144,7 +144,11 @@ def test_counting_in_pieces_gives_the_whole_texts_count(parts: list[str], encodi
     whole = tokenizer._count(tokenizer._tokenizer(encoding), text)
     pieces = list(tokenizer.split_text(text, size=64))
     assert "".join(pieces) == text
-    assert sum(tokenizer._count(tokenizer._tokenizer(encoding), p) for p in pieces) == whole
+    # Exact where every piece after the first starts at a space before non-whitespace; a
+    # stretch without one is cut at `size`, where the two pre-tokens may count one more or less.
+    forced = sum(1 for p in pieces[1:] if not (p[0] == " " and len(p) > 1 and not p[1].isspace()))
+    total = sum(tokenizer._count(tokenizer._tokenizer(encoding), p) for p in pieces)
+    assert total == whole if forced == 0 else abs(total - whole) <= forced
 
 
 @pytest.mark.parametrize("value", ["99999999999999999999999", 2.0**70, "1e30"])
