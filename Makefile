@@ -60,6 +60,7 @@ validate-configs: install
 # acknowledgement latency), 8 clients (latency-bound, like a few app instances) and 32
 # clients (enough to saturate the one server core). Figures go to BENCHMARKS.md by hand.
 bench: install-test
+	$(BIN)/python -m tracehouse.bench.run_clickhouse_floor --spans 100000 --json-out bench-results-floor.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 1 --spans-per-request 512 --spans 20480 --json-out bench-results-c1.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 8 --json-out bench-results-c8.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 32 --json-out bench-results-c32.json
