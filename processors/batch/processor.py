@@ -119,7 +119,7 @@ class BatchProcessor:
             items.clear()
             # Out of the in-flight set now, not in the done callback: a request arriving in
             # between would otherwise wait for an export that has ended.
-            self._exports.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._exports.discard(asyncio.current_task())
             if self._config.group_commit and self._pending:
                 # What arrived while this export was in flight goes now, as one batch per tenant.
                 self._flush("idle")

@@ -292,6 +292,31 @@ def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) 
                 cols.provider[w], cols.request_model[w], cols.response_model[w] = models.pop()
 
 
+# Set by MLflow's tracing on every span it makes.
+MLFLOW_SPAN_TYPE = "mlflow.spanType"
+
+
+def defer_to_unseen_aggregates(batch: TraceBatch, cols: GenAIColumns, calls: list[int]) -> None:
+    """MLflow model calls without usage whose ancestors go on in another request count in
+    an aggregate there (`in_aggregate`: never estimated).
+
+    Under MLflow the usage of such calls is on a wrapper above them (DSPy's root span carries
+    its LM calls' total), and MLflow exports a trace as its spans end: the calls may come
+    in a request before the wrapper's. Estimating them would count their tokens a second
+    time beside the aggregate. A call whose ancestors all arrived with it, none of them an
+    aggregate, is estimated as usual."""
+    parents = parent_indexes(batch)
+    spans = [span for _, _, span in batch.iter_spans()]
+    for j in calls:
+        if cols.usage_scope[j]:
+            continue  # attribute_usage found its wrapper in this batch
+        p, parent, hops = j, parents[j], 0
+        while parent is not None and hops < _MAX_DEPTH:
+            p, parent, hops = parent, parents[parent], hops + 1
+        if spans[p].parent_span_id:  # the chain leaves the batch: the rest was sent apart
+            cols.usage_scope[j] = IN_AGGREGATE
+
+
 class NormalizeProcessor:
     mutates_data = True  # attaches the GenAI columns
 
@@ -327,6 +352,7 @@ class NormalizeProcessor:
         dropped: list[str] = []
         rendered = RenderedLinks()  # POML renderings and the LLM calls that may have sent them
         wrappers: list[int] = []
+        unreported: list[int] = []  # MLflow model calls without usage, below another span
         for rs in batch.request.resource_spans:
             resource: dict[str, AnyValue] = (
                 {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
@@ -336,6 +362,9 @@ class NormalizeProcessor:
                     attrs = {kv.key: kv.value for kv in span.attributes}
                     if self._normalize(attrs, resource, span, cols, i, dropped, wrappers):
                         normalized += 1
+                    if (span.parent_span_id and cols.span_kind[i] in CALL_KINDS and cols.input_tokens[i] is None
+                            and cols.output_tokens[i] is None and MLFLOW_SPAN_TYPE in attrs):
+                        unreported.append(i)
                     if cols.prompt_source[i] == m.POML:
                         rendered.add_rendering(origin, i, attrs, span)
                     elif cols.span_kind[i] == m.LLM and not cols.prompt_name[i]:
@@ -344,6 +373,8 @@ class NormalizeProcessor:
         linked = rendered.link(cols)
         if wrappers:  # rare: most batches pay nothing for this
             attribute_usage(batch, cols, wrappers)
+        if unreported:
+            defer_to_unseen_aggregates(batch, cols, unreported)
         linkers = [j for j, name in enumerate(cols.prompt_name) if name]
         # Only where a span that is not a call links a prompt (MLflow's traced function).
         if linkers and any(cols.span_kind[j] not in CALL_KINDS for j in linkers):

@@ -11,6 +11,8 @@ import pytest
 from client_flows import load_flow
 from genai_helpers import batch_of, enrich, enrich_all, span
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize.values import python_literal
 
@@ -68,6 +70,54 @@ async def test_dspy_root_usage_is_the_trace_total_and_not_a_request() -> None:
         assert call["usage_scope"] == "in_aggregate"
         assert call["input_tokens"] is None and call["output_tokens"] is None, "not estimated on top of the total"
         assert not call["tokens_estimated"] and call["total_cost_usd"] is None
+
+
+def split_off(batch: TraceBatch, names: set[str]) -> tuple[TraceBatch, TraceBatch]:
+    """The batch as two requests: the spans not named in `names`, then those that are."""
+    parts = []
+    for keep in (lambda n: n not in names, lambda n: n in names):
+        request = ExportTraceServiceRequest()
+        request.CopyFrom(batch.request)
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                spans = [sp for sp in ss.spans if keep(sp.name)]
+                del ss.spans[:]
+                ss.spans.extend(spans)
+        parts.append(TraceBatch.from_request(request))
+    return parts[0], parts[1]
+
+
+async def test_dspy_calls_exported_before_their_root_are_not_estimated_beside_its_aggregate() -> None:
+    # MLflow exports spans as they end: the LM calls may go in a request before the root that
+    # carries their total (seen in CI: 140 estimated tokens beside the root's 84).
+    (whole,) = load_flow("dspy-two-calls")
+    calls_first, root_after = await enrich_all(list(split_off(whole, {"TwoSteps.forward"})))
+    calls = rows(calls_first)["LM.__call__"]
+    assert len(calls) == 2
+    for call in calls:
+        assert call["usage_scope"] == "in_aggregate"
+        assert call["input_tokens"] is None and not call["tokens_estimated"] and call["total_cost_usd"] is None
+    assert totals(calls_first) == (0, 0)
+    assert totals(root_after) == (84, 34), "the root's aggregate is the trace's usage, once"
+
+
+async def test_an_mlflow_call_whose_whole_trace_came_with_it_is_still_estimated() -> None:
+    # The same calls with their ancestors but no aggregate above them: nothing else will
+    # count their tokens, so they are estimated.
+    (whole,) = load_flow("dspy-two-calls")
+    request = ExportTraceServiceRequest()
+    request.CopyFrom(whole.request)
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                if sp.name == "TwoSteps.forward":
+                    kept = [kv for kv in sp.attributes if "tokenUsage" not in kv.key]
+                    del sp.attributes[:]
+                    sp.attributes.extend(kept)
+    (batch,) = await enrich_all([TraceBatch.from_request(request)])
+    calls = rows(batch)["LM.__call__"]
+    assert [c["usage_scope"] for c in calls] == ["", ""]
+    assert all(c["tokens_estimated"] and c["input_tokens"] for c in calls)
 
 
 async def test_dspy_predict_spans_are_not_model_requests() -> None:
