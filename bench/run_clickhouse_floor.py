@@ -52,19 +52,21 @@ def insert_rows(spans: int, spans_per_request: int, batch_spans: int, seed: int)
     names: list[str] = []
     blocks: list[list[list[Any]]] = []
     pending: list[TraceBatch] = []
-    total = 0
+    total = pending_spans = 0
 
     def flush() -> None:
-        nonlocal names
+        nonlocal names, pending_spans
         merged = TraceBatch.merge(pending)
         names, data = batch_to_columns(merged, {}, [])
         blocks.append(data)
         pending.clear()
+        pending_spans = 0
 
     for batch in requests:
         pending.append(batch)
         total += batch.span_count
-        if sum(b.span_count for b in pending) >= batch_spans:
+        pending_spans += batch.span_count
+        if pending_spans >= batch_spans:
             flush()
     if pending:
         flush()

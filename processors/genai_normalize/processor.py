@@ -224,13 +224,12 @@ _PROMPT_COLUMNS = ("prompt_name", "prompt_version", "prompt_template_hash", "pro
                    "prompt_variables")
 
 
-def inherit_prompt_links(batch: TraceBatch, cols: GenAIColumns, linkers: list[int]) -> None:
+def inherit_prompt_links(parents: list[int | None], cols: GenAIColumns, linkers: list[int]) -> None:
     """Model calls below a span that links a prompt, and link none themselves, take its link.
 
     MLflow links a prompt to the trace (`mlflow.linkedPrompts` on the span of the function
     that loaded it), not to the call that sent it; so the prompt's requests, tokens and cost
     count that function's model calls. The nearest linking ancestor in the batch wins."""
-    parents = parent_indexes(batch)
     is_linker = set(linkers)
     for j in range(cols.size):
         if cols.prompt_name[j] or cols.span_kind[j] not in CALL_KINDS:
@@ -245,7 +244,7 @@ def inherit_prompt_links(batch: TraceBatch, cols: GenAIColumns, linkers: list[in
             column[j] = column[p]
 
 
-def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) -> None:
+def attribute_usage(parents: list[int | None], cols: GenAIColumns, wrappers: list[int]) -> None:
     """Where the usage of wrapper spans (not model calls, yet reporting usage) belongs.
 
     A wrapper's usage is the sum of the model calls below it (DSPy's root span under MLflow
@@ -257,7 +256,6 @@ def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) 
       when they all name one provider and model, the wrapper is given them, so its usage is
       priced and grouped under that model.
     Spans of the trace sent in another request are not seen: see the README."""
-    parents = parent_indexes(batch)
     is_wrapper = set(wrappers)
     covered: dict[int, list[int]] = {w: [] for w in wrappers}
     repeated: set[int] = set()
@@ -296,7 +294,8 @@ def attribute_usage(batch: TraceBatch, cols: GenAIColumns, wrappers: list[int]) 
 MLFLOW_SPAN_TYPE = "mlflow.spanType"
 
 
-def defer_to_unseen_aggregates(batch: TraceBatch, cols: GenAIColumns, calls: list[int]) -> None:
+def defer_to_unseen_aggregates(batch: TraceBatch, parents: list[int | None], cols: GenAIColumns,
+                               calls: list[int]) -> None:
     """MLflow model calls without usage whose ancestors go on in another request count in
     an aggregate there (`in_aggregate`: never estimated).
 
@@ -305,7 +304,6 @@ def defer_to_unseen_aggregates(batch: TraceBatch, cols: GenAIColumns, calls: lis
     in a request before the wrapper's. Estimating them would count their tokens a second
     time beside the aggregate. A call whose ancestors all arrived with it, none of them an
     aggregate, is estimated as usual."""
-    parents = parent_indexes(batch)
     spans = [span for _, _, span in batch.iter_spans()]
     for j in calls:
         if cols.usage_scope[j]:
@@ -360,25 +358,25 @@ class NormalizeProcessor:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     attrs = {kv.key: kv.value for kv in span.attributes}
-                    if self._normalize(attrs, resource, span, cols, i, dropped, wrappers):
+                    if self._normalize(attrs, resource, span, cols, i, dropped, wrappers, unreported):
                         normalized += 1
-                    if (span.parent_span_id and cols.span_kind[i] in CALL_KINDS and cols.input_tokens[i] is None
-                            and cols.output_tokens[i] is None and MLFLOW_SPAN_TYPE in attrs):
-                        unreported.append(i)
                     if cols.prompt_source[i] == m.POML:
                         rendered.add_rendering(origin, i, attrs, span)
                     elif cols.span_kind[i] == m.LLM and not cols.prompt_name[i]:
                         rendered.add_call(origin, i, attrs, span)
                     i += 1
         linked = rendered.link(cols)
-        if wrappers:  # rare: most batches pay nothing for this
-            attribute_usage(batch, cols, wrappers)
-        if unreported:
-            defer_to_unseen_aggregates(batch, cols, unreported)
         linkers = [j for j, name in enumerate(cols.prompt_name) if name]
         # Only where a span that is not a call links a prompt (MLflow's traced function).
-        if linkers and any(cols.span_kind[j] not in CALL_KINDS for j in linkers):
-            inherit_prompt_links(batch, cols, linkers)
+        inherit = bool(linkers) and any(cols.span_kind[j] not in CALL_KINDS for j in linkers)
+        if wrappers or unreported or inherit:  # rare: most batches pay nothing for this
+            parents = parent_indexes(batch)  # once, for every walk up the batch's parents
+            if wrappers:
+                attribute_usage(parents, cols, wrappers)
+            if unreported:
+                defer_to_unseen_aggregates(batch, parents, cols, unreported)
+            if inherit:
+                inherit_prompt_links(parents, cols, linkers)
         batch.genai = cols
         with self._lock:
             self.normalized_spans += normalized
@@ -393,7 +391,7 @@ class NormalizeProcessor:
         return cols
 
     def _normalize(self, attrs: Attrs, resource: Attrs, span: Any, cols: GenAIColumns, i: int,
-                   dropped: list[str], wrappers: list[int]) -> bool:
+                   dropped: list[str], wrappers: list[int], unreported: list[int]) -> bool:
         found = lookup(attrs)
         for name in m.STRING_FIELDS:
             value = found.get(name)
@@ -427,6 +425,8 @@ class NormalizeProcessor:
             kind = m.CHAIN
         if has_usage and kind and kind not in CALL_KINDS:
             wrappers.append(i)  # its usage is its calls': see attribute_usage
+        elif not has_usage and kind in CALL_KINDS and span.parent_span_id and MLFLOW_SPAN_TYPE in attrs:
+            unreported.append(i)  # its usage may be an aggregate's: see defer_to_unseen_aggregates
         cols.span_kind[i] = kind
         cols.operation[i] = operation(attrs, kind)
         self._costs(found, cols, i)
