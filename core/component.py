@@ -236,6 +236,9 @@ class SimpleFactory(Generic[C]):
     constructor: Any  # Callable[[Settings, C, next consumer | None], Component]
     # Extensions sit in no pipeline; the GenAI processors take only traces.
     signals: frozenset[Signal] = TRACES_ONLY
+    # A processor that is a pure function of each batch (no state across batches that
+    # matters, no host services) may run in `service.workers` processes (core/workers.py).
+    runs_in_workers: bool = False
 
     def create(self, settings: Settings, config: C, next_consumer: Any) -> Component:
         component: Component = self.constructor(settings, config, next_consumer)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from tracehouse.core.component import ComponentConfig, ComponentID, Kind, Signal
 from tracehouse.core.errors import ConfigError
@@ -143,6 +143,8 @@ class ServiceSection(_Strict):
     pipelines: dict[str, PipelineConfig] = {}
     telemetry: TelemetryConfig = TelemetryConfig()
     shutdown_timeout: Annotated[float, BeforeValidator(parse_duration)] = 30.0
+    # Processes that run the pipelines' enrichment processors (core/workers.py); 0: in-process.
+    workers: Annotated[int, Field(ge=0, le=256)] = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from tracehouse.core.fanout import fanout
 from tracehouse.core.pdata import OtlpBatch
 from tracehouse.core.registry import get_factory
 from tracehouse.core.telemetry import Telemetry
+from tracehouse.core.workers import WorkerPool, WorkerStage, offloadable
 
 log = structlog.get_logger("tracehouse.service")
 
@@ -95,7 +96,40 @@ class Service:
         self._nodes.append(_Node(cid, kind, component, pipeline))
         return component
 
+    def _worker_pool(self) -> WorkerPool | None:
+        size = self.config.service.workers
+        if not size:
+            return None
+        logs = self.config.service.telemetry.logs
+        return WorkerPool(size, logs.level, logs.encoding)
+
+    def _processors(self, name: str, refs: list[str], head: Consumer, chain: list[Consumer],
+                    pool: WorkerPool | None) -> Consumer:
+        """A pipeline's processors in front of `head`, built last to first. With workers, each
+        maximal run of processors that run in workers becomes one `WorkerStage`."""
+        i = len(refs)
+        while i > 0:
+            cid = ComponentID.parse(refs[i - 1])
+            if pool is None or not offloadable(cid.type):
+                head = _as_consumer(self._create(Kind.PROCESSOR, cid, head, name), Kind.PROCESSOR, cid)
+                chain.append(head)
+                i -= 1
+                continue
+            j = i - 1
+            while j > 0 and offloadable(ComponentID.parse(refs[j - 1]).type):
+                j -= 1
+            run = refs[j:i]
+            key = pool.add_run(name, [(ref, self.config.entry(Kind.PROCESSOR, ComponentID.parse(ref)).config)
+                                      for ref in run])
+            sid = ComponentID("workers", "+".join(str(ComponentID.parse(r)) for r in run).replace("/", ":"))
+            head = WorkerStage(Settings(sid, Kind.PROCESSOR, name), pool, key, head)
+            self._nodes.append(_Node(sid, Kind.PROCESSOR, head, name))
+            chain.append(head)
+            i = j
+        return head
+
     def build(self) -> None:
+        pool = self._worker_pool()
         exporters: dict[ComponentID, Component] = {}
         pipeline_heads: dict[str, Consumer] = {}
         for name, pipeline in self.config.pipelines.items():
@@ -107,10 +141,7 @@ class Service:
                 consumers.append(_as_consumer(exporters[cid], Kind.EXPORTER, cid))
             head: Consumer = fanout(consumers)
             chain = [head]
-            for ref in reversed(pipeline.processors):
-                cid = ComponentID.parse(ref)
-                head = _as_consumer(self._create(Kind.PROCESSOR, cid, head, name), Kind.PROCESSOR, cid)
-                chain.append(head)
+            head = self._processors(name, pipeline.processors, head, chain, pool)
             pipeline_heads[name] = _PipelineHead(head, any(mutates_data(c) for c in chain))
 
         # Per receiver, per signal: the pipelines it feeds.

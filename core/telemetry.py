@@ -12,7 +12,7 @@ per signal, in the signal's unit, as the Collector does (`..._spans`, `..._log_r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
@@ -43,6 +43,7 @@ class SignalCounters:
 class Telemetry:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: dict[str, Counter] | None = None
         self.receiver_accepted_spans = Counter(
             "tracehouse_receiver_accepted_spans", "Spans accepted and durably handed on.",
             ["receiver", "transport"], registry=r)
@@ -195,6 +196,16 @@ class Telemetry:
     def of(self, signal: Signal) -> SignalCounters:
         """The counters of `signal`'s items."""
         return self._signals[signal]
+
+    def counters_by_name(self) -> dict[str, Counter]:
+        """Every counter, by its metric name (processor workers add theirs to these)."""
+        if self._counters is None:
+            self._counters = {c._name: c for c in vars(self).values() if isinstance(c, Counter)}
+            for counters in self._signals.values():
+                for f in fields(counters):
+                    counter = getattr(counters, f.name)
+                    self._counters[counter._name] = counter
+        return self._counters
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

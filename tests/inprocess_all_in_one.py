@@ -37,8 +37,10 @@ def all_in_one(chdb_endpoint: str, database: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running(chdb_endpoint: str, database: str) -> AsyncIterator[Service]:
-    service = Service(load_config_dict(all_in_one(chdb_endpoint, database)))
+async def running(chdb_endpoint: str, database: str, workers: int = 0) -> AsyncIterator[Service]:
+    raw = all_in_one(chdb_endpoint, database)
+    raw["service"]["workers"] = workers
+    service = Service(load_config_dict(raw))
     await service.start()
     try:
         yield service

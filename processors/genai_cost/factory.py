@@ -10,4 +10,5 @@ def _create(settings: Settings, config: GenAICostConfig, next_consumer: TracesCo
     return CostProcessor(settings, config, next_consumer)
 
 
-factory: SimpleFactory[GenAICostConfig] = SimpleFactory("genai_cost", Kind.PROCESSOR, GenAICostConfig, _create)
+factory: SimpleFactory[GenAICostConfig] = SimpleFactory("genai_cost", Kind.PROCESSOR, GenAICostConfig, _create,
+                                                        runs_in_workers=True)

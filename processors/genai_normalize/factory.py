@@ -11,4 +11,4 @@ def _create(settings: Settings, config: GenAINormalizeConfig, next_consumer: Tra
 
 
 factory: SimpleFactory[GenAINormalizeConfig] = SimpleFactory("genai_normalize", Kind.PROCESSOR, GenAINormalizeConfig,
-                                                              _create)
+                                                              _create, runs_in_workers=True)

@@ -10,4 +10,5 @@ def _create(settings: Settings, config: GenAITokensConfig, next_consumer: Traces
     return TokensProcessor(settings, config, next_consumer)
 
 
-factory: SimpleFactory[GenAITokensConfig] = SimpleFactory("genai_tokens", Kind.PROCESSOR, GenAITokensConfig, _create)
+factory: SimpleFactory[GenAITokensConfig] = SimpleFactory("genai_tokens", Kind.PROCESSOR, GenAITokensConfig, _create,
+                                                        runs_in_workers=True)

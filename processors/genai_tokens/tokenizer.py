@@ -99,7 +99,7 @@ def _count(tok: _Counter, text: str) -> int:
 
 
 def split_text(text: str, size: int = PIECE_CHARS) -> Iterable[str]:
-    """`text` in pieces of at most about `size` characters whose token counts add up to the
+    r"""`text` in pieces of at most about `size` characters whose token counts add up to the
     whole's.
 
     A piece ends before a space followed by non-whitespace. In both encodings'

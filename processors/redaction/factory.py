@@ -13,4 +13,4 @@ def _create(settings: Settings, config: RedactionConfig, next_consumer: Consumer
 # Traces and logs (the GenAI events sent as log records carry the messages); not metrics,
 # whose attributes rarely carry content.
 factory: SimpleFactory[RedactionConfig] = SimpleFactory("redaction", Kind.PROCESSOR, RedactionConfig, _create,
-                                                        frozenset({Signal.TRACES, Signal.LOGS}))
+                                                        frozenset({Signal.TRACES, Signal.LOGS}), runs_in_workers=True)
