@@ -25,6 +25,7 @@ from tracehouse.query.jaeger.models import (
     JaegerV3ServicesResponse,
     JaegerV3TracesResponse,
 )
+from tracehouse.query.jaeger.params import MAX_NS
 from tracehouse.query.jaeger.router import NAMES_LOOKBACK_NS, off_loop
 from tracehouse.query.jaeger.rows import SPAN_KIND
 from tracehouse.query.jaeger.v3_params import (
@@ -160,7 +161,8 @@ def jaeger_v3_router(store: TraceStore, *, access: Access = OPEN) -> APIRouter:
         }
         p = parse_find_traces(given)
         query = JaegerSearchQuery(
-            service=p.service, operation=p.operation, start_ns=p.start_ns, end_ns=p.end_ns + 1,  # inclusive
+            service=p.service, operation=p.operation, start_ns=p.start_ns,
+            end_ns=min(p.end_ns + 1, MAX_NS),  # startTimeMax is inclusive; the SQL's end is not
             limit=p.limit, min_duration_ns=p.min_duration_ns, max_duration_ns=p.max_duration_ns, tags=p.tags)
         trace_ids = await store.jaeger_search(query, tenant=principal.tenant)
         rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1, tenant=principal.tenant)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tracehouse.query.errors import ApiError
 from tracehouse.query.jaeger.errors import JaegerError
-from tracehouse.query.jaeger.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_NS, MAX_TAGS, parse_go_duration
+from tracehouse.query.jaeger.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_TAGS, parse_go_duration
 from tracehouse.query.params import parse_time_ns
 
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
@@ -169,5 +169,5 @@ def parse_find_traces(q: Mapping[str, str | None]) -> FindTracesParams:
         raise JaegerError(400, SERVICE_REQUIRED)
     operation, _ = pick(q, "query.operationName", "query.operation_name")
     return FindTracesParams(service=service, operation=operation, tags=attributes, start_ns=start_ns,
-                            end_ns=min(end_ns, MAX_NS), min_duration_ns=min_duration,
+                            end_ns=end_ns, min_duration_ns=min_duration,
                             max_duration_ns=max_duration or None, limit=limit, raw_traces=raw)

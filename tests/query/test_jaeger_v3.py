@@ -223,6 +223,7 @@ async def test_sixty_four_bit_ids_and_unknown_traces(api: httpx.AsyncClient) -> 
     ({"query.num_traces": "1"}, [TRACE_C]),
     ({"query.searchDepth": "0"}, [TRACE_C, TRACE_B, TRACE_A]),  # 0 = the default, 100
     ({"query.serviceName": "nobody"}, []),
+    ({"query.startTimeMax": "2262-04-11T23:47:16.854775807Z"}, [TRACE_C, TRACE_B, TRACE_A]),  # the last ns
 ])
 async def test_find_traces(api: httpx.AsyncClient, seeded: Seeded, params: dict[str, str], want: list[str]) -> None:
     assert await find_ids(api, seeded, **params) == want
