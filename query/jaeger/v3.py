@@ -49,26 +49,31 @@ def _text(description: str, alias: str) -> Any:
     return Query(alias=alias, description=description)
 
 
-def _by_trace(trace_ids: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
-    """Rows of trace_spans.sql -> one list per trace in `trace_ids` order, at most
-    MAX_TRACE_SPANS rows in all (later traces left out)."""
+def _by_trace(trace_ids: Sequence[str], rows: Sequence[Mapping[str, Any]],
+              max_spans: int) -> list[list[Mapping[str, Any]]]:
+    """Rows of trace_spans.sql -> one list per trace in `trace_ids` order, at most `max_spans`
+    rows in all (later ones left out)."""
     by_trace: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows[:MAX_TRACE_SPANS]:
+    for row in rows[:max_spans]:
         by_trace.setdefault(row["TraceId"], []).append(row)
     return [by_trace[t] for t in trace_ids if t in by_trace]
 
 
-def _answer(trace_ids: Sequence[str], rows: Sequence[Mapping[str, Any]], adjusted: bool) -> JSONResponse:
-    traces = _by_trace(trace_ids, rows)
+def traces_result(trace_ids: Sequence[str], rows: Sequence[Mapping[str, Any]], *, adjusted: bool,
+                  max_spans: int = MAX_TRACE_SPANS) -> dict[str, Any]:
+    """The gateway's `{"result": TracesData}` of the traces' rows (trace_spans.sql, trace by
+    trace); past `max_spans` rows it is cut, and its last span says so in Jaeger's warnings
+    attribute. No rows: the gateway's 404."""
+    traces = _by_trace(trace_ids, rows, max_spans)
     if not traces:
         raise JaegerError(404, NOT_FOUND)
     data = traces_data(traces, adjusted=adjusted)
-    if len(rows) > MAX_TRACE_SPANS:  # say so on the last span shown, where Jaeger keeps warnings
+    if len(rows) > max_spans:
         last = data["resourceSpans"][-1]["scopeSpans"][-1]["spans"][-1]
-        warning = f"the response holds at most {MAX_TRACE_SPANS} spans; this trace was cut"
+        warning = f"the response holds at most {max_spans} spans; the spans after this one were left out"
         last.setdefault("attributes", []).append(
             {"key": WARNINGS_ATTRIBUTE, "value": {"arrayValue": {"values": [{"stringValue": warning}]}}})
-    return JSONResponse({"result": data})
+    return {"result": data}
 
 
 def jaeger_v3_router(store: TraceStore, *, access: Access = OPEN) -> APIRouter:
@@ -166,7 +171,7 @@ def jaeger_v3_router(store: TraceStore, *, access: Access = OPEN) -> APIRouter:
             limit=p.limit, min_duration_ns=p.min_duration_ns, max_duration_ns=p.max_duration_ns, tags=p.tags)
         trace_ids = await store.jaeger_search(query, tenant=principal.tenant)
         rows = await store.traces_spans(trace_ids, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
-        return await off_loop(lambda: _answer(trace_ids, rows, adjusted=not p.raw_traces))
+        return await off_loop(lambda: JSONResponse(traces_result(trace_ids, rows, adjusted=not p.raw_traces)))
 
     @router.get("/api/v3/traces/{trace_id:path}", response_model=JaegerV3TracesResponse,
                 responses={**V3_ERROR_RESPONSES, **_NOT_FOUND_RESPONSE})
@@ -195,7 +200,7 @@ def jaeger_v3_router(store: TraceStore, *, access: Access = OPEN) -> APIRouter:
         raw_text, raw_name = pick(given, "rawTraces", "raw_traces")
         raw = parse_bool(raw_text, raw_name) if raw_text else False
         rows = await store.trace_spans(tid, MAX_TRACE_SPANS + 1, tenant=principal.tenant)
-        return await off_loop(lambda: _answer([tid], rows, adjusted=not raw))
+        return await off_loop(lambda: JSONResponse(traces_result([tid], rows, adjusted=not raw)))
 
     return router
 

@@ -24,6 +24,9 @@ from test_query_api import FakeHost, make_store, seed
 from tracehouse.core.pdata import TraceBatch, key_values
 from tracehouse.query.app import create_app
 from tracehouse.query.budget import _TRACE_READS
+from tracehouse.query.jaeger.errors import JaegerError
+from tracehouse.query.jaeger.v3 import WARNINGS_ATTRIBUTE, traces_result
+from tracehouse.query.store import JaegerSearchQuery
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "jaeger"
 
@@ -297,6 +300,26 @@ async def test_routing_and_store_errors_use_the_gateway_shape(api: httpx.AsyncCl
                 resp = await broken.get(path)
                 v3_error(resp, 503, "the trace store could not answer: ClickHouse error")
                 assert resp.headers["retry-after"] == "5" and "SELECT" not in resp.text
+    finally:
+        await store.close()
+
+
+async def test_a_response_is_cut_at_max_spans_and_says_so(seeded: Seeded, chdb_endpoint: str) -> None:
+    store = make_store(chdb_endpoint, seeded.database)
+    try:
+        ids = await store.jaeger_search(JaegerSearchQuery(service="jg-shop", start_ns=seeded.t0 - NS,
+                                                          end_ns=seeded.t0 + 60 * NS, limit=20,
+                                                          operation="POST /checkout"), tenant="")
+        assert ids == [TRACE_C, TRACE_A]
+        rows = await store.traces_spans(ids, 10, tenant="")
+        whole = spans_of(traces_result(ids, rows, adjusted=True, max_spans=4))
+        assert len(whole) == 4 and not any(WARNINGS_ATTRIBUTE in attrs(sp) for sp in whole)
+        cut = spans_of(traces_result(ids, rows, adjusted=True, max_spans=2))
+        assert [(sp["traceId"], sp["spanId"]) for sp in cut] == [(TRACE_C, "c000000000000001"), (TRACE_A, A1)]
+        assert attrs(cut[1])[WARNINGS_ATTRIBUTE] == {"arrayValue": {"values": [
+            {"stringValue": "the response holds at most 2 spans; the spans after this one were left out"}]}}
+        with pytest.raises(JaegerError, match="No traces found"):
+            traces_result(ids, [], adjusted=True)
     finally:
         await store.close()
 
