@@ -18,7 +18,7 @@ from tracehouse.query.budget import ReadBudget, ReadBudgetMiddleware
 from tracehouse.query.config import QueryApiConfig
 from tracehouse.query.errors import document_400_not_422, install_error_handlers
 from tracehouse.query.jaeger.router import jaeger_router
-from tracehouse.query.params import NS
+from tracehouse.query.jaeger.v3 import jaeger_v3_router
 from tracehouse.query.routes.experiments import experiments_router
 from tracehouse.query.routes.genai_metrics import genai_metrics_router
 from tracehouse.query.routes.health import health_router
@@ -59,8 +59,10 @@ def create_app(store: TraceStore, health: HealthSource, *, settings: QueryApiCon
         prompts_router(store, access),
         sessions_router(store, cfg, access),
         experiments_router(store, access),
-        # Jaeger's query API (/api/services, /api/operations, /api/traces), in Jaeger's envelope.
-        jaeger_router(store, default_lookback_ns=int(cfg.default_lookback * NS), access=access),
+        # Jaeger's query API (/api/services, /api/operations, /api/traces, /api/dependencies) in
+        # Jaeger's envelope, with Jaeger's defaults (not `default_lookback`); its API v3 (/api/v3).
+        jaeger_router(store, access=access),
+        jaeger_v3_router(store, access=access),
     ):
         app.include_router(router, dependencies=strict)
     # The trace explorer (query/ui/): a page over the routes above, not part of the API; its

@@ -8,7 +8,7 @@ the total it waits up to `read_queue_timeout` for a slot, then 503 with Retry-Af
 A client is its API key (a digest of the Authorization header), else its address.
 Health probes and `/metrics` never wait here.
 
-Reads of whole traces (a trace's page, Jaeger's trace routes) can each hold a hundred
+Reads of whole traces (a trace's page, Jaeger's trace routes, v2 and v3) can each hold a hundred
 thousand spans in memory: they also take one of `max_concurrent_trace_reads` slots, which
 bounds the service's memory whatever the number of clients.
 
@@ -29,10 +29,10 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tracehouse.query.errors import error_response
-from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error
+from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error_for
 
 # Routes that return whole traces; exports of a search's traces.
-_TRACE_READS = re.compile(r"^/api/v1/traces/[^/]+$|^/api/traces(/|$)")
+_TRACE_READS = re.compile(r"^/api/v1/traces/[^/]+$|^/api/traces(/|$)|^/api/v3/traces(/|$)")
 _EXPORTS = re.compile(r"^/api/v1/traces/export$")
 
 
@@ -120,7 +120,7 @@ class ReadBudgetMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:
         headers = {"Retry-After": "1"}
-        response: Any = (jaeger_error(code, message, headers) if is_jaeger_path(scope["path"])
+        response: Any = (jaeger_error_for(scope["path"], code, message, headers) if is_jaeger_path(scope["path"])
                          else error_response(code, message, headers=headers))
         await response(scope, receive, send)
 

@@ -3,7 +3,7 @@
 A bad parameter is a 400 naming it (FastAPI's default 422 is replaced, in the answers and in
 the OpenAPI document), an unknown trace or prompt a 404, a ClickHouse failure a 503 with a
 one-line reason and `Retry-After` (never a stack trace). The Jaeger-compatible routes answer
-in Jaeger's envelope instead (query/jaeger/errors.py); the 404/405 handler here asks
+in Jaeger's shapes instead (query/jaeger/errors.py); the 404/405 handler here asks
 `is_jaeger_path` first.
 """
 
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracehouse.query.access import AccessError
-from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error
+from tracehouse.query.jaeger.errors import is_jaeger_path, jaeger_error_for
 from tracehouse.query.models import ErrorResponse
 from tracehouse.query.store import StoreError
 
@@ -84,8 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if is_jaeger_path(request.url.path):  # e.g. a 404/405 under /api/traces: Jaeger's envelope
-            return jaeger_error(exc.status_code, str(exc.detail), exc.headers)
+        if is_jaeger_path(request.url.path):  # e.g. a 404/405 under /api/traces: Jaeger's shape
+            return jaeger_error_for(request.url.path, exc.status_code, str(exc.detail), exc.headers)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 

@@ -68,7 +68,7 @@ class StoreError(Exception):
 
 
 SQL_FILES = ("trace_search", "trace_search_spans", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
-             "jaeger_services", "jaeger_operations", "jaeger_search", "experiment_list", "run_list", "run_metric_history",
+             "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_dependencies", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
              "trace_genai_events")
 
@@ -496,6 +496,14 @@ class TraceStore:
         """Ids of the matching traces, newest first; at most `query.limit`."""
         rows = await self._query("jaeger_search", {**query.parameters(), "tenant": tenant})
         return [r["trace_id"] for r in rows]
+
+    async def jaeger_dependencies(self, start_ns: int, end_ns: int, service: str = "", *,
+                                  tenant: str) -> list[dict[str, Any]]:
+        """Edges `{parent, child, call_count}` between services with calls starting in
+        [start_ns, end_ns] (sql/jaeger_dependencies.sql); of `service` only when given."""
+        return await self._query("jaeger_dependencies", {
+            "start_ns": start_ns, "end_ns": end_ns, "service": service, "tenant": tenant,
+            "window_ns": int(MAX_TRACE_DURATION_S * 1_000_000_000), "max_rows": MAX_NAMES})
 
     async def traces_spans(self, trace_ids: Sequence[str], max_spans: int = MAX_TRACE_SPANS, *,
                            tenant: str, after: SpanKey | None = None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tracehouse.ingest.otlp.json_scalars import HEX_ID_FIELDS
 
-__all__ = ["encode_json"]
+__all__ = ["encode_json", "encode_dict"]
 
 _T = FieldDescriptor
 _64BIT_TYPES: Final = frozenset(
@@ -90,8 +90,14 @@ def _message_encoder(desc: Descriptor) -> _Enc:
 _ENCODE_REQUEST: Final = _message_encoder(ExportTraceServiceRequest.DESCRIPTOR)
 
 
+def encode_dict(request: ExportTraceServiceRequest) -> dict[str, Any]:
+    """The OTLP/JSON mapping as Python objects (what `encode_json` serializes)."""
+    out: dict[str, Any] = _ENCODE_REQUEST(request)
+    return out
+
+
 def encode_json(request: ExportTraceServiceRequest) -> bytes:
     """Serialize to OTLP/JSON (compact, UTF-8). Unknown protobuf fields are dropped."""
     return _json.dumps(
-        _ENCODE_REQUEST(request), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        encode_dict(request), ensure_ascii=False, allow_nan=False, separators=(",", ":")
     ).encode("utf-8")

@@ -90,8 +90,64 @@ class JaegerOperationsResponse(_Envelope):
     data: list[JaegerOperation]
 
 
+class JaegerDependencyLink(BaseModel):
+    parent: str = Field(description="The calling service.")
+    child: str = Field(description="The called service.")
+    callCount: int = Field(description="Spans of `child` whose parent span is a span of `parent`.")
+
+
+class JaegerDependenciesResponse(_Envelope):
+    data: list[JaegerDependencyLink]
+
+
 # The error answers every Jaeger route documents (plus its own 404 where it has one).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": JaegerErrorResponse, "description": "A parameter is invalid; the message names it."},
     503: {"model": JaegerErrorResponse, "description": "ClickHouse could not answer."},
+}
+
+
+# ------------------------------------------------------------------------------ API v3
+
+
+class JaegerV3ErrorDetails(BaseModel):
+    httpCode: int = Field(description="The HTTP status code.")
+    message: str = Field(description="What went wrong; for a 400 `malformed parameter <name>: ...`.")
+
+
+class JaegerV3ErrorResponse(BaseModel):
+    """Jaeger's API v3 HTTP gateway error (api_v3.GRPCGatewayError)."""
+
+    error: JaegerV3ErrorDetails
+
+
+class JaegerV3ServicesResponse(BaseModel):
+    services: list[str]
+
+
+class JaegerV3Operation(BaseModel):
+    name: str
+    spanKind: str = Field(description="`server`, `client`, `internal`, `producer` or `consumer` (an unspecified "
+                                      "kind shows as `internal`, as Jaeger's gateway shows it).")
+
+
+class JaegerV3OperationsResponse(BaseModel):
+    operations: list[JaegerV3Operation]
+
+
+class JaegerV3TracesData(BaseModel):
+    resourceSpans: list[dict[str, Any]] = Field(
+        description="OTLP/JSON ResourceSpans, as the Collector's pdata JSON marshaler writes them: hex ids, "
+                    "integer enums, 64-bit integers as strings; `resource`, `scope` and `status` always present.")
+
+
+class JaegerV3TracesResponse(BaseModel):
+    """api_v3.GRPCGatewayWrapper: the traces as one OTLP TracesData."""
+
+    result: JaegerV3TracesData
+
+
+V3_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": JaegerV3ErrorResponse, "description": "A parameter is invalid; the message names it."},
+    503: {"model": JaegerV3ErrorResponse, "description": "ClickHouse could not answer."},
 }

@@ -18,7 +18,14 @@ NS = 1_000_000_000  # nanoseconds per second
 HOUR_NS = 3600 * NS
 MAX_NS = 2**63 - 1
 
-DEFAULT_LIMIT = 20  # traces, as the Jaeger UI
+# Jaeger's query service defaults for a search without `limit` or `start`
+# (defaultQueryLimit, defaultTraceQueryLookbackDuration in its query parser); API v3's
+# `query.searchDepth` defaults to the same 100.
+DEFAULT_LIMIT = 100
+DEFAULT_LOOKBACK_NS = 2 * 24 * HOUR_NS
+# /api/dependencies without `lookback` (defaultDependencyLookbackDuration)
+DEPENDENCIES_LOOKBACK_NS = 24 * HOUR_NS
+MS = 1_000_000  # nanoseconds per millisecond
 MAX_LIMIT = 1500    # the Jaeger UI's largest choice; larger limits are capped to it
 MAX_TAGS = 32
 
@@ -94,6 +101,15 @@ def parse_micros(text: str, parameter: str) -> int:
         raise JaegerError(400, f"{parameter}: expected microseconds since the epoch (e.g. "
                                f"{time.time_ns() // US}), got {text!r}")
     return int(value) * US
+
+
+def parse_millis(text: str, parameter: str) -> int:
+    """Milliseconds (`endTs` since the epoch, `lookback` a duration: /api/dependencies) -> ns."""
+    value = text.strip()
+    if not _MICROS_RE.match(value) or int(value) * MS > MAX_NS:
+        raise JaegerError(400, f"{parameter}: expected a whole number of milliseconds (e.g. "
+                               f"{time.time_ns() // MS}), got {text!r}")
+    return int(value) * MS
 
 
 def parse_limit(text: str) -> int:

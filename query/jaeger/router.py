@@ -1,6 +1,6 @@
 """The Jaeger-compatible routes: `GET /api/services`, `GET /api/services/{service}/operations`,
-`GET /api/operations`, `GET /api/traces` (search, or `?traceID=...` repeated) and
-`GET /api/traces/{traceID}`, all answering in Jaeger's envelope."""
+`GET /api/operations`, `GET /api/traces` (search, or `?traceID=...` repeated),
+`GET /api/traces/{traceID}` and `GET /api/dependencies`, all answering in Jaeger's envelope."""
 
 # No `from __future__ import annotations`: FastAPI evaluates the parameters' annotations,
 # and the access dependency is the factory's argument (a closure FastAPI cannot see in strings).
@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from tracehouse.query.jaeger.errors import JaegerError, JaegerRoute, envelope, jaeger_error
 from tracehouse.query.jaeger.models import (
     ERROR_RESPONSES,
+    JaegerDependenciesResponse,
     JaegerErrorResponse,
     JaegerNamesResponse,
     JaegerOperationsResponse,
@@ -26,7 +27,10 @@ from tracehouse.query.jaeger.models import (
 )
 from tracehouse.query.jaeger.params import (
     DEFAULT_LIMIT,
+    DEFAULT_LOOKBACK_NS,
+    DEPENDENCIES_LOOKBACK_NS,
     HOUR_NS,
+    MS,
     MAX_LIMIT,
     MAX_NS,
     US,
@@ -34,6 +38,7 @@ from tracehouse.query.jaeger.params import (
     parse_limit,
     parse_lookback,
     parse_micros,
+    parse_millis,
     parse_tags,
     parse_trace_id,
 )
@@ -53,7 +58,8 @@ async def off_loop(render: Callable[[], JSONResponse]) -> JSONResponse:
     return await asyncio.to_thread(render)
 
 
-def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, access: Access = OPEN) -> APIRouter:
+def jaeger_router(store: TraceStore, *, default_lookback_ns: int = DEFAULT_LOOKBACK_NS,
+                  access: Access = OPEN) -> APIRouter:
     router = APIRouter(tags=["jaeger"], route_class=JaegerRoute)
 
     @router.get("/api/services", response_model=JaegerNamesResponse, responses=ERROR_RESPONSES)
@@ -114,7 +120,7 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, acce
             description="Microseconds since the epoch (inclusive). Default: now.")] = None,
         lookback: Annotated[str | None, Query(
             description="Range when `start` is missing: `1h`, `2d`, `1w` or a Go duration; `custom` = "
-                        "ignore. Default: the configured lookback (1h).")] = None,
+                        "ignore. Default: 2d, as Jaeger's query service.")] = None,
         limit: Annotated[str | None, Query(
             description=f"Most traces returned; 0 or missing = {DEFAULT_LIMIT}, capped at {MAX_LIMIT}.")] = None,
         min_duration: Annotated[str | None, Query(
@@ -186,5 +192,26 @@ def jaeger_router(store: TraceStore, *, default_lookback_ns: int = HOUR_NS, acce
         if len(rows) > MAX_TRACE_SPANS:
             warnings = [f"the trace has more than {MAX_TRACE_SPANS} spans; only the first are shown"]
         return await off_loop(lambda: JSONResponse(envelope([jaeger_trace(tid, rows[:MAX_TRACE_SPANS], warnings)])))
+
+    @router.get("/api/dependencies", response_model=JaegerDependenciesResponse, responses=ERROR_RESPONSES)
+    async def jaeger_dependencies(
+        principal: Annotated[Principal, Depends(access.read)],
+        end_ts: Annotated[str | None, Query(
+            alias="endTs", description="Milliseconds since the epoch: the range's end. Default: now.")] = None,
+        lookback: Annotated[str | None, Query(
+            description="Milliseconds: the range's length. Default: 86400000 (24 h), as Jaeger.")] = None,
+        service: Annotated[str | None, Query(description="Only edges from or to this service.")] = None,
+    ) -> JSONResponse:
+        """Calls between services: a span whose parent span is of another service, started in
+        [endTs - lookback, endTs], is one call of the edge (parent's service, its service).
+        Edges sorted by parent, then child."""
+        end_ns = parse_millis(end_ts, "endTs") if end_ts else time.time_ns() // MS * MS
+        lookback_ns = parse_millis(lookback, "lookback") if lookback else DEPENDENCIES_LOOKBACK_NS
+        if lookback_ns <= 0:
+            raise JaegerError(400, "lookback: must be more than 0 milliseconds")
+        rows = await store.jaeger_dependencies(max(0, end_ns - lookback_ns), end_ns, service or "",
+                                               tenant=principal.tenant)
+        return JSONResponse(envelope([{"parent": r["parent"], "child": r["child"], "callCount": int(r["call_count"])}
+                                      for r in rows]))
 
     return router

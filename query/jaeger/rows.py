@@ -1,15 +1,25 @@
 """Span rows (sql/trace_spans.sql) -> Jaeger's trace JSON, as Jaeger's OTLP translator shows
 spans (`span.kind`, `otel.status_code`, `error`, `otel.scope.*`, `w3c.tracestate`, events as
 logs, links as FOLLOWS_FROM references), plus the typed GenAI columns as typed tags. Rows are
-read into `SpanDetail` by the same `span_from_row` as `/api/v1/traces/{trace_id}`."""
+read into `SpanDetail` by the same `span_from_row` as `/api/v1/traces/{trace_id}`.
+
+Attribute values are stored as text; a tag's type is the one the OTLP export gives the value
+(query/otlp.py `typed_value`: GenAI attributes of known type as that type, other text that is
+exactly how an int, a bool or a double is stored as that type), mapped as Jaeger's translator
+maps OTLP values: int -> `int64`, double -> `float64`, bool -> `bool`, the rest (strings,
+arrays, maps, bytes) -> `string` with the stored text. Two exceptions keep the JSON exact: an
+inferred int beyond 2^53 (JavaScript's exact integers; the Jaeger UI would round it) unless the
+key is a GenAI count, and a non-finite double, stay strings."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracehouse.query.jaeger.params import US
 from tracehouse.query.models import SpanDetail
+from tracehouse.query.otlp import GENAI_INT_KEYS, typed_value
 from tracehouse.query.rows import span_from_row
 from tracehouse.query.store import MAX_TRACE_SPANS
 
@@ -17,6 +27,7 @@ from tracehouse.query.store import MAX_TRACE_SPANS
 SPAN_KIND = {"Server": "server", "Client": "client", "Internal": "internal", "Producer": "producer",
              "Consumer": "consumer"}
 _STATUS_CODE = {"Ok": "OK", "Error": "ERROR"}
+MAX_SAFE_INT = 2**53 - 1  # JavaScript's largest exact integer
 
 
 def kv(key: str, value: str | bool | int | float) -> dict[str, Any]:
@@ -32,11 +43,28 @@ def kv(key: str, value: str | bool | int | float) -> dict[str, Any]:
     return {"key": key, "type": kind, "value": value}
 
 
+def attribute_tag(key: str, text: str) -> dict[str, Any]:
+    """A stored attribute as Jaeger's KeyValue, typed by the module docstring's rule."""
+    value = typed_value(text, key)
+    kind = value.WhichOneof("value")
+    if kind == "bool_value":
+        return kv(key, value.bool_value)
+    if kind == "int_value" and (abs(value.int_value) <= MAX_SAFE_INT or key in GENAI_INT_KEYS):
+        return kv(key, value.int_value)
+    if kind == "double_value" and math.isfinite(value.double_value):
+        return kv(key, value.double_value)
+    return kv(key, text)
+
+
+def attribute_tags(attributes: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [attribute_tag(k, v) for k, v in attributes.items()]
+
+
 def span_tags(span: SpanDetail) -> list[dict[str, Any]]:
-    """Span attributes (stored as strings), then the OTLP translator's conventions, then
-    the GenAI columns. No key twice: an attribute wins over a derived `gen_ai.*` or
-    convention tag; the canonical `tracehouse.genai.*` tags win over attributes."""
-    tags: dict[str, dict[str, Any]] = {k: kv(k, v) for k, v in span.attributes.items()}
+    """Span attributes (typed as the module docstring says), then the OTLP translator's
+    conventions, then the GenAI columns. No key twice: an attribute wins over a derived
+    `gen_ai.*` or convention tag; the canonical `tracehouse.genai.*` tags win over attributes."""
+    tags: dict[str, dict[str, Any]] = {k: attribute_tag(k, v) for k, v in span.attributes.items()}
 
     def put(key: str, value: str | bool | int | float | None, canonical: bool = False) -> None:
         if value is None or value == "":
@@ -89,7 +117,7 @@ def span_logs(span: SpanDetail) -> list[dict[str, Any]]:
         fields = []
         if event.name and "event" not in event.attributes:
             fields.append(kv("event", event.name))
-        fields += [kv(k, v) for k, v in event.attributes.items()]
+        fields += attribute_tags(event.attributes)
         logs.append({"timestamp": int(event.time_unix_nano) // US, "fields": fields})
     return logs
 
@@ -136,7 +164,7 @@ def jaeger_trace(trace_id: str, rows: Sequence[Mapping[str, Any]],
         if process_id is None:
             process_id = process_ids[key] = f"p{len(process_ids) + 1}"
             processes[process_id] = {"serviceName": span.service_name,
-                                     "tags": [kv(k, v) for k, v in span.resource_attributes.items()]}
+                                     "tags": attribute_tags(span.resource_attributes)}
         spans.append(jaeger_span(span, process_id))
     return {"traceID": trace_id, "spans": spans, "processes": processes, "warnings": warnings or None}
 

@@ -46,7 +46,9 @@ async function api(path, { method = "GET", body } = {}) {
   }
   const answer = await response.json().catch(() => null);
   if (!response.ok) {
-    const detail = answer && answer.error ? answer.error.message : response.statusText;
+    // the API's `{"error": {"message"}}`, or the Jaeger envelope's `{"errors": [{"msg"}]}`
+    const detail = answer && answer.error ? answer.error.message
+      : answer && answer.errors && answer.errors.length ? answer.errors[0].msg : response.statusText;
     throw new ApiError(`${response.status}: ${detail}`, response.status);
   }
   return answer;
@@ -146,6 +148,7 @@ function route() {
     : p.get("view") === "prompts" ? (p.get("prompt") !== null ? "prompt" : "prompts")
     : p.get("view") === "sessions" ? (p.get("session") !== null ? "session" : "sessions")
     : p.get("view") === "overview" ? "overview"
+    : p.get("view") === "dependencies" ? "dependencies"
     : p.get("view") === "experiments" ? (p.get("run") !== null ? "run" : p.get("experiment") !== null ? "experiment" : "experiments")
     : "traces";
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -159,7 +162,8 @@ function route() {
                    prompt: () => renderPrompt(p.get("prompt"), p), sessions: () => renderSessions(p),
                    session: () => renderSession(p.get("session"), p), overview: () => renderOverview(p),
                    experiments: () => renderExperiments(), experiment: () => renderExperiment(p.get("experiment")),
-                   run: () => renderRun(p.get("run")), traces: () => renderTraces(p) }[view];
+                   run: () => renderRun(p.get("run")), traces: () => renderTraces(p),
+                   dependencies: () => renderDependencies(p) }[view];
   render().catch((err) => showError(main, err));
 }
 
@@ -762,6 +766,47 @@ async function renderSession(sessionId, p) {
     `${fmtInt(t.traces)} turns · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
     `${fmtCost(t.cost_usd) || "$0"} in total`));
   main.append(traceTable(data.traces));
+}
+
+// ---------------------------------------------------------------- dependencies (Jaeger's /api/dependencies)
+
+async function renderDependencies(p) {
+  main.append(el("h1", { text: "Dependencies" }));
+  const form = el("form", { class: "filters", role: "search" },
+    el("label", {}, "time range", sinceSelect(p, "24h")),
+    el("label", {}, "service", el("input", { name: "service", value: p.get("service") || "", autocomplete: "off" })),
+    el("button", { type: "submit", text: "Show" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ view: "dependencies" });
+    for (const [name, value] of new FormData(form)) if (value !== "") next.append(name, value);
+    navigate(next);
+  });
+  main.append(form);
+  const range = RANGES.find(([n]) => n === p.get("since")) || RANGES.find(([n]) => n === "24h");
+  const q = new URLSearchParams({ endTs: String(Date.now()), lookback: String(range[1] * 1000) });
+  if (p.get("service")) q.set("service", p.get("service"));
+  const edges = (await api(`/api/dependencies?${q}`)).data;
+  if (!edges.length) {
+    main.append(el("div", { class: "empty" },
+      el("p", { text: "No calls between services in this time range." }),
+      el("p", { text: "A call is a span whose parent span belongs to another service: services that pass the "
+                      + "trace context on (W3C traceparent) show up here." })));
+    return;
+  }
+  const total = edges.reduce((sum, e) => sum + e.callCount, 0);
+  main.append(el("p", { class: "totals", "data-testid": "totals",
+                        text: `${fmtInt(edges.length)} edges · ${fmtInt(total)} calls` }));
+  const serviceLink = (name) => link(name, new URLSearchParams({ service: name, since: range[0] }));
+  const rows = edges.map((e) => el("tr", { "data-edge": `${e.parent} -> ${e.child}` },
+    el("td", { class: "name" }, serviceLink(e.parent)),
+    el("td", { class: "arrow", text: "→" }),
+    el("td", { class: "name" }, serviceLink(e.child)),
+    el("td", { class: "num", text: fmtInt(e.callCount) })));
+  main.append(el("table", { class: "traces dependencies" },
+    el("thead", {}, el("tr", {}, el("th", { text: "caller" }), el("th", {}), el("th", { text: "called" }),
+                        el("th", { class: "num", text: "calls" }))),
+    el("tbody", {}, rows)));
 }
 
 // ---------------------------------------------------------------- overview (from the rollups)

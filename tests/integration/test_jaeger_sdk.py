@@ -115,6 +115,18 @@ def sent(all_in_one: AllInOne) -> Iterator[Sent]:
                min(starts) // 1000 - 1, max(ends) // 1000 + 1)  # type: ignore[type-var, operator]
 
 
+def expected_tag(key: str, value: Any) -> dict[str, Any]:
+    """The tag of an attribute the SDK set: its own type back (ints, doubles, bools), strings
+    and arrays as the stored text (Jaeger's translator shows arrays as their JSON)."""
+    if isinstance(value, bool):
+        return {"key": key, "type": "bool", "value": value}
+    if isinstance(value, int):
+        return {"key": key, "type": "int64", "value": value}
+    if isinstance(value, float):
+        return {"key": key, "type": "float64", "value": value}
+    return {"key": key, "type": "string", "value": expected_str(value)}
+
+
 def tag_map(tags: list[dict[str, Any]]) -> dict[str, tuple[str, Any]]:
     keys = [t["key"] for t in tags]
     assert len(keys) == len(set(keys)), f"duplicate keys: {keys}"
@@ -157,7 +169,7 @@ def test_trace_matches_the_sdk_spans_field_by_field(all_in_one: AllInOne, sent: 
     resource = expected[0].resource.attributes
     assert trace["processes"] == {process_id: {
         "serviceName": SERVICE,
-        "tags": [{"key": k, "type": "string", "value": expected_str(v)} for k, v in resource.items()]}}
+        "tags": [expected_tag(k, v) for k, v in resource.items()]}}
     assert "telemetry.sdk.language" in {t["key"] for t in trace["processes"][process_id]["tags"]}
 
     for span in expected:
@@ -175,10 +187,10 @@ def test_trace_matches_the_sdk_spans_field_by_field(all_in_one: AllInOne, sent: 
                         "spanID": f"{lk.context.span_id:016x}"} for lk in span.links]
         assert jaeger["references"] == references
         attributes = {k: expected_str(v) for k, v in (span.attributes or {}).items()}
-        # the attributes first, in order, as strings
-        assert jaeger["tags"][:len(attributes)] == [
-            {"key": k, "type": "string", "value": v} for k, v in attributes.items()]
-        want = {k: ("string", v) for k, v in attributes.items()}
+        # the attributes first, in order, with the types the SDK gave them
+        tags = [expected_tag(k, v) for k, v in (span.attributes or {}).items()]
+        assert jaeger["tags"][:len(attributes)] == tags
+        want = {t["key"]: (t["type"], t["value"]) for t in tags}
         want.update({"otel.scope.name": ("string", SCOPE[0]), "otel.scope.version": ("string", SCOPE[1]),
                      "span.kind": ("string", KIND[span.kind])})
         if span.status.status_code is StatusCode.ERROR:
@@ -189,10 +201,12 @@ def test_trace_matches_the_sdk_spans_field_by_field(all_in_one: AllInOne, sent: 
         assert jaeger["logs"] == [
             {"timestamp": e.timestamp // 1000,
              "fields": [{"key": "event", "type": "string", "value": e.name}]
-             + [{"key": k, "type": "string", "value": expected_str(v)} for k, v in (e.attributes or {}).items()]}
+             + [expected_tag(k, v) for k, v in (e.attributes or {}).items()]}
             for e in span.events]
 
     chat = tag_map(got[hex_span(sent.spans["chat gpt-4o-mini"])]["tags"])
+    assert chat["gen_ai.usage.input_tokens"] == ("int64", INPUT_TOKENS)  # the SDK's int, not a string
+    assert chat["gen_ai.request.temperature"] == ("float64", 0.2)
     assert chat["tracehouse.genai.input_tokens"] == ("int64", INPUT_TOKENS)
     assert chat["tracehouse.genai.output_tokens"] == ("int64", OUTPUT_TOKENS)
     assert chat["tracehouse.genai.span_kind"] == ("string", "llm")
@@ -209,6 +223,22 @@ def test_trace_matches_the_sdk_spans_field_by_field(all_in_one: AllInOne, sent: 
     root = tag_map(got[hex_span(sent.spans["POST /chat"])]["tags"])
     assert "error" not in root and "otel.status_code" not in root  # status unset
     assert not [k for k in root if k.startswith(("gen_ai.", "tracehouse.genai."))]
+
+
+def test_api_v3_shows_the_sdk_spans_with_their_types(all_in_one: AllInOne, sent: Sent) -> None:
+    resp = httpx.get(f"{all_in_one.query}/api/v3/traces/{sent.trace_id}", timeout=30)
+    assert resp.status_code == 200, resp.text
+    spans = {sp["spanId"]: sp for rs in resp.json()["result"]["resourceSpans"]
+             for ss in rs["scopeSpans"] for sp in ss["spans"]}
+    root, chat = sent.spans["POST /chat"], sent.spans["chat gpt-4o-mini"]
+    assert set(spans) == {hex_span(s) for s in sent.spans.values() if hex_trace(s) == sent.trace_id}
+    attrs = {kv["key"]: kv["value"] for kv in spans[hex_span(chat)]["attributes"]}
+    assert attrs["gen_ai.usage.input_tokens"] == {"intValue": str(INPUT_TOKENS)}
+    assert attrs["gen_ai.request.temperature"] == {"doubleValue": 0.2}
+    root_attrs = {kv["key"]: kv["value"] for kv in spans[hex_span(root)]["attributes"]}
+    assert root_attrs["feature.flags"] == {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}}
+    assert root_attrs["cache.hit"] == {"boolValue": True} and root_attrs["sampling.ratio"] == {"doubleValue": 0.25}
+    assert spans[hex_span(chat)]["kind"] == 3 and spans[hex_span(chat)]["parentSpanId"] == hex_span(root)
 
 
 def test_services_and_operations(all_in_one: AllInOne, sent: Sent) -> None:

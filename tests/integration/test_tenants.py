@@ -180,7 +180,10 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
     # Everything B could be asked for by: its ids and names, in every parameter that takes one.
     query_values = {"service": B.service, "session": B.session, "user": B.user, "prompt": B.prompt,
                     "traceID": b_trace, "q": B.name[:3], "start": "2000-01-01T00:00:00Z", "trace_id": b_trace,
-                    "scores": "true", "score_name": b_score["name"]}
+                    "scores": "true", "score_name": b_score["name"],
+                    # Jaeger API v3's search
+                    "query.serviceName": B.service, "query.startTimeMin": "2000-01-01T00:00:00Z",
+                    "query.startTimeMax": "2100-01-01T00:00:00Z"}
     checked = []
     for path, item in spec["paths"].items():
         if "get" not in item or path in ("/healthz", "/readyz", "/metrics", "/openapi.json") \
@@ -209,6 +212,8 @@ def test_no_route_shows_tenant_b_to_tenant_a(secure: tuple[AllInOne, dict[str, l
     assert len(checked) >= 10, checked
     # and tenant B does see its own data through the same routes (the test above is not vacuous)
     assert B.service in _get(aio, "/api/services", B.read).text
+    assert B.service in _get(aio, "/api/v3/services", B.read).text
+    assert b_trace in _get(aio, f"/api/v3/traces/{b_trace}", B.read).text
     assert B.prompt in _get(aio, "/api/v1/prompts", B.read).text
     assert B.session in _get(aio, "/api/v1/sessions", B.read, start="2000-01-01T00:00:00Z").text
     assert f"{B.name}-experiment" in _get(aio, "/api/v1/experiments", B.read).text

@@ -582,6 +582,51 @@ def test_markup_in_span_names_and_attributes_is_shown_as_text_and_never_runs(
     assert page.locator("main img, main script").count() == 0
 
 
+DEP_TRACE = 0xDE9
+XSS_SERVICE = '<img src=x onerror="window.__xss = 5">ledger'
+
+
+def _send_cross_service_trace(otlp_http: str) -> None:
+    """A gateway span calling two spans of another service (whose name is markup), three days
+    back: outside the other tests' default ranges, inside the dependencies page's last 7d."""
+    t0 = time.time_ns() - 3 * 86_400 * 10**9
+    gateway = batch_of([make_span(DEP_TRACE, 1, t0, {}, name="POST /pay", duration_ns=10**8)], service="dep-gateway")
+    calls = batch_of([make_span(DEP_TRACE, 2 + i, t0 + (1 + i) * 10**6, {}, parent=1, name="debit")
+                      for i in range(2)], service=XSS_SERVICE)
+    for batch in (gateway, calls):
+        response = httpx.post(f"{otlp_http}/v1/traces", content=batch.to_bytes(),
+                              headers={"content-type": "application/x-protobuf"}, timeout=10)
+        assert response.status_code == 200, response.text
+
+
+def test_the_dependencies_page_lists_the_api_s_edges_as_text(
+        explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    aio, _ = explorer
+    _send_cross_service_trace(aio.otlp_http)
+    lookback = 7 * 86_400_000
+    deadline = time.time() + 20
+    while True:  # the exporter flushes in the background
+        edges = _api(aio, f"/api/dependencies?lookback={lookback}")["data"]
+        if any(e["parent"] == "dep-gateway" for e in edges) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert {"parent": "dep-gateway", "child": XSS_SERVICE, "callCount": 2} in edges
+    page.goto(f"{aio.query}/")
+    page.click('nav a[data-nav="dependencies"]')
+    page.select_option('select[name="since"]', "7d")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**/?view=dependencies&since=7d*")
+    page.wait_for_selector("table.dependencies tbody tr")
+    rows = page.eval_on_selector_all("table.dependencies tbody tr", "rows => rows.map(r => r.dataset.edge)")
+    assert rows == [f"{e['parent']} -> {e['child']}" for e in edges], "the rows are the API's, in its order"
+    row = page.locator("table.dependencies tbody tr").nth(rows.index(f"dep-gateway -> {XSS_SERVICE}"))
+    assert row.locator("td").all_inner_texts() == ["dep-gateway", "→", XSS_SERVICE, "2"]
+    assert page.evaluate("window.__xss") is None and page.locator("main img, main script").count() == 0
+    # a service's name opens the traces it took part in
+    row.locator("td:first-child a").click()
+    page.wait_for_url("**/?service=dep-gateway&since=7d")
+
+
 def test_an_api_error_is_shown_to_the_user(explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
     aio, _ = explorer
     page.goto(f"{aio.query}/?min_tokens=lots")

@@ -90,7 +90,9 @@ def batches(t0: int, now: int) -> list[TraceBatch]:
                  code=Status.STATUS_CODE_OK, attrs={"http.method": "POST", "tenant": "acme", "retries": 2,
                                                     "sampled": True}, trace_state="vendor=1"),
         SpanSpec("jg-llm", TRACE_A, A2, A1, "chat gpt-4o", t0 + 100_000_001, 800_000_999,
-                 kind=Span.SPAN_KIND_CLIENT, attrs={"gen_ai.request.model": "gpt-4o", "tenant": "acme"},
+                 kind=Span.SPAN_KIND_CLIENT, attrs={"gen_ai.request.model": "gpt-4o", "tenant": "acme",
+                                                    "gen_ai.usage.input_tokens": 100, "gen_ai.request.temperature": 1.0,
+                                                    "order.id": "9007199254740993", "gen_ai.request.top_p": "most"},
                  events=[(t0 + 100_000_777, "gen_ai.content.prompt", {"gen_ai.prompt": "hi", "n": 1})],
                  links=[(TRACE_B, B1, "linked=1", {"link.kind": "follows"})], genai=GENAI_A2),
         SpanSpec("jg-shop", TRACE_B, B1, "", "GET /health", t0 + 10 * NS, 5 * MS,
@@ -111,6 +113,10 @@ def batches(t0: int, now: int) -> list[TraceBatch]:
 
 @pytest.fixture(scope="module")
 def seeded(chdb_endpoint: str) -> Iterator[Seeded]:
+    yield from stored_twice(chdb_endpoint)
+
+
+def stored_twice(chdb_endpoint: str) -> Iterator[Seeded]:
     """One database, shared read-only: every span written by the exporter, then written again
     straight into the table with merges stopped (as between a retry's insert and a merge)."""
     database = f"tj_{uuid.uuid4().hex[:12]}"
@@ -232,12 +238,12 @@ async def test_trace_is_jaegers_model(api: httpx.AsyncClient, seeded: Seeded) ->
     assert chat["references"] == [{"refType": "CHILD_OF", "traceID": TRACE_A, "spanID": A1},
                                   {"refType": "FOLLOWS_FROM", "traceID": TRACE_B, "spanID": B1}]
     assert query["references"] == [{"refType": "CHILD_OF", "traceID": TRACE_A, "spanID": A1}]
-    # tags: attributes as strings, then the OTLP translator's conventions, in order
+    # tags: attributes typed as the OTLP export types them, then the OTLP translator's conventions
     assert root["tags"] == [
         {"key": "http.method", "type": "string", "value": "POST"},
         {"key": "tenant", "type": "string", "value": "acme"},
-        {"key": "retries", "type": "string", "value": "2"},
-        {"key": "sampled", "type": "string", "value": "true"},
+        {"key": "retries", "type": "int64", "value": 2},
+        {"key": "sampled", "type": "bool", "value": True},
         {"key": "otel.scope.name", "type": "string", "value": "test.scope"},
         {"key": "otel.scope.version", "type": "string", "value": "1.2.3"},
         {"key": "span.kind", "type": "string", "value": "server"},
@@ -249,9 +255,13 @@ async def test_trace_is_jaegers_model(api: httpx.AsyncClient, seeded: Seeded) ->
         "span.kind": s("client"), "otel.status_code": s("ERROR"), "error": ("bool", True),
         "otel.status_description": s("timeout after 900ms"),
     }
-    # GenAI: the attribute keeps its key (no second gen_ai.request.model); typed canonical tags
+    # GenAI: the attribute keeps its key (no second gen_ai.request.model); typed canonical tags.
+    # Attributes of a known GenAI type take it back: the temperature 1.0 (stored "1") is a double;
+    # an int JavaScript cannot hold exactly stays text, as does a number-typed key holding text.
     assert tags_of(chat) == {
         "gen_ai.request.model": s("gpt-4o"), "tenant": s("acme"),
+        "gen_ai.usage.input_tokens": ("int64", 100), "gen_ai.request.temperature": ("float64", 1.0),
+        "order.id": s("9007199254740993"), "gen_ai.request.top_p": s("most"),
         "otel.scope.name": s("test.scope"), "otel.scope.version": s("1.2.3"), "span.kind": s("client"),
         "gen_ai.provider.name": s("openai"), "gen_ai.operation.name": s("chat"),
         "gen_ai.response.model": s("gpt-4o-2024-08-06"),
@@ -273,7 +283,7 @@ async def test_trace_is_jaegers_model(api: httpx.AsyncClient, seeded: Seeded) ->
     assert chat["logs"] == [{"timestamp": (t0 + 100_000_777) // US, "fields": [
         {"key": "event", "type": "string", "value": "gen_ai.content.prompt"},
         {"key": "gen_ai.prompt", "type": "string", "value": "hi"},
-        {"key": "n", "type": "string", "value": "1"}]}]
+        {"key": "n", "type": "int64", "value": 1}]}]
     # processes: one per (service, resource)
     processes = trace["processes"]
     assert len(processes) == 3 and len({sp["processID"] for sp in spans}) == 3
@@ -408,7 +418,7 @@ async def test_trace_ids_on_the_search_route(api: httpx.AsyncClient) -> None:
     # limit
     ({"limit": 1}, [TRACE_C]),
     ({"limit": 2}, [TRACE_C, TRACE_B]),
-    ({"limit": 0}, [TRACE_C, TRACE_B, TRACE_A]),  # 0 = the default (20)
+    ({"limit": 0}, [TRACE_C, TRACE_B, TRACE_A]),  # 0 = the default (100)
     ({"limit": 100_000}, [TRACE_C, TRACE_B, TRACE_A]),  # capped, not refused
     # empty values are "not given" (the Jaeger UI sends minDuration= and maxDuration=)
     ({"minDuration": "", "maxDuration": "", "operation": "", "tags": "", "lookback": "custom"},
@@ -439,8 +449,10 @@ async def test_search_time_range_is_microseconds_inclusive(api: httpx.AsyncClien
 
 
 async def test_search_lookback(api: httpx.AsyncClient, seeded: Seeded) -> None:
-    default = await ok(api, "/api/traces", service="jg-shop")  # end = now, start = now - 1h
-    assert [t["traceID"] for t in default["data"]] == [TRACE_C, TRACE_B, TRACE_A]
+    default = await ok(api, "/api/traces", service="jg-shop")  # end = now, start = now - 2 days, as Jaeger
+    assert [t["traceID"] for t in default["data"]] == [TRACE_C, TRACE_B, TRACE_A, TRACE_E]
+    assert [t["traceID"] for t in (await ok(api, "/api/traces", service="jg-shop", lookback="1h"))["data"]] \
+        == [TRACE_C, TRACE_B, TRACE_A]
     for lookback in ("4h", "1d", "2d", "1w", "3h30m"):
         body = await ok(api, "/api/traces", service="jg-shop", lookback=lookback)
         assert [t["traceID"] for t in body["data"]] == [TRACE_C, TRACE_B, TRACE_A, TRACE_E], lookback
@@ -481,6 +493,33 @@ async def test_response_is_cut_at_max_spans(seeded: Seeded, chdb_endpoint: str) 
         assert [len(t["spans"]) for t in cut] == [1, 1]
         assert cut[0]["warnings"] is None and "at most 2 spans" in cut[1]["warnings"][0]
         assert [t["traceID"] for t in traces_from_rows(ids, rows, max_spans=1)] == [TRACE_C]
+    finally:
+        await store.close()
+
+
+# ------------------------------------------------------------------------------ dependencies
+
+
+async def test_dependencies_are_calls_between_services(api: httpx.AsyncClient, seeded: Seeded) -> None:
+    # A's jg-llm span is a child of its jg-shop root: one call, though stored twice; A's error
+    # child is jg-shop under jg-shop (no edge), B, C and E have no parents.
+    body = await ok(api, "/api/dependencies")  # endTs = now, lookback = 24 h
+    assert body["data"] == [{"parent": "jg-shop", "child": "jg-llm", "callCount": 1}] and body["errors"] is None
+    end_ms = (seeded.t0 + 200 * MS) // MS  # the call started 100 ms after t0
+    assert (await ok(api, "/api/dependencies", endTs=end_ms, lookback=150))["data"] == body["data"]
+    assert (await ok(api, "/api/dependencies", endTs=end_ms, lookback=50))["data"] == []  # started before
+    assert (await ok(api, "/api/dependencies", endTs=end_ms - 150))["data"] == []  # not yet
+    assert (await ok(api, "/api/dependencies", service="jg-llm"))["data"] == body["data"]
+    assert (await ok(api, "/api/dependencies", service="jg-old"))["data"] == []
+
+
+async def test_dependencies_are_the_tenant_s(seeded: Seeded, chdb_endpoint: str) -> None:
+    store = make_store(chdb_endpoint, seeded.database)
+    try:
+        start, end = seeded.t0 - NS, seeded.t0 + 60 * NS
+        assert await store.jaeger_dependencies(start, end, tenant="") == [
+            {"parent": "jg-shop", "child": "jg-llm", "call_count": 1}]
+        assert await store.jaeger_dependencies(start, end, tenant="someone-else") == []
     finally:
         await store.close()
 
@@ -530,6 +569,10 @@ def assert_jaeger_error(resp: httpx.Response, code: int, starts: str) -> None:
     ("/api/traces/" + "a" * 33, {}, "traceID"),
     ("/api/operations", {}, "service"),
     ("/api/operations", {"service": "jg-shop", "spanKind": "sideways"}, "spanKind"),
+    ("/api/dependencies", {"endTs": "yesterday"}, "endTs"),
+    ("/api/dependencies", {"endTs": "-1"}, "endTs"),
+    ("/api/dependencies", {"lookback": "1h"}, "lookback"),
+    ("/api/dependencies", {"lookback": "0"}, "lookback"),
 ])
 async def test_bad_parameters_are_jaeger_400s(api: httpx.AsyncClient, path: str, params: dict[str, Any],
                                               parameter: str) -> None:
@@ -556,7 +599,8 @@ async def test_clickhouse_failure_is_a_jaeger_503(chdb_endpoint: str) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://q") as api:
             for path, params in (("/api/services", {}), ("/api/services/x/operations", {}),
                                  ("/api/operations", {"service": "x"}), ("/api/traces", {"service": "x"}),
-                                 (f"/api/traces/{TRACE_A}", {}), ("/api/traces", {"traceID": TRACE_A})):
+                                 (f"/api/traces/{TRACE_A}", {}), ("/api/traces", {"traceID": TRACE_A}),
+                                 ("/api/dependencies", {})):
                 resp = await api.get(path, params=params)
                 assert_jaeger_error(resp, 503, "the trace store could not answer: ClickHouse error")
                 assert resp.headers["retry-after"] == "5"
@@ -573,7 +617,7 @@ async def test_openapi_documents_the_jaeger_routes(api: httpx.AsyncClient) -> No
     doc = resp.json()
     paths = doc["paths"]
     jaeger = ("/api/services", "/api/services/{service}/operations", "/api/operations", "/api/traces",
-              "/api/traces/{trace_id}")
+              "/api/traces/{trace_id}", "/api/dependencies")
     for path in jaeger:
         operation = paths[path]["get"]
         assert operation["tags"] == ["jaeger"], path
@@ -614,6 +658,6 @@ def test_logfmt() -> None:
 
 
 def test_limits() -> None:
-    assert parse_limit("0") == parse_limit("") == DEFAULT_LIMIT == 20
+    assert parse_limit("0") == parse_limit("") == DEFAULT_LIMIT == 100  # Jaeger's defaultQueryLimit
     assert parse_limit("7") == 7
     assert parse_limit("5000") == MAX_LIMIT == 1500  # the Jaeger UI's largest choice

@@ -97,6 +97,8 @@ async def test_one_client_cannot_take_every_slot_and_a_busy_service_says_retry(
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
             jaeger = await api.get("/api/services", headers={"authorization": "Bearer late"})
             assert jaeger.status_code == 503 and jaeger.json()["errors"][0]["code"] == 503  # Jaeger's envelope
+            v3 = await api.get("/api/v3/services", headers={"authorization": "Bearer late"})
+            assert v3.status_code == 503 and v3.json()["error"]["httpCode"] == 503  # API v3's gateway error
             assert (await api.get("/healthz")).status_code == 200  # probes never wait
             gate.set()
             assert [r.status_code for r in await asyncio.gather(*first, other)] == [200, 200, 200]
