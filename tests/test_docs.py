@@ -23,6 +23,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "genai_normalize"): "processors/genai_normalize/README.md",
     (Kind.PROCESSOR, "genai_tokens"): "processors/genai_tokens/README.md",
     (Kind.PROCESSOR, "redaction"): "processors/redaction/README.md",
+    (Kind.PROCESSOR, "k8sattributes"): "processors/k8sattributes/README.md",
     (Kind.EXTENSION, "bearertokenauth"): "extensions/bearertokenauth/README.md",
     (Kind.EXTENSION, "query_api"): "query/README.md",
 }
