@@ -36,10 +36,13 @@ def extract(rules: list[FieldExtractConfig], values: dict[str, str] | None, pref
             m = pattern.fullmatch(key)
             if m is None:
                 continue
-            name = _GROUP_REF.sub(lambda g, m=m: m.group(int(g[1])) or "", rule.tag_name) if rule.tag_name \
-                else f"{prefix}.{key}"
-            out[name] = value
+            out[_expand(rule.tag_name, m) if rule.tag_name else f"{prefix}.{key}"] = value
     return out
+
+
+def _expand(tag_name: str, m: re.Match[str]) -> str:
+    """`$1` / `${1}` in tag_name replaced by the match's groups (an unmatched group: "")."""
+    return _GROUP_REF.sub(lambda ref: m.group(int(ref[1])) or "", tag_name)
 
 
 def pod_attributes(config: K8sAttributesConfig, info: PodInfo) -> dict[str, str]:
@@ -75,11 +78,11 @@ class K8sAttributesProcessor:
         # Names, uids, IPs and the selected labels: pod identity, nothing secret.
         log.info("k8sattributes configured", attributes=self._attributes,
                  labels_file=info.labels is not None, annotations_file=info.annotations is not None)
-        if info.missing:
+        if not info.env and info.labels is None and info.annotations is None:
+            # Not a pod (compose, a laptop): the same config runs there; nothing to warn about.
+            log.info("no Kubernetes downward API (no K8S_* env, no pod_info_dir files): adds nothing")
+        elif info.missing:
             log.warning("downward API env vars not set: their attributes are left out", missing=info.missing)
-        if not self._attributes:
-            log.warning("no Kubernetes metadata found: the processor adds nothing (outside a pod, or "
-                        "the pod gives none of the K8S_* env vars)")
 
     async def shutdown(self) -> None:
         return None

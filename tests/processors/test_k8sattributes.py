@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -196,8 +197,11 @@ def test_explicit_deployment_env_wins(tmp_path: Path) -> None:
 async def test_outside_a_pod_nothing_is_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [*POD, "K8S_DEPLOYMENT_NAME"]:
         monkeypatch.delenv(name, raising=False)
-    processor, _ = await started(tmp_path / "absent")
+    with structlog.testing.capture_logs() as logs:
+        processor, _ = await started(tmp_path / "absent")
     assert processor.attributes == {}
+    # The shipped sidecar config runs outside Kubernetes too (compose): no warning there.
+    assert [e["log_level"] for e in logs] == ["info", "info"]
     batch = load_batch("otel-genai-openai-v2/grpc.pb")
     raw = batch.raw
     await processor.consume(batch)
@@ -208,8 +212,11 @@ async def test_missing_env_vars_leave_their_attributes_out(tmp_path: Path, monke
     for name in [*POD, "K8S_DEPLOYMENT_NAME"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("K8S_NAMESPACE", "shop")
-    processor, _ = await started(tmp_path)
+    with structlog.testing.capture_logs() as logs:
+        processor, _ = await started(tmp_path)
     assert processor.attributes == {"k8s.namespace.name": "shop"}
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["missing"] == ["K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_IP", "K8S_NODE_NAME", "K8S_CONTAINER_NAME"]
 
 
 def test_go_quoting() -> None:
