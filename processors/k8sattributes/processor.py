@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.pdata import OtlpBatch
 from tracehouse.processors.k8sattributes.config import FieldExtractConfig, K8sAttributesConfig
-from tracehouse.processors.k8sattributes.podinfo import PodInfo
+from tracehouse.processors.k8sattributes.podinfo import ENV, PodInfo
 
 _GROUP_REF = re.compile(r"\$\{?(\d+)\}?")  # Go's $1 / ${1} in a key_regex rule's tag_name
 
@@ -81,8 +81,8 @@ class K8sAttributesProcessor:
         if not info.env and info.labels is None and info.annotations is None:
             # Not a pod (compose, a laptop): the same config runs there; nothing to warn about.
             log.info("no Kubernetes downward API (no K8S_* env, no pod_info_dir files): adds nothing")
-        elif info.missing:
-            log.warning("downward API env vars not set: their attributes are left out", missing=info.missing)
+        elif missing := [ENV[m] for m in self._config.extract.metadata if ENV.get(m) in info.missing]:
+            log.warning("downward API env vars not set: their attributes are left out", missing=missing)
 
     async def shutdown(self) -> None:
         return None

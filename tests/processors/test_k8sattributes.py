@@ -216,7 +216,11 @@ async def test_missing_env_vars_leave_their_attributes_out(tmp_path: Path, monke
         processor, _ = await started(tmp_path)
     assert processor.attributes == {"k8s.namespace.name": "shop"}
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
-    assert warning["missing"] == ["K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_IP", "K8S_NODE_NAME", "K8S_CONTAINER_NAME"]
+    assert warning["missing"] == ["K8S_POD_NAME", "K8S_POD_UID", "K8S_NODE_NAME", "K8S_CONTAINER_NAME", "K8S_POD_IP"]
+    # Only what the config asks for is missed.
+    with structlog.testing.capture_logs() as logs:
+        await started(tmp_path, extract={"metadata": ["k8s.namespace.name"]})
+    assert not [e for e in logs if e["log_level"] == "warning"]
 
 
 def test_go_quoting() -> None:
