@@ -72,7 +72,8 @@ def _process(config: Path, workdir: Path, env: dict[str, str], cores: list[int],
                       cores=cores, loadgen_cores=load_cores)
     log_path = workdir / f"{name}.log"
     info.log_file = str(log_path)
-    full_env = dict(os.environ, TRACEHOUSE_BIND="127.0.0.1", TRACEHOUSE_HEALTH_PORT=str(health_port),
+    full_env = dict(os.environ, TRACEHOUSE_BIND="127.0.0.1", TRACEHOUSE_OTLP_BIND="127.0.0.1",
+                    TRACEHOUSE_HEALTH_PORT=str(health_port),
                     TRACEHOUSE_LOG_FORMAT="json", **env)
     proc = start_server(info, full_env, log_path)
     info.pid = proc.pid

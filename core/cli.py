@@ -77,6 +77,26 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inject_webhook(args: argparse.Namespace) -> int:
+    """Serve the sidecar injection webhook (tracehouse.core.inject) until SIGTERM."""
+    from tracehouse.core.inject.patch import Template
+    from tracehouse.core.inject.server import serve
+    from tracehouse.core.logs import configure_logging
+
+    configure_logging("info", "auto")
+    try:
+        template = Template.load(args.template)
+    except (OSError, ValueError) as exc:
+        print(f"tracehouse: injection template {args.template}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(template, args.listen, args.tls_cert, args.tls_key))
+    except Exception as exc:
+        print(f"tracehouse: failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracehouse", description="OpenTelemetry-native GenAI trace pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ingest: send telemetry; read: the query API and UI; full: both, and delete")
     create.add_argument("--name", help="a name for logs (default: <tenant>-<kind>)")
     create.set_defaults(func=cmd_keys_create)
+    inject = sub.add_parser("inject-webhook", help="serve the Kubernetes sidecar injection webhook (HTTPS)")
+    inject.add_argument("--template", required=True, help="what to inject (the chart's injector ConfigMap)")
+    inject.add_argument("--listen", default="0.0.0.0:8443", help="host:port (default 0.0.0.0:8443)")
+    inject.add_argument("--tls-cert", required=True, help="the serving certificate (PEM), reloaded when it changes")
+    inject.add_argument("--tls-key", required=True, help="its private key (PEM)")
+    inject.set_defaults(func=cmd_inject_webhook)
     return parser
 
 

@@ -23,6 +23,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "genai_tokens": "tracehouse.processors.genai_tokens.factory:factory",
         "genai_cost": "tracehouse.processors.genai_cost.factory:factory",
         "redaction": "tracehouse.processors.redaction.factory:factory",
+        "k8sattributes": "tracehouse.processors.k8sattributes.factory:factory",
     },
     Kind.EXPORTER: {
         "clickhouse": "tracehouse.sinks.clickhouse.factory:factory",

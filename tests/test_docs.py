@@ -23,6 +23,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "genai_normalize"): "processors/genai_normalize/README.md",
     (Kind.PROCESSOR, "genai_tokens"): "processors/genai_tokens/README.md",
     (Kind.PROCESSOR, "redaction"): "processors/redaction/README.md",
+    (Kind.PROCESSOR, "k8sattributes"): "processors/k8sattributes/README.md",
     (Kind.EXTENSION, "bearertokenauth"): "extensions/bearertokenauth/README.md",
     (Kind.EXTENSION, "query_api"): "query/README.md",
 }
@@ -30,7 +31,9 @@ DOCUMENTED = {
 
 def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     out = []
-    for name, info in model.model_fields.items():
+    for field_name, info in model.model_fields.items():
+        # The key as written in YAML: the alias where the name is a Python keyword (`from`).
+        name = info.alias or field_name
         annotation = info.annotation
         nested = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)
                   and issubclass(a, BaseModel)]

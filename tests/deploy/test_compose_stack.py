@@ -65,8 +65,9 @@ ONE_SHOTS = {
 
 # What each tracehouse service must run (validate-config's summary of the resolved config).
 EXPECTED_PIPELINES = {
-    "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> kafka), logs (otlp -> memory_limiter -> "
-               "redaction -> kafka), metrics (otlp -> memory_limiter -> kafka); extensions health_check",
+    "sidecar": "pipelines traces (otlp -> memory_limiter -> redaction -> k8sattributes -> kafka), logs (otlp -> "
+               "memory_limiter -> redaction -> k8sattributes -> kafka), metrics (otlp -> memory_limiter -> k8sattributes "
+               "-> kafka); extensions health_check",
     "writer": "pipelines traces (kafka -> genai_normalize -> genai_tokens -> redaction -> genai_cost -> clickhouse), "
               "logs (kafka -> redaction -> clickhouse), metrics (kafka -> clickhouse); extensions health_check",
     "query": "no pipelines; extensions query_api",

@@ -14,8 +14,10 @@ expects the matching check to fail, so none of the checks passes vacuously.
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
+import json
 import os
 import re
 import subprocess
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -64,6 +67,12 @@ EXIT_MARGIN = 5
 
 CLUSTER_XFAIL_REASON = "waiting for the exporter's cluster option"
 
+# The Prometheus Operator's CRDs, vendored (tests/fixtures/crds/README.md says from where):
+# kubernetes_validate knows only the built-in kinds.
+CRDS = Path(__file__).resolve().parents[1] / "fixtures" / "crds"
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+INJECTOR_ARG = "inject-webhook"
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -94,6 +103,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "cluster-tls": ("-f", str(CHART / "ci" / "cluster-tls-values.yaml")),
     "listener-tls": ("-f", str(CHART / "ci" / "listener-tls-values.yaml")),
     "kafka-lag": ("-f", str(CHART / "ci" / "kafka-lag-values.yaml")),
+    "features": ("-f", str(CHART / "ci" / "features-values.yaml")),
 }
 
 
@@ -181,7 +191,14 @@ def config_path_of(container: dict[str, Any]) -> str:
 
 
 def role_of(container: dict[str, Any]) -> str:
+    if is_injector(container):
+        return "injector"
     return Path(config_path_of(container)).stem
+
+
+def is_injector(container: dict[str, Any]) -> bool:
+    """The sidecar injection webhook: a tracehouse image without a pipeline config."""
+    return container.get("args", [None])[0] == INJECTOR_ARG
 
 
 def parse_quantity(value: Any) -> float:
@@ -290,7 +307,7 @@ def workloads(docs: list[dict[str, Any]]) -> list[Workload]:
     out = []
     for dep in of_kind(docs, "Deployment"):
         for c in all_containers(dep["spec"]["template"]["spec"]):
-            if is_tracehouse(c):
+            if is_tracehouse(c) and not is_injector(c):
                 out.append(Workload(dep, c, docs))
     return out
 
@@ -372,9 +389,52 @@ def deployments_of_role(docs: list[dict[str, Any]], role: str) -> list[dict[str,
 # Each takes the objects of one source and raises AssertionError naming what is wrong.
 
 
+@functools.cache
+def crd_validators() -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) -> a validator of the vendored CRD's openAPIV3Schema, made strict as
+    the API server's field validation is: unknown fields are errors, except under
+    x-kubernetes-preserve-unknown-fields."""
+    out = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = strict_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+            out[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    assert {k for _, k in out} >= {"ServiceMonitor", "PodMonitor", "PrometheusRule"}, sorted(out)
+    return out
+
+
+def strict_schema(node: Any) -> Any:
+    if isinstance(node, dict):
+        for value in node.values():
+            strict_schema(value)
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node \
+                and not node.get("x-kubernetes-preserve-unknown-fields"):
+            node["additionalProperties"] = False
+    elif isinstance(node, list):
+        for value in node:
+            strict_schema(value)
+    return node
+
+
+def check_custom_resource(doc: dict[str, Any]) -> None:
+    validator = crd_validators().get((doc.get("apiVersion"), doc.get("kind")))
+    assert validator is not None, f"{name_of(doc)}: no vendored CRD for {doc.get('apiVersion')} {doc.get('kind')}"
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        path = ".".join(str(p) for p in errors[0].path)
+        raise AssertionError(f"{name_of(doc)} is invalid against its CRD: {path}: {errors[0].message}")
+    # ObjectMeta is not in a CRD's schema: the rest of the object's is, strictly.
+    check_schemas([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}])
+
+
 def check_schemas(docs: list[dict[str, Any]]) -> None:
     assert docs, "no objects"
     for doc in docs:
+        if str(doc.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            check_custom_resource(doc)
+            continue
         for version in KUBE_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
@@ -401,6 +461,7 @@ def check_images_pinned(docs: list[dict[str, Any]]) -> None:
             assert tag and tag != "latest", f"{where}: image {image} is not pinned"
             if is_tracehouse(c):
                 assert tag == APP_VERSION, f"{where}: tracehouse image {image}, expected tag {APP_VERSION}"
+                # The sidecar image for app pods; the full one elsewhere (the webhook too).
                 want = SIDECAR_IMAGE_REPO if role_of(c) == "sidecar" else IMAGE_REPO
                 assert image_repo(c) == want, f"{where}: the {role_of(c)} runs {image}, expected {want}"
 
@@ -490,7 +551,12 @@ def check_sidecar_pods(docs: list[dict[str, Any]]) -> None:
     sidecars = [w for w in workloads(docs) if w.role == "sidecar"]
     for w in sidecars:
         config = w.config()
-        grpc_config = component(config, Kind.RECEIVER, "otlp").protocols.grpc
+        otlp = component(config, Kind.RECEIVER, "otlp").protocols
+        for protocol in (otlp.grpc, otlp.http):
+            host = protocol.endpoint.rpartition(":")[0]
+            assert host in LOOPBACK, f"{w.label}: OTLP listens on {host!r}: other pods could send as this app"
+        check_downward_api(w, config)
+        grpc_config = otlp.grpc
         grpc = grpc_config.endpoint.rpartition(":")[2]
         scheme = "https" if grpc_config.tls else "http"
         apps = [c for c in w.pod["containers"] if not is_tracehouse(c)]
@@ -518,6 +584,31 @@ def check_sidecar_pods(docs: list[dict[str, Any]]) -> None:
             app_prestop = max(prestop_seconds(a) for a in apps)
             assert prestop_seconds(w.container) > app_prestop, \
                 f"{w.label}: the sidecar's preStop sleep must outlast the app's ({app_prestop:g} s)"
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+DOWNWARD_ENV = {"K8S_POD_NAME": "metadata.name", "K8S_POD_UID": "metadata.uid", "K8S_NAMESPACE": "metadata.namespace",
+                "K8S_NODE_NAME": "spec.nodeName", "K8S_POD_IP": "status.podIP"}
+DOWNWARD_FILES = {"labels": "metadata.labels", "annotations": "metadata.annotations"}
+
+
+def check_downward_api(w: Workload, config: Config) -> None:
+    """What the k8sattributes processor reads: the K8S_* env from fieldRefs, the app
+    container's name, and the labels and annotations files at its pod_info_dir."""
+    processor = component(config, Kind.PROCESSOR, "k8sattributes")
+    assert processor is not None, f"{w.label}: the sidecar config has no k8sattributes processor"
+    env = {e["name"]: e for e in w.container.get("env", [])}
+    for name, field in DOWNWARD_ENV.items():
+        ref = env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        assert ref == field, f"{w.label}: {name} is not the downward API's {field}"
+    apps = [c["name"] for c in w.pod["containers"] if not is_tracehouse(c)]
+    assert env.get("K8S_CONTAINER_NAME", {}).get("value") in apps, \
+        f"{w.label}: K8S_CONTAINER_NAME is not one of the app containers {apps}"
+    for file, field in DOWNWARD_FILES.items():
+        found = w.mount_for(f"{processor.pod_info_dir}/{file}")
+        assert found and "downwardAPI" in found[1], f"{w.label}: no downwardAPI volume at {processor.pod_info_dir}"
+        items = {i["path"]: i["fieldRef"]["fieldPath"] for i in found[1]["downwardAPI"]["items"]}
+        assert items.get(file) == field, f"{w.label}: the downwardAPI volume has no {file} from {field}"
 
 
 def check_sidecar_sizing(docs: list[dict[str, Any]]) -> None:
@@ -618,10 +709,16 @@ def check_config_paths(docs: list[dict[str, Any]]) -> None:
                 f"{w.label}: the queue's emptyDir sizeLimit {size} is below max_storage_mib + 64 MiB"
 
 
+def is_metrics_service(svc: dict[str, Any]) -> bool:
+    return svc["metadata"].get("labels", {}).get("tracehouse.dev/metrics") == "true"
+
+
 def check_service(docs: list[dict[str, Any]]) -> None:
     queries = [w for w in workloads(docs) if w.role == "query"]
     assert queries
-    services = of_kind(docs, "Service")
+    services = [s for s in of_kind(docs, "Service") if not is_metrics_service(s)
+                and not any(is_injector(c) for d in of_kind(docs, "Deployment") for c in all_containers(d["spec"]["template"]["spec"])
+                            if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(d)))]
     for w in queries:
         port = int(str(component(w.config(), Kind.EXTENSION, "query_api").endpoint).rpartition(":")[2])
         svc = [s for s in services if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(w.deployment))]
@@ -663,7 +760,173 @@ def check_configs_validate(docs: list[dict[str, Any]]) -> None:
         assert proc.returncode == 0, f"{w.label}: tracehouse validate-config failed: {proc.stderr.strip()}"
 
 
+def selected_deployments(docs: list[dict[str, Any]], selector: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in of_kind(docs, "Deployment") if selects(selector, pod_labels(d))]
+
+
+def listening_ports(docs: list[dict[str, Any]], dep: dict[str, Any]) -> dict[int, str]:
+    """Port -> what listens there, for the tracehouse containers of a Deployment's pods."""
+    out: dict[int, str] = {}
+    for c in all_containers(dep["spec"]["template"]["spec"]):
+        if is_injector(c):
+            out.update({p["containerPort"]: "webhook" for p in c.get("ports", [])})
+    for w in workloads(docs):
+        if w.deployment is not dep or w.role == "sidecar":
+            continue
+        config = w.config()
+        out[int(health_endpoint(config, w.role).rpartition(":")[2])] = "metrics"
+        api = component(config, Kind.EXTENSION, "query_api")
+        if api is not None:
+            port = int(str(api.endpoint).rpartition(":")[2])
+            out[port] = "api+metrics" if out.get(port) == "metrics" else "api"
+    return out
+
+
+def check_network_policies(docs: list[dict[str, Any]]) -> None:
+    """Each policy isolates one tracehouse Deployment and opens only ports it listens on:
+    the writers their metrics port alone, the query pods their API, the webhook its port."""
+    policies = of_kind(docs, "NetworkPolicy")
+    covered = set()
+    for policy in policies:
+        spec = policy["spec"]
+        deps = selected_deployments(docs, spec["podSelector"])
+        assert len(deps) == 1, f"{name_of(policy)} selects the pods of {len(deps)} Deployments, expected one"
+        assert "Ingress" in spec.get("policyTypes", []), f"{name_of(policy)} does not restrict ingress"
+        listening = listening_ports(docs, deps[0])
+        assert listening, f"{name_of(policy)} selects {deps[0]['metadata']['name']}, which runs no tracehouse listener"
+        opened = {int(p["port"]) for rule in spec.get("ingress", []) for p in rule.get("ports", [])}
+        assert all(rule.get("ports") for rule in spec.get("ingress", [])), f"{name_of(policy)} opens every port"
+        assert opened <= set(listening), f"{name_of(policy)} opens {sorted(opened - set(listening))}, where nothing listens"
+        roles = set(listening.values())
+        if "api" in roles or "api+metrics" in roles:
+            assert [p for p, r in listening.items() if r.startswith("api") and p in opened], \
+                f"{name_of(policy)}: the query API is not reachable"
+        covered.add(deps[0]["metadata"]["name"])
+    if policies:
+        for dep in of_kind(docs, "Deployment"):
+            if listening_ports(docs, dep):
+                assert dep["metadata"]["name"] in covered, f"no NetworkPolicy for {dep['metadata']['name']}"
+
+
+def _service_target(docs: list[dict[str, Any]], svc: dict[str, Any], port: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(Deployment, container port number) a Service port leads to."""
+    deps = selected_deployments(docs, {"matchLabels": svc["spec"]["selector"]})
+    assert len(deps) == 1, f"{name_of(svc)} selects the pods of {len(deps)} Deployments"
+    target = port.get("targetPort", port["port"])
+    if isinstance(target, int):
+        return deps[0], target
+    named = [p["containerPort"] for c in all_containers(deps[0]["spec"]["template"]["spec"])
+             for p in c.get("ports", []) if p.get("name") == target]
+    assert named, f"{name_of(svc)}: no container port named {target!r}"
+    return deps[0], int(named[0])
+
+
+def check_monitors(docs: list[dict[str, Any]]) -> None:
+    """ServiceMonitors reach /metrics through a Service, in the scheme the port speaks; the
+    PodMonitor selects every pod with the sidecar, on the sidecar's health port."""
+    services = of_kind(docs, "Service")
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        chosen = [s for s in services if selects(monitor["spec"]["selector"], s["metadata"].get("labels", {}))]
+        assert chosen, f"{name_of(monitor)} selects no Service"
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint.get("path", "/metrics") == "/metrics"
+            for svc in chosen:
+                ports = [p for p in svc["spec"]["ports"] if p.get("name") == endpoint["port"]]
+                assert ports, f"{name_of(monitor)}: {name_of(svc)} has no port {endpoint['port']!r}"
+                dep, number = _service_target(docs, svc, ports[0])
+                (w,) = [w for w in workloads(docs) if w.deployment is dep]
+                listener = health_listener(w.config(), w.role)
+                assert int(str(listener.endpoint).rpartition(":")[2]) == number, \
+                    f"{name_of(monitor)} scrapes port {number} of {w.label}; /metrics is on {listener.endpoint}"
+                scheme = "https" if listener.tls else "http"
+                assert endpoint.get("scheme", "http") == scheme, f"{name_of(monitor)}: {scheme} expected"
+    sidecars = [w for w in workloads(docs) if w.role == "sidecar"]
+    for monitor in of_kind(docs, "PodMonitor"):
+        for w in sidecars:
+            assert selects(monitor["spec"]["selector"], pod_labels(w.deployment)), \
+                f"{name_of(monitor)} does not select {w.label}"
+            for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+                port = w.port_number(endpoint["port"])
+                assert port == int(health_endpoint(w.config(), "sidecar").rpartition(":")[2]), \
+                    f"{name_of(monitor)}: port {endpoint['port']} of {w.label} does not serve /metrics"
+
+
+def check_ingress(docs: list[dict[str, Any]]) -> None:
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    for ingress in of_kind(docs, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                svc = services.get(backend["name"])
+                assert svc is not None, f"{name_of(ingress)}: no Service {backend['name']}"
+                ports = [p for p in svc["spec"]["ports"] if p.get("name") == backend["port"].get("name")
+                         or p["port"] == backend["port"].get("number")]
+                assert ports, f"{name_of(ingress)}: {name_of(svc)} has no port {backend['port']}"
+                dep, number = _service_target(docs, svc, ports[0])
+                assert listening_ports(docs, dep).get(number, "").startswith("api"), \
+                    f"{name_of(ingress)} routes to port {number} of {dep['metadata']['name']}, not the query API"
+
+
+def _expression_matches(expr: dict[str, Any], labels: dict[str, str]) -> bool:
+    value = labels.get(expr["key"])
+    return {"In": value in expr.get("values", []), "NotIn": value not in expr.get("values", []),
+            "Exists": value is not None, "DoesNotExist": value is None}[expr["operator"]]
+
+
+def check_injector(docs: list[dict[str, Any]]) -> None:
+    """The webhook configuration calls the webhook's Service on /mutate, trusts a CA, leaves
+    the webhook's own pods alone, and the webhook serves the injection template's ConfigMap."""
+    from tracehouse.core.inject.patch import Template
+
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    configs = of_kind(docs, "MutatingWebhookConfiguration")
+    for config in configs:
+        for hook in config["webhooks"]:
+            ref = hook["clientConfig"]["service"]
+            assert ref["path"] == "/mutate", f"{name_of(config)}: path {ref['path']}"
+            svc = services.get(ref["name"])
+            assert svc is not None, f"{name_of(config)}: no Service {ref['name']}"
+            (port,) = [p for p in svc["spec"]["ports"] if p["port"] == ref.get("port", 443)]
+            dep, number = _service_target(docs, svc, port)
+            assert listening_ports(docs, dep).get(number) == "webhook", f"{name_of(config)}: nothing serves {number}"
+            injector = [c for c in dep["spec"]["template"]["spec"]["containers"] if is_injector(c)][0]
+            args = injector["args"]
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert injector[probe]["httpGet"]["scheme"] == "HTTPS", f"{name_of(dep)}: {probe} is not HTTPS"
+            has_ca = bool(hook["clientConfig"].get("caBundle")) or \
+                "cert-manager.io/inject-ca-from" in config["metadata"].get("annotations", {})
+            assert has_ca, f"{name_of(config)}: no caBundle and no cert-manager CA injection"
+            selector = hook.get("objectSelector", {})
+            assert selector.get("matchExpressions") and not all(
+                _expression_matches(e, pod_labels(dep)) for e in selector["matchExpressions"]), \
+                f"{name_of(config)} would call the webhook for its own pods"
+            assert hook["sideEffects"] == "None" and hook["admissionReviewVersions"] == ["v1"]
+            assert [r["resources"] for r in hook["rules"]] == [["pods"]] and \
+                all(r["operations"] == ["CREATE"] for r in hook["rules"])
+            w = Workload(dep, injector, docs)
+            template_path = args[args.index("--template") + 1]
+            mount, volume = w.mount_for(template_path) or (None, None)
+            assert volume and "configMap" in volume, f"{name_of(dep)}: {template_path} is not from a ConfigMap"
+            (cm,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]]
+            template = Template.from_dict(yaml.safe_load(cm["data"][Path(template_path).name]))
+            for flag in ("--tls-cert", "--tls-key"):
+                found = w.mount_for(args[args.index(flag) + 1])
+                assert found and "secret" in found[1], f"{name_of(dep)}: {flag} is not on a Secret volume"
+            volumes = {v["name"] for v in template.volumes}
+            mounts = {m["name"] for m in template.container.get("volumeMounts", [])}
+            assert mounts <= volumes, f"{name_of(cm)}: mounts {sorted(mounts - volumes)} have no volume"
+            assert all(v.startswith("tracehouse-") for v in volumes), "injected volume names must not clash with apps'"
+            sidecar_cms = {c["metadata"]["name"] for c in of_kind(docs, "ConfigMap")}
+            for v in template.volumes:
+                if "configMap" in v:
+                    assert v["configMap"]["name"] in sidecar_cms, f"{name_of(cm)}: no ConfigMap {v['configMap']['name']}"
+
+
 SEMANTIC_CHECKS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+    "network_policies": check_network_policies,
+    "monitors": check_monitors,
+    "ingress": check_ingress,
+    "injector": check_injector,
     "images_pinned": check_images_pinned,
     "resources": check_resources,
     "probes": check_probes,
@@ -877,6 +1140,17 @@ def test_kafka_lag_variant() -> None:
     (("--set", "clickhouse.endpoint=clickhouse:8123"), "clickhouse.endpoint"),
     (("--set", "writer.resources.limits=null"), "limits"),
     (("--set", "writer.replica=3"), "replica"),
+    (("--set", "injector.enabled=true"), "injector.tls.secretName"),
+    (("--set", "injector.enabled=true", "--set", "injector.tls.secretName=s"), "exactly one of"),
+    (("--set", "injector.enabled=true", "--set", "injector.tls.secretName=s", "--set", "injector.tls.caBundle=Zm9v",
+      "--set", "injector.tls.certManagerCertificate=ns/c"), "exactly one of"),
+    (("-f", str(CHART / "ci" / "listener-tls-values.yaml"), "--set", "injector.enabled=true", "--set",
+      "injector.tls.secretName=s", "--set", "injector.tls.caBundle=Zm9v"), "sidecar.tls.enabled is not supported"),
+    (("--set", "injector.enabled=true", "--set", "injector.tls.secretName=s", "--set", "injector.tls.caBundle=Zm9v",
+      "--set", "sidecar.configMap=false"), "needs sidecar.configMap"),
+    (("--set", "ingress.enabled=true", "--set", "query.enabled=false"), "ingress.enabled needs query.enabled"),
+    (("--set", "injector.failurePolicy=Maybe"), "failurePolicy"),
+    (("--set", "serviceMonitor.intervl=30s"), "intervl"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
 def test_helm_refuses_bad_values(values: tuple[str, ...], message: str) -> None:
     proc = helm_template(*values, check=False)
@@ -1028,3 +1302,185 @@ def test_checks_catch_broken_manifests(mutation: str) -> None:
     mutate(docs)
     with pytest.raises((AssertionError, ConfigError)):
         check(docs)  # ...and fails once broken
+
+
+# --------------------------------------------------------------------------- operator features
+
+FEATURE_KINDS = ("NetworkPolicy", "ServiceMonitor", "PodMonitor", "PrometheusRule", "Ingress",
+                 "MutatingWebhookConfiguration")
+
+
+def test_operator_features_are_off_by_default_and_all_rendered_by_a_variant() -> None:
+    default = list(rendered("default"))
+    assert not [name_of(d) for d in default if d["kind"] in FEATURE_KINDS]
+    assert not [d for d in of_kind(default, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]]
+    assert not [w for w in of_kind(default, "Deployment") if "injector" in w["metadata"]["name"]]
+    features = list(rendered("features"))
+    assert {d["kind"] for d in features} >= set(FEATURE_KINDS)
+    # Each feature alone renders and validates too (its "on" without the others).
+    alone = {
+        "networkPolicy": ("--set", "networkPolicy.enabled=true"),
+        "serviceMonitor": ("--set", "serviceMonitor.enabled=true"),
+        "prometheusRule": ("--set", "prometheusRule.enabled=true"),
+        "ingress": ("--set", "ingress.enabled=true"),
+        "grafanaDashboards": ("--set", "grafanaDashboards.enabled=true"),
+        "injector": ("--set", "injector.enabled=true", "--set", "injector.tls.secretName=s",
+                     "--set", "injector.tls.certManagerCertificate=tracehouse/injector"),
+    }
+    for feature, args in alone.items():
+        docs = load_docs(helm_template(*args).stdout)
+        check_schemas(docs)
+        for check in SEMANTIC_CHECKS.values():
+            if check is not check_sidecar_pods and check is not check_sidecar_sizing:
+                check(copy.deepcopy(docs))
+        assert len(docs) > len(default), f"{feature} alone renders nothing"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sidecar_configmap_needs_the_downward_api(variant: str) -> None:
+    """The sidecar config runs k8sattributes; the pods give it what it reads (every variant
+    with a sidecar pod is also checked by check_sidecar_pods)."""
+    (cm,) = [c for c in of_kind(list(rendered(variant)), "ConfigMap") if c["metadata"]["name"] == "tracehouse-sidecar"]
+    assert "k8sattributes" in yaml.safe_load(cm["data"]["sidecar.yaml"])["processors"]
+
+
+def test_grafana_dashboard_configmaps_carry_the_dashboards() -> None:
+    shipped = {p.name: p.read_text() for p in sorted(DASHBOARDS.glob("*.json"))}
+    copies = {p.name: p.read_text() for p in sorted((CHART / "files" / "dashboards").glob("*.json"))}
+    assert copies == shipped, "cp deploy/grafana/dashboards/*.json deploy/helm/tracehouse/files/dashboards/"
+    cms = [c for c in of_kind(list(rendered("features")), "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    assert sorted(k for c in cms for k in c["data"]) == sorted(shipped)
+    for cm in cms:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["namespace"] == "monitoring"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "tracehouse"}
+        ((key, text),) = cm["data"].items()
+        assert text == shipped[key], f"{name_of(cm)}: not deploy/grafana/dashboards/{key}"
+        json.loads(text)
+        # The API server refuses ConfigMaps over 1 MiB.
+        assert len(yaml.safe_dump(cm).encode()) < 2**20
+
+
+# Metrics as tracehouse exposes them (the dashboards' test reads them the same way).
+TELEMETRY = REPO / "core" / "telemetry.py"
+SUFFIXES = {"Counter": ("_total",), "Gauge": ("",), "Histogram": ("_bucket", "_sum", "_count")}
+# Labels Prometheus adds to every series it scrapes through the Operator's monitors.
+TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "service", "endpoint"})
+
+
+def exported_metrics() -> dict[str, frozenset[str]]:
+    """Every series name core/telemetry.py declares (as exposed) -> its labels."""
+    out = {}
+    for node in ast.walk(ast.parse(TELEMETRY.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SUFFIXES:
+            name, labels = node.args[0], node.args[2] if len(node.args) > 2 else ast.List(elts=[])
+            assert isinstance(name, ast.Constant) and isinstance(labels, ast.List | ast.Tuple)
+            for suffix in SUFFIXES[node.func.id]:
+                out[name.value + suffix] = frozenset(e.value for e in labels.elts if isinstance(e, ast.Constant))
+    assert len(out) > 20, "core/telemetry.py not parsed"
+    return out
+
+
+_SELECTOR = re.compile(r"\b(tracehouse_[a-z0-9_]+)\s*(\{[^}]*\})?")
+_MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"[^\"]*\"")
+_GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
+_TEMPLATE_LABEL = re.compile(r"\$labels\.(\w+)")
+
+
+def check_alert_metrics(rule: dict[str, Any], exported: dict[str, frozenset[str]]) -> set[str]:
+    """The metrics an alert's expression uses; each is one tracehouse exports, and every label
+    it matches, groups by or names in its annotations is one of theirs (or a target label)."""
+    expr = str(rule["expr"])
+    selectors = _SELECTOR.findall(expr)
+    assert selectors, f"{rule['alert']}: no tracehouse metric in {expr}"
+    available = set(TARGET_LABELS)
+    for metric, matchers in selectors:
+        assert metric in exported, f"{rule['alert']}: {metric} is not a metric tracehouse exports"
+        unknown = set(_MATCHER.findall(matchers)) - exported[metric] - TARGET_LABELS
+        assert not unknown, f"{rule['alert']}: {metric} has no label(s) {unknown}"
+        available |= exported[metric]
+    grouped = {lbl.strip() for g in _GROUPING.findall(expr) for lbl in g.split(",") if lbl.strip()}
+    assert grouped <= available, f"{rule['alert']}: groups by {grouped - available}, which its metrics lack"
+    named = set(_TEMPLATE_LABEL.findall(json.dumps(rule.get("annotations", {}))))
+    assert named <= grouped, f"{rule['alert']}: annotations name {named - grouped}, which the result does not keep"
+    return {m for m, _ in selectors}
+
+
+def test_every_alert_uses_metrics_tracehouse_exports() -> None:
+    (rule_doc,) = of_kind(list(rendered("features")), "PrometheusRule")
+    rules = [r for g in rule_doc["spec"]["groups"] for r in g["rules"]]
+    exported = exported_metrics()
+    used = {r["alert"]: check_alert_metrics(r, exported) for r in rules}
+    assert used == {
+        "TracehouseRefusedSpans": {"tracehouse_receiver_refused_spans_total"},
+        "TracehouseKafkaConsumerLag": {"tracehouse_kafka_receiver_offset_lag"},
+        "TracehouseInsertFailures": {"tracehouse_exporter_send_failed_spans_total",
+                                     "tracehouse_exporter_dropped_spans_total"},
+        "TracehouseUnpricedModels": {"tracehouse_genai_unpriced_spans_total"},
+    }
+    lag = [r for r in rules if r["alert"] == "TracehouseKafkaConsumerLag"][0]
+    assert lag["expr"].endswith("> 100000") and lag["for"] == "15m"
+
+
+@pytest.mark.parametrize("bad", [
+    {"alert": "X", "expr": "sum(rate(tracehouse_receiver_refused_spans[5m])) > 0"},  # a counter without _total
+    {"alert": "X", "expr": "sum(tracehouse_kafka_consumer_lag) > 0"},  # not a tracehouse metric
+    {"alert": "X", "expr": 'sum(rate(tracehouse_exporter_sent_spans_total{pipeline="x"}[5m])) > 0'},
+    {"alert": "X", "expr": "sum by (model) (tracehouse_kafka_receiver_offset_lag) > 0"},
+    {"alert": "X", "expr": "sum by (topic) (tracehouse_kafka_receiver_offset_lag) > 0",
+     "annotations": {"summary": "{{ $labels.partition }}"}},
+])
+def test_alert_check_bites(bad: dict[str, Any]) -> None:
+    with pytest.raises(AssertionError):
+        check_alert_metrics(bad, exported_metrics())
+
+
+def _features() -> list[dict[str, Any]]:
+    return source_docs("helm-features")
+
+
+def _by_kind_name(docs: list[dict[str, Any]], kind: str, fragment: str) -> dict[str, Any]:
+    return [d for d in of_kind(docs, kind) if fragment in d["metadata"]["name"]][0]
+
+
+FEATURE_MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], Callable[..., None]]] = {
+    "ServiceMonitor field typo": (lambda d: of_kind(d, "ServiceMonitor")[0]["spec"]["endpoints"][0].update(intervl="1m"),
+                                  check_schemas),
+    "PrometheusRule bad duration": (lambda d: of_kind(d, "PrometheusRule")[0]["spec"]["groups"][0]["rules"][0].update(
+        {"for": "ten minutes"}), check_schemas),
+    "PodMonitor unknown field": (lambda d: of_kind(d, "PodMonitor")[0]["spec"].update(podSelector={}), check_schemas),
+    "OTLP on every interface": (lambda d: _set_env(_find(d, "sidecar"), "TRACEHOUSE_OTLP_BIND", "0.0.0.0"),
+                                check_sidecar_pods),
+    "no pod name for k8sattributes": (lambda d: _find(d, "sidecar").container["env"].remove(
+        _env(_find(d, "sidecar"), "K8S_POD_NAME")), check_sidecar_pods),
+    "no labels file": (lambda d: _find(d, "sidecar").volume("podinfo")["downwardAPI"]["items"].pop(0),
+                       check_sidecar_pods),
+    "policy opens the OTLP port": (lambda d: _by_kind_name(d, "NetworkPolicy", "writer")["spec"]["ingress"][0][
+        "ports"].append({"port": 4317}), check_network_policies),
+    "policy opens every port": (lambda d: _by_kind_name(d, "NetworkPolicy", "query")["spec"]["ingress"][0].pop(
+        "ports"), check_network_policies),
+    "a Deployment without a policy": (lambda d: d.remove(_by_kind_name(d, "NetworkPolicy", "writer")),
+                                      check_network_policies),
+    "monitor on the wrong port": (lambda d: _by_kind_name(d, "Service", "writer-metrics")["spec"]["ports"][0].update(
+        targetPort=8080), check_monitors),
+    "sidecar pods not monitored": (lambda d: of_kind(d, "PodMonitor")[0]["spec"]["selector"]["matchLabels"].update(
+        app="other"), check_monitors),
+    "ingress to the metrics Service": (lambda d: of_kind(d, "Ingress")[0]["spec"]["rules"][0]["http"]["paths"][0][
+        "backend"]["service"].update(name="tracehouse-writer-metrics", port={"name": "metrics"}), check_ingress),
+    "webhook without a CA": (lambda d: of_kind(d, "MutatingWebhookConfiguration")[0]["metadata"].pop("annotations"),
+                             check_injector),
+    "webhook calls itself": (lambda d: of_kind(d, "MutatingWebhookConfiguration")[0]["webhooks"][0].pop(
+        "objectSelector"), check_injector),
+    "webhook on the wrong path": (lambda d: of_kind(d, "MutatingWebhookConfiguration")[0]["webhooks"][0][
+        "clientConfig"]["service"].update(path="/"), check_injector),
+}
+
+
+@pytest.mark.parametrize("mutation", FEATURE_MUTATIONS)
+def test_feature_checks_catch_broken_renders(mutation: str) -> None:
+    mutate, check = FEATURE_MUTATIONS[mutation]
+    docs = _features()
+    check(copy.deepcopy(docs))
+    mutate(docs)
+    with pytest.raises((AssertionError, ConfigError)):
+        check(docs)

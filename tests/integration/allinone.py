@@ -75,6 +75,7 @@ class AllInOne:
             **os.environ,
             "TRACEHOUSE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}",
             "TRACEHOUSE_BIND": "127.0.0.1",
+            "TRACEHOUSE_OTLP_BIND": "127.0.0.1",  # the sidecar config's OTLP ports
             "TRACEHOUSE_OTLP_GRPC_PORT": str(self.grpc_port),
             "TRACEHOUSE_OTLP_HTTP_PORT": str(self.http_port),
             "TRACEHOUSE_QUERY_PORT": str(self.query_port),

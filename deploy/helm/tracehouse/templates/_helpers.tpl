@@ -115,6 +115,23 @@ app.kubernetes.io/part-of: tracehouse
 {{- if and $v.sidecar.example.enabled $v.sidecar.tls.enabled $v.sidecar.tls.clientCA.secretName (not $v.sidecar.example.clientCertSecret) }}
 {{- fail "sidecar.tls.clientCA requires client certificates: set sidecar.example.clientCertSecret for the example app" }}
 {{- end }}
+{{- if $v.injector.enabled }}
+{{- if not $v.injector.tls.secretName }}
+{{- fail "injector.enabled needs injector.tls.secretName (a kubernetes.io/tls Secret for the webhook's Service name; README: Sidecar injection)" }}
+{{- end }}
+{{- if eq (not $v.injector.tls.certManagerCertificate) (not $v.injector.tls.caBundle) }}
+{{- fail "injector.enabled needs exactly one of injector.tls.certManagerCertificate (cert-manager injects the CA) and injector.tls.caBundle" }}
+{{- end }}
+{{- if $v.sidecar.tls.enabled }}
+{{- fail "injector.enabled with sidecar.tls.enabled is not supported: injected apps would need the sidecar's CA and their own certificates" }}
+{{- end }}
+{{- if not $v.sidecar.configMap }}
+{{- fail "injector.enabled needs sidecar.configMap: injected pods mount the sidecar ConfigMap" }}
+{{- end }}
+{{- end }}
+{{- if and $v.ingress.enabled (not $v.query.enabled) }}
+{{- fail "ingress.enabled needs query.enabled: the Ingress routes to the query API" }}
+{{- end }}
 {{- end }}
 
 {{/* Whether the query API requires client certificates (its probes then go to a plain health_check port). */}}
@@ -374,6 +391,11 @@ args: dict root role
 - name: queue
   mountPath: /var/lib/tracehouse/queue
 {{- end }}
+{{- if eq .role "sidecar" }}
+- name: podinfo
+  mountPath: /etc/podinfo
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/* Volumes of a role's pod. args: dict root role */}}
@@ -455,6 +477,18 @@ args: dict root role
   emptyDir:
     sizeLimit: {{ $v.sidecar.diskQueue.sizeLimit }}
 {{- end }}
+{{- if eq .role "sidecar" }}
+# The pod's labels and annotations for the k8sattributes processor.
+- name: podinfo
+  downwardAPI:
+    items:
+      - path: labels
+        fieldRef:
+          fieldPath: metadata.labels
+      - path: annotations
+        fieldRef:
+          fieldPath: metadata.annotations
+{{- end }}
 {{- end }}
 
 {{/* The pod's scheduling settings. args: the role's values */}}
@@ -477,6 +511,32 @@ topologySpreadConstraints:
 {{- end }}
 {{- end }}
 
+{{/* The pod's identity for the k8sattributes processor (downward API). */}}
+{{- define "tracehouse.downwardEnv" -}}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
+- name: K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: K8S_POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: K8S_CONTAINER_NAME
+  value: {{ .Values.sidecar.appContainerName | quote }}
+{{- end }}
+
 {{/* The sidecar container (native: an init container with restartPolicy: Always). */}}
 {{- define "tracehouse.sidecarContainer" -}}
 {{- $v := .Values }}
@@ -487,17 +547,18 @@ topologySpreadConstraints:
   restartPolicy: Always
   {{- end }}
   args: ["--config", "/etc/tracehouse/config/sidecar.yaml"]
+  # OTLP (4317 gRPC, 4318 HTTP) listens on localhost: only the pod's own containers reach it.
   ports:
-    - name: otlp-grpc
-      containerPort: 4317
-    - name: otlp-http
-      containerPort: 4318
     - name: health
       containerPort: 13133
   env:
+    # The health port: the kubelet probes the pod IP.
     - name: TRACEHOUSE_BIND
       value: "0.0.0.0"
+    - name: TRACEHOUSE_OTLP_BIND
+      value: localhost
     {{- include "tracehouse.kafkaEnv" . | trim | nindent 4 }}
+    {{- include "tracehouse.downwardEnv" . | trim | nindent 4 }}
     - name: TRACEHOUSE_QUEUE_DIR
       value: {{ ternary "/var/lib/tracehouse/queue" "" $v.sidecar.diskQueue.enabled | quote }}
     {{- with $v.sidecar.extraEnv }}
