@@ -619,16 +619,17 @@ async def run_load(cfg: LoadConfig, payloads: Sequence[Payload]) -> LoadResult:
         own_cpu0 = time.process_time()
         stats = await _send_all(sender, payloads, cfg)
         own_cpu = time.process_time() - own_cpu0
+        # The server's CPU for taking the spans in, read at the last acknowledgement: the
+        # reads that check them afterwards are the query side's, not ingestion's.
+        cpu_s = monitor.cpu_seconds() - cpu0 if monitor else None
     finally:
         await sender.close()
     qs = _QueryStats()
     # After an abort the server is gone or refuses everything: waiting for queries would only burn time.
     if not cfg.skip_query and not stats.aborted and stats.last_ack is not None:
         qs = await _wait_queryable(cfg, query_sample(stats.acked_traces, cfg.seed), stats.last_ack)
-    cpu_s: float | None = None
     peak: float | None = None
     if monitor:
-        cpu_s = monitor.cpu_seconds() - cpu0
         monitor.sample()
         if sampler:
             sampler.cancel()
