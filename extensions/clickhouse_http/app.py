@@ -165,15 +165,14 @@ class ClickHouseHttpApp:
                    "X-ClickHouse-Server-Display-Name": self._settings.display_name}
         log = self._log.bind(query_id=query_id)
         user = "default"
+        if request.method in ("GET", "HEAD") and not request.query_params.get("query", "").strip():
+            return Response(b"Ok.\n", media_type="text/plain; charset=UTF-8")  # ClickHouse's answer, unauthenticated
         try:
             user = self._authenticate(request)
             body = await self._body(request)
-            params = request.query_params
-            sql = params.get("query", "")
+            sql = request.query_params.get("query", "")
             if body:
                 sql = f"{sql}\n{body}" if sql else body
-            if not sql.strip() and request.method in ("GET", "HEAD"):
-                return Response(b"Ok.\n", media_type="text/plain; charset=UTF-8", headers=headers)
             query, fmt, revision = self._prepare(request, sql)
             headers["X-ClickHouse-Format"] = fmt
             result = await asyncio.get_running_loop().run_in_executor(self._executor, self._engine.run, query)
@@ -246,6 +245,7 @@ class ClickHouseHttpApp:
             raise ClickHouseHttpError(36, "BAD_ARGUMENTS", "client_protocol_version must be a number") from None
         bound = {k[len("param_"):]: v for k, v in params.multi_items() if k.startswith("param_")}
         settings = {k: v for k, v in params.multi_items() if k not in HTTP_PARAMS and not k.startswith("param_")}
+        settings.update(statement.settings)
         query = Query(sql=statement.text, database=database, default_format=default_format, params=bound,
                       settings=settings)
         return query, statement.format or default_format, revision

@@ -21,6 +21,8 @@ import chdb
 
 from tracehouse.sinks.clickhouse.client import chdb_path
 
+# Set by the engine after the client's settings, whatever the client asked.
+_ENFORCED = frozenset({"readonly", "max_execution_time", "max_memory_usage", "max_result_bytes", "result_overflow_mode"})
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)\.")
 _NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
@@ -110,13 +112,14 @@ class Engine:
             for name, value in query.settings.items():
                 if not _SETTING_NAME.match(name):
                     raise EngineError(f"Code: 115. DB::Exception: Unknown setting {name!r}. (UNKNOWN_SETTING)")
-                self._set(conn, name, value)
+                if name not in _ENFORCED:
+                    self._set(conn, name, value)
             caps = self._caps
             self._set(conn, "max_execution_time", _capped(query.settings, "max_execution_time", caps.max_execution_time_s))
             self._set(conn, "max_memory_usage", _capped(query.settings, "max_memory_usage", caps.max_memory_usage))
             self._set(conn, "max_result_bytes", _capped(query.settings, "max_result_bytes", caps.max_result_bytes))
             self._set(conn, "result_overflow_mode", "throw")
-            self._set(conn, "readonly", "1")
+            self._set(conn, "readonly", "1")  # last: nothing after it can change a setting
             self._exec(conn, f"USE `{query.database}`")
             started = time.monotonic_ns()
             result = self._exec(conn, query.sql, query.default_format, dict(query.params))
