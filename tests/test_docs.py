@@ -24,6 +24,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "genai_tokens"): "processors/genai_tokens/README.md",
     (Kind.PROCESSOR, "redaction"): "processors/redaction/README.md",
     (Kind.EXTENSION, "bearertokenauth"): "extensions/bearertokenauth/README.md",
+    (Kind.EXTENSION, "clickhouse_http"): "extensions/clickhouse_http/README.md",
     (Kind.EXTENSION, "query_api"): "query/README.md",
 }
 

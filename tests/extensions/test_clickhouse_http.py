@@ -370,10 +370,11 @@ def test_clickhouse_connect_asks_each_compression_and_reads_the_same(endpoint: E
 def grafana_plugin_request(ep: Endpoint, sql: str, **extra: str) -> httpx.Response:
     """A query as the plugin's clickhouse-go (HTTP protocol, its default gzip compression) sends
     it: POST of the query text; database, default_format=Native and client_protocol_version in
-    the URL (conn_http.go dialHttp); Accept-Encoding from the compression (conn_http_query.go);
-    credentials in the URL's userinfo without TLS (applyOptionsToRequest)."""
+    the URL (conn_http.go dialHttp); max_execution_time from the query's deadline, the
+    datasource's queryTimeout + 5 (context.go queryOptions); Accept-Encoding from the compression
+    (conn_http_query.go); credentials in the URL's userinfo without TLS (applyOptionsToRequest)."""
     params = {"database": ep.database, "default_format": "Native",
-              "client_protocol_version": str(CLICKHOUSE_GO_REVISION), **extra}
+              "client_protocol_version": str(CLICKHOUSE_GO_REVISION), "max_execution_time": "65", **extra}
     return httpx.post(ep.url + "/", params=params, content=sql.encode(), auth=("default", PASSWORD),
                       headers={"Accept-Encoding": "gzip", "User-Agent": "clickhouse-go/2 (lv:go/1.24; os:linux)"})
 
@@ -401,6 +402,9 @@ def test_native_blocks_as_clickhouse_go_reads_them(endpoint: Endpoint) -> None:
     assert answer.content == expected
     hello = grafana_plugin_request(endpoint, "SELECT displayName(), version(), revision(), timezone()")
     assert hello.content.startswith(b"\x01\x00\x02\xff\xff\xff\xff\x00\x04\x01")
+    # clickhouse-go's ping (the datasource's health check) wants one column named "1".
+    ping = grafana_plugin_request(endpoint, "SELECT 1")
+    assert ping.content == b"\x01\x00\x02\xff\xff\xff\xff\x00\x01\x01\x011\x05UInt8\x00\x01"
     # A block per block, each with its BlockInfo; clickhouse-connect's probe revision (54405)
     # has the BlockInfo but no custom serialization byte.
     blocks = grafana_plugin_request(endpoint, "SELECT number FROM numbers(3)", max_block_size="1")
