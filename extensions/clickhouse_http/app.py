@@ -53,6 +53,7 @@ HTTP_PARAMS = frozenset({
 _STATUS = {
     516: 401, 192: 401, 193: 401, 194: 401,  # AUTHENTICATION_FAILED, UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD
     164: 403, 497: 403,  # READONLY, ACCESS_DENIED
+    48: 501,  # NOT_IMPLEMENTED
     60: 404, 81: 404,  # UNKNOWN_TABLE, UNKNOWN_DATABASE
     62: 400, 36: 400, 27: 400, 6: 400, 26: 400, 38: 400, 41: 400, 43: 400, 46: 400, 47: 400, 53: 400,
     73: 400, 115: 400, 184: 400, 215: 400, 456: 400, 457: 400,  # syntax, bad argument, parse, unknown name...
@@ -71,12 +72,19 @@ _CONTENT_TYPES = {
     "ArrowStream": "application/octet-stream",
 }
 
-# Content-Encoding -> (compress, decompress). ClickHouse's `deflate` is a zlib stream.
-_CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
-    "gzip": (lambda b: zlib.compress(b, wbits=31), lambda b: zlib.decompress(b, wbits=47)),
-    "deflate": (zlib.compress, zlib.decompress),
-    "zstd": (zstd.compress, zstd.decompress),
-    "lz4": (lz4.frame.compress, lz4.frame.decompress),
+def _zlib_bounded(wbits: int) -> Callable[[bytes, int], bytes]:
+    def decompress(data: bytes, limit: int) -> bytes:
+        return zlib.decompressobj(wbits).decompress(data, limit + 1)
+    return decompress
+
+
+# Content-Encoding -> (compress, decompress at most `limit` + 1 bytes: a small body must not
+# expand into memory without bound). ClickHouse's `deflate` is a zlib stream.
+_CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes, int], bytes]]] = {
+    "gzip": (lambda b: zlib.compress(b, wbits=31), _zlib_bounded(31)),
+    "deflate": (zlib.compress, _zlib_bounded(15)),
+    "zstd": (zstd.compress, lambda b, limit: zstd.ZstdDecompressor().decompress(b, max_length=limit + 1)),
+    "lz4": (lz4.frame.compress, lambda b, limit: lz4.frame.LZ4FrameDecompressor().decompress(b, max_length=limit + 1)),
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -215,11 +223,12 @@ class ClickHouseHttpApp:
                 raise ClickHouseHttpError(36, "BAD_ARGUMENTS", f"Content-Encoding {encoding!r} is not supported "
                                                                f"(supported: {', '.join(_CODECS)})", status=415)
             try:
-                raw = codec[1](raw)
+                raw = codec[1](raw, limit)
             except Exception:
                 raise ClickHouseHttpError(36, "BAD_ARGUMENTS", f"the request body is not valid {encoding}") from None
-            if len(raw) > limit * 16:
-                raise ClickHouseHttpError(36, "BAD_ARGUMENTS", "the decompressed request body is too large", status=413)
+            if len(raw) > limit:
+                raise ClickHouseHttpError(36, "BAD_ARGUMENTS", f"the decompressed request body exceeds max_body_bytes "
+                                                               f"({limit} bytes)", status=413)
         try:
             return raw.decode()
         except UnicodeDecodeError:

@@ -83,7 +83,8 @@ def _capped(settings: Mapping[str, str], name: str, cap: float) -> str:
         raise EngineError(f"Code: 27. DB::Exception: Cannot parse {asked!r} as the value of {name}. "
                           f"(CANNOT_PARSE_INPUT_ASSERTION_FAILED)") from None
     value = min(wanted, cap) if wanted > 0 else cap
-    return f"{value:g}" if isinstance(cap, float) else str(int(value))
+    # Plain decimal text: ClickHouse does not read `1e+07` as a number of seconds.
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(cap, float) else str(int(value))
 
 
 class Engine:

@@ -59,7 +59,8 @@ class ClickHouseHttpEndpoint:
             await server.stop()
         executor, self._executor = self._executor, None
         if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True)
+            # Queued queries are dropped; running ones end within max_execution_time.
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()

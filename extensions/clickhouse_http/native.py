@@ -38,7 +38,10 @@ _INTERVALS = re.compile(r"^Interval[A-Z][a-z]+$")
 
 
 class NativeError(ValueError):
-    """The bytes are not Native blocks this module can rewrite."""
+    """The bytes are not Native blocks this module can rewrite (ClickHouse's NOT_IMPLEMENTED)."""
+
+    code = 48
+    name = "NOT_IMPLEMENTED"
 
 
 @dataclass(frozen=True, slots=True)

@@ -340,6 +340,11 @@ def test_post_body_database_and_typed_parameters(endpoint: Endpoint, seeded: See
     unknown_encoding = httpx.post(endpoint.url + "/", content=b"SELECT 1", auth=("default", PASSWORD),
                                   headers={"Content-Encoding": "snappy"})
     assert unknown_encoding.status_code == 415 and "snappy" in unknown_encoding.text
+    bomb = gzip.compress(b"SELECT 1 " + b" " * (64 << 20))  # 64 KiB that would expand to 64 MiB
+    assert len(bomb) < 1 << 20
+    expanded = httpx.post(endpoint.url + "/", content=bomb, auth=("default", PASSWORD),
+                          headers={"Content-Encoding": "gzip"})
+    assert expanded.status_code == 413 and "decompressed" in expanded.text
 
 
 def test_clickhouse_connect_asks_each_compression_and_reads_the_same(endpoint: Endpoint, over_http: Any) -> None:
@@ -465,6 +470,22 @@ def test_every_dashboard_query_in_native_at_clickhouse_gos_revision(name: str, e
         answer = grafana_plugin_request(endpoint, sql)
         assert answer.status_code == 200, (where, answer.text)
         assert decode_at_revision(answer.content, CLICKHOUSE_GO_REVISION) == rows(over_http, sql), where
+
+
+def test_native_refuses_a_type_it_cannot_step_over_naming_it(endpoint: Endpoint) -> None:
+    answer = grafana_plugin_request(endpoint, "SELECT 1::Dynamic AS d")
+    assert answer.status_code == 501 and "Dynamic" in answer.text and "another format" in answer.text
+    assert grafana_plugin_request(endpoint, "SELECT 1::Dynamic AS d FORMAT JSONEachRow").status_code == 200
+
+
+def test_queries_at_once_each_on_its_own_connection(endpoint: Endpoint) -> None:
+    def one(i: int) -> str:
+        return get(endpoint, "SELECT {i:UInt32} + sleepEachRow(0.05)", param_i=str(i), max_threads=str(1 + i % 3)).text
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(one, range(24))) == [f"{i}\n" for i in range(24)]
 
 
 def test_native_walks_nested_and_wide_types(chdb_endpoint: str) -> None:
