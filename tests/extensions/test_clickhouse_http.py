@@ -472,6 +472,22 @@ def test_every_dashboard_query_in_native_at_clickhouse_gos_revision(name: str, e
         assert decode_at_revision(answer.content, CLICKHOUSE_GO_REVISION) == rows(over_http, sql), where
 
 
+def test_the_plugins_schema_queries_in_native(endpoint: Endpoint, over_http: Any) -> None:
+    """What the datasource's editor and trace mode ask first (src/data/CHDatasource.ts at v4.18.0:
+    databases, tables (the `_trace_id_ts` check), columns, a Map's keys, the server version)."""
+    db = endpoint.database
+    queries = ["SHOW DATABASES", f'SHOW TABLES FROM "{db}"', f'DESC TABLE "{db}"."otel_traces"', "SELECT version()",
+               f"SELECT name, type, table FROM system.columns WHERE database IN ('{db}') AND table = 'otel_traces'",
+               f'SELECT DISTINCT arrayJoin(mapKeys("ResourceAttributes")) as keys FROM (SELECT "ResourceAttributes" '
+               f'FROM "{db}"."otel_traces" LIMIT 1000) LIMIT 1000']
+    for sql in queries:
+        answer = grafana_plugin_request(endpoint, sql)
+        assert answer.status_code == 200, (sql, answer.text)
+        assert decode_at_revision(answer.content, CLICKHOUSE_GO_REVISION) == rows(over_http, sql), sql
+    tables = {r[0] for r in rows(over_http, f'SHOW TABLES FROM "{db}"')}
+    assert {"otel_traces", "otel_traces_trace_id_ts"} <= tables
+
+
 def test_native_refuses_a_type_it_cannot_step_over_naming_it(endpoint: Endpoint) -> None:
     answer = grafana_plugin_request(endpoint, "SELECT 1::Dynamic AS d")
     assert answer.status_code == 501 and "Dynamic" in answer.text and "another format" in answer.text
