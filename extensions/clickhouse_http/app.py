@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tracehouse.extensions.clickhouse_http import native
-from tracehouse.extensions.clickhouse_http.engine import Engine, EngineError, Query, ServerInfo
+from tracehouse.extensions.clickhouse_http.engine import Engine, EngineError, Query, Result, ServerInfo
 from tracehouse.extensions.clickhouse_http.statement import StatementError, parse
 
 try:  # Python 3.14 has zstd in the standard library; before, clickhouse-connect brings the backport.
@@ -172,7 +172,7 @@ class ClickHouseHttpApp:
         headers = {"X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": self._info.timezone,
                    "X-ClickHouse-Server-Display-Name": self._settings.display_name}
         log = self._log.bind(query_id=query_id)
-        user = "default"
+        user = ""  # known once authenticated
         if request.method in ("GET", "HEAD") and not request.query_params.get("query", "").strip():
             return Response(b"Ok.\n", media_type="text/plain; charset=UTF-8")  # ClickHouse's answer, unauthenticated
         try:
@@ -183,10 +183,8 @@ class ClickHouseHttpApp:
                 sql = f"{sql}\n{body}" if sql else body
             query, fmt, revision = self._prepare(request, sql)
             headers["X-ClickHouse-Format"] = fmt
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, self._engine.run, query)
-            payload = result.body
-            if fmt == "Native" and revision:
-                payload = native.for_revision(payload, revision)
+            result, payload = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run, query, fmt, revision)
         except (ClickHouseHttpError, StatementError, EngineError, native.NativeError) as exc:
             error = exc if isinstance(exc, ClickHouseHttpError) else ClickHouseHttpError(
                 getattr(exc, "code", 1002), getattr(exc, "name", ""), _strip_code(str(exc)))
@@ -203,6 +201,12 @@ class ClickHouseHttpApp:
         log.debug("ClickHouse HTTP query", format=fmt, rows_read=result.rows_read, elapsed_ns=result.elapsed_ns)
         payload = self._compress(request, payload, headers)
         return Response(payload, media_type=_content_type(fmt), headers=headers)
+
+    def _run(self, query: Query, fmt: str, revision: int) -> tuple[Result, bytes]:
+        """In a worker thread: the query, then its Native blocks as the client's revision reads them."""
+        result = self._engine.run(query)
+        payload = native.for_revision(result.body, revision) if fmt == "Native" and revision else result.body
+        return result, payload
 
     async def _body(self, request: Request) -> str:
         if request.method != "POST":
