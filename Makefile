@@ -1,5 +1,5 @@
 # tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
-#   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080
+#   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080, ClickHouse HTTP :8123
 #   make test   the test suite (what CI runs)
 #   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M spans, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code

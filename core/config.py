@@ -283,7 +283,23 @@ def load_config_dict(data: Any, source: str = "<memory>", *, check_files: bool =
             raise ConfigError("service::extensions", str(exc)) from None
         if (Kind.EXTENSION, cid) not in components:
             raise ConfigError("service::extensions", f'references extension "{cid}" which is not configured')
+    _check_beside_others(components, service)
     return Config(components=components, service=service, source=source)
+
+
+def _check_beside_others(components: dict[tuple[Kind, ComponentID], ComponentEntry], service: ServiceSection) -> None:
+    """An extension whose config has `check_service(extension_ids)` is asked whether it may
+    run beside the service's other extensions (the ClickHouse HTTP endpoint refuses to run
+    beside tenants' authenticators)."""
+    ids = [ComponentID.parse(ref) for ref in service.extensions]
+    for cid in ids:
+        check = getattr(components[(Kind.EXTENSION, cid)].config, "check_service", None)
+        if check is None:
+            continue
+        try:
+            check(ids)
+        except ValueError as exc:
+            raise ConfigError(f"extensions::{cid}", str(exc)) from None
 
 
 def _check_signal(path: str, kind: Kind, cid: ComponentID, signal: Signal) -> None:

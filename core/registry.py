@@ -34,6 +34,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "query_api": "tracehouse.query.factory:factory",
         "health_check": "tracehouse.extensions.health_check.factory:factory",
         "bearertokenauth": "tracehouse.extensions.bearertokenauth.factory:factory",
+        "clickhouse_http": "tracehouse.extensions.clickhouse_http.factory:factory",
     },
 }
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def all_in_one(chdb_endpoint: str, database: str) -> dict[str, Any]:
     """deploy/config/all-in-one.yaml as shipped (its pipeline and processor settings), on
-    this database and OS-chosen loopback ports."""
+    this database and OS-chosen loopback ports (the ClickHouse HTTP endpoint's too)."""
     raw = yaml.safe_load((REPO / "deploy/config/all-in-one.yaml").read_text())
     assert raw["service"]["pipelines"]["traces"]["processors"] == [
         "memory_limiter", "genai_normalize", "genai_tokens", "redaction", "genai_cost", "batch"]
@@ -30,6 +30,8 @@ def all_in_one(chdb_endpoint: str, database: str) -> dict[str, Any]:
     raw["exporters"]["clickhouse"].pop("sending_queue", None)
     raw["extensions"]["query_api"]["endpoint"] = "127.0.0.1:0"
     raw["extensions"]["query_api"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
+    raw["extensions"]["clickhouse_http"].update(endpoint="127.0.0.1:0", database=database)
+    raw["extensions"]["clickhouse_http"]["clickhouse"].update(endpoint=chdb_endpoint)
     raw["receivers"]["mlflow"].update(endpoint="127.0.0.1:0")
     raw["receivers"]["mlflow"]["clickhouse"].update(endpoint=chdb_endpoint, database=database)
     raw["processors"]["batch"]["timeout"] = "20ms"

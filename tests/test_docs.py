@@ -25,6 +25,7 @@ DOCUMENTED = {
     (Kind.PROCESSOR, "redaction"): "processors/redaction/README.md",
     (Kind.PROCESSOR, "k8sattributes"): "processors/k8sattributes/README.md",
     (Kind.EXTENSION, "bearertokenauth"): "extensions/bearertokenauth/README.md",
+    (Kind.EXTENSION, "clickhouse_http"): "extensions/clickhouse_http/README.md",
     (Kind.EXTENSION, "query_api"): "query/README.md",
 }
 

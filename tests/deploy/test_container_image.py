@@ -58,7 +58,7 @@ RUNTIME_TARGETS = ("full", "sidecar")  # `full` is the last stage: the default t
 FIXTURE_BODY = FIXTURES / "otel-genai-openai-v2" / "http-protobuf.pb"
 # Each shipped config's listening ports, as ${env:VAR:-default} in deploy/config/*.yaml.
 PORT_VARS = ("TRACEHOUSE_OTLP_GRPC_PORT", "TRACEHOUSE_OTLP_HTTP_PORT", "TRACEHOUSE_QUERY_PORT", "TRACEHOUSE_HEALTH_PORT",
-             "TRACEHOUSE_MLFLOW_PORT")
+             "TRACEHOUSE_MLFLOW_PORT", "TRACEHOUSE_CLICKHOUSE_HTTP_PORT")
 
 
 # ------------------------------------------------------------------------------ a Dockerfile parser
@@ -421,7 +421,7 @@ def test_environment_ports_signal_and_writable_dirs(dockerfile: Dockerfile) -> N
     ports = shipped_config_ports()
     assert set(ports) == set(PORT_VARS)
     exposed = {int(p) for i in dockerfile.effective(stage, "EXPOSE") for p in i.args.split()}
-    assert exposed == set().union(*ports.values()) == {4317, 4318, 5000, 8080, 13133}
+    assert exposed == set().union(*ports.values()) == {4317, 4318, 5000, 8080, 8123, 13133}
     assert dockerfile.last(stage, "STOPSIGNAL").args == "SIGTERM"
     # The all-in-one's embedded ClickHouse writes under the working directory, which the user owns,
     # and so does the disk queue's directory.

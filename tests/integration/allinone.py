@@ -36,6 +36,7 @@ class AllInOne:
     query_port: int = 0
     health_port: int = 0
     mlflow_port: int = 0
+    clickhouse_http_port: int = 0
 
     @property
     def data_dir(self) -> Path:
@@ -70,6 +71,7 @@ class AllInOne:
         self.grpc_port, self.http_port, self.query_port, self.health_port = (
             free_port(), free_port(), free_port(), free_port())
         self.mlflow_port = free_port()
+        self.clickhouse_http_port = free_port()
         self.http_port = int(self.env.get("TRACEHOUSE_OTLP_HTTP_PORT", self.http_port))
         env = {
             **os.environ,
@@ -81,6 +83,7 @@ class AllInOne:
             "TRACEHOUSE_QUERY_PORT": str(self.query_port),
             "TRACEHOUSE_HEALTH_PORT": str(self.health_port),
             "TRACEHOUSE_MLFLOW_PORT": str(self.mlflow_port),
+            "TRACEHOUSE_CLICKHOUSE_HTTP_PORT": str(self.clickhouse_http_port),
             "TRACEHOUSE_LOG_FORMAT": "json",
             **self.env,
         }

@@ -1,4 +1,5 @@
-"""`make run` from a fresh clone sets itself up and serves OTLP on 4317/4318 and the API on 8080."""
+"""`make run` from a fresh clone sets itself up and serves OTLP on 4317/4318, the API on 8080 and
+ClickHouse's HTTP interface on 8123."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import clickhouse_connect
 import grpc
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from allinone import REPO
 from otlp_fixtures import FIXTURES
 
 pytestmark = pytest.mark.integration
-PORTS = (4317, 4318, 8080)
+PORTS = (4317, 4318, 8080, 8123)
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
@@ -63,6 +65,14 @@ def test_make_run_from_a_fresh_clone_serves_the_default_ports(tmp_path: Path) ->
                          params={"start": "2020-01-01T00:00:00Z", "service": "otel-openai-v2-app"})
         assert page.status_code == 200, page.text
         assert len(page.json()["traces"]) == 8  # 4 traces per capture, two captures
+        # What Grafana's ClickHouse datasource and clickhouse-connect read: the same engine.
+        ch = clickhouse_connect.get_client(host="127.0.0.1", port=8123, interface="http", database="tracehouse")
+        try:
+            traces = ch.query("SELECT uniqExact(TraceId) FROM otel_traces WHERE ServiceName = {s:String}",
+                              parameters={"s": "otel-openai-v2-app"}).result_rows
+            assert traces == [(8,)]
+        finally:
+            ch.close()
         assert (clone / "data" / "clickhouse").is_dir(), "embedded data lives under ./data"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

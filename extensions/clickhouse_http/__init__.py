@@ -1,0 +1,1 @@
+"""The `clickhouse_http` extension: ClickHouse's HTTP interface over the embedded engine."""
