@@ -13,9 +13,9 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from importlib import metadata, resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from tracehouse.core.component import Listener, ListenerRole
@@ -129,7 +129,7 @@ def _announce(encoding: Literal["console", "json"], config: str) -> Callable[[Se
             import structlog
 
             structlog.get_logger("tracehouse").info(
-                "ready", config=config, listeners={f"{l.component} {l.role.value}": l.url for l in listeners},
+                "ready", config=config, listeners={f"{x.component} {x.role.value}": x.url for x in listeners},
                 env=client_environment(listeners))
 
     return announce
@@ -147,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from tracehouse.core.service import Service
 
-    source = path if args.config is not None else f"built-in {DEFAULT_CONFIG_NAME}, data in {os.environ['TRACEHOUSE_CLICKHOUSE_DSN']}"
+    source = path if args.config is not None else (
+        f"built-in {DEFAULT_CONFIG_NAME}, data in {os.environ['TRACEHOUSE_CLICKHOUSE_DSN']}")
 
     async def main() -> None:
         await Service(config).run(on_started=_announce(encoding, source))

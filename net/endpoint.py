@@ -2,9 +2,10 @@
 
 A listener binds every address its host stands for, and fails when any of them is taken:
 `localhost` is 127.0.0.1 *and* ::1 (clients resolve it to either; serving one only lets
-another process answer on the other), an empty host is every interface of both families.
-A literal address (0.0.0.0, ::1, 10.0.0.5) is that address alone. The IPv6 half of
-`localhost` or of an empty host is left out only on a machine without IPv6.
+another process answer on the other); an unspecified host (empty, `0.0.0.0` or `::`) is
+every interface of both families, as Go's listeners (so the Collector's) take it. Any other
+address is itself alone, a name every address it resolves to. The IPv6 half of `localhost`
+or of an unspecified host is left out only on a machine without IPv6.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class ListenAddress:
         return f"[{self.host}]:{self.port}" if self.family == socket.AF_INET6 else f"{self.host}:{self.port}"
 
 
+UNSPECIFIED = ("", "0.0.0.0", "::")
+
 # Errors that mean "this machine has no such address family or address", not "taken".
 _ABSENT = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
 
@@ -65,8 +68,8 @@ def _ipv6_available(host: str) -> bool:
 def listen_addresses(endpoint: str) -> list[ListenAddress]:
     """Every address a listener on `endpoint` binds, IPv4 first."""
     host, port = _split(endpoint)
-    if host in ("", "localhost"):
-        v4, v6 = ("0.0.0.0", "::") if host == "" else ("127.0.0.1", "::1")
+    if host in ("localhost", *UNSPECIFIED):
+        v4, v6 = ("127.0.0.1", "::1") if host == "localhost" else ("0.0.0.0", "::")
         both = [ListenAddress(socket.AF_INET, v4, port)]
         if _ipv6_available(v6):
             both.append(ListenAddress(socket.AF_INET6, v6, port))
@@ -159,6 +162,6 @@ def client_url(scheme: str, endpoint: str, port: int) -> str:
     """The URL a client on this machine dials for a listener on `endpoint` bound on `port`:
     an unspecified host becomes `localhost`."""
     host, _ = _split(endpoint)
-    if host in ("", "0.0.0.0", "::"):
+    if host in UNSPECIFIED:
         host = "localhost"
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

@@ -63,11 +63,12 @@ async def on_localhost() -> AsyncIterator[OtlpReceiver]:
     await receiver.shutdown()
 
 
-def test_localhost_stands_for_both_loopbacks_and_an_empty_host_for_every_interface() -> None:
+def test_localhost_stands_for_both_loopbacks_and_an_unspecified_host_for_every_interface() -> None:
     assert [str(a) for a in listen_addresses("localhost:4317")] == ["127.0.0.1:4317"] + (["[::1]:4317"] if IPV6 else [])
-    assert [str(a) for a in listen_addresses(":4317")] == ["0.0.0.0:4317"] + (["[::]:4317"] if IPV6 else [])
-    assert [str(a) for a in listen_addresses("0.0.0.0:4317")] == ["0.0.0.0:4317"]  # a literal is itself
-    assert [str(a) for a in listen_addresses("[::1]:4317")] == ["[::1]:4317"]
+    for unspecified in (":4317", "0.0.0.0:4317", "[::]:4317"):  # as Go's listeners, so the Collector's
+        assert [str(a) for a in listen_addresses(unspecified)] == ["0.0.0.0:4317"] + (["[::]:4317"] if IPV6 else [])
+    assert [str(a) for a in listen_addresses("[::1]:4317")] == ["[::1]:4317"]  # a literal address is itself
+    assert [str(a) for a in listen_addresses("127.0.0.1:4317")] == ["127.0.0.1:4317"]
 
 
 def test_port_zero_gives_every_address_the_same_free_port() -> None:
