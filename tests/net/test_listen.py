@@ -156,3 +156,21 @@ async def test_listeners_report_urls_and_every_bound_address(on_localhost: OtlpR
     assert listeners[ListenerRole.OTLP_HTTP].addresses == (f"127.0.0.1:{http}",) + ((f"[::1]:{http}",) if IPV6 else ())
     assert listeners[ListenerRole.OTLP_GRPC].addresses == (
         (f"127.0.0.1:{grpc_port}",) + ((f"[::1]:{grpc_port}",) if IPV6 else ()))
+
+
+async def test_the_health_check_extension_reports_its_listener() -> None:
+    from tracehouse.extensions.health_check.config import HealthCheckConfig
+    from tracehouse.extensions.health_check.extension import HealthCheckExtension
+
+    extension = HealthCheckExtension(Settings(ComponentID("health_check"), Kind.EXTENSION),
+                                     HealthCheckConfig(endpoint="localhost:0"))
+    await extension.start(TestHost())
+    try:
+        (listener,) = extension.listeners()
+        assert listener.role is ListenerRole.HEALTH
+        assert listener.url == f"http://localhost:{extension.port}"
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{listener.url}/healthz")).status_code == 200
+    finally:
+        await extension.shutdown()
+    assert extension.listeners() == []
