@@ -1,6 +1,6 @@
 # tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
 #   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080, ClickHouse HTTP :8123
-#   make test   the test suite (what CI runs)
+#   make test   the test suite (what CI runs), after `make test-tools` (Debian's prometheus and chromium)
 #   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M spans, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
 
@@ -9,38 +9,56 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= deploy/config/all-in-one.yaml
 PYTEST_ARGS ?=
-# Installs Debian's prometheus (dashboard test) and chromium (browser tests) when missing, as
-# root; else says which tests will skip.
-ENSURE_TOOL := sh deploy/scripts/ensure-debian-tool.sh
 
-.PHONY: run test bench typecheck lint validate-configs dashboards clean install install-test
+.PHONY: run test test-tools bench typecheck lint validate-configs dashboards clean install install-test
 
+# The strict editable install links every package file into build/__editable__*: an edited
+# file shows through, an added or removed one needs a relink. `install` relinks only when the
+# list of files changed (its cksum, kept in $(VENV)/.linked), and without setuptools'
+# "Editable installation" banner.
+PACKAGE_DIRS := core net extensions ingest processors sinks query bench deploy/grafana deploy/config
+PACKAGE_FILES := $(shell find $(PACKAGE_DIRS) -name __pycache__ -prune -o -type f -print 2>/dev/null | LC_ALL=C sort | cksum)
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --config-settings editable_mode=strict
+LINKED := echo "$(PACKAGE_FILES)" > $(VENV)/.linked
+
+# Installs show pip's progress: the first one downloads the dependencies (a few minutes).
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tracehouse needs Python >= 3.11 (set PYTHON=python3.11)")'
+	@echo "make: creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
+	$(BIN)/pip install --progress-bar on --upgrade pip "setuptools>=77" wheel
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e . --config-settings editable_mode=strict
+	@echo "make: installing tracehouse (editable) and its dependencies into $(VENV)"
+	$(EDITABLE) --progress-bar on -e .
+	@$(LINKED)
 	@touch $@
 
 $(VENV)/.deps-test: pyproject.toml $(VENV)/.deps
-	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=strict
+	@echo "make: installing the test dependencies into $(VENV)"
+	$(EDITABLE) --progress-bar on -e ".[test]"
+	@$(LINKED)
 	@touch $@
 
-# The strict editable install links every module into build/__editable__*; relinking
-# is cheap (~1 s) and picks up modules added since the last install.
 install: $(VENV)/.deps
-	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	@if [ "$$(cat $(VENV)/.linked 2>/dev/null)" != "$(PACKAGE_FILES)" ]; then \
+	echo "make: package files added or removed: relinking the editable install"; \
+	$(EDITABLE) -q --no-deps --no-build-isolation -e . && $(LINKED); \
+	fi
 
 install-test: $(VENV)/.deps-test install
-	@$(ENSURE_TOOL) prometheus prometheus "the Prometheus-backed dashboard test"
-	@$(ENSURE_TOOL) chromium chromium "the trace explorer's browser tests"
+
+# Programs some tests drive, from Debian: prometheus (the Pipeline health dashboard test) and
+# chromium (the trace explorer's browser tests). Installed with apt-get, in the open, when
+# missing; deploy/scripts/test-tools.sh says what and why, or which tests will skip.
+test-tools:
+	@echo "make test-tools: Debian's prometheus and chromium, for the dashboard and browser tests"
+	@sh deploy/scripts/test-tools.sh
 
 run: install
 	$(BIN)/tracehouse run --config $(CONFIG)
 
-test: install-test
+test: install-test test-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 typecheck: install-test

@@ -194,6 +194,34 @@ class Component(Protocol):
         """Stop and drain. Safe before start and safe twice."""
 
 
+class ListenerRole(enum.StrEnum):
+    """What a client does with a listener: `tracehouse run` prints each with its URL."""
+
+    OTLP_GRPC = "OTLP/gRPC"
+    OTLP_HTTP = "OTLP/HTTP"
+    MLFLOW = "MLflow tracking"
+    QUERY = "query API and UI"
+    HEALTH = "health and metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A bound listener: `url` is what a client on this machine dials, `addresses` what was
+    bound (127.0.0.1:4318, [::1]:4318)."""
+
+    role: ListenerRole
+    url: str
+    addresses: tuple[str, ...]
+    component: str = ""
+
+
+@runtime_checkable
+class Listens(Protocol):
+    """A component that serves clients; `listeners()` once started."""
+
+    def listeners(self) -> list[Listener]: ...
+
+
 @dataclass(slots=True)
 class Settings:
     """Per-instance settings a factory gets beside its config."""

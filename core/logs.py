@@ -88,11 +88,11 @@ class RepeatFilter(logging.Filter):
 _HANDLER_MARK = "_tracehouse_handler"
 
 
-def configure_logging(level: str = "info", encoding: Encoding = "auto") -> None:
+def configure_logging(level: str = "info", encoding: Encoding = "auto") -> Literal["console", "json"]:
     """structlog and the stdlib loggers of libraries (uvicorn, clickhouse-connect, aiokafka,
     asyncio) both through one renderer: in JSON mode every record is exactly one line of JSON,
     an exception's traceback included (as the `exception` string), so a log shipper never
-    sees a traceback's lines as records of their own."""
+    sees a traceback's lines as records of their own. Returns the encoding chosen."""
     if encoding == "auto":
         encoding = "console" if sys.stderr.isatty() else "json"
     if os.environ.get("TRACEHOUSE_LOG_FORMAT") in ("console", "json"):
@@ -142,3 +142,4 @@ def configure_logging(level: str = "info", encoding: Encoding = "auto") -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatFilter) for f in logger.filters):
             logger.addFilter(RepeatFilter())
+    return encoding

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -26,6 +27,8 @@ from tracehouse.core.component import (
     ComponentID,
     Consumer,
     Kind,
+    Listener,
+    Listens,
     Settings,
     Signal,
     SignalConsumers,
@@ -158,6 +161,12 @@ class Service:
             cid = ComponentID.parse(ref)
             self._create(Kind.EXTENSION, cid, None)
 
+    def listeners(self) -> list[Listener]:
+        """What the started components serve on, in start order (extensions first)."""
+        return [replace(listener, component=f"{node.kind.value}/{node.id}")
+                for node in self._ordered(Kind.EXTENSION, Kind.RECEIVER) if isinstance(node.component, Listens)
+                for listener in node.component.listeners()]
+
     def _ordered(self, *kinds: Kind) -> list[_Node]:
         return [n for k in kinds for n in self._nodes if n.kind is k]
 
@@ -221,13 +230,16 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT, then drain and stop."""
+    async def run(self, on_started: Callable[[Service], None] | None = None) -> None:
+        """Start, serve until SIGTERM/SIGINT, then drain and stop. `on_started` runs once
+        everything started (the CLI prints the endpoints)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             await self.start()
+            if on_started is not None:
+                on_started(self)
             await self._stop.wait()
         finally:
             log.info("draining: stopping receivers, flushing batches, closing exporters")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import socket
 import ssl
 from collections.abc import Generator
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tracehouse.net.endpoint import bind_tcp
+from tracehouse.net.endpoint import bind_tcp, client_url
 from tracehouse.net.tls import ServerTls, TlsServerConfig
 
 # Go's http.DefaultMaxHeaderBytes (1 MiB), which the Collector's confighttp servers use.
@@ -161,23 +162,31 @@ class AsgiServer:
         self._task: asyncio.Task[None] | None = None
         self.tls = ServerTls(tls, name=name, logger=logger) if tls is not None else None
         self.port: int | None = None
+        self.addresses: tuple[str, ...] = ()  # what is bound: 127.0.0.1:4318, [::1]:4318
 
     @property
     def scheme(self) -> str:
         return "https" if self.tls is not None else "http"
 
+    @property
+    def url(self) -> str:
+        """What a client on this machine dials (once started)."""
+        assert self.port is not None, "not started"
+        return client_url(self.scheme, self._endpoint, self.port)
+
     async def start(self) -> None:
         # The files load before the port is bound: a bad certificate fails start-up cleanly.
         context = self.tls.ssl_context(alpn=["http/1.1"]) if self.tls is not None else None
-        sock = bind_tcp(self._endpoint)
-        self.port = sock.getsockname()[1]
+        sockets = bind_tcp(self._endpoint)
+        self.port = sockets[0].getsockname()[1]
+        self.addresses = tuple(_address(s) for s in sockets)
         config = _Config(
             self._app, lifespan="off", log_config=None, access_log=False, server_header=False,
             timeout_graceful_shutdown=math.ceil(self._grace), timeout_keep_alive=30, ssl_context=context,
             http=self._protocol,
         )
         self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"asgi-{self._name}")
+        self._task = asyncio.create_task(self._server.serve(sockets=sockets), name=f"asgi-{self._name}")
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # surfaces the start-up error
@@ -202,6 +211,11 @@ class AsgiServer:
                 reaper.cancel()
         self._server = None
         self._task = None
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 # How long a closing TLS connection may wait for the client's close_notify once its data is out.

@@ -10,7 +10,7 @@ from tracehouse.core.pdata import DEFAULT_TENANT
 from tracehouse.extensions.bearertokenauth.keys import DEFAULT_TENANT_NAME
 from tracehouse.net.asgi_server import AsgiServer
 from tracehouse.core.auth import resolve_authenticator
-from tracehouse.core.component import Host, Settings
+from tracehouse.core.component import Host, Listener, ListenerRole, Settings
 from tracehouse.extensions.health_check.health import health_of
 from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
@@ -62,6 +62,10 @@ class QueryApiExtension:
                 except StoreError as exc:
                     self._log.warning("retention not applied; next check will retry", tenant=name, error=str(exc))
             await asyncio.sleep(retention.check_interval)
+
+    def listeners(self) -> list[Listener]:
+        server = self._server
+        return [] if server is None else [Listener(ListenerRole.QUERY, server.url, server.addresses)]
 
     async def shutdown(self) -> None:
         """Stop accepting, finish in-flight requests, close the ClickHouse clients. Safe twice."""

@@ -5,8 +5,8 @@ scrapes every target's `/metrics` each second, each under its own `job` label, k
 TSDB in `workdir`, and returns once `/-/ready` answers. `query` and `query_range` call the
 HTTP API and return its JSON body (status included, so a test can assert on PromQL errors).
 
-`make test` installs the binary when it runs as root (deploy/scripts/ensure-debian-tool.sh);
-elsewhere the tests that need it skip with `SKIP_REASON`.
+`make test-tools` (which `make test` runs) installs Debian's package (deploy/scripts/test-tools.sh);
+where it cannot, the tests that need it skip with `SKIP_REASON`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ports import free_port
 from tracehouse.bench.processes import http_ok, terminate, wait_ready
 
 BINARY = "prometheus"
-SKIP_REASON = ("prometheus not on PATH; `make test` installs Debian's prometheus when run as root "
-               "(deploy/scripts/ensure-debian-tool.sh), or: apt-get install -y --no-install-recommends prometheus")
+SKIP_REASON = ("prometheus not on PATH; `make test-tools` installs Debian's prometheus "
+               "(deploy/scripts/test-tools.sh), or: apt-get install -y --no-install-recommends prometheus")
 
 
 def binary() -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracehouse.core.component import Host, Settings
+from tracehouse.core.component import Host, Listener, ListenerRole, Settings
 from tracehouse.extensions.health_check.config import HealthCheckConfig
 from tracehouse.extensions.health_check.health import health_app, health_of
 
@@ -34,6 +34,10 @@ class HealthCheckExtension:
         self.port = server.port
         self._settings.logger.info("health endpoints listening", endpoint=self._config.endpoint, port=self.port,
                                    scheme=server.scheme, paths="/healthz /readyz /metrics")
+
+    def listeners(self) -> list[Listener]:
+        server = self._server
+        return [] if server is None else [Listener(ListenerRole.HEALTH, server.url, server.addresses)]
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from tracehouse.core.component import Host, Settings
+from tracehouse.core.component import Host, Listener, ListenerRole, Settings
 from tracehouse.ingest.mlflow.app import MlflowApp, tag_experiment
 from tracehouse.ingest.mlflow.config import MlflowReceiverConfig
 from tracehouse.ingest.mlflow.store import TrackingStore
@@ -78,6 +78,10 @@ class MlflowReceiver:
         self._log.info("MLflow tracking endpoint listening", endpoint=cfg.endpoint, port=self.port,
                        scheme=server.scheme, tracking_uri=f"{server.scheme}://{cfg.endpoint}",
                        database=ch.database, auth=self._exports.auth_description)
+
+    def listeners(self) -> list[Listener]:
+        server = self._server
+        return [] if server is None else [Listener(ListenerRole.MLFLOW, server.url, server.addresses)]
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

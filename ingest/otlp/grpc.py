@@ -21,9 +21,9 @@ from grpc_status import rpc_status
 
 from tracehouse.core.auth import ANONYMOUS
 from tracehouse.core.errors import PermanentError, RetryableError
-from tracehouse.net.endpoint import parse_endpoint
+from tracehouse.net.endpoint import ListenAddress, bind_error, client_url, listen_addresses, listen_error
 from tracehouse.net.tls import ServerTls
-from tracehouse.core.component import Signal
+from tracehouse.core.component import Listener, ListenerRole, Signal
 from tracehouse.core.pdata import BATCH_TYPES
 from tracehouse.ingest.otlp.config import GrpcConfig
 from tracehouse.ingest.otlp.encoding import encode_export_response
@@ -58,6 +58,7 @@ class OtlpGrpcReceiver:
         self._tls = ServerTls(config.tls, name="otlp-grpc", logger=logger) if config.tls is not None else None
         self._active = 0
         self.port: int | None = None
+        self.addresses: tuple[str, ...] = ()
 
     async def _export(self, signal: Signal, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         started = time.perf_counter()
@@ -108,15 +109,14 @@ class OtlpGrpcReceiver:
                 "Export": grpc.unary_unary_rpc_method_handler(self._exporter(signal)),
             })
             for signal in Signal if self.handler.serves(signal)))
-        host, port = parse_endpoint(self._config.endpoint)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            if credentials is not None:
-                self.port = self._server.add_secure_port(address, credentials)
-            else:
-                self.port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self._config.endpoint}: {exc}") from None
+            self.port, self.addresses = self._add_ports(self._server, credentials)
+        except OSError:
+            # gRPC releases the addresses it did bind only when a started server stops.
+            server, self._server = self._server, None
+            await server.start()
+            await server.stop(None)
+            raise
         await self._server.start()
         if self._tls is not None:
             self._tls.start()
@@ -125,6 +125,32 @@ class OtlpGrpcReceiver:
                        signals=sorted(s.value for s in self.handler.signals),
                        tls=tls is not None, client_auth=bool(tls and tls.client_ca_file),
                        auth=self.handler.auth_description)
+
+    def _add_ports(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> tuple[int, tuple[str, ...]]:
+        """Every address of the endpoint, one by one: given `localhost`, gRPC itself binds
+        whichever of 127.0.0.1 and ::1 it can and succeeds if one is free, so another process
+        holding the other would silently get this receiver's clients."""
+        addresses = listen_addresses(self._config.endpoint)
+        port = addresses[0].port
+        bound: list[str] = []
+        for address in addresses:
+            target = str(ListenAddress(address.family, address.host, port))
+            try:
+                got = (server.add_secure_port(target, credentials) if credentials is not None
+                       else server.add_insecure_port(target))
+            except RuntimeError as exc:  # gRPC says only "Failed to bind": ask the kernel why
+                failed = ListenAddress(address.family, address.host, port)
+                reason = bind_error(failed) or str(exc)
+                raise OSError(listen_error(self._config.endpoint, failed, reason, len(addresses))) from None
+            port = got
+            bound.append(str(ListenAddress(address.family, address.host, port)))
+        return port, tuple(bound)
+
+    def listener(self) -> Listener | None:
+        if self._server is None or self.port is None:
+            return None
+        scheme = "https" if self._tls is not None else "http"
+        return Listener(ListenerRole.OTLP_GRPC, client_url(scheme, self._config.endpoint, self.port), self.addresses)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

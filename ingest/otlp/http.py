@@ -31,7 +31,7 @@ from tracehouse.core.errors import (
     RetryableError,
     UnauthenticatedError,
 )
-from tracehouse.core.component import Signal
+from tracehouse.core.component import Listener, ListenerRole, Signal
 from tracehouse.core.pdata import BATCH_TYPES, OtlpBatch, TraceBatch
 from tracehouse.ingest.otlp.config import HttpConfig
 from tracehouse.ingest.otlp.encoding import decode_json, encode_export_response, encode_status
@@ -287,6 +287,10 @@ class OtlpHttpReceiver:
         self._log.info("OTLP/HTTP receiver listening", endpoint=self._config.endpoint, port=self.port,
                        path=", ".join(paths), scheme=server.scheme,
                        client_auth=bool(tls and tls.client_ca_file), auth=self.handler.auth_description)
+
+    def listener(self) -> Listener | None:
+        server = self._server
+        return None if server is None else Listener(ListenerRole.OTLP_HTTP, server.url, server.addresses)
 
     async def shutdown(self) -> None:
         server, self._server = self._server, None

@@ -24,7 +24,7 @@ from tracehouse.core.auth import (
     resolve_authenticator,
 )
 from tracehouse.core.errors import PermanentError
-from tracehouse.core.component import Host, Settings, Signal, signal_consumers
+from tracehouse.core.component import Host, Listener, Settings, Signal, signal_consumers
 from tracehouse.core.pdata import OtlpBatch
 from tracehouse.ingest.otlp.config import OtlpReceiverConfig
 from tracehouse.ingest.otlp.validate import drop_invalid
@@ -132,6 +132,8 @@ class _Transport(Protocol):
 
     async def start(self) -> None: ...
 
+    def listener(self) -> Listener | None: ...
+
     async def shutdown(self) -> None: ...
 
 
@@ -160,6 +162,9 @@ class OtlpReceiver:
     @property
     def http_port(self) -> int | None:
         return next((s.port for s in self._servers if s.handler.transport == "http"), None)
+
+    def listeners(self) -> list[Listener]:
+        return [listener for server in self._servers if (listener := server.listener()) is not None]
 
     async def start(self, host: Host) -> None:
         for server in self._servers:

@@ -502,7 +502,7 @@ def test_prometheus_scrapes_every_tracehouse_service_under_its_job(services: dic
 
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     if not Path(promtool).exists():
-        pytest.skip("promtool not installed (Debian's prometheus package: deploy/scripts/ensure-debian-tool.sh)")
+        pytest.skip("promtool not installed (Debian's prometheus package: `make test-tools`: deploy/scripts/test-tools.sh)")
     result = subprocess.run([promtool, "check", "config", str(PROMETHEUS_CONFIG)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -451,7 +451,7 @@ def test_the_sidecar_target_leaves_out_what_the_sidecar_never_loads(dockerfile: 
     assert listed, venv_sidecar
     checked = set(listed[1].replace('"', "").replace(" ", "").split(","))
     assert {"chdb", "bpe_openai", "pandas", "pyarrow", "numpy"} <= checked <= left_out_modules()
-    assert "validate-config config/sidecar.yaml" in venv_sidecar
+    assert "validate-config deploy/config/sidecar.yaml" in venv_sidecar
 
 
 def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy(dockerfile: Dockerfile) -> None:

@@ -181,8 +181,7 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AllInOn
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (make test installs Debian's package as root: "
-                    "deploy/scripts/ensure-debian-tool.sh chromium chromium ...)")
+        pytest.skip("no chromium on PATH (`make test-tools` installs Debian's package: deploy/scripts/test-tools.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

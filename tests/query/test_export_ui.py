@@ -54,8 +54,7 @@ def seeded(chdb_endpoint: str) -> str:
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (make test installs Debian's package as root: "
-                    "deploy/scripts/ensure-debian-tool.sh chromium chromium ...)")
+        pytest.skip("no chromium on PATH (`make test-tools` installs Debian's package: deploy/scripts/test-tools.sh)")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
