@@ -76,12 +76,14 @@ validate-configs: install
 
 # Three load shapes: one client exporting 512 spans at a time (an SDK's BatchSpanProcessor:
 # acknowledgement latency), 8 clients (latency-bound, like a few app instances) and 32
-# clients (enough to saturate the one server core). Figures go to BENCHMARKS.md by hand.
+# clients (enough to saturate the one server core); then 32 clients against the all-in-one on every
+# core with two processor workers. Figures go to BENCHMARKS.md by hand.
 bench: install-test
 	$(BIN)/python -m tracehouse.bench.run_clickhouse_floor --spans 100000 --json-out bench-results-floor.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 1 --spans-per-request 512 --spans 20480 --json-out bench-results-c1.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 8 --json-out bench-results-c8.json
 	$(BIN)/python -m tracehouse.bench.run_all_in_one --concurrency 32 --json-out bench-results-c32.json
+	TRACEHOUSE_WORKERS=2 $(BIN)/python -m tracehouse.bench.run_all_in_one --server-cores 0 --concurrency 32 --json-out bench-results-c32-workers.json
 	$(BIN)/python -m tracehouse.bench.genai_processors --json-out bench-results-genai-processors.json
 	$(BIN)/python -m tracehouse.bench.run_kafka --concurrency 32 --json-out bench-results-kafka.json
 	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --json-out bench-results-trace-list.json

@@ -201,6 +201,7 @@ class ListenerRole(enum.StrEnum):
     OTLP_HTTP = "OTLP/HTTP"
     MLFLOW = "MLflow tracking"
     QUERY = "query API and UI"
+    CLICKHOUSE_HTTP = "ClickHouse HTTP (Grafana, clients)"
     HEALTH = "health and metrics"
 
 

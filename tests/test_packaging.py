@@ -15,12 +15,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import clickhouse_connect
 import httpx
 import pytest
 
 from otlp_fixtures import FIXTURES
 from ports import free_port
 from tracehouse.bench.processes import http_ok, wait_ready
+from tracehouse.core.pdata import TraceBatch
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"core", "net", "extensions", "ingest", "processors", "sinks", "query", "bench", "deploy/grafana"}
@@ -175,7 +177,7 @@ def test_the_installed_command_prints_its_version(installed: Path, tmp_path: Pat
 @pytest.fixture
 def running(installed: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int], Path]]:
     """`tracehouse run` with no --config, from an empty directory outside the checkout."""
-    ports = {name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "MLFLOW", "QUERY")}
+    ports = {name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "MLFLOW", "QUERY", "CLICKHOUSE_HTTP")}
     env = _outside_env(tmp_path) | {f"TRACEHOUSE_{name}_PORT": str(port) for name, port in ports.items()}
     env["TRACEHOUSE_LOG_FORMAT"] = "console"  # what a person at a terminal sees
     cwd = tmp_path / "elsewhere"
@@ -210,9 +212,24 @@ def test_the_installed_command_runs_the_all_in_one_from_any_directory(
     assert page.status_code == 200, page.text
     assert len(page.json()["traces"]) == 4
 
+    # The UI, the MLflow tracking API and the ClickHouse-compatible endpoint are served too.
+    ui = httpx.get(f"http://localhost:{ports['QUERY']}/", timeout=30)
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    experiments = httpx.post(f"http://localhost:{ports['MLFLOW']}/api/2.0/mlflow/experiments/search",
+                             json={"max_results": 10}, timeout=30)
+    assert experiments.status_code == 200, experiments.text
+    clickhouse = clickhouse_connect.get_client(host="localhost", port=ports["CLICKHOUSE_HTTP"], interface="http")
+    try:
+        stored = clickhouse.query("SELECT count() FROM tracehouse.otel_traces "
+                                  "WHERE ServiceName = 'otel-openai-v2-app'").result_rows[0][0]
+    finally:
+        clickhouse.close()
+    assert stored == TraceBatch.from_bytes(body).span_count
+
     printed = log.read_text()
     for role, port in (("OTLP/gRPC", ports["OTLP_GRPC"]), ("OTLP/HTTP", ports["OTLP_HTTP"]),
-                       ("MLflow tracking", ports["MLFLOW"]), ("query API and UI", ports["QUERY"])):
+                       ("MLflow tracking", ports["MLFLOW"]), ("query API and UI", ports["QUERY"]),
+                       ("ClickHouse HTTP", ports["CLICKHOUSE_HTTP"])):
         assert any(line.split()[:len(role.split())] == role.split() and f"http://localhost:{port}" in line
                    for line in printed.splitlines()), (role, printed[-2000:])
     assert f"export OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:{ports['OTLP_HTTP']}" in printed

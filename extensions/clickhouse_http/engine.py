@@ -10,6 +10,8 @@ connection closes).
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import time
@@ -90,7 +92,8 @@ def _capped(settings: Mapping[str, str], name: str, cap: float) -> str:
 class Engine:
     def __init__(self, endpoint: str, caps: Caps):
         path = chdb_path(endpoint)
-        path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # opening it says what is wrong, query by query
+            path.mkdir(parents=True, exist_ok=True)
         # The spelling clickhouse-connect uses: chDB compares engine paths literally.
         self._path = os.path.realpath(path)
         self._caps = caps
@@ -108,6 +111,9 @@ class Engine:
 
     def run(self, query: Query) -> Result:
         """Blocking: run in a worker thread."""
+        if self._anchor is None:  # not opened at start: keep the engine up once it can be
+            with contextlib.suppress(Exception):
+                self.open()
         conn = chdb.connect(self._path)
         try:
             for name, value in query.settings.items():

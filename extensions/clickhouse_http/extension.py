@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from tracehouse.core.component import Host, Settings
+from tracehouse.core.component import Host, Listener, ListenerRole, Settings
 from tracehouse.extensions.clickhouse_http.app import ClickHouseHttpApp, EndpointSettings
 from tracehouse.extensions.clickhouse_http.config import ClickHouseHttpConfig
-from tracehouse.extensions.clickhouse_http.engine import Caps, Engine
+from tracehouse.extensions.clickhouse_http.engine import Caps, Engine, ServerInfo
 from tracehouse.net.asgi_server import AsgiServer
 
 
@@ -33,7 +33,14 @@ class ClickHouseHttpEndpoint:
         caps = Caps(max_execution_time_s=cfg.max_execution_time, max_memory_usage=cfg.max_memory_usage_mib << 20,
                     max_result_bytes=cfg.max_result_mib << 20)
         engine = Engine(cfg.clickhouse.endpoint, caps)
-        info = await asyncio.to_thread(engine.open)
+        try:
+            info = await asyncio.to_thread(engine.open)
+        except Exception as exc:
+            # As the query API: the engine's data directory may be unusable now (a full disk,
+            # a bad mount) and fixed later; each query opens it again and fails until then.
+            self._log.warning("embedded ClickHouse cannot be opened yet; queries fail until it can",
+                              clickhouse=cfg.clickhouse.endpoint, error=str(exc))
+            info = ServerInfo(version="", timezone="UTC")
         executor = ThreadPoolExecutor(max_workers=cfg.max_concurrent_queries, thread_name_prefix="clickhouse-http")
         app = ClickHouseHttpApp(engine, info, EndpointSettings(
             username=cfg.username, password=cfg.password, database=cfg.database, display_name=cfg.display_name,
@@ -51,6 +58,10 @@ class ClickHouseHttpEndpoint:
                        database=cfg.database, version=info.version, read_only=True,
                        max_execution_time=cfg.max_execution_time, max_memory_usage_mib=cfg.max_memory_usage_mib,
                        password_set=bool(cfg.password), allow_with_tenants=cfg.allow_with_tenants)
+
+    def listeners(self) -> list[Listener]:
+        server = self._server
+        return [] if server is None else [Listener(ListenerRole.CLICKHOUSE_HTTP, server.url, server.addresses)]
 
     async def shutdown(self) -> None:
         """Stop accepting, let running queries finish, release the engine. Safe twice."""

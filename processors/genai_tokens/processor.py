@@ -89,16 +89,17 @@ class TokensProcessor:
         self._lock = threading.Lock()  # batches may be processed on several threads at once
 
     async def start(self, host: Host) -> None:
+        # The tokenizer is not loaded here: ~125 MB that a pipeline whose clients report
+        # their usage never needs. It loads with the first span to estimate (below).
         self._host = host
-        if self._config.estimate_input or self._config.estimate_output:
-            # The first load takes up to a second: pay it now, off the event loop.
-            await asyncio.to_thread(tokenizer.preload, self._config.default_encoding)
 
     async def shutdown(self) -> None:
         return None
 
     async def consume(self, batch: TraceBatch) -> None:
-        if batch.genai is not None and message_chars(batch.genai) > _INLINE_CHARS:
+        # Large batches are counted off the event loop; so is every batch until the tokenizer
+        # is loaded, since the first span to estimate loads it (~0.5-0.9 s).
+        if batch.genai is not None and (message_chars(batch.genai) > _INLINE_CHARS or not tokenizer.loaded()):
             with self._lock:
                 self.offloaded_batches += 1
             await asyncio.to_thread(self.process, batch)

@@ -25,6 +25,7 @@ def test_run_logs_one_json_ready_record_with_the_bound_listeners(tmp_path: Path)
         "receiver/otlp OTLP/gRPC": f"http://127.0.0.1:{server.grpc_port}",
         "receiver/otlp OTLP/HTTP": f"http://127.0.0.1:{server.http_port}",
         "receiver/mlflow MLflow tracking": f"http://127.0.0.1:{server.mlflow_port}",
+        "extension/clickhouse_http ClickHouse HTTP (Grafana, clients)": f"http://127.0.0.1:{server.clickhouse_http_port}",
     }
     assert ready[0]["env"] == {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.http_port}",
                                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",

@@ -187,3 +187,51 @@ async def test_redacting_huge_messages_does_not_stall_the_event_loop() -> None:
     [out] = sink.batches
     assert "bob@example.com" not in out.to_bytes().decode("utf-8", "replace")
     assert redaction.masked_values["email"] > 0
+
+
+LAZY_TOKENIZER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from genai_helpers import batch_of, span
+from tracehouse.core.component import ComponentID, Kind, Settings
+from tracehouse.core.testing import TestHost, TracesSink
+from tracehouse.processors.genai_normalize.config import GenAINormalizeConfig
+from tracehouse.processors.genai_normalize.processor import NormalizeProcessor
+from tracehouse.processors.genai_tokens import tokenizer
+from tracehouse.processors.genai_tokens.config import GenAITokensConfig
+from tracehouse.processors.genai_tokens.processor import TokensProcessor
+
+async def main():
+    sink = TracesSink()
+    tokens = TokensProcessor(Settings(ComponentID("genai_tokens"), Kind.PROCESSOR, "traces"), GenAITokensConfig(), sink)
+    normalize = NormalizeProcessor(Settings(ComponentID("genai_normalize"), Kind.PROCESSOR, "traces"),
+                                   GenAINormalizeConfig(), tokens)
+    await tokens.start(TestHost())
+    seen = [tokenizer.loaded()]
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.input.messages": '[{"role": "user", "content": "Rain in Paris?"}]'}
+    await normalize.consume(batch_of([span(1, 1, 1, {**chat, "gen_ai.usage.input_tokens": 7})]))
+    seen.append(tokenizer.loaded())
+    await normalize.consume(batch_of([span(2, 1, 1, chat)]))
+    seen += [tokenizer.loaded(), tokens.offloaded_batches, sink.batches[-1].genai.input_tokens]
+    print(seen)
+
+asyncio.run(main())
+"""
+
+
+def test_the_tokenizer_loads_with_the_first_span_to_estimate_off_the_event_loop() -> None:
+    # In a fresh process: this one has loaded it long ago. Until a span needs an estimate the
+    # ~125 MB of tables stay unloaded (a pipeline whose clients report usage never pays them),
+    # and the batches that could load them are counted on a worker thread.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", LAZY_TOKENIZER, str(Path(__file__).parents[1])],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    import ast
+
+    before, after_reported, after_estimate, offloaded, tokens = ast.literal_eval(out.strip())
+    assert (before, after_reported, after_estimate) == (False, False, True)
+    assert offloaded == 2 and tokens[0] > 0  # both batches on a thread; the second one estimated
