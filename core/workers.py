@@ -30,7 +30,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,9 +132,10 @@ def offloadable(processor_type: str) -> bool:
 class _Worker:
     """One worker process and the requests in flight on its socket."""
 
-    def __init__(self, index: int, init: WorkerInit):
+    def __init__(self, index: int, init: WorkerInit, on_exit: Callable[[int], None]):
         self.index = index
         self._init = init
+        self._on_exit = on_exit
         self.in_flight: dict[int, asyncio.Future[_Result]] = {}
         self._proc: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -177,11 +178,13 @@ class _Worker:
             log.exception("processor worker sent an unreadable frame; stopping it", worker=self.index)
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.kill()
-        self.ready = False
+        was_ready, self.ready = self.ready, False
         self._fail_in_flight()
+        if was_ready:  # it died (a stop clears `ready` first)
+            self._on_exit(self.index)
 
     def _fail_in_flight(self) -> None:
-        code = self._proc.poll() if self._proc else None
+        code = self.exit_code
         for fut in self.in_flight.values():
             if not fut.done():
                 fut.set_exception(errors.RetryableError(
@@ -190,7 +193,15 @@ class _Worker:
 
     @property
     def exited(self) -> bool:
-        return self._proc is not None and self._proc.poll() is not None
+        return self.exit_code is not None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     async def submit(self, request_id: int, request: _Request) -> _Result:
         if self._writer is None or not self.ready:
@@ -244,7 +255,12 @@ class WorkerPool:
         return key
 
     def _new(self, index: int) -> _Worker:
-        return _Worker(index, WorkerInit(tuple(self._runs), self._log_level, self._log_encoding, index))
+        return _Worker(index, WorkerInit(tuple(self._runs), self._log_level, self._log_encoding, index),
+                       self._exited)
+
+    def _exited(self, index: int) -> None:
+        if not self._closed:
+            self._restart(index)
 
     async def acquire(self, telemetry: Telemetry) -> None:
         """Start the workers on first use (every stage of every pipeline shares them)."""
@@ -283,16 +299,20 @@ class WorkerPool:
         return min(ready, key=lambda w: len(w.in_flight))
 
     def _restart(self, index: int) -> None:
+        """Start worker `index` again, at once (it exited); a restart already under way is enough."""
         old = self._workers[index]
         if any(t.get_name() == f"restart-{index}" for t in self._restarts):
             return
-        log.error("processor worker exited; starting it again", worker=index,
-                  code=old._proc.poll() if old._proc else None)
+        log.error("processor worker exited; starting it again", worker=index, code=old.exit_code)
 
         async def restart() -> None:
             await old.stop(timeout=0)
             worker = self._new(index)
-            await worker.start()
+            try:
+                await worker.start()
+            except Exception as exc:  # the next request tries again
+                log.error("processor worker could not be started again", worker=index, error=str(exc))
+                return
             self._workers[index] = worker
             self.restarted += 1
 
@@ -316,7 +336,7 @@ class WorkerPool:
         return out
 
     def pids(self) -> list[int]:
-        return [w._proc.pid for w in self._workers if w._proc is not None]
+        return [w.pid for w in self._workers if w.pid is not None]
 
 
 def _error(name: str, message: str, overload: bool, retry_after: float | None) -> Exception:
