@@ -208,8 +208,12 @@ class _Worker:
             raise errors.RetryableError(f"processor worker {self.index} is not running; retry the request")
         fut: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         self.in_flight[request_id] = fut
-        self._writer.write(_frame(request_id, request))
-        await self._writer.drain()
+        try:
+            self._writer.write(_frame(request_id, request))
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as exc:  # it died as we wrote
+            self.in_flight.pop(request_id, None)
+            raise errors.RetryableError(f"processor worker {self.index} is gone ({exc}); retry the request") from None
         return await fut
 
     async def stop(self, timeout: float = 10.0) -> None:
