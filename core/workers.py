@@ -80,7 +80,6 @@ class _Request:
 @dataclass(slots=True)
 class _Result:
     raw: bytes | None = None
-    item_count: int = 0
     genai: Any = None
     counters: list[tuple[str, tuple[str, ...], float]] = field(default_factory=list)
     error: tuple[str, str, bool, float | None] | None = None  # (class name, message, overload, retry_after)
@@ -450,7 +449,7 @@ async def _handle(run: _Run, request: _Request, host: _WorkerHost,
         await run.head.consume(batch)
         out = run.capture.batches
         merged = out[0] if len(out) == 1 else type(batch).merge(out)  # a processor may split
-        result.raw, result.item_count = merged.to_bytes(), merged.item_count
+        result.raw = merged.to_bytes()
         if isinstance(merged, TraceBatch):
             result.genai = merged.genai
     except errors.RetryableError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ALL = "$__all"
 
@@ -128,3 +129,14 @@ def to_grafana_sql(raw_sql: str, variables: Mapping[str, Value], time_range: Tim
     if leftover:
         raise ValueError(f"{leftover.group(0)} is not expanded (not modelled here)")
     return sql
+
+
+def clickhouse_targets(board: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, raw SQL) of every ClickHouse target of a dashboard, rows included."""
+    found = []
+    for panel in board["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets", []):
+                if target["datasource"]["type"] == "grafana-clickhouse-datasource":
+                    found.append((inner["title"], target["rawSql"]))
+    return found

@@ -68,12 +68,6 @@ def _tokenizer(encoding: str) -> _Counter:
     return tok
 
 
-def preload(*encodings: str) -> None:
-    """Load encodings now (thread-safe; call it off the event loop)."""
-    for encoding in encodings or (O200K,):
-        _tokenizer(encoding)
-
-
 def loaded() -> bool:
     """Whether any encoding is loaded (counting then never pays the first import)."""
     return bool(_tokenizers)

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from genai_seed import HAND_END, HAND_START, Seeded, seeded_data
-from grafana_sql import ALL, TimeRange, expand_macros, to_grafana_sql
+from grafana_sql import ALL, TimeRange, clickhouse_targets, expand_macros, to_grafana_sql
 from inprocess_all_in_one import all_in_one, component, running
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.config import ConfigError, load_config_dict
@@ -133,12 +133,7 @@ def get(ep: Endpoint, query: str | None = None, auth: tuple[str, str] | None = (
 
 def clickhouse_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, raw SQL) of every ClickHouse panel target and query variable of a dashboard."""
-    found = []
-    for panel in board["panels"]:
-        for inner in [panel, *panel.get("panels", [])]:
-            for target in inner.get("targets", []):
-                if target["datasource"]["type"] == "grafana-clickhouse-datasource":
-                    found.append((inner["title"], target["rawSql"]))
+    found = clickhouse_targets(board)
     for variable in board["templating"]["list"]:
         if variable["type"] == "query" and variable["datasource"]["type"] == "grafana-clickhouse-datasource":
             query = variable["query"]

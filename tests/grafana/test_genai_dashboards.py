@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from genai_seed import HAND_END, HAND_START, P_EXPLAIN, P_GREETING, P_SUMMARIZE, Seeded, in_rollup, is_call, seeded_data
-from grafana_sql import ALL, TimeRange, Value, to_grafana_sql
+from grafana_sql import ALL, TimeRange, Value, clickhouse_targets, to_grafana_sql
 from tracehouse.query.params import parse_time_ns
 from tracehouse.sinks.clickhouse.client import open_client
 
@@ -382,17 +382,6 @@ def ch(seeded: Seeded) -> Iterator[Any]:
 def load(name: str) -> dict[str, Any]:
     board: dict[str, Any] = json.loads((DASHBOARDS / name).read_text())
     return board
-
-
-def clickhouse_targets(board: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, raw SQL) of every ClickHouse target, rows included."""
-    found = []
-    for panel in board["panels"]:
-        for inner in [panel, *panel.get("panels", [])]:
-            for target in inner.get("targets", []):
-                if target["datasource"]["type"] == "grafana-clickhouse-datasource":
-                    found.append((inner["title"], target["rawSql"]))
-    return found
 
 
 def run(ch: Any, sql: str) -> list[dict[str, Any]]:
