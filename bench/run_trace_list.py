@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,9 +185,17 @@ def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _start(info: ServerInfo, env: dict[str, str], log_path: Path, query_url: str) -> subprocess.Popen[bytes]:
+    proc = start_server(info, env, log_path)
+    wait_ready(proc, query_url, 600, log_path)
+    return proc
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cores, load_cores = split_cores(1)
-    data_dir = tempfile.mkdtemp(prefix="tracehouse-bench-list-")
+    os.sched_setaffinity(0, load_cores)
+    data_dir = args.store or tempfile.mkdtemp(prefix="tracehouse-bench-list-")
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
     info = ServerInfo(cmd=server_command(None, args.config), config=args.config, data_dir=data_dir,
                       cores=server_cores, loadgen_cores=load_cores)
     log_path = Path(data_dir) / "server.log"
@@ -193,25 +203,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     query_url = f"http://127.0.0.1:{query_port}"
     env = dict(os.environ, TRACEHOUSE_CLICKHOUSE_DSN=f"chdb://{data_dir}/chdb", TRACEHOUSE_QUERY_PORT=str(query_port),
                TRACEHOUSE_OTLP_HTTP_PORT=str(http_port), TRACEHOUSE_OTLP_GRPC_PORT=str(grpc_port))
+    loaded = Path(data_dir) / "loaded.json"
     load_before = _load_average()
-    proc = start_server(info, env, log_path)
+    stored: dict[str, Any] = json.loads(loaded.read_text()) if loaded.exists() else {}
+    proc: subprocess.Popen[bytes] | None = None
     try:
-        os.sched_setaffinity(0, load_cores)
-        wait_ready(proc, query_url, 120, log_path)
-        base = LoadConfig(protocol="http", endpoint=f"http://127.0.0.1:{http_port}", spans_per_request=500,
-                          concurrency=args.concurrency, query_url=query_url, skip_query=True, server_pid=proc.pid)
-        t0 = time.monotonic()
-        spans = asyncio.run(load(base, args.spans, args.seed))
-        load_s = time.monotonic() - t0
+        if not stored:
+            proc = _start(info, env, log_path, query_url)
+            base = LoadConfig(protocol="http", endpoint=f"http://127.0.0.1:{http_port}", spans_per_request=500,
+                              concurrency=args.concurrency, query_url=query_url, skip_query=True,
+                              server_pid=proc.pid)
+            t0 = time.monotonic()
+            stored["loaded_spans"] = asyncio.run(load(base, args.spans, args.seed))
+            stored["load_s"] = round(time.monotonic() - t0, 1)
+            stop_server(proc, info, 120)
+            if args.copies:
+                # A day of many spans from the loaded ones (bench/replicate.py): the spans of
+                # each copy in their own time, with their own trace and session ids.
+                t0 = time.monotonic()
+                # In a process of its own: chDB keeps a data path open for its process's lifetime.
+                out = subprocess.run([sys.executable, "-m", "tracehouse.bench.replicate", "--store",
+                                      f"{data_dir}/chdb", "--copies", str(args.copies),
+                                      "--shift-hours", str(args.shift_hours)],
+                                     check=True, stdout=subprocess.PIPE, text=True).stdout
+                stored["spans"] = int(out.split()[0].replace(",", ""))
+                stored["replicate_s"] = round(time.monotonic() - t0, 1)
+            else:
+                stored["spans"] = stored["loaded_spans"]
+            loaded.write_text(json.dumps(stored))
+        proc = _start(info, env, log_path, query_url)
         time.sleep(5)  # let the last inserts' merges settle, as a user's day would have
         load_loaded = _load_average()
-        figures = {"spans": spans, "load_s": round(load_s, 1), **measure_api(query_url, args.rounds),
+        figures = {**stored, **measure_api(query_url, args.rounds),
                    **measure_page(query_url, args.rounds), "rounds": args.rounds,
                    "server_cores": server_cores, "cpu": cpu_model(),
                    "load_average": {"before": load_before, "after_loading": load_loaded, "after": _load_average()}}
     finally:
-        stop_server(proc, info, 60)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if proc is not None:
+            stop_server(proc, info, 60)
+        if not args.store:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return figures
 
 
@@ -222,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--config", default="deploy/config/bench.yaml")
+    parser.add_argument("--copies", type=int, default=0,
+                        help="after loading, copy the loaded spans this many times, each copy --shift-hours "
+                             "earlier than the one before (10M spans: --spans 1000000 --copies 9)")
+    parser.add_argument("--shift-hours", type=float, default=2.0)
+    parser.add_argument("--store", help="keep the store in this directory; a later run with the same one "
+                                        "measures it again without loading")
     parser.add_argument("--json-out")
     args = parser.parse_args(argv)
     figures = run(args)

@@ -53,6 +53,11 @@ class QueryApiConfig(ComponentConfig):
     # long of the searched range; a longer trace across the range's edge shows the part
     # inside (its own page is always whole). Larger costs the list more rows to read.
     max_trace_duration: Duration = MAX_TRACE_DURATION_S
+    # A search whose range holds up to this many traces (per-trace rollup rows) is answered
+    # exactly, totals included; above it, the page stays exact and the totals are estimated
+    # from the rollup's rows (`totals.estimated`), so a day of 10M spans answers in well
+    # under a second (docs/api.md, "Search at scale").
+    exact_totals_max_traces: int = 100_000
     # `auth: {authenticator: bearertokenauth}`: API routes need a key of kind read or full,
     # and read only that key's tenant. Health probes stay open.
     auth: AuthConfig | None = None

@@ -69,7 +69,8 @@ async def trace_id_pages(store: TraceStore, query: SearchQuery, limit: int | Non
     while remaining is None or remaining > 0:
         size = TRACES_PER_PAGE if remaining is None else min(TRACES_PER_PAGE, remaining)
         # The search reads one row past the page when another page follows.
-        rows = await store.search(dataclasses.replace(query, limit=size, cursor=cursor), tenant=tenant, with_labels=False)
+        rows = await store.search(dataclasses.replace(query, limit=size, cursor=cursor), tenant=tenant, with_labels=False,
+                                  with_totals=False)
         yield [r["trace_id"] for r in rows[:size]]
         if len(rows) <= size:
             return

@@ -31,7 +31,8 @@ class QueryApiExtension:
     async def start(self, host: Host) -> None:
         cfg = self._config
         access = Access(resolve_authenticator(host, cfg.auth))
-        store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers, max_query_memory_mib=cfg.max_query_memory_mib)
+        store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers, max_query_memory_mib=cfg.max_query_memory_mib,
+                           exact_totals_max_traces=cfg.exact_totals_max_traces)
         app = create_app(store, health_of(host), settings=cfg, access=access)
         server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id), tls=cfg.tls, logger=self._log)
         self._store = store

@@ -87,6 +87,10 @@ class TraceSearchTotals(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    estimated: bool = Field(
+        default=False, description="Whether the totals are estimated: a range of more traces than the query "
+        "service's `exact_totals_max_traces` (100,000) counts them from the per-trace rollup's rows, within "
+        "~1% (the page itself is always exact).")
 
 
 class TraceSearchResponse(BaseModel):

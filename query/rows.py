@@ -77,7 +77,8 @@ def search_totals(rows: Sequence[Mapping[str, Any]], *, first_page: bool) -> Tra
     row = rows[0]
     return TraceSearchTotals(traces=int(row["matched_traces"]), input_tokens=int(row["matched_input_tokens"]),
                              output_tokens=int(row["matched_output_tokens"]),
-                             cost_usd=float(row["matched_cost_usd"]))
+                             cost_usd=float(row["matched_cost_usd"]),
+                             estimated=bool(row.get("totals_estimated", False)))
 
 
 def session_from_row(row: Mapping[str, Any]) -> SessionSummary:

@@ -1,37 +1,44 @@
--- Trace search (GET /api/v1/traces): one page of trace summaries and the totals of the
--- whole filtered set. Reads the per-trace rollup (one row per trace once merged, kept by a
--- materialized view; migrations 003 and 005), so a day of a million spans is a GROUP BY
--- over its traces, never over its spans. The labels of the page's rows (root name,
--- services, models) come after, from trace_labels.sql, for those rows only.
+-- Trace search (GET /api/v1/traces): one page of trace summaries, and over a small range
+-- the totals of the whole filtered set. Reads the per-trace rollup (one row per trace once
+-- merged, kept by a materialized view; migrations 003 and 005), so a day of a million spans
+-- is a GROUP BY over its traces, never over its spans. The labels of the page's rows (root
+-- name, services, models) come after, from trace_labels.sql, for those rows only.
 --
 -- 1. The rollup's partial rows of a trace (one per insert block that held its spans) all
 --    start within the trace: rows starting in [start - window, end + window) hold every
 --    trace with a span in [start, end) whole, for traces up to `window` long (the API's
 --    `max_trace_duration`); a longer trace over the range's edge is summed from the part
 --    inside the window. Merged per trace, a trace is in the range when it has a span
---    starting in it (first start < end, last start >= start).
+--    starting in it (first start < end, last start >= start). Grouped by the trace id's
+--    128 bits (`trace_key`): hashing a fixed-width integer takes half the time of the
+--    32-character string, the GROUP BY's cost over millions of rows (BENCHMARKS.md).
 -- 2. Span-level filters (service, span name, span kind, provider, model, prompt and its
 --    version, attributes; all on the same span, as in Jaeger) select trace ids from the
 --    spans table: the store puts `AND TraceId IN (<trace_search_spans.sql>)` in the
 --    span_traces slot when the search has any (and nothing when it has none).
---    Score filters select trace ids from the scores table (migration 008).
--- 3. Trace-level filters (status, session, user, the duration, token and cost bounds) on
---    the merged rollup row; totals (window sums, computed before the page is cut); then
---    keyset pagination on (sort key, trace id): the order_by and after_cursor slots are
---    the direction's (descending: largest first, ties by trace id ascending; ascending: the
---    exact reverse). Costs sort in integer nano-dollars; a trace without any cost takes
+--    Score filters select trace ids from the scores table (trace_search_scores.sql).
+--    `row_traces` holds, for a session, user or error filter, the traces with a rollup row
+--    that could pass it (a trace's session is some row's): fewer rows to group.
+-- 3. Over a large range (query/store.py, "search at scale") the newest or oldest first page
+--    groups only candidate traces: `candidates` keeps the traces with a rollup row starting
+--    in [floor_ns, ceiling_ns], the span filters read only spans from floor_ns on, and a
+--    trace must start in that interval. The store picks the interval from the rows' starts
+--    (trace_search_cutoff.sql) so that every trace that can be on the page starts in it.
+-- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
+--    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
+--    when the store estimates them, trace_search_totals.sql); then keyset pagination on
+--    (sort key, trace id): the order_by and after_cursor slots are the direction's
+--    (descending: largest first, ties by trace id ascending; ascending: the exact
+--    reverse). Costs sort in integer nano-dollars; a trace without any cost takes
 --    `unpriced_key` (-1 descending, the largest Int64 ascending), so it comes last both ways.
 SELECT
-    *,
-    count() OVER () AS matched_traces,
-    sum(ifNull(input_tokens, 0)) OVER () AS matched_input_tokens,
-    sum(ifNull(output_tokens, 0)) OVER () AS matched_output_tokens,
-    -- Summed in Decimal: a Float64 window sum depends on the order the threads add in, and
-    -- the totals must be the same on every page.
-    toFloat64(sum(ifNull(cost_exact, 0)) OVER ()) AS matched_cost_usd
+    *${totals}
 FROM (
     SELECT
-        TraceId AS trace_id,
+        -- 32 hex digits as OTLP's trace ids are stored; any other id by a 128-bit hash.
+        if(length(TraceId) = 32, reinterpretAsUInt128(unhex(TraceId)),
+           reinterpretAsUInt128(sipHash128(TraceId))) AS trace_key,
+        any(TraceId) AS trace_id,
         toUnixTimestamp64Nano(min(Start)) AS start_ns,
         toUnixTimestamp64Nano(max(End)) - start_ns AS duration_ns,
         sum(Spans) AS span_count,
@@ -51,28 +58,12 @@ FROM (
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})
       ${span_traces}
-      -- Score filters (`score=name>=x`, query/scores.py): the trace has a live score passing
-      -- each one. A score row sets the bit of every filter it passes; the trace needs them all.
-      AND (empty({score_names:Array(String)}) OR TraceId IN (
-            SELECT TraceId
-            FROM ${db}.${table}_scores FINAL
-            WHERE Tenant = {tenant:String} AND NOT Deleted AND has({score_names:Array(String)}, Name)
-            GROUP BY TraceId
-            HAVING groupBitOr(arraySum(arrayMap(i -> bitShiftLeft(toUInt64(
-                Name = {score_names:Array(String)}[i] AND ifNull(multiIf(
-                    {score_ops:Array(String)}[i] = '>', NumericValue > {score_numbers:Array(Nullable(Float64))}[i],
-                    {score_ops:Array(String)}[i] = '>=', NumericValue >= {score_numbers:Array(Nullable(Float64))}[i],
-                    {score_ops:Array(String)}[i] = '<', NumericValue < {score_numbers:Array(Nullable(Float64))}[i],
-                    {score_ops:Array(String)}[i] = '<=', NumericValue <= {score_numbers:Array(Nullable(Float64))}[i],
-                    {score_ops:Array(String)}[i] = '=',
-                        (DataType != 'categorical' AND NumericValue = {score_numbers:Array(Nullable(Float64))}[i])
-                        OR StringValue = {score_texts:Array(String)}[i],
-                    NOT ((DataType != 'categorical' AND ifNull(NumericValue = {score_numbers:Array(Nullable(Float64))}[i], 0))
-                         OR StringValue = {score_texts:Array(String)}[i])), 0)), toUInt8(i - 1)),
-                arrayEnumerate({score_names:Array(String)}))))
-                = bitShiftLeft(toUInt64(1), length({score_names:Array(String)})) - 1))
-    GROUP BY TraceId
+      AND ${score_traces}
+      ${row_traces}
+      ${candidates}
+    GROUP BY trace_key
     HAVING min(Start) < fromUnixTimestamp64Nano({end_ns:Int64})
+       AND start_ns BETWEEN {floor_ns:Int64} AND {ceiling_ns:Int64}
        AND max(LastSpanStart) >= fromUnixTimestamp64Nano({start_ns:Int64})
        AND ({status:String} = ''
             OR ({status:String} = 'error' AND error_count > 0)

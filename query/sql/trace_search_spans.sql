@@ -12,5 +12,5 @@
 SELECT TraceId
 FROM ${db}.${table}
 WHERE Tenant = {tenant:String}
-  AND Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})
+  AND Timestamp >= fromUnixTimestamp64Nano(greatest({start_ns:Int64}, {floor_ns:Int64}))
   AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})${span_filters}

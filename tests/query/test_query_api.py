@@ -471,7 +471,7 @@ async def test_search_bounds_from_above_and_prompt_versions(api: httpx.AsyncClie
     assert ids(await search(api, **day, prompt="checkout-helper", prompt_version="2")) == []
     assert ids(await search(api, **day, prompt_version="3")) == [TRACE_A]
     totals = (await search(api, **day, max_tokens=100))["totals"]
-    assert totals == {"traces": 2, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.0}
+    assert totals == {"traces": 2, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.0, "estimated": False}
 
 
 async def test_a_trace_across_the_range_start_is_listed_whole(chdb_endpoint: str, database: str) -> None:
@@ -618,9 +618,10 @@ async def test_totals_are_those_of_the_whole_filtered_set(api: httpx.AsyncClient
             "input_tokens": sum(t["input_tokens"] or 0 for t in everything),
             "output_tokens": sum(t["output_tokens"] or 0 for t in everything),
             "cost_usd": pytest.approx(sum(t["total_cost_usd"] or 0 for t in everything)),
+            "estimated": False,
         }, params
     empty = await search(api, start="2000-01-01T00:00:00Z", end="2000-01-02T00:00:00Z")
-    assert empty["totals"] == {"traces": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    assert empty["totals"] == {"traces": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "estimated": False}
 
 
 async def test_a_cursor_continues_only_the_sort_it_came_from(api: httpx.AsyncClient) -> None:
@@ -778,7 +779,8 @@ async def test_spans_sent_again_count_once_in_the_list_and_show_once_in_the_trac
     assert (a["span_count"], a["error_count"]) == (4, 1)
     assert (a["input_tokens"], a["output_tokens"], a["total_tokens"]) == (150, 30, 180)
     assert a["total_cost_usd"] == pytest.approx(0.0005)
-    assert day["totals"] == {"traces": 1, "input_tokens": 150, "output_tokens": 30, "cost_usd": pytest.approx(0.0005)}
+    assert day["totals"] == {"traces": 1, "input_tokens": 150, "output_tokens": 30, "cost_usd": pytest.approx(0.0005),
+                             "estimated": False}
 
     for tid, exp in expected.items():
         span_ids = [s["span_id"] for s in details[tid]["spans"]]

@@ -21,10 +21,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from test_query_api import FakeHost, SpanSpec, assert_bad_param, build_batch, make_store, seed
 from tracehouse.query.app import create_app
-from tracehouse.query.config import QueryApiConfig
+from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.params import parse_time_ns
 from tracehouse.query.search import parse_search
-from tracehouse.query.store import AttributeFilter, SearchQuery
+from tracehouse.query.store import AttributeFilter, SearchQuery, TraceStore
 from tracehouse.core.pdata import key_values
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import attrs_to_map
@@ -120,9 +120,24 @@ def built(chdb_endpoint: str) -> tuple[str, list[Built]]:
     return database, traces
 
 
+@pytest.fixture(params=["exact", "at_scale"])
+def search_mode(request: pytest.FixtureRequest) -> str:
+    """Every search test runs twice: as the store answers a range of few traces (exact
+    totals), and as it answers one of millions (query/store.py, "search at scale": the page
+    from candidates, estimated totals), here forced for 41 traces with candidate rounds
+    small enough that pages of a few rows take every branch (a first round enough, a round
+    grown, and none enough)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def api(built: tuple[str, list[Built]], chdb_endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
-    store = make_store(chdb_endpoint, built[0])
+async def api(built: tuple[str, list[Built]], chdb_endpoint: str, search_mode: str) -> AsyncIterator[httpx.AsyncClient]:
+    if search_mode == "exact":
+        store = make_store(chdb_endpoint, built[0])
+    else:
+        store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
+                           exact_totals_max_traces=0)
+        store.CANDIDATE_ROUNDS = (3, 12, 24)
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
         yield client
@@ -160,13 +175,28 @@ def expected_order(traces: list[Built], sort: str, order: str) -> list[str]:
     return [t.trace_id for t in sorted(by_id_desc, key=lambda t: sort_key(t, sort, order))]
 
 
-async def walk(api: httpx.AsyncClient, params: dict[str, Any], limit: int) -> tuple[list[str], list[Any]]:
+def assert_summaries_whole(body: dict[str, Any], traces: list[Built]) -> None:
+    """Each row is its whole trace: start, duration, spans, tokens and cost of every span,
+    never of the part that one rollup row holds."""
+    by_id = {t.trace_id: t for t in traces}
+    for row in body["traces"]:
+        t = by_id[row["trace_id"]]
+        assert (int(row["start_time_unix_nano"]), row["duration_ns"], row["span_count"]) == \
+            (t.start, t.duration, len(t.specs)), row["trace_id"]
+        cost = t.cost
+        assert row["total_cost_usd"] == (None if cost is None else pytest.approx(float(cost))), row["trace_id"]
+
+
+async def walk(api: httpx.AsyncClient, params: dict[str, Any], limit: int,
+               traces: list[Built] | None = None) -> tuple[list[str], list[Any]]:
     seen: list[str] = []
     totals = []
     cursor = None
     for _ in range(100):
         body = await search(api, {**params, "limit": limit, **({"cursor": cursor} if cursor else {})})
         assert len(body["traces"]) <= limit
+        if traces is not None:
+            assert_summaries_whole(body, traces)
         seen += ids(body)
         totals.append(body["totals"])
         cursor = body["next_cursor"]
@@ -183,10 +213,10 @@ async def walk(api: httpx.AsyncClient, params: dict[str, Any], limit: int) -> tu
 async def test_every_sort_pages_through_every_trace_once_in_both_orders(
         api: httpx.AsyncClient, built: tuple[str, list[Built]], sort: str, order: str) -> None:
     traces = built[1]
-    seen, totals = await walk(api, {"sort": sort, "order": order}, limit=6)
+    seen, totals = await walk(api, {"sort": sort, "order": order}, limit=6, traces=traces)
     assert seen == expected_order(traces, sort, order)
     assert len(seen) == len(set(seen)) == TRACES
-    assert all(t == totals[0] for t in totals) and totals[0]["traces"] == TRACES
+    assert all(t == totals[0] for t in totals) and totals[0]["traces"] == TRACES, totals
     # ties exist, so the tie order is tested
     assert len({sort_key(t, sort, order) for t in traces}) < TRACES or sort == "time"
 
@@ -219,9 +249,59 @@ async def test_a_filtered_walk_in_both_orders_matches_the_filter(
     keep = [t for t in built[1] if t.tokens >= 60 and float(t.cost or 0) <= 0.0001]
     assert 3 < len(keep) < TRACES
     for order in ("desc", "asc"):
-        seen, totals = await walk(api, {**params, "order": order}, limit=4)
+        seen, totals = await walk(api, {**params, "order": order}, limit=4, traces=built[1])
         assert seen == expected_order(keep, "tokens", order)
         assert totals[0]["traces"] == len(keep)
+
+
+async def test_at_scale_a_page_is_whole_wherever_its_candidates_end(
+        built: tuple[str, list[Built]], chdb_endpoint: str) -> None:
+    # Each trace has two rollup rows (its spans came in two exports) starting 1 ms apart, so
+    # some candidate cuts fall between a trace's rows: that trace must neither be shown from
+    # its later row alone nor be missed.
+    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
+                       exact_totals_max_traces=0)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            for order in ("desc", "asc"):
+                want = expected_order(built[1], "time", order)
+                for rows in range(1, 2 * TRACES + 1):
+                    store.CANDIDATE_ROUNDS = (rows,)
+                    body = await search(api, {"order": order, "limit": 2})
+                    assert ids(body) == want[:2], (order, rows)
+                    assert_summaries_whole(body, built[1])
+                    assert body["totals"]["estimated"] is True
+    finally:
+        await store.close()
+
+
+async def test_at_scale_a_long_trace_seen_by_a_late_row_does_not_take_a_newer_traces_place(
+        chdb_endpoint: str) -> None:
+    # Two long traces started first, and their last spans came later, in another export:
+    # their late rollup rows are the newest rows. A newest-first page cut from the newest rows
+    # sees them as candidates, but each starts before the cut, so the traces that started
+    # after them (and had no row among the newest) come first.
+    database = f"ts_{uuid.uuid4().hex[:12]}"
+    short = [SpanSpec("svc", f"{n:032x}", f"{n:016x}", "", "short", T0 + n * 60 * NS, NS) for n in range(1, 6)]
+    roots = [SpanSpec("svc", f"{0xA0 + n:032x}", f"{0xA0 + n:016x}", "", "long", T0 + n * NS, 900 * NS)
+             for n in range(2)]
+    late = [SpanSpec("svc", r.trace_id, f"{0xB0 + n:016x}", r.span_id, "late", T0 + (600 + n) * NS, NS)
+            for n, r in enumerate(roots)]
+    await seed(chdb_endpoint, database, [build_batch(short + roots), build_batch(late)])
+    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=database), max_workers=2,
+                       exact_totals_max_traces=0)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    newest = [short[4].trace_id, short[3].trace_id, short[2].trace_id]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            for rows in range(1, 10):
+                store.CANDIDATE_ROUNDS = (rows,)
+                body = await search(api, {"limit": 2})
+                assert ids(body) == newest[:2], rows
+                assert ids(await search(api, {"limit": 3})) == newest, rows
+    finally:
+        await store.close()
 
 
 # ------------------------------------------------------------------------------ bounds
