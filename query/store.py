@@ -170,8 +170,22 @@ _IN_WINDOW = ("Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNa
 # merged value is some row's): those rows pick the traces to group.
 _ROW_FILTERS = {"session": "SessionId = {session:String}", "user": "UserId = {user:String}",
                 "error": "ErrorSpans > 0"}
-_CANDIDATE_ROWS = ("Start >= fromUnixTimestamp64Nano({floor_ns:Int64}) "
-                   "AND Start <= fromUnixTimestamp64Nano({ceiling_ns:Int64})")
+# A newest- or oldest-first page at scale (TraceStore._page_at_scale): the traces that start
+# in [floor_ns, ceiling_ns], whole. Such a trace has its first rollup row there and every
+# row within the window after it; a trace with a row there that started before floor_ns
+# (it has a row in the window before) is only a part, and is left out.
+_CANDIDATES = """AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}})
+      AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}})
+      AND TraceId IN ({starting})
+      AND TraceId NOT IN (
+          SELECT TraceId FROM {rollup}
+          WHERE Tenant = {{tenant:String}}
+            AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) - toIntervalNanosecond({{window_ns:Int64}})
+            AND Start < fromUnixTimestamp64Nano({{floor_ns:Int64}})
+            AND TraceId IN ({starting}))"""
+_STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
+             "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
+             "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +281,7 @@ class SearchQuery:
         return Template(template).substitute(
             span_traces=span_traces, order_by=order_by, after_cursor=after_cursor,
             totals=EXACT_TOTALS if exact_totals else "", row_traces="\n      ".join(rows),
-            candidates=_ROLLUP_TRACES.format(rollup=rollup, condition=_CANDIDATE_ROWS) if candidates else "")
+            candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup)) if candidates else "")
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
@@ -548,18 +562,18 @@ class TraceStore:
     async def _page_at_scale(self, query: SearchQuery, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         # Without window totals, the cursor's side bounds the traces to group too.
         floor, ceiling = query.cursor_bounds()
+        floor, ceiling = max(floor, query.start_ns - query.window_ns), min(ceiling, query.end_ns - 1)
         params = {**params, "floor_ns": floor, "ceiling_ns": ceiling}
         if query.sort == "time":
             cutoff_sql = query.cutoff_sql(self._sql["trace_search_cutoff"])
+            candidates_sql = self._search_sql(query, exact_totals=False, candidates=True)
             for n in self.CANDIDATE_ROUNDS:
                 n = max(n, query.limit + 1)
                 cut = (await self._query("trace_search_cutoff", {**params, "candidates": n}, cutoff_sql))[0]
-                if cut["taken"] < n:  # the range holds fewer rows: every trace is a candidate
-                    break
-                bounds = {"floor_ns": cut["cutoff_ns"], "ceiling_ns": ceiling} if query.order == "desc" else \
-                    {"floor_ns": floor, "ceiling_ns": cut["cutoff_ns"]}
-                rows = await self._query("trace_search", {**params, **bounds},
-                                         self._search_sql(query, exact_totals=False, candidates=True))
+                if cut["taken"] < n:  # fewer rows than that: every trace is a candidate
+                    return await self._query("trace_search", params, candidates_sql)
+                bounds = {"floor_ns": cut["cutoff_ns"]} if query.order == "desc" else {"ceiling_ns": cut["cutoff_ns"]}
+                rows = await self._query("trace_search", {**params, **bounds}, candidates_sql)
                 if len(rows) > query.limit:  # a full page and the next one's first row
                     return rows
         return await self._query("trace_search", params, self._search_sql(query, exact_totals=False))

@@ -19,11 +19,14 @@
 --    Score filters select trace ids from the scores table (trace_search_scores.sql).
 --    `row_traces` holds, for a session, user or error filter, the traces with a rollup row
 --    that could pass it (a trace's session is some row's): fewer rows to group.
--- 3. Over a large range (query/store.py, "search at scale") the newest or oldest first page
---    groups only candidate traces: `candidates` keeps the traces with a rollup row starting
---    in [floor_ns, ceiling_ns], the span filters read only spans from floor_ns on, and a
---    trace must start in that interval. The store picks the interval from the rows' starts
---    (trace_search_cutoff.sql) so that every trace that can be on the page starts in it.
+-- 3. Over a large range (query/store.py, "search at scale") a newest- or oldest-first page
+--    groups only candidates (the `candidates` slot): the traces starting in [floor_ns,
+--    ceiling_ns], whole (rows from floor_ns to the window after ceiling_ns), less those
+--    with a row in the window before floor_ns (started earlier: what is here is a part of
+--    them); the span filters read only spans from floor_ns on, and a trace must start in
+--    the interval. The store cuts the interval at the start of the page's n-th rollup row
+--    (trace_search_cutoff.sql), so every trace that can be on the page starts in it; the
+--    rollup's projection by start (migration 012) reads those rows from a few granules.
 -- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
 --    when the store estimates them, trace_search_totals.sql); then keyset pagination on
