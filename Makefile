@@ -1,7 +1,7 @@
 # tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
 #   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080, ClickHouse HTTP :8123
 #   make test   the test suite (what CI runs), after `make test-tools` (Debian's prometheus and chromium)
-#   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M spans, scores (figures go to BENCHMARKS.md)
+#   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M spans, big trace reads, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
 
 PYTHON ?= python3
@@ -88,6 +88,7 @@ bench: install-test
 	$(BIN)/python -m tracehouse.bench.run_kafka --concurrency 32 --json-out bench-results-kafka.json
 	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --json-out bench-results-trace-list.json
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --spans 100000 --readers 4 --json-out bench-results-trace-reads.json
+	$(BIN)/python -m tracehouse.bench.run_trace_reads --trace-spans 10000 --other-spans 200000 --rounds 20 --json-out bench-results-trace-read-10k.json
 	$(BIN)/python -m tracehouse.bench.run_scores --traces 100000 --json-out bench-results-scores.json
 
 clean:

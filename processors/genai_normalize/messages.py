@@ -189,6 +189,19 @@ OUTPUT_EXTRACTORS: tuple[Extractor, ...] = (
     _attr("gen_ai.completion"),
 )
 
+# Every key an extractor above starts from (a flattened list: its first message's role or
+# content): a span with none of them has no messages in its attributes, so a reader of many
+# spans (the trace view) skips the extractors. An extractor reading another key adds it here;
+# tests/query/test_span_messages.py checks every captured convention against the extractors.
+MESSAGE_KEYS = frozenset({
+    "gen_ai.input.messages", "gen_ai.system_instructions", "gen_ai.output.messages",
+    "llm.input_messages.0.message.role", "llm.input_messages.0.message.content",
+    "llm.output_messages.0.message.role", "llm.output_messages.0.message.content",
+    "gen_ai.prompt.0.role", "gen_ai.prompt.0.content", "gen_ai.completion.0.role", "gen_ai.completion.0.content",
+    "mlflow.spanInputs", "mlflow.spanOutputs", "ai.prompt.messages", "ai.response.text",
+    "langfuse.observation.input", "langfuse.observation.output", "gen_ai.prompt", "gen_ai.completion",
+})
+
 _EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                 "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 # The current event (semconv v1.37+): the span's own content attributes, on an opt-in event
