@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import statistics
@@ -55,6 +56,11 @@ from tracehouse.bench.traffic import pregenerate
 CHUNK_SPANS = 100_000  # generated and sent a chunk at a time, so the bodies never all sit in memory
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)] * 1000, 1)
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -153,9 +159,16 @@ def measure_api(query_url: str, rounds: int) -> dict[str, Any]:
                 response = client.get(f"{query_url}{path}",
                                       params={**day, **({"limit": 50} if path == "/api/v1/traces" else {}), **filled})
                 samples.append(time.perf_counter() - t0)
-                response.raise_for_status()
+                if response.is_error:  # recorded, and the other cases still measured
+                    body = {"error": f"{response.status_code}: {response.text[:300]}"}
+                    break
                 body = response.json()
-            out[f"api_{name}"] = {**_ms(samples), "matched": _matched(body)}
+            if "error" in body:
+                out[f"api_{name}"] = {"error": body["error"], "after_ms": round(samples[-1] * 1000, 1)}
+                continue
+            totals = body.get("totals") or {}
+            out[f"api_{name}"] = {**_ms(samples), "p95_ms": _p95(samples), "matched": _matched(body),
+                                  **({"estimated": totals["estimated"]} if "estimated" in totals else {})}
     return out
 
 
@@ -192,7 +205,7 @@ def _start(info: ServerInfo, env: dict[str, str], log_path: Path, query_url: str
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    server_cores, load_cores = split_cores(1)
+    server_cores, load_cores = split_cores(args.server_cores)
     os.sched_setaffinity(0, load_cores)
     data_dir = args.store or tempfile.mkdtemp(prefix="tracehouse-bench-list-")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
@@ -257,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="after loading, copy the loaded spans this many times, each copy --shift-hours "
                              "earlier than the one before (10M spans: --spans 1000000 --copies 9)")
     parser.add_argument("--shift-hours", type=float, default=2.0)
+    parser.add_argument("--server-cores", type=int, default=1,
+                        help="CPUs the server is pinned to (the requests run on the others); 0: unpinned, "
+                             "every CPU shared")
     parser.add_argument("--store", help="keep the store in this directory; a later run with the same one "
                                         "measures it again without loading")
     parser.add_argument("--json-out")

@@ -67,7 +67,8 @@ class StoreError(Exception):
     """ClickHouse could not answer; the API turns this into a 503."""
 
 
-SQL_FILES = ("trace_search", "trace_search_spans", "trace_search_size", "trace_search_cutoff", "trace_search_totals", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+SQL_FILES = ("trace_search", "trace_search_spans", "trace_search_size", "trace_search_cutoff", "trace_search_totals",
+             "trace_search_top", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_dependencies", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
              "trace_genai_events")
@@ -151,7 +152,7 @@ _ORDER_SQL = {
 # Placeholders of trace_search(_spans, _totals, _cutoff).sql filled per query (the rest when
 # they are loaded).
 SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor", "totals", "row_traces", "candidates",
-                    "direction", "edge")
+                    "direction", "edge", "labels", "row_key", "after")
 INT64_MIN = -(2**63)
 # The exact totals of a search: window sums over its every trace, before the page is cut.
 EXACT_TOTALS = """,
@@ -161,6 +162,14 @@ EXACT_TOTALS = """,
     -- Summed in Decimal: a Float64 window sum depends on the order the threads add in, and
     -- the totals must be the same on every page.
     toFloat64(sum(ifNull(cost_exact, 0)) OVER ()) AS matched_cost_usd"""
+# The labels of a page that groups few traces (trace_search.sql's labels slot), as
+# trace_labels.sql reads them for the page of a search over every trace.
+_LABELS = """,
+        min(FirstSpan) AS first_span,
+        first_span.3 AS root_span_name,
+        first_span.4 AS root_service_name,
+        arraySort(groupUniqArrayArray(ServiceNames)) AS service_names,
+        arraySort(groupUniqArrayArray(ModelNames)) AS models"""
 # Traces with a rollup row passing `condition`, for trace_search.sql's row_traces and
 # candidates slots ({rollup}: the per-trace rollup table).
 _ROLLUP_TRACES = "AND TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {condition})"
@@ -183,6 +192,21 @@ _CANDIDATES = """AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}})
             AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) - toIntervalNanosecond({{window_ns:Int64}})
             AND Start < fromUnixTimestamp64Nano({{floor_ns:Int64}})
             AND TraceId IN ({starting}))"""
+# A rollup row's own sort key (trace_search_top.sql), what trace_search.sql's sort_key is for
+# a trace in that one row.
+_ROW_KEYS = {
+    "cost": "ifNull(toInt64(round(toFloat64(TotalCostUSD) * 1e9)), {unpriced_key:Int64})",
+    "tokens": "toInt64(ifNull(TotalTokens, ifNull(InputTokens, 0) + ifNull(OutputTokens, 0)))",
+    "duration": "toInt64(toUnixTimestamp64Nano(End) - toUnixTimestamp64Nano(Start))",
+}
+# A page sorted by a value at scale: the traces with a row whose key reaches the cut, and
+# every trace in several rows (one without the root span).
+_KEY_CANDIDATES = """AND TraceId IN (
+          SELECT TraceId FROM {rollup}
+          WHERE Tenant = {{tenant:String}}
+            AND Start >= fromUnixTimestamp64Nano({{start_ns:Int64}}) - toIntervalNanosecond({{window_ns:Int64}})
+            AND Start < fromUnixTimestamp64Nano({{end_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}})
+            AND (FirstSpan.1 = 1 OR {row_key} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}}))"""
 _STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
              "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
              "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}})")
@@ -268,20 +292,28 @@ class SearchQuery:
         return Template(template).substitute(span_filters="".join(f"\n  AND {c}" for c in self.span_conditions()))
 
     def sql(self, template: str, span_template: str, rollup: str, *, exact_totals: bool = True,
-            candidates: bool = False) -> str:
+            candidates: bool = False, span_ids: bool = False) -> str:
         """trace_search.sql with this query's direction, span-level selection (none when the
         search has no span-level filter) and row pre-selection; with the window totals, or
         without (estimated apart); grouping every trace in the range, or only the candidates
-        between `floor_ns` and `ceiling_ns` (`parameters`)."""
+        between `floor_ns` and `ceiling_ns` (`parameters`). `span_ids`: the traces the span
+        filters pick are known already (`span_trace_ids`)."""
         order_by, after_cursor = _ORDER_SQL[self.order]
-        span_traces = f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else ""
+        span_traces = ("AND TraceId IN {span_trace_ids:Array(String)}" if span_ids
+                       else f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else "")
         rows = [_ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND {_ROW_FILTERS[name]}")
                 for name, given in (("session", self.session), ("user", self.user),
                                     ("error", self.status == "error")) if given]
         return Template(template).substitute(
             span_traces=span_traces, order_by=order_by, after_cursor=after_cursor,
             totals=EXACT_TOTALS if exact_totals else "", row_traces="\n      ".join(rows),
-            candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup)) if candidates else "")
+            labels=_LABELS if candidates else "",
+            candidates=self._candidates(rollup) if candidates else "")
+
+    def _candidates(self, rollup: str) -> str:
+        if self.sort == "time":
+            return _CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup))
+        return _KEY_CANDIDATES.format(rollup=rollup, row_key=_ROW_KEYS[self.sort])
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
@@ -289,9 +321,11 @@ class SearchQuery:
         return Template(template).substitute(span_traces=span_traces)
 
     def cutoff_sql(self, template: str) -> str:
-        """trace_search_cutoff.sql in the page's order (newest first: the rows' latest starts)."""
+        """trace_search_cutoff.sql (the time sort) or trace_search_top.sql (the others) in the
+        page's order (descending: the rows' largest keys)."""
         desc = self.order == "desc"
-        return Template(template).substitute(direction="DESC" if desc else "ASC", edge="min" if desc else "max")
+        return Template(template).substitute(direction="DESC" if desc else "ASC", edge="min" if desc else "max",
+                                             row_key=_ROW_KEYS.get(self.sort, ""), after="<=" if desc else ">=")
 
     def cursor_bounds(self) -> tuple[int, int]:
         """(floor_ns, ceiling_ns): the starts a trace after this page's cursor can have (any
@@ -331,6 +365,8 @@ class SearchQuery:
             # Candidates' bounds (trace_search.sql, 3.): none but at scale (TraceStore).
             "floor_ns": INT64_MIN,
             "ceiling_ns": INT64_MAX,
+            "key_floor": INT64_MIN,
+            "key_ceiling": INT64_MAX,
             "cursor_key": cursor_key,
             "cursor_trace_id": cursor_trace,
             "limit": self.limit + 1,  # one more than the page: whether another page follows
@@ -442,8 +478,9 @@ class TraceStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         db, table = config.database, config.traces_table_name
-        scores = load_sql("trace_search_scores", db, table)
-        self._sql = ({name: load_sql(name, db, table, config.logs_table_name, score_traces=scores) for name in SQL_FILES}
+        shared = {"score_traces": load_sql("trace_search_scores", db, table),
+                  "row_filters": load_sql("trace_search_row_filters", db, table)}
+        self._sql = ({name: load_sql(name, db, table, config.logs_table_name, **shared) for name in SQL_FILES}
                      | genai_metrics_sql(db, table))
         self._rollup = f"{db}.{table}_trace_rollup"
         self._exact_totals_max_traces = exact_totals_max_traces
@@ -534,22 +571,43 @@ class TraceStore:
         filtered set (`matched_*`), exact up to `exact_totals_max_traces` traces in the
         range, estimated above (`totals_estimated`); none `with_totals=False`."""
         params = {**query.parameters(), "tenant": tenant}
-        size = (await self._query("trace_search_size", params))[0]["rows"]
-        if size <= self._exact_totals_max_traces:
+        size = (await self._query("trace_search_size", params))[0]
+        few = None if size["rows"] <= self._exact_totals_max_traces else await self._few_span_traces(query, params)
+        if few is not None:  # the span filters pick these few traces: exact, totals included
+            rows = await self._query("trace_search", {**params, "span_trace_ids": few},
+                                     self._search_sql(query, exact_totals=with_totals, span_ids=True)) if few else []
+        elif size["rows"] <= self._exact_totals_max_traces:
             rows = await self._query("trace_search", params, self._search_sql(query, exact_totals=with_totals))
+        elif with_totals and query.span_filtered and query.sort == "time":
+            # Totals over the spans of the whole range cost what scanning them costs (seconds
+            # for a text search over messages): scaled from the page's candidates instead.
+            rows, sliced = await self._page_at_scale(query, params)
+            if sliced is None:  # every trace grouped, without totals
+                totals = await self._estimated_totals(query, params)
+                for row in rows:
+                    row.update(totals)
+            elif sliced:
+                scale = size["in_range"] / sliced
+                for row in rows:
+                    row.update(matched_traces=round(row["matched_traces"] * scale),
+                               matched_input_tokens=round(row["matched_input_tokens"] * scale),
+                               matched_output_tokens=round(row["matched_output_tokens"] * scale),
+                               matched_cost_usd=row["matched_cost_usd"] * scale, totals_estimated=True)
         elif with_totals:
-            rows, totals = await asyncio.gather(self._page_at_scale(query, params), self._estimated_totals(query, params))
+            (rows, _), totals = await asyncio.gather(self._page_at_scale(query, params),
+                                                     self._estimated_totals(query, params))
             for row in rows:
                 row.update(totals)
         else:
-            rows = await self._page_at_scale(query, params)
+            rows, _ = await self._page_at_scale(query, params)
         if rows and with_labels:
             await self._label(rows, query, tenant)
         return rows
 
-    def _search_sql(self, query: SearchQuery, *, exact_totals: bool, candidates: bool = False) -> str:
+    def _search_sql(self, query: SearchQuery, *, exact_totals: bool, candidates: bool = False,
+                    span_ids: bool = False) -> str:
         return query.sql(self._sql["trace_search"], self._sql["trace_search_spans"], self._rollup,
-                         exact_totals=exact_totals, candidates=candidates)
+                         exact_totals=exact_totals, candidates=candidates, span_ids=span_ids)
 
     # Search at scale: over a range of many traces, grouping every one of them per request
     # costs ~0.6 s per 1.7M traces (10M spans) on two cores, and the exact totals as much
@@ -559,24 +617,51 @@ class TraceStore:
     # totals. Totals are estimated from the rollup's rows (trace_search_totals.sql).
     CANDIDATE_ROUNDS = (1_000, 16_000, 256_000)
 
-    async def _page_at_scale(self, query: SearchQuery, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def _page_at_scale(self, query: SearchQuery,
+                             params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        """The page, and how many rollup rows its candidates were cut from: the rows'
+        `matched_*` are the totals of the candidates that pass the filters; 0 when every
+        trace was a candidate (the totals are exact); None when every trace in the range
+        was grouped without them."""
         # Without window totals, the cursor's side bounds the traces to group too.
         floor, ceiling = query.cursor_bounds()
         floor, ceiling = max(floor, query.start_ns - query.window_ns), min(ceiling, query.end_ns - 1)
         params = {**params, "floor_ns": floor, "ceiling_ns": ceiling}
-        if query.sort == "time":
-            cutoff_sql = query.cutoff_sql(self._sql["trace_search_cutoff"])
-            candidates_sql = self._search_sql(query, exact_totals=False, candidates=True)
+        # A session or user filter picks its few traces' rows directly (row_traces): grouping
+        # them beats any candidate round.
+        if not (query.session or query.user):
+            time_sort = query.sort == "time"
+            cut_name = "trace_search_cutoff" if time_sort else "trace_search_top"
+            cut_sql = query.cutoff_sql(self._sql[cut_name])
+            candidates_sql = self._search_sql(query, exact_totals=True, candidates=True)
             for n in self.CANDIDATE_ROUNDS:
                 n = max(n, query.limit + 1)
-                cut = (await self._query("trace_search_cutoff", {**params, "candidates": n}, cutoff_sql))[0]
-                if cut["taken"] < n:  # fewer rows than that: every trace is a candidate
-                    return await self._query("trace_search", params, candidates_sql)
-                bounds = {"floor_ns": cut["cutoff_ns"]} if query.order == "desc" else {"ceiling_ns": cut["cutoff_ns"]}
+                cut = (await self._query(cut_name, {**params, "candidates": n}, cut_sql))[0]
+                if cut["taken"] < n and time_sort:  # fewer rows than that: every trace is a candidate
+                    return await self._query("trace_search", params, candidates_sql), 0
+                if cut["taken"] < n:
+                    break
+                edge = cut["cutoff_ns"] if time_sort else cut["cutoff_key"]
+                bounds = ({"floor_ns": edge} if time_sort else {"key_floor": edge}) if query.order == "desc" \
+                    else ({"ceiling_ns": edge} if time_sort else {"key_ceiling": edge})
                 rows = await self._query("trace_search", {**params, **bounds}, candidates_sql)
                 if len(rows) > query.limit:  # a full page and the next one's first row
-                    return rows
-        return await self._query("trace_search", params, self._search_sql(query, exact_totals=False))
+                    return rows, n
+        return await self._query("trace_search", params, self._search_sql(query, exact_totals=False)), None
+
+    # Fewer traces than this pass a search's span filters: they are grouped exactly, by id.
+    FEW_SPAN_TRACES = 1_000
+
+    async def _few_span_traces(self, query: SearchQuery, params: Mapping[str, Any]) -> list[str] | None:
+        """The traces the search's span filters pick when they are few (None: many, or no
+        span filter). Reads spans until that many distinct traces pass: a common value stops
+        early, a rare one is found through the skip indexes."""
+        if not query.span_filtered:
+            return None
+        span_sql = query.span_sql(self._sql["trace_search_spans"])
+        probe = f"SELECT DISTINCT TraceId AS trace_id FROM ({span_sql}) LIMIT {{probe:UInt32}}"
+        found = await self._query("trace_search_probe", {**params, "probe": self.FEW_SPAN_TRACES}, probe)
+        return [r["trace_id"] for r in found] if len(found) < self.FEW_SPAN_TRACES else None
 
     async def _estimated_totals(self, query: SearchQuery, params: Mapping[str, Any]) -> dict[str, Any]:
         sql = query.totals_sql(self._sql["trace_search_totals"], self._sql["trace_search_spans"])
@@ -584,17 +669,21 @@ class TraceStore:
         return {**totals, "totals_estimated": True}
 
     async def _label(self, rows: list[dict[str, Any]], query: SearchQuery, tenant: str) -> None:
-        """The page's labels (root name, services, models) and scores, by trace id."""
-        labels = await self._query("trace_labels", {
-            "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
-            "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
-        by_trace = {label["trace_id"]: label for label in labels}
+        """The page's labels (root name, services, models; unless its query gave them) and
+        scores, by trace id."""
+        by_trace: dict[str, dict[str, Any]] = {}
+        if "service_names" not in rows[0]:
+            labels = await self._query("trace_labels", {
+                "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
+                "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
+            by_trace = {label["trace_id"]: label for label in labels}
         scores: dict[str, list[dict[str, Any]]] = {}
         for score in await self._query("trace_list_scores", {"trace_ids": [r["trace_id"] for r in rows],
                                                              "tenant": tenant}):
             scores.setdefault(score["trace_id"], []).append(score)
         for row in rows:
-            row.update(by_trace.get(row["trace_id"], _NO_LABELS))
+            if by_trace or "service_names" not in row:
+                row.update(by_trace.get(row["trace_id"], _NO_LABELS))
             row["scores"] = scores.get(row["trace_id"], [])
 
     async def trace_spans(self, trace_id: str, max_spans: int = MAX_TRACE_SPANS, *,

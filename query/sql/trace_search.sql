@@ -27,6 +27,8 @@
 --    the interval. The store cuts the interval at the start of the page's n-th rollup row
 --    (trace_search_cutoff.sql), so every trace that can be on the page starts in it; the
 --    rollup's projection by start (migration 012) reads those rows from a few granules.
+--    Grouping few traces, it also gives their labels (the `labels` slot: the columns of
+--    trace_labels.sql), where the whole range's grouping leaves them to that lookup.
 -- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
 --    when the store estimates them, trace_search_totals.sql); then keyset pagination on
@@ -55,7 +57,7 @@ FROM (
         multiIf({sort:String} = 'cost', ifNull(toInt64(round(total_cost_usd * 1e9)), {unpriced_key:Int64}),
                 {sort:String} = 'tokens', toInt64(tokens),
                 {sort:String} = 'duration', toInt64(duration_ns),
-                toInt64(start_ns)) AS sort_key
+                toInt64(start_ns)) AS sort_key${labels}
     FROM ${db}.${table}_trace_rollup
     WHERE Tenant = {tenant:String}
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
@@ -67,6 +69,7 @@ FROM (
     GROUP BY trace_key
     HAVING min(Start) < fromUnixTimestamp64Nano({end_ns:Int64})
        AND start_ns BETWEEN {floor_ns:Int64} AND {ceiling_ns:Int64}
+       AND sort_key BETWEEN {key_floor:Int64} AND {key_ceiling:Int64}
        AND max(LastSpanStart) >= fromUnixTimestamp64Nano({start_ns:Int64})
        AND ({status:String} = ''
             OR ({status:String} = 'error' AND error_count > 0)

@@ -18,13 +18,4 @@ WHERE Tenant = {tenant:String}
   AND LastSpanStart >= fromUnixTimestamp64Nano({start_ns:Int64})
   ${span_traces}
   AND ${score_traces}
-  AND ({status:String} = ''
-       OR ({status:String} = 'error' AND ErrorSpans > 0)
-       OR ({status:String} = 'ok' AND ErrorSpans = 0)
-       OR ({status:String} = 'unset' AND StatusSetSpans = 0))
-  AND ({session:String} = '' OR SessionId = {session:String})
-  AND ({user:String} = '' OR UserId = {user:String})
-  AND toUnixTimestamp64Nano(End) - toUnixTimestamp64Nano(Start) BETWEEN {min_duration_ns:Int64} AND {max_duration_ns:Int64}
-  AND ifNull(TotalTokens, ifNull(InputTokens, 0) + ifNull(OutputTokens, 0)) BETWEEN {min_tokens:UInt64} AND {max_tokens:UInt64}
-  AND ({min_cost_usd:Float64} = 0 OR ifNull(toFloat64(TotalCostUSD), 0) >= {min_cost_usd:Float64})
-  AND ifNull(toFloat64(TotalCostUSD), 0) <= {max_cost_usd:Float64}
+  AND ${row_filters}

@@ -337,9 +337,12 @@ async function renderTraces(p) {
   const data = await api(`/api/v1/traces?${query}`);
   if (data.totals) {
     const t = data.totals;
-    results.append(el("p", { class: "totals", "data-testid": "totals" },
-      `${fmtInt(t.traces)} traces · ${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
-      `${fmtCost(t.cost_usd) || "$0"} in total`, data.traces.length ? " · " : null,
+    // Over a range of very many traces the API estimates the totals (query/README.md).
+    const about = t.estimated ? "about " : "";
+    results.append(el("p", { class: "totals", "data-testid": "totals",
+                             title: t.estimated ? "estimated: the range holds too many traces to count exactly" : "" },
+      `${about}${fmtInt(t.traces)} traces · ${about}${fmtInt(t.input_tokens)} input / ${fmtInt(t.output_tokens)} output tokens · `,
+      `${about}${fmtCost(t.cost_usd) || "$0"} in total`, data.traces.length ? " · " : null,
       data.traces.length ? exportLinks(query) : null));
   }
   if (!data.traces.length) {

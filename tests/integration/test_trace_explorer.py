@@ -301,6 +301,26 @@ def test_sorting_by_cost_orders_the_rows_as_the_api_and_totals_cover_the_filtere
                             f"{totals['output_tokens']:,} output tokens"), shown
 
 
+def test_estimated_totals_are_shown_as_about(explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
+    # Over a range of more traces than `exact_totals_max_traces` the API estimates the totals
+    # and says so; the page must not show an estimate as a count. The real response, marked.
+    aio, _ = explorer
+
+    def estimated(route: Any) -> None:
+        body = route.fetch().json()
+        assert body["totals"]["estimated"] is False  # this small store answers exactly
+        body["totals"]["estimated"] = True
+        route.fulfill(json=body)
+
+    page.route("**/api/v1/traces?*", estimated)
+    page.goto(f"{aio.query}/")
+    _listed(page)
+    totals = _api(aio, "/api/v1/traces?limit=50")["totals"]
+    shown = page.inner_text('[data-testid="totals"]')
+    assert shown.startswith(f"about {totals['traces']:,} traces · about {totals['input_tokens']:,} input"), shown
+    assert "estimated" in (page.get_attribute('[data-testid="totals"]', "title") or "")
+
+
 def test_sorting_ascending_with_an_attribute_operator_orders_the_rows_as_the_api_and_the_url_holds_it(
         explorer: tuple[AllInOne, dict[str, str]], page: Any) -> None:
     aio, ids = explorer

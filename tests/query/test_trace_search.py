@@ -138,6 +138,7 @@ async def api(built: tuple[str, list[Built]], chdb_endpoint: str, search_mode: s
         store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
                            exact_totals_max_traces=0)
         store.CANDIDATE_ROUNDS = (3, 12, 24)
+        store.FEW_SPAN_TRACES = 5  # span filters that pick fewer traces are grouped by id
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as client:
         yield client
@@ -185,6 +186,10 @@ def assert_summaries_whole(body: dict[str, Any], traces: list[Built]) -> None:
             (t.start, t.duration, len(t.specs)), row["trace_id"]
         cost = t.cost
         assert row["total_cost_usd"] == (None if cost is None else pytest.approx(float(cost))), row["trace_id"]
+        root = next(s for s in t.specs if not s.parent_id)
+        models = {s.genai.get(c, "") for s in t.specs for c in ("GenAIRequestModel", "GenAIResponseModel")} - {""}
+        assert (row["root_span_name"], row["root_service_name"], row["service_names"], row["models"]) == \
+            (root.name, root.service, sorted({s.service for s in t.specs}), sorted(models)), row["trace_id"]
 
 
 async def walk(api: httpx.AsyncClient, params: dict[str, Any], limit: int,
@@ -300,6 +305,91 @@ async def test_at_scale_a_long_trace_seen_by_a_late_row_does_not_take_a_newer_tr
                 body = await search(api, {"limit": 2})
                 assert ids(body) == newest[:2], rows
                 assert ids(await search(api, {"limit": 3})) == newest, rows
+    finally:
+        await store.close()
+
+
+async def test_at_scale_span_filtered_totals_are_scaled_from_the_candidates(
+        built: tuple[str, list[Built]], chdb_endpoint: str) -> None:
+    # A span filter's totals would read the whole range's spans (for a text search over
+    # messages, seconds): at scale they come from the page's candidates, scaled to the
+    # range's traces, and say they are estimated. Every trace a candidate, or the filter's
+    # traces few enough to group by id: exact.
+    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
+                       exact_totals_max_traces=0)
+    store.FEW_SPAN_TRACES = 0
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    want = [t for t in built[1] if any(s.genai.get("GenAIRequestModel") == "gpt-4o" for s in t.specs)]
+    assert 3 < len(want) < TRACES
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            store.CANDIDATE_ROUNDS = (1000,)
+            whole = await search(api, {"model": "gpt-4o", "limit": 2})
+            assert ids(whole) == expected_order(want, "time", "desc")[:2]
+            assert whole["totals"]["traces"] == len(want) and whole["totals"]["estimated"] is False
+            assert whole["totals"]["input_tokens"] == sum(t._sum("GenAIInputTokens") or 0 for t in want)
+            store.CANDIDATE_ROUNDS = (24,)
+            sliced = await search(api, {"model": "gpt-4o", "limit": 2})
+            assert ids(sliced) == ids(whole)
+            assert_summaries_whole(sliced, built[1])
+            # The rollup's rows: one per trace and export (the fixture's two), at its spans' first start.
+            specs = [sp for t in built[1] for sp in t.specs]
+            rows: dict[tuple[str, int], int] = {}
+            for i, sp in enumerate(specs):
+                rows[sp.trace_id, i % 2] = min(rows.get((sp.trace_id, i % 2), sp.start_ns), sp.start_ns)
+            cutoff = sorted(rows.values(), reverse=True)[23]
+            candidates = [t for t in want if t.start >= cutoff]
+            assert sliced["totals"]["estimated"] is True
+            assert sliced["totals"]["traces"] == round(len(candidates) * len(rows) / 24)
+            store.FEW_SPAN_TRACES = 1000
+            few = await search(api, {"model": "gpt-4o", "limit": 2})
+            assert ids(few) == ids(whole) and few["totals"] == whole["totals"]
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="module")
+def mostly_whole(chdb_endpoint: str) -> tuple[str, list[Built]]:
+    """30 traces each sent in one export (one rollup row), 6 of them with a late child span
+    sent in a second export (two rows, one without the root)."""
+    database = f"ts_{uuid.uuid4().hex[:12]}"
+    rng = random.Random(20261203)
+    traces = [_trace(rng, n) for n in range(30)]
+    late = []
+    for t in traces[::5]:
+        root = t.specs[0]
+        extra = SpanSpec(root.service, t.trace_id, t.trace_id[:12] + "0009", root.span_id, "late",
+                         root.start_ns + root.duration_ns + 5 * NS, 2 * NS,
+                         genai={"GenAIInputTokens": 500, "GenAIOutputTokens": 70,
+                                "GenAITotalCostUSD": Decimal(3) / Decimal(10**4)})
+        t.specs.append(extra)
+        late.append(extra)
+    first = [sp for t in traces for sp in t.specs if sp not in late]
+    asyncio.run(seed(chdb_endpoint, database, [build_batch(first), build_batch(late)]))
+    return database, traces
+
+
+@pytest.mark.parametrize("sort", ["cost", "tokens", "duration"])
+async def test_at_scale_a_page_sorted_by_a_value_is_whole_wherever_its_candidates_end(
+        mostly_whole: tuple[str, list[Built]], chdb_endpoint: str, sort: str) -> None:
+    # Candidates: the traces with a row whose own key reaches the cut, and every trace in
+    # several rows (its late part has no root span, and may be what lifts it over the cut).
+    database, traces = mostly_whole
+    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=database), max_workers=2,
+                       exact_totals_max_traces=0)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            for order in ("desc", "asc"):
+                want = expected_order(traces, sort, order)
+                for rows in range(1, 37, 2):
+                    store.CANDIDATE_ROUNDS = (rows,)
+                    body = await search(api, {"sort": sort, "order": order, "limit": 3})
+                    assert ids(body) == want[:3], (order, rows)
+                    assert_summaries_whole(body, traces)
+                store.CANDIDATE_ROUNDS = (4, 8)
+                seen, _ = await walk(api, {"sort": sort, "order": order}, limit=3, traces=traces)
+                assert seen == want, order
     finally:
         await store.close()
 
