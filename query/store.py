@@ -307,7 +307,10 @@ class SearchQuery:
         return Template(template).substitute(
             span_traces=span_traces, order_by=order_by, after_cursor=after_cursor,
             totals=EXACT_TOTALS if exact_totals else "", row_traces="\n      ".join(rows),
-            labels=_LABELS if candidates else "",
+            # The time sort's candidates lie in a few granules of the projection by start; the
+            # others' are spread over every granule, where reading the label arrays costs more
+            # than looking the page's labels up by id after (~170 vs ~50 ms on 10M spans).
+            labels=_LABELS if candidates and self.sort == "time" else "",
             candidates=self._candidates(rollup) if candidates else "")
 
     def _candidates(self, rollup: str) -> str:

@@ -27,8 +27,11 @@
 --    the interval. The store cuts the interval at the start of the page's n-th rollup row
 --    (trace_search_cutoff.sql), so every trace that can be on the page starts in it; the
 --    rollup's projection by start (migration 012) reads those rows from a few granules.
---    Grouping few traces, it also gives their labels (the `labels` slot: the columns of
---    trace_labels.sql), where the whole range's grouping leaves them to that lookup.
+--    Grouping few traces from a few granules, it also gives their labels (the `labels`
+--    slot: the columns of trace_labels.sql); elsewhere trace_labels.sql looks them up.
+--    Sorted by cost, tokens or duration, the candidates are the traces with a row whose
+--    own key reaches a cut (trace_search_top.sql) and every trace in several rows, and the
+--    trace must reach it too (`key_floor`, `key_ceiling`).
 -- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
 --    when the store estimates them, trace_search_totals.sql); then keyset pagination on
