@@ -7,8 +7,11 @@
 -- 73 -> 7 ms.
 --
 -- An AggregatingMergeTree merges its rows when parts merge: `rebuild` rebuilds the
--- projection from the merged rows. MATERIALIZE builds it for the parts written before, as a
--- mutation in the background; until it is done, those parts are read in the table's order.
-ALTER TABLE ${db}.${traces}_trace_rollup MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild';
+-- projection from the merged rows; a trace's deletion (DELETE FROM, query/deletion.py) and
+-- retention rebuild it too (ClickHouse refuses a lightweight delete on a table with a
+-- projection otherwise). MATERIALIZE builds it for the parts written before, as a mutation
+-- in the background; until it is done, those parts are read in the table's order.
+ALTER TABLE ${db}.${traces}_trace_rollup MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild',
+    lightweight_mutation_projection_mode = 'rebuild';
 ALTER TABLE ${db}.${traces}_trace_rollup ADD PROJECTION IF NOT EXISTS by_start (SELECT * ORDER BY Tenant, Start);
 ALTER TABLE ${db}.${traces}_trace_rollup MATERIALIZE PROJECTION by_start;
