@@ -90,6 +90,7 @@ bench: install-test
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --spans 100000 --readers 4 --json-out bench-results-trace-reads.json
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --trace-spans 10000 --other-spans 200000 --rounds 20 --json-out bench-results-trace-read-10k.json
 	$(BIN)/python -m tracehouse.bench.run_scores --traces 100000 --json-out bench-results-scores.json
+	$(BIN)/python -m tracehouse.bench.run_reads_vs_ingest --preload-spans 300000 --readers 4 --json-out bench-results-reads-vs-ingest.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis

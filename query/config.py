@@ -76,6 +76,10 @@ class QueryApiConfig(ComponentConfig):
     max_concurrent_exports: int = 2
     # ClickHouse's memory cap for one query of the API (max_memory_usage).
     max_query_memory_mib: int = 2048
+    # Reads' own CPU budget beside ingestion's: the nice value (0-19) of the engine threads
+    # running an API query (ClickHouse's os_thread_priority), so under contention the
+    # exporter's inserts, at the process's priority, get the CPU first. 0: as ingestion.
+    read_nice: int = 10
 
     @field_validator("endpoint")
     @classmethod
@@ -90,6 +94,14 @@ class QueryApiConfig(ComponentConfig):
     def _positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("read_nice")
+    @classmethod
+    def _check_nice(cls, v: int) -> int:
+        # Below 0 would put reads ahead of ingestion (and needs CAP_SYS_NICE).
+        if not 0 <= v <= 19:
+            raise ValueError("must be between 0 and 19 (a nice value; higher: reads yield more)")
         return v
 
     @field_validator("default_lookback", "max_trace_duration")

@@ -32,7 +32,7 @@ class QueryApiExtension:
         cfg = self._config
         access = Access(resolve_authenticator(host, cfg.auth))
         store = TraceStore(cfg.clickhouse, max_workers=cfg.max_workers, max_query_memory_mib=cfg.max_query_memory_mib,
-                           exact_totals_max_traces=cfg.exact_totals_max_traces)
+                           exact_totals_max_traces=cfg.exact_totals_max_traces, read_nice=cfg.read_nice)
         app = create_app(store, health_of(host), settings=cfg, access=access)
         server = AsgiServer(app, cfg.endpoint, name=str(self._settings.id), tls=cfg.tls, logger=self._log)
         self._store = store

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import threading
 import time
@@ -472,11 +473,15 @@ class MetricsQuery:
 
 class TraceStore:
     def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4, max_query_memory_mib: int = 2048,
-                 exact_totals_max_traces: int = 100_000):
+                 exact_totals_max_traces: int = 100_000, read_nice: int = 0):
         self._config = config
-        self._max_memory = max_query_memory_mib * 1024 * 1024
+        self._settings: dict[str, Any] = {"max_execution_time": max(1, int(config.timeout)),
+                                          "max_memory_usage": max_query_memory_mib * 1024 * 1024}
+        if read_nice:
+            self._settings["os_thread_priority"] = read_nice
+        self._read_nice = read_nice
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers, thread_name_prefix="query-clickhouse")
+            max_workers, thread_name_prefix="query-clickhouse", initializer=self._lower_priority)
         self._local = threading.local()
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
@@ -493,13 +498,19 @@ class TraceStore:
         return self._config
 
     # -- running queries -------------------------------------------------------------
+    def _lower_priority(self) -> None:
+        """This query thread at `read_nice`, for the Python half of a read (decoding, rows).
+        Lowering needs no privilege; the engine's os_thread_priority applies only with
+        CAP_SYS_NICE, and then puts the thread back to 0 when a query ends, so it is renewed."""
+        if self._read_nice and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < self._read_nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._read_nice)
+
     def _client(self) -> Client:
         client: Client | None = getattr(self._local, "client", None)
         if client is None:
             cfg = self._config
             client = open_client(cfg.endpoint, username=cfg.username, password=cfg.password,
-                                 settings={"max_execution_time": max(1, int(cfg.timeout)),
-                                           "max_memory_usage": self._max_memory},
+                                 settings=self._settings,
                                  timeout_s=cfg.timeout, tls=cfg.tls)
             self._local.client = client
             with self._clients_lock:
@@ -515,6 +526,8 @@ class TraceStore:
         except Exception as exc:
             log.warning("query failed", query=name, error=str(exc))
             raise StoreError(_short_error(exc)) from exc
+        finally:
+            self._lower_priority()
         log.debug("query done", query=name, rows=len(result.result_rows),
                   ms=round((time.perf_counter() - t0) * 1000, 2))
         names = result.column_names
@@ -544,6 +557,8 @@ class TraceStore:
             except Exception as exc:
                 log.warning("statement failed", what=what, error=str(exc))
                 raise StoreError(_short_error(exc)) from exc
+            finally:
+                self._lower_priority()
 
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, run)
