@@ -39,7 +39,6 @@ async def test_api_queries_run_at_the_read_nice_and_inserts_at_the_process_prior
         assert writer.query(NICE_SQL).result_rows == [(0,)]
     finally:
         writer.close()
-    assert _thread_nice(None) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 async def test_read_nice_0_leaves_reads_at_the_process_priority(chdb_endpoint: str) -> None:
