@@ -87,6 +87,7 @@ bench: install-test
 	$(BIN)/python -m tracehouse.bench.genai_processors --json-out bench-results-genai-processors.json
 	$(BIN)/python -m tracehouse.bench.run_kafka --concurrency 32 --json-out bench-results-kafka.json
 	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --json-out bench-results-trace-list.json
+	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --copies 9 --server-cores 0 --rounds 20 --json-out bench-results-trace-list-10m.json
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --spans 100000 --readers 4 --json-out bench-results-trace-reads.json
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --trace-spans 10000 --other-spans 200000 --rounds 20 --json-out bench-results-trace-read-10k.json
 	$(BIN)/python -m tracehouse.bench.run_scores --traces 100000 --json-out bench-results-scores.json
