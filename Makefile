@@ -1,7 +1,7 @@
 # tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
 #   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080, ClickHouse HTTP :8123
 #   make test   the test suite (what CI runs), after `make test-tools` (Debian's prometheus and chromium)
-#   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M spans, big trace reads, scores (figures go to BENCHMARKS.md)
+#   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M and 10M spans, big trace reads, reads against ingestion, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
 
 PYTHON ?= python3
