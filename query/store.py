@@ -302,9 +302,11 @@ class SearchQuery:
         order_by, after_cursor = _ORDER_SQL[self.order]
         span_traces = ("AND TraceId IN {span_trace_ids:Array(String)}" if span_ids
                        else f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else "")
-        rows = [_ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND {_ROW_FILTERS[name]}")
-                for name, given in (("session", self.session), ("user", self.user),
-                                    ("error", self.status == "error")) if given]
+        # Candidates are few already: finding the rows would cost a pass over every row.
+        rows = [] if candidates else [
+            _ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND {_ROW_FILTERS[name]}")
+            for name, given in (("session", self.session), ("user", self.user), ("error", self.status == "error"))
+            if given]
         return Template(template).substitute(
             span_traces=span_traces, order_by=order_by, after_cursor=after_cursor,
             totals=EXACT_TOTALS if exact_totals else "", row_traces="\n      ".join(rows),
