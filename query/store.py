@@ -300,8 +300,7 @@ class SearchQuery:
         between `floor_ns` and `ceiling_ns` (`parameters`). `span_ids`: the traces the span
         filters pick are known already (`span_trace_ids`)."""
         order_by, after_cursor = _ORDER_SQL[self.order]
-        span_traces = ("AND TraceId IN {span_trace_ids:Array(String)}" if span_ids
-                       else f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else "")
+        span_traces = "AND TraceId IN {span_trace_ids:Array(String)}" if span_ids else self._span_traces(span_template)
         # Candidates are few already: finding the rows would cost a pass over every row.
         rows = [] if candidates else [
             _ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND {_ROW_FILTERS[name]}")
@@ -323,8 +322,11 @@ class SearchQuery:
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
-        span_traces = f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else ""
-        return Template(template).substitute(span_traces=span_traces)
+        return Template(template).substitute(span_traces=self._span_traces(span_template))
+
+    def _span_traces(self, span_template: str) -> str:
+        """The span_traces slot: the traces a span passing the span-level filters picks."""
+        return f"AND TraceId IN ({self.span_sql(span_template)})" if self.span_filtered else ""
 
     def cutoff_sql(self, template: str) -> str:
         """trace_search_cutoff.sql (the time sort) or trace_search_top.sql (the others) in the
@@ -592,11 +594,12 @@ class TraceStore:
         range, estimated above (`totals_estimated`); none `with_totals=False`."""
         params = {**query.parameters(), "tenant": tenant}
         size = (await self._query("trace_search_size", params))[0]
-        few = None if size["rows"] <= self._exact_totals_max_traces else await self._few_span_traces(query, params)
+        at_scale = size["rows"] > self._exact_totals_max_traces
+        few = await self._few_span_traces(query, params) if at_scale else None
         if few is not None:  # the span filters pick these few traces: exact, totals included
             rows = await self._query("trace_search", {**params, "span_trace_ids": few},
                                      self._search_sql(query, exact_totals=with_totals, span_ids=True)) if few else []
-        elif size["rows"] <= self._exact_totals_max_traces:
+        elif not at_scale:
             rows = await self._query("trace_search", params, self._search_sql(query, exact_totals=with_totals))
         elif with_totals and query.span_filtered and query.sort == "time":
             # Totals over the spans of the whole range cost what scanning them costs (seconds
@@ -631,10 +634,11 @@ class TraceStore:
 
     # Search at scale: over a range of many traces, grouping every one of them per request
     # costs ~0.6 s per 1.7M traces (10M spans) on two cores, and the exact totals as much
-    # again. A newest- or oldest-first page groups only candidates: the traces with a rollup
-    # row among the page's first `n` rows by start (trace_search_cutoff.sql), `n` growing
-    # while the filters leave too few; the other sorts group every trace, without the window
-    # totals. Totals are estimated from the rollup's rows (trace_search_totals.sql).
+    # again. A page groups only candidates, cut at the page's `n`-th rollup row: by start
+    # (trace_search_cutoff.sql) for the time sort, by the rows' own keys
+    # (trace_search_top.sql) for the others; `n` grows while the filters leave too few, then
+    # every trace is grouped. Totals are estimated from the rollup's rows
+    # (trace_search_totals.sql), or scaled from the candidates for span-filtered time pages.
     CANDIDATE_ROUNDS = (1_000, 16_000, 256_000)
 
     async def _page_at_scale(self, query: SearchQuery,
@@ -691,8 +695,8 @@ class TraceStore:
     async def _label(self, rows: list[dict[str, Any]], query: SearchQuery, tenant: str) -> None:
         """The page's labels (root name, services, models; unless its query gave them) and
         scores, by trace id."""
-        by_trace: dict[str, dict[str, Any]] = {}
-        if "service_names" not in rows[0]:
+        look_up = "service_names" not in rows[0]
+        if look_up:
             labels = await self._query("trace_labels", {
                 "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
                 "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
@@ -702,7 +706,7 @@ class TraceStore:
                                                              "tenant": tenant}):
             scores.setdefault(score["trace_id"], []).append(score)
         for row in rows:
-            if by_trace or "service_names" not in row:
+            if look_up:
                 row.update(by_trace.get(row["trace_id"], _NO_LABELS))
             row["scores"] = scores.get(row["trace_id"], [])
 
