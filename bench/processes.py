@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, timeout: float, what: str,
@@ -43,3 +44,15 @@ def http_ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory from /proc/<pid>/status in MB: total, anonymous (heap, the engine's
+    allocations) and file-backed (mapped libraries' pages: clean, shared, reclaimable)."""
+    fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in fields:
+            out[fields[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out

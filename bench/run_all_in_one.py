@@ -30,6 +30,7 @@ from typing import Literal
 
 import httpx
 
+from tracehouse.bench.processes import rss_mb
 from tracehouse.bench.loadgen import (
     DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT,
@@ -62,6 +63,7 @@ class ServerInfo:
     loadgen_cores: list[int]
     pid: int | None = None
     ready_after_s: float | None = None
+    idle_rss_mb: dict[str, float] = field(default_factory=dict)
     shutdown_s: float | None = None
     exit_code: int | None = None
     killed: bool = False
@@ -257,6 +259,10 @@ def markdown_table(results: Sequence[LoadResult], info: ServerInfo) -> str:
         f"Python {platform.python_version()}; "
         f"GenAI agent traces of ~6 spans, ~1 KB of message content per chat span."
     )
+    if info.idle_rss_mb:
+        idle = info.idle_rss_mb
+        caption += (f" Idle RSS once ready: {idle['rss']:.0f} MB ({idle['anon']:.0f} MB anonymous, "
+                    f"{idle['file']:.0f} MB of mapped files).")
     return "\n".join([caption, "", head, sep, *rows])
 
 
@@ -346,8 +352,10 @@ def run(args: argparse.Namespace) -> tuple[list[LoadResult], ServerInfo]:
     try:
         os.sched_setaffinity(0, load_cores)
         info.ready_after_s = round(wait_ready(proc, args.query_url, args.ready_timeout, log_path), 3)
+        time.sleep(2)  # start-up garbage settles before the idle reading
+        info.idle_rss_mb = rss_mb(proc.pid)
         print(
-            f"server pid {proc.pid} ready after {info.ready_after_s:.1f} s "
+            f"server pid {proc.pid} ready after {info.ready_after_s:.1f} s, idle RSS {info.idle_rss_mb} MB "
             f"(cores {server_cores}, data {data_dir})",
             file=sys.stderr,
         )

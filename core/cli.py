@@ -18,9 +18,14 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from tracehouse.core.component import Listener, ListenerRole
-from tracehouse.core.config import Config, load_config
-from tracehouse.core.errors import ConfigError
+# Before the first pydantic model is defined: plugins other tools register (logfire's
+# instruments every model and imports an OpenTelemetry SDK, +27 MB idle) have no place in a
+# server that validates only its own config. Worker processes inherit it.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from tracehouse.core.component import Listener, ListenerRole  # noqa: E402
+from tracehouse.core.config import Config, load_config  # noqa: E402
+from tracehouse.core.errors import ConfigError  # noqa: E402
 
 if TYPE_CHECKING:
     from tracehouse.core.service import Service

@@ -9,11 +9,13 @@ API see the same tables.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver import options as driver_options
 from clickhouse_connect.driver.client import Client
 
 if TYPE_CHECKING:
@@ -30,9 +32,20 @@ def chdb_path(endpoint: str) -> Path:
     return Path(rest).expanduser().resolve()
 
 
+def _without_dataframes() -> None:
+    """We insert lists of columns, never DataFrames. clickhouse-connect asks on every insert
+    whether the data is a pandas DataFrame, and asking imports pandas (chDB's dependency, so it
+    is installed): 48 MB of RSS for an answer that is always no. Answer it without pandas,
+    unless this process has loaded pandas for something else."""
+    if "pandas" not in sys.modules and "pd" not in vars(driver_options):
+        driver_options.pd = None
+        driver_options.pd_time_test = None
+
+
 def open_client(endpoint: str, *, username: str = "default", password: str = "",
                 database: str | None = None, settings: dict[str, Any] | None = None,
                 timeout_s: float = 30.0, tls: ClickHouseTlsConfig | None = None) -> Client:
+    _without_dataframes()
     if is_embedded(endpoint):
         path = chdb_path(endpoint)
         path.mkdir(parents=True, exist_ok=True)

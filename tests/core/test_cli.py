@@ -3,6 +3,7 @@ without --config, and what `run` prints once it serves."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,16 @@ def test_grpc_alone_is_pasted_as_grpc() -> None:
     assert client_environment([_listener(ListenerRole.OTLP_GRPC, 4317)]) == {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     assert client_environment([_listener(ListenerRole.QUERY, 8080)]) == {}
+
+
+def test_the_server_loads_no_pydantic_plugins_other_tools_installed() -> None:
+    # logfire (a test dependency here, in many users' environments too) registers a pydantic
+    # plugin that would instrument every config model and import an OpenTelemetry SDK.
+    probe = ("import importlib.metadata as m, sys; "
+             "assert any(e.name == 'logfire-plugin' for e in m.entry_points(group='pydantic')); "
+             "import tracehouse.core.cli, tracehouse.core.config; "
+             "print(sorted({n.split('.')[0] for n in sys.modules} & {'logfire', 'opentelemetry'}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

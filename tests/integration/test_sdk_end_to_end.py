@@ -177,3 +177,16 @@ def test_sdk_over_otlp_grpc(all_in_one: AllInOne) -> None:
     spans = emit_traces(OTLPSpanExporter(endpoint=all_in_one.otlp_grpc, insecure=True, timeout=30), "sdk-grpc")
     assert_stored_exactly(all_in_one, spans, "sdk-grpc")
     assert len(search_all(all_in_one, "sdk-grpc")) == TRACES
+
+
+def test_storing_and_searching_never_loads_pandas(all_in_one: AllInOne) -> None:
+    # clickhouse-connect imports pandas (chDB's dependency, so installed) to ask whether each
+    # insert is a DataFrame: 48 MB of the all-in-one's idle RSS for a check that is always no.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    spans = emit_traces(OTLPSpanExporter(endpoint=f"{all_in_one.otlp_http}/v1/traces", timeout=30), "sdk-maps")
+    assert_stored_exactly(all_in_one, spans, "sdk-maps")
+    assert len(search_all(all_in_one, "sdk-maps")) == TRACES
+    maps = all_in_one.mapped_files()
+    assert "chdb" in maps, "the all-in-one stores into the embedded engine"
+    assert "/pandas/" not in maps, "the all-in-one loaded pandas"
