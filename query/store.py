@@ -153,7 +153,7 @@ _ORDER_SQL = {
 # Placeholders of trace_search(_spans, _totals, _cutoff).sql filled per query (the rest when
 # they are loaded).
 SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor", "totals", "row_traces", "candidates",
-                    "direction", "edge", "labels", "row_key", "after")
+                    "rollup_rows", "direction", "edge", "labels", "row_key", "after")
 INT64_MIN = -(2**63)
 # The exact totals of a search: window sums over its every trace, before the page is cut.
 EXACT_TOTALS = """,
@@ -200,14 +200,28 @@ _ROW_KEYS = {
     "tokens": "toInt64(ifNull(TotalTokens, ifNull(InputTokens, 0) + ifNull(OutputTokens, 0)))",
     "duration": "toInt64(toUnixTimestamp64Nano(End) - toUnixTimestamp64Nano(Start))",
 }
-# A page sorted by a value at scale: the traces with a row whose key reaches the cut, and
-# every trace in several rows (one without the root span).
-_KEY_CANDIDATES = """AND TraceId IN (
-          SELECT TraceId FROM {rollup}
-          WHERE Tenant = {{tenant:String}}
-            AND Start >= fromUnixTimestamp64Nano({{start_ns:Int64}}) - toIntervalNanosecond({{window_ns:Int64}})
-            AND Start < fromUnixTimestamp64Nano({{end_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}})
-            AND (FirstSpan.1 = 1 OR {row_key} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}}))"""
+# A page sorted by a value at scale: the rows whose own key reaches the cut, read from the
+# rollup's projection in that key's order (migration 013), and every row of the traces in
+# several rows (one without the root span) that is not among them. Two reads, not one
+# condition with OR: an OR with the trace ids would have the projection's index skip
+# nothing. `hint` bounds what the projection is sorted by when the key is not that.
+_KEY_CANDIDATE_ROWS = """(
+        SELECT * FROM {rollup} WHERE Tenant = {{tenant:String}} AND {in_window}
+          AND {hint}{row_key} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}}
+        UNION ALL
+        SELECT * FROM {rollup} WHERE Tenant = {{tenant:String}} AND {in_window}
+          AND NOT ({row_key} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}})
+          AND TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {in_window}
+                                                         AND FirstSpan.1 = 1))"""
+# The cost projection is sorted by the Float64 cost, which the row key rounds to nano-dollars:
+# a key within the bounds has a cost within them less a nano-dollar (a looser bound, for the
+# index). A row without a cost never reaches the bound (its key is the unpriced one), so the
+# hint applies only while the page's bounds leave the unpriced key out (a constant the
+# engine folds before it reads the index).
+_COST_HINTS = {"desc": "toFloat64(TotalCostUSD) >= ({key_floor:Int64} - 1) / 1e9",
+               "asc": "toFloat64(TotalCostUSD) <= ({key_ceiling:Int64} + 1) / 1e9"}
+_COST_HINT = ("({{unpriced_key:Int64}} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}} "
+              "OR {bound}) AND ")
 _STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
              "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
              "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}})")
@@ -313,12 +327,14 @@ class SearchQuery:
             # others' are spread over every granule, where reading the label arrays costs more
             # than looking the page's labels up by id after (~170 vs ~50 ms on 10M spans).
             labels=_LABELS if candidates and self.sort == "time" else "",
-            candidates=self._candidates(rollup) if candidates else "")
+            candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup))
+            if candidates and self.sort == "time" else "",
+            rollup_rows=self._key_candidate_rows(rollup) if candidates and self.sort != "time" else rollup)
 
-    def _candidates(self, rollup: str) -> str:
-        if self.sort == "time":
-            return _CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup))
-        return _KEY_CANDIDATES.format(rollup=rollup, row_key=_ROW_KEYS[self.sort])
+    def _key_candidate_rows(self, rollup: str) -> str:
+        hint = _COST_HINT.format(bound=_COST_HINTS[self.order]) if self.sort == "cost" else ""
+        return _KEY_CANDIDATE_ROWS.format(rollup=rollup, in_window=_IN_WINDOW,
+                                          hint=hint, row_key=_ROW_KEYS[self.sort])
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""

@@ -31,7 +31,9 @@
 --    slot: the columns of trace_labels.sql); elsewhere trace_labels.sql looks them up.
 --    Sorted by cost, tokens or duration, the candidates are the traces with a row whose
 --    own key reaches a cut (trace_search_top.sql) and every trace in several rows, and the
---    trace must reach it too (`key_floor`, `key_ceiling`).
+--    trace must reach it too (`key_floor`, `key_ceiling`): the `rollup_rows` slot reads
+--    those rows from the rollup's projection in that key's order (migration 013) instead
+--    of the whole rollup.
 -- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
 --    when the store estimates them, trace_search_totals.sql); then keyset pagination on
@@ -61,7 +63,7 @@ FROM (
                 {sort:String} = 'tokens', toInt64(tokens),
                 {sort:String} = 'duration', toInt64(duration_ns),
                 toInt64(start_ns)) AS sort_key${labels}
-    FROM ${db}.${table}_trace_rollup
+    FROM ${rollup_rows}
     WHERE Tenant = {tenant:String}
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})

@@ -23,8 +23,8 @@ from test_query_api import FakeHost, SpanSpec, assert_bad_param, build_batch, ma
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.params import parse_time_ns
-from tracehouse.query.search import parse_search
-from tracehouse.query.store import AttributeFilter, SearchQuery, TraceStore
+from tracehouse.query.search import SearchLimits, parse_search
+from tracehouse.query.store import AttributeFilter, SearchQuery, TraceStore, load_sql
 from tracehouse.core.pdata import key_values
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import attrs_to_map
@@ -392,6 +392,34 @@ async def test_at_scale_a_page_sorted_by_a_value_is_whole_wherever_its_candidate
                 assert seen == want, order
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("sort", "key_column"), [("cost", "TotalCostUSD"), ("tokens", "TotalTokens"),
+                                                 ("duration", "End")])
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_at_scale_a_value_sorted_page_reads_its_rows_by_the_projection_in_that_order(
+        mostly_whole: tuple[str, list[Built]], chdb_endpoint: str, sort: str, key_column: str, order: str) -> None:
+    # Sorted by trace id, the rows reaching the cut lie in every granule; the page reads them
+    # in a projection sorted by the same key (migration 013). ClickHouse applies a
+    # projection's index only to the very expression it is sorted by: the key the page tests
+    # and the projection's order must not drift apart.
+    database, _ = mostly_whole
+    shared = {"score_traces": load_sql("trace_search_scores", database, "otel_traces"),
+              "row_filters": load_sql("trace_search_row_filters", database, "otel_traces")}
+    query = parse_search([("start", str(T0 / 1e9 - 3600)), ("sort", sort), ("order", order)],
+                         SearchLimits(lookback_ns=3600 * NS, window_ns=6 * 3600 * NS, max_limit=100))
+    sql = query.sql(load_sql("trace_search", database, "otel_traces", **shared),
+                    load_sql("trace_search_spans", database, "otel_traces"), f"{database}.otel_traces_trace_rollup",
+                    exact_totals=False, candidates=True)
+    cut = {"key_floor": 1} if order == "desc" else {"key_ceiling": 10**12}
+    client = open_client(chdb_endpoint)
+    plan = [row[0].strip() for row in client.query(f"EXPLAIN indexes = 1, projections = 1 {sql}",
+                                                   parameters={**query.parameters(), "tenant": "", **cut}).result_rows]
+    if any(line.endswith(f"ReadFromPreparedSource (by_{sort})") for line in plan):
+        return  # chosen: it reads fewer granules, which only its index can make it
+    at = plan.index(f"Name: by_{sort}")
+    condition = next(line for line in plan[at:] if line.startswith("Condition:"))
+    assert key_column in condition, f"the projection's index does not apply: {condition}"
 
 
 # ------------------------------------------------------------------------------ bounds
