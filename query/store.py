@@ -153,7 +153,7 @@ _ORDER_SQL = {
 # Placeholders of trace_search(_spans, _totals, _cutoff).sql filled per query (the rest when
 # they are loaded).
 SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor", "totals", "row_traces", "candidates",
-                    "rollup_rows", "direction", "edge", "labels", "row_key", "after")
+                    "rollup_rows", "direction", "edge", "labels", "row_key", "after", "key_order", "key_filter")
 INT64_MIN = -(2**63)
 # The exact totals of a search: window sums over its every trace, before the page is cut.
 EXACT_TOTALS = """,
@@ -348,8 +348,14 @@ class SearchQuery:
         """trace_search_cutoff.sql (the time sort) or trace_search_top.sql (the others) in the
         page's order (descending: the rows' largest keys)."""
         desc = self.order == "desc"
-        return Template(template).substitute(direction="DESC" if desc else "ASC", edge="min" if desc else "max",
-                                             row_key=_ROW_KEYS.get(self.sort, ""), after="<=" if desc else ">=")
+        direction = "DESC" if desc else "ASC"
+        key_order, key_filter = f"row_key {direction}", ""
+        if self.sort == "cost":  # the projection keeps the rows without a cost last (NULLS LAST)
+            key_order = f"toFloat64(TotalCostUSD) {direction}{' NULLS FIRST' if desc else ''}"
+            key_filter = "\n      AND TotalCostUSD IS NOT NULL"
+        return Template(template).substitute(direction=direction, edge="min" if desc else "max",
+                                             row_key=_ROW_KEYS.get(self.sort, ""), after="<=" if desc else ">=",
+                                             key_order=key_order, key_filter=key_filter)
 
     def cursor_bounds(self) -> tuple[int, int]:
         """(floor_ns, ceiling_ns): the starts a trace after this page's cursor can have (any
@@ -633,10 +639,17 @@ class TraceStore:
                                matched_output_tokens=round(row["matched_output_tokens"] * scale),
                                matched_cost_usd=row["matched_cost_usd"] * scale, totals_estimated=True)
         elif with_totals:
-            (rows, _), totals = await asyncio.gather(self._page_at_scale(query, params),
-                                                     self._estimated_totals(query, params))
+            # The totals take longest: the page's labels are looked up while they run.
+            async def labelled_page() -> list[dict[str, Any]]:
+                page, _ = await self._page_at_scale(query, params)
+                if page and with_labels:
+                    await self._label(page, query, tenant)
+                return page
+
+            rows, totals = await asyncio.gather(labelled_page(), self._estimated_totals(query, params))
             for row in rows:
                 row.update(totals)
+            return rows
         else:
             rows, _ = await self._page_at_scale(query, params)
         if rows and with_labels:
