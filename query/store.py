@@ -725,14 +725,17 @@ class TraceStore:
         """The page's labels (root name, services, models; unless its query gave them) and
         scores, by trace id."""
         look_up = "service_names" not in rows[0]
+        trace_ids = [r["trace_id"] for r in rows]
+        found = self._query("trace_list_scores", {"trace_ids": trace_ids, "tenant": tenant})
         if look_up:
-            labels = await self._query("trace_labels", {
-                "trace_ids": [r["trace_id"] for r in rows], "start_ns": query.start_ns,
-                "end_ns": query.end_ns, "window_ns": query.window_ns, "tenant": tenant})
+            labels, found_scores = await asyncio.gather(self._query("trace_labels", {
+                "trace_ids": trace_ids, "start_ns": query.start_ns, "end_ns": query.end_ns,
+                "window_ns": query.window_ns, "tenant": tenant}), found)
             by_trace = {label["trace_id"]: label for label in labels}
+        else:
+            found_scores = await found
         scores: dict[str, list[dict[str, Any]]] = {}
-        for score in await self._query("trace_list_scores", {"trace_ids": [r["trace_id"] for r in rows],
-                                                             "tenant": tenant}):
+        for score in found_scores:
             scores.setdefault(score["trace_id"], []).append(score)
         for row in rows:
             if look_up:
