@@ -30,7 +30,6 @@ from typing import Literal
 
 import httpx
 
-from tracehouse.bench.processes import rss_mb
 from tracehouse.bench.loadgen import (
     DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT,
@@ -43,6 +42,7 @@ from tracehouse.bench.loadgen import (
     validate,
     write_json,
 )
+from tracehouse.bench.processes import rss_mb
 
 __all__ = ["main", "markdown_table"]
 

@@ -34,6 +34,7 @@ import httpx
 import psutil
 
 from tracehouse.bench.loadgen import LoadConfig, LoadResult
+from tracehouse.bench.processes import rss_mb
 from tracehouse.bench.run_all_in_one import (
     BenchError,
     ServerInfo,
@@ -49,10 +50,6 @@ from tracehouse.bench.tansu import TansuBroker, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "deploy" / "config"
-
-
-def _rss_mb(pid: int) -> float:
-    return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
 def metric(base_url: str, name: str) -> float:
@@ -90,7 +87,7 @@ def run_sidecar(args: argparse.Namespace, kafka_env: dict[str, str], workdir: Pa
     figures: dict[str, Any] = {"ready_after_s": info.ready_after_s}
     try:
         time.sleep(2)  # let start-up garbage settle before the idle reading
-        figures["idle_rss_mb"] = round(_rss_mb(proc.pid), 1)
+        figures["idle_rss_mb"] = rss_mb(proc.pid)["rss"]
         base = LoadConfig(spans=args.spans, spans_per_request=args.spans_per_request, concurrency=args.concurrency,
                           seed=args.seed, skip_query=True, server_pid=proc.pid)
         endpoints = {"http": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}"}
@@ -115,7 +112,7 @@ def run_writer(expected_spans: int, kafka_env: dict[str, str], workdir: Path, co
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and stored < expected_spans:
             stored = metric(health, "tracehouse_exporter_sent_spans_total")
-            peak = max(peak, _rss_mb(proc.pid))
+            peak = max(peak, rss_mb(proc.pid)["rss"])
             if stored > 0 and t_first is None:
                 t_first, cpu_first, first_batch = time.monotonic(), sum(ps.cpu_times()[:2]), stored
             time.sleep(0.05)

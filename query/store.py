@@ -172,7 +172,7 @@ _LABELS = """,
         arraySort(groupUniqArrayArray(ServiceNames)) AS service_names,
         arraySort(groupUniqArrayArray(ModelNames)) AS models"""
 # Traces with a rollup row passing `condition`, for trace_search.sql's row_traces and
-# candidates slots ({rollup}: the per-trace rollup table).
+# candidates slots and the value sorts' candidate rows ({rollup}: the per-trace rollup table).
 _ROLLUP_TRACES = "AND TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {condition})"
 _IN_WINDOW = ("Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64}) "
               "AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})")
@@ -211,8 +211,7 @@ _KEY_CANDIDATE_ROWS = """(
         UNION ALL
         SELECT * FROM {rollup} WHERE Tenant = {{tenant:String}} AND {in_window}
           AND NOT ({row_key} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}})
-          AND TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {in_window}
-                                                         AND FirstSpan.1 = 1))"""
+          {split_traces})"""
 # The cost projection is sorted by the Float64 cost, which the row key rounds to nano-dollars:
 # a key within the bounds has a cost within them less a nano-dollar (a looser bound, for the
 # index). A row without a cost never reaches the bound (its key is the unpriced one), so the
@@ -333,8 +332,9 @@ class SearchQuery:
 
     def _key_candidate_rows(self, rollup: str) -> str:
         hint = _COST_HINT.format(bound=_COST_HINTS[self.order]) if self.sort == "cost" else ""
-        return _KEY_CANDIDATE_ROWS.format(rollup=rollup, in_window=_IN_WINDOW,
-                                          hint=hint, row_key=_ROW_KEYS[self.sort])
+        split_traces = _ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND FirstSpan.1 = 1")
+        return _KEY_CANDIDATE_ROWS.format(rollup=rollup, in_window=_IN_WINDOW, hint=hint,
+                                          row_key=_ROW_KEYS[self.sort], split_traces=split_traces)
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
