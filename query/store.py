@@ -69,7 +69,7 @@ class StoreError(Exception):
 
 
 SQL_FILES = ("trace_search", "trace_search_spans", "trace_search_size", "trace_search_cutoff", "trace_search_totals",
-             "trace_search_top", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+             "trace_search_totals_by_minute", "trace_search_top", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_dependencies", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
              "trace_genai_events")
@@ -153,7 +153,8 @@ _ORDER_SQL = {
 # Placeholders of trace_search(_spans, _totals, _cutoff).sql filled per query (the rest when
 # they are loaded).
 SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor", "totals", "row_traces", "candidates",
-                    "rollup_rows", "direction", "edge", "labels", "row_key", "after", "key_order", "key_filter")
+                    "rollup_rows", "direction", "edge", "labels", "row_key", "after", "key_order", "key_filter",
+                    "aggregates")
 INT64_MIN = -(2**63)
 # The exact totals of a search: window sums over its every trace, before the page is cut.
 EXACT_TOTALS = """,
@@ -221,6 +222,19 @@ _COST_HINTS = {"desc": "toFloat64(TotalCostUSD) >= ({key_floor:Int64} - 1) / 1e9
                "asc": "toFloat64(TotalCostUSD) <= ({key_ceiling:Int64} + 1) / 1e9"}
 _COST_HINT = ("({{unpriced_key:Int64}} BETWEEN {{key_floor:Int64}} AND {{key_ceiling:Int64}} "
               "OR {bound}) AND ")
+# The estimated totals of a search without filters, or with only a status filter
+# (trace_search_totals_by_minute.sql): the very aggregates of the rollup's per-minute totals
+# (migration 015), which the engine reads only for a query of its own expressions. A status
+# tests each row, as trace_search_row_filters.sql does.
+_STATUS_ROWS = {"error": "ErrorSpans > 0", "ok": "ErrorSpans = 0", "unset": "StatusSetSpans = 0"}
+_MINUTE_TOTALS = {
+    "": "uniqCombinedState(TraceId) AS traces, sum(ifNull(InputTokens, 0)) AS input_tokens, "
+        "sum(ifNull(OutputTokens, 0)) AS output_tokens, sum(ifNull(TotalCostUSD, 0)) AS cost_usd",
+    **{status: f"uniqCombinedStateIf(TraceId, {rows}) AS traces, "
+               f"sumIf(ifNull(InputTokens, 0), {rows}) AS input_tokens, "
+               f"sumIf(ifNull(OutputTokens, 0), {rows}) AS output_tokens, "
+               f"sumIf(ifNull(TotalCostUSD, 0), {rows}) AS cost_usd" for status, rows in _STATUS_ROWS.items()},
+}
 _STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
              "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
              "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}})")
@@ -322,10 +336,9 @@ class SearchQuery:
         return Template(template).substitute(
             span_traces=span_traces, order_by=order_by, after_cursor=after_cursor,
             totals=EXACT_TOTALS if exact_totals else "", row_traces="\n      ".join(rows),
-            # The time sort's candidates lie in a few granules of the projection by start; the
-            # others' are spread over every granule, where reading the label arrays costs more
-            # than looking the page's labels up by id after (~170 vs ~50 ms on 10M spans).
-            labels=_LABELS if candidates and self.sort == "time" else "",
+            # Candidates lie in a few granules of the rollup's projection in the page's order,
+            # which holds the labels (migrations 012, 015): read there, not looked up by id after.
+            labels=_LABELS if candidates else "",
             candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup))
             if candidates and self.sort == "time" else "",
             rollup_rows=self._key_candidate_rows(rollup) if candidates and self.sort != "time" else rollup)
@@ -335,6 +348,16 @@ class SearchQuery:
         split_traces = _ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND FirstSpan.1 = 1")
         return _KEY_CANDIDATE_ROWS.format(rollup=rollup, in_window=_IN_WINDOW, hint=hint,
                                           row_key=_ROW_KEYS[self.sort], split_traces=split_traces)
+
+    def minute_totals(self) -> str:
+        """The rollup's per-minute totals that answer this search's estimated totals
+        (_MINUTE_TOTALS: every trace's, or those of the traces in a status); "" when it has a
+        filter they lack."""
+        if (self.span_filtered or self.session or self.user or self.scores or self.min_duration_ns > 0
+                or self.max_duration_ns < INT64_MAX or self.min_tokens > 0 or self.max_tokens < UINT64_MAX
+                or self.min_cost_usd > 0 or self.max_cost_usd < math.inf):
+            return ""
+        return _MINUTE_TOTALS[self.status]
 
     def totals_sql(self, template: str, span_template: str) -> str:
         """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
@@ -389,6 +412,9 @@ class SearchQuery:
             "min_cost_usd": float(self.min_cost_usd),
             "max_cost_usd": min(float(self.max_cost_usd), sys.float_info.max),
             "window_ns": self.window_ns,
+            # The range's whole minutes (trace_search_totals_by_minute.sql): none when first >= end.
+            "first_minute_s": -(-self.start_ns // 60_000_000_000) * 60,
+            "end_minute_s": self.end_ns // 60_000_000_000 * 60,
             "sort": self.sort,
             "unpriced_key": INT64_MAX if self.order == "asc" else -1,
             "has_cursor": 1 if self.cursor else 0,
@@ -639,7 +665,8 @@ class TraceStore:
                                matched_output_tokens=round(row["matched_output_tokens"] * scale),
                                matched_cost_usd=row["matched_cost_usd"] * scale, totals_estimated=True)
         elif with_totals:
-            # The totals take longest: the page's labels are looked up while they run.
+            # The page and its labels (scores; the labels too when a session or user filter
+            # grouped its rows from the table) are read while the totals are estimated.
             async def labelled_page() -> list[dict[str, Any]]:
                 page, _ = await self._page_at_scale(query, params)
                 if page and with_labels:
@@ -717,8 +744,12 @@ class TraceStore:
         return [r["trace_id"] for r in found] if len(found) < self.FEW_SPAN_TRACES else None
 
     async def _estimated_totals(self, query: SearchQuery, params: Mapping[str, Any]) -> dict[str, Any]:
-        sql = query.totals_sql(self._sql["trace_search_totals"], self._sql["trace_search_spans"])
-        totals = (await self._query("trace_search_totals", params, sql))[0]
+        if aggregates := query.minute_totals():  # the whole minutes from the rollup's per-minute totals
+            sql = Template(self._sql["trace_search_totals_by_minute"]).substitute(aggregates=aggregates)
+            totals = (await self._query("trace_search_totals_by_minute", params, sql))[0]
+        else:
+            sql = query.totals_sql(self._sql["trace_search_totals"], self._sql["trace_search_spans"])
+            totals = (await self._query("trace_search_totals", params, sql))[0]
         return {**totals, "totals_estimated": True}
 
     async def _label(self, rows: list[dict[str, Any]], query: SearchQuery, tenant: str) -> None:
