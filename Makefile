@@ -3,6 +3,7 @@
 #   make test   the test suite (what CI runs), after `make test-tools` (Debian's prometheus and chromium)
 #   make bench  the benchmarks: all-in-one, GenAI processors, Kafka sidecar and writer, the trace list over 1M and 10M spans, big trace reads, reads against ingestion, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
+#   make mlflow-snapshot  rerecord what MLflow's own server holds after the seed flows (tests compare with it)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= deploy/config/all-in-one.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-tools bench typecheck lint validate-configs dashboards clean install install-test
+.PHONY: run test test-tools bench typecheck lint validate-configs dashboards mlflow-snapshot clean install install-test
 
 # The strict editable install links every package file into build/__editable__*: an edited
 # file shows through, an added or removed one needs a relink. `install` relinks only when the
@@ -60,6 +61,11 @@ run: install
 
 test: install-test test-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The seed flows against a live `mlflow server`, its snapshot written to
+# tests/fixtures/mlflow-server-snapshot.json (after an mlflow upgrade, the tests compare live until then).
+mlflow-snapshot: install-test
+	TRACEHOUSE_MLFLOW_SERVER=record $(BIN)/python -m pytest -q tests/integration/test_mlflow_endpoint.py -k every_seed_flow
 
 typecheck: install-test
 	$(BIN)/mypy -p tracehouse.core -p tracehouse.net -p tracehouse.extensions -p tracehouse.ingest -p tracehouse.processors -p tracehouse.sinks -p tracehouse.query -p tracehouse.bench -p tracehouse.grafana

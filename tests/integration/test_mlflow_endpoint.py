@@ -1,8 +1,9 @@
 """MLflow clients against tracehouse's MLflow endpoint, unchanged: each seed flow runs as
 written (only `MLFLOW_TRACKING_URI` and the model server differ) with the real `mlflow`,
-`openai`, `poml`, `dspy`, `instructor` and `litellm` against the all-in-one and, side by side,
-against a real `mlflow server` (sqlite). What each server then holds, read back through the
-MLflow client (tests/integration/mlflow_flows/snapshot.py), must be the same: experiments,
+`openai`, `poml`, `dspy`, `instructor` and `litellm` against the all-in-one. What it then holds,
+read back through the MLflow client (tests/integration/mlflow_flows/snapshot.py), must be what
+a real `mlflow server` (sqlite) holds after the same flows: recorded with the installed mlflow
+(`make mlflow-snapshot`), or run side by side when that recording is of another version: experiments,
 runs with params, tags and metric history, parent/child runs, trace names, token usage and
 linked prompts, prompt versions and templates, assessments. tracehouse's own API must show
 the same data: prompts, experiments, runs, scores, and exact GenAI numbers.
@@ -18,7 +19,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +101,26 @@ def start_mlflow_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("mlflow server did not start")
 
 
+# What MLflow's own server holds after the flows, recorded with the mlflow installed here
+# (`make mlflow-snapshot`): running the flows against it too doubled this module's ~60 s of
+# client work. With another mlflow installed, or TRACEHOUSE_MLFLOW_SERVER=live, the flows run
+# against a live `mlflow server` instead; =record also rewrites the recording.
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "mlflow-server-snapshot.json"
+
+
+def recorded_snapshot() -> dict[str, Any] | None:
+    """MLflow's server's snapshot as recorded, or None: record or compare live."""
+    if os.environ.get("TRACEHOUSE_MLFLOW_SERVER") in ("live", "record") or not RECORDED.exists():
+        return None
+    recorded = json.loads(RECORDED.read_text())
+    return dict(recorded["snapshot"]) if recorded["mlflow"] == version("mlflow") else None
+
+
+# The flows in two streams at once: an experiment's flows, and the prompt versions flow2 and
+# POML's flow register, stay in one stream, in order.
+STREAMS = [FLOWS[:3] + FLOWS[4:6], [FLOWS[3], *FLOWS[6:]]]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ours_dir, theirs_dir = tmp_path_factory.mktemp("tracehouse"), tmp_path_factory.mktemp("mlflow")
@@ -105,7 +128,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (d / "explain_code.poml").write_text(EXPLAIN_CODE_POML)
         (d / "sample.py").write_text(SAMPLE_PY)
     aio = AllInOne(ours_dir).start()
-    results: dict[str, Any] = {}
+    recorded = recorded_snapshot()
+    results: dict[str, Any] = {} if recorded is None else {"theirs": recorded}
 
     def against_mlflow(llm: FakeLLM) -> None:
         # The same flows against MLflow's own server, concurrently (it takes ~15 s to start).
@@ -127,11 +151,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         with serve_fake_llm(FakeLLM(tool_arguments=TOOL_ARGUMENTS)) as llm:
             other = threading.Thread(target=against_mlflow, args=(llm,))
-            other.start()
-            outputs = {flow: run_flow(flow, aio.mlflow, llm, ours_dir) for flow in FLOWS}
+            if recorded is None:
+                other.start()
+            with ThreadPoolExecutor(len(STREAMS)) as pool:
+                streams = pool.map(lambda flows: {f: run_flow(f, aio.mlflow, llm, ours_dir) for f in flows}, STREAMS)
+                outputs = {flow: out for stream in streams for flow, out in stream.items()}
             ours = snapshot(aio.mlflow, ours_dir)
-            other.join(300)
+            if recorded is None:
+                other.join(300)
         assert "theirs_error" not in results or "did not start" in results["theirs_error"], results["theirs_error"]
+        if os.environ.get("TRACEHOUSE_MLFLOW_SERVER") == "record" and "theirs" in results:
+            RECORDED.write_text(json.dumps({"mlflow": version("mlflow"), "snapshot": results["theirs"]},
+                                           indent=1, sort_keys=True) + "\n")
         yield World(aio, ours, results.get("theirs"), outputs, ours_dir)
     finally:
         code = aio.stop()
