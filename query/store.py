@@ -184,7 +184,10 @@ _ROW_FILTERS = {"session": "SessionId = {session:String}", "user": "UserId = {us
 # A newest- or oldest-first page at scale (TraceStore._page_at_scale): the traces that start
 # in [floor_ns, ceiling_ns], whole. Such a trace has its first rollup row there and every
 # row within the window after it; a trace with a row there that started before floor_ns
-# (it has a row in the window before) is only a part, and is left out.
+# (it has a row in the window before) is only a part, and is left out. `starting` leaves
+# out the traces that end before the range (the window before it is hours of rows): a
+# trace in the range has its first row reach the range, or is in several rows, one of
+# them without the root span.
 _CANDIDATES = """AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}})
       AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}})
       AND TraceId IN ({starting})
@@ -237,7 +240,11 @@ _MINUTE_TOTALS = {
 }
 _STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
              "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
-             "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}})")
+             "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) "
+             "AND (LastSpanStart >= fromUnixTimestamp64Nano({{start_ns:Int64}}) {split_traces})")
+_SPLIT_STARTING = ("OR TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND FirstSpan.1 = 1 "
+                   "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
+                   "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}}))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +346,8 @@ class SearchQuery:
             # Candidates lie in a few granules of the rollup's projection in the page's order,
             # which holds the labels (migrations 012, 015): read there, not looked up by id after.
             labels=_LABELS if candidates else "",
-            candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(rollup=rollup))
+            candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(
+                rollup=rollup, split_traces=_SPLIT_STARTING.format(rollup=rollup)))
             if candidates and self.sort == "time" else "",
             rollup_rows=self._key_candidate_rows(rollup) if candidates and self.sort != "time" else rollup)
 

@@ -310,6 +310,46 @@ async def test_at_scale_a_long_trace_seen_by_a_late_row_does_not_take_a_newer_tr
         await store.close()
 
 
+async def test_at_scale_oldest_first_skips_what_ended_before_the_range_and_keeps_what_crosses_it(
+        chdb_endpoint: str) -> None:
+    # Oldest first over a range with hours of traces just before it (any "last 24 h" of a
+    # running store): those rows are not candidates, so the first round's cut falls inside
+    # the range. Two traces crossing the range's start come first: one whole in one row, and
+    # one still in two rows: the first (with the root) ended before the range, the other is
+    # the trace's only row in it and comes after every candidate cut.
+    database = f"ts_{uuid.uuid4().hex[:12]}"
+    start = T0 + 3600 * NS
+    before = [SpanSpec("svc", f"{0x10000 + n:032x}", f"{0x10000 + n:016x}", "", "before", start - (3000 - n * 5) * NS, NS)
+              for n in range(300)]
+    inside = [SpanSpec("svc", f"{0x20000 + n:032x}", f"{0x20000 + n:016x}", "", "inside", start + (10 + n) * NS, NS)
+              for n in range(8)]
+    whole = SpanSpec("svc", f"{0xA1:032x}", f"{0xA1:016x}", "", "crossing", start - 600 * NS, 700 * NS)
+    child = SpanSpec("svc", whole.trace_id, f"{0xA4:016x}", whole.span_id, "step", start + 2 * NS, NS)
+    root = SpanSpec("svc", f"{0xA2:032x}", f"{0xA2:016x}", "", "split", start - 900 * NS, 10 * NS)
+    late = SpanSpec("svc", root.trace_id, f"{0xA3:016x}", root.span_id, "late", start + 1800 * NS, NS)
+    await seed(chdb_endpoint, database, [build_batch([*before, *inside, whole, child, root]), build_batch([late])])
+    store = at_scale_store(chdb_endpoint, database)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    want = [root.trace_id, whole.trace_id] + [s.trace_id for s in inside]
+    reads: list[str] = []
+    run = store._run
+    store._run = lambda name, *args: reads.append(name) or run(name, *args)  # type: ignore[method-assign]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            for rounds in [(4,), (10, 300), (50,)]:
+                store.CANDIDATE_ROUNDS = rounds
+                reads.clear()
+                body = await search(api, {"start": str(start / NS), "end": str(start / NS + 3600),
+                                          "order": "asc", "limit": 3})
+                assert ids(body) == want[:3], (rounds, reads, body)
+                assert reads.count("trace_search_cutoff") == 1, (rounds, reads)
+            store.CANDIDATE_ROUNDS = (4,)
+            seen, _ = await walk(api, {"start": str(start / NS), "end": str(start / NS + 3600), "order": "asc"}, 3)
+            assert seen == want
+    finally:
+        await store.close()
+
+
 async def test_at_scale_span_filtered_totals_are_scaled_from_the_candidates(
         built: tuple[str, list[Built]], chdb_endpoint: str) -> None:
     # A span filter's totals would read the whole range's spans (for a text search over
