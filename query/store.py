@@ -69,7 +69,8 @@ class StoreError(Exception):
 
 
 SQL_FILES = ("trace_search", "trace_search_spans", "trace_search_size", "trace_search_cutoff", "trace_search_totals",
-             "trace_search_totals_by_minute", "trace_search_top", "trace_labels", "trace_spans", "prompt_list", "prompt_registry", "prompt_usage", "sessions",
+             "trace_search_totals_by_minute", "trace_search_top", "trace_labels", "trace_spans", "prompt_list",
+             "prompt_registry", "prompt_usage", "sessions",
              "jaeger_services", "jaeger_operations", "jaeger_search", "jaeger_dependencies", "experiment_list", "run_list", "run_metric_history",
              "mlflow_traces", "trace_scores", "trace_mlflow", "trace_list_scores", "score_by_id", "score_rollup",
              "trace_genai_events")
@@ -673,8 +674,8 @@ class TraceStore:
                                matched_output_tokens=round(row["matched_output_tokens"] * scale),
                                matched_cost_usd=row["matched_cost_usd"] * scale, totals_estimated=True)
         elif with_totals:
-            # The page and its labels (scores; the labels too when a session or user filter
-            # grouped its rows from the table) are read while the totals are estimated.
+            # The page and its scores (its labels too, when it was grouped without candidates)
+            # are read while the totals are estimated.
             async def labelled_page() -> list[dict[str, Any]]:
                 page, _ = await self._page_at_scale(query, params)
                 if page and with_labels:

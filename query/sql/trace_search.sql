@@ -29,6 +29,7 @@
 --    rollup's projection by start (migration 012) reads those rows from a few granules.
 --    Grouping few traces from a few granules, it also gives their labels (the `labels`
 --    slot: the columns of trace_labels.sql); elsewhere trace_labels.sql looks them up.
+--    (The value sorts' candidates below too: their projections hold the labels.)
 --    Sorted by cost, tokens or duration, the candidates are the traces with a row whose
 --    own key reaches a cut (trace_search_top.sql) and every trace in several rows, and the
 --    trace must reach it too (`key_floor`, `key_ceiling`): the `rollup_rows` slot reads
