@@ -650,9 +650,13 @@ class TraceStore:
         filtered set (`matched_*`), exact up to `exact_totals_max_traces` traces in the
         range, estimated above (`totals_estimated`); none `with_totals=False`."""
         params = {**query.parameters(), "tenant": tenant}
-        size = (await self._query("trace_search_size", params))[0]
+        # The span filters' probe matters only at scale, but it need not wait for the size
+        # to say so: both at once (over a small range it is a short read, then unused).
+        sized, probed = await asyncio.gather(self._query("trace_search_size", params),
+                                             self._few_span_traces(query, params))
+        size = sized[0]
         at_scale = size["rows"] > self._exact_totals_max_traces
-        few = await self._few_span_traces(query, params) if at_scale else None
+        few = probed if at_scale else None
         if few is not None:  # the span filters pick these few traces: exact, totals included
             rows = await self._query("trace_search", {**params, "span_trace_ids": few},
                                      self._search_sql(query, exact_totals=with_totals, span_ids=True)) if few else []
