@@ -175,7 +175,8 @@ _LABELS = """,
         arraySort(groupUniqArrayArray(ModelNames)) AS models"""
 # Traces with a rollup row passing `condition`, for trace_search.sql's row_traces and
 # candidates slots and the value sorts' candidate rows ({rollup}: the per-trace rollup table).
-_ROLLUP_TRACES = "AND TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {condition})"
+_TRACES_WITH_ROW = "TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND {condition})"
+_ROLLUP_TRACES = "AND " + _TRACES_WITH_ROW
 _IN_WINDOW = ("Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64}) "
               "AND Start < fromUnixTimestamp64Nano({end_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})")
 # A trace passes a session, user or error filter only if one of its rows does (the
@@ -242,10 +243,9 @@ _MINUTE_TOTALS = {
 _STARTING = ("SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} "
              "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
              "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) "
-             "AND (LastSpanStart >= fromUnixTimestamp64Nano({{start_ns:Int64}}) {split_traces})")
-_SPLIT_STARTING = ("OR TraceId IN (SELECT TraceId FROM {rollup} WHERE Tenant = {{tenant:String}} AND FirstSpan.1 = 1 "
-                   "AND Start >= fromUnixTimestamp64Nano({{floor_ns:Int64}}) "
-                   "AND Start <= fromUnixTimestamp64Nano({{ceiling_ns:Int64}}) + toIntervalNanosecond({{window_ns:Int64}}))")
+             "AND (LastSpanStart >= fromUnixTimestamp64Nano({{start_ns:Int64}}) OR {split_traces})")
+_SPLIT_STARTING = ("FirstSpan.1 = 1 AND Start >= fromUnixTimestamp64Nano({floor_ns:Int64}) "
+                   "AND Start <= fromUnixTimestamp64Nano({ceiling_ns:Int64}) + toIntervalNanosecond({window_ns:Int64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +348,7 @@ class SearchQuery:
             # which holds the labels (migrations 012, 015): read there, not looked up by id after.
             labels=_LABELS if candidates else "",
             candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(
-                rollup=rollup, split_traces=_SPLIT_STARTING.format(rollup=rollup)))
+                rollup=rollup, split_traces=_TRACES_WITH_ROW.format(rollup=rollup, condition=_SPLIT_STARTING)))
             if candidates and self.sort == "time" else "",
             rollup_rows=self._key_candidate_rows(rollup) if candidates and self.sort != "time" else rollup)
 

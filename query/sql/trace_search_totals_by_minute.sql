@@ -1,6 +1,7 @@
--- The totals of a large trace search without filters, or with only `status=error`, estimated
--- (query/store.py, "search at scale"): trace_search_totals.sql's figures (`aggregates`: of
--- every row, or of the rows with an error span), with the range's whole minutes read from the
+-- The totals of a large trace search without filters, or with only a status, estimated
+-- (query/store.py, "search at scale"): trace_search_totals.sql's figures (`aggregates`,
+-- store.py's _MINUTE_TOTALS: of every row, or of the rows in that status), with the range's
+-- whole minutes read from the
 -- rollup's per-minute totals (migration 015: ~1,440 rows a day, where the rows are every
 -- trace's; 1.7M on 10M spans) and only the rest from the rows: its partial minutes at either
 -- end, and the traces started in the window before it. A row starting in a whole minute of

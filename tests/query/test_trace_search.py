@@ -121,6 +121,12 @@ def built(chdb_endpoint: str) -> tuple[str, list[Built]]:
     return database, traces
 
 
+def at_scale_store(endpoint: str, database: str) -> TraceStore:
+    """A store that answers every range as one of millions of traces: estimated totals."""
+    return TraceStore(QueryClickHouseConfig(endpoint=endpoint, database=database), max_workers=2,
+                      exact_totals_max_traces=0)
+
+
 @pytest.fixture(params=["exact", "at_scale"])
 def search_mode(request: pytest.FixtureRequest) -> str:
     """Every search test runs twice: as the store answers a range of few traces (exact
@@ -136,8 +142,7 @@ async def api(built: tuple[str, list[Built]], chdb_endpoint: str, search_mode: s
     if search_mode == "exact":
         store = make_store(chdb_endpoint, built[0])
     else:
-        store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
-                           exact_totals_max_traces=0)
+        store = at_scale_store(chdb_endpoint, built[0])
         store.CANDIDATE_ROUNDS = (3, 12, 24)
         store.FEW_SPAN_TRACES = 5  # span filters that pick fewer traces are grouped by id
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
@@ -265,8 +270,7 @@ async def test_at_scale_a_page_is_whole_wherever_its_candidates_end(
     # Each trace has two rollup rows (its spans came in two exports) starting 1 ms apart, so
     # some candidate cuts fall between a trace's rows: that trace must neither be shown from
     # its later row alone nor be missed.
-    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
-                       exact_totals_max_traces=0)
+    store = at_scale_store(chdb_endpoint, built[0])
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
@@ -295,8 +299,7 @@ async def test_at_scale_a_long_trace_seen_by_a_late_row_does_not_take_a_newer_tr
     late = [SpanSpec("svc", r.trace_id, f"{0xB0 + n:016x}", r.span_id, "late", T0 + (600 + n) * NS, NS)
             for n, r in enumerate(roots)]
     await seed(chdb_endpoint, database, [build_batch(short + roots), build_batch(late)])
-    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=database), max_workers=2,
-                       exact_totals_max_traces=0)
+    store = at_scale_store(chdb_endpoint, database)
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     newest = [short[4].trace_id, short[3].trace_id, short[2].trace_id]
     try:
@@ -356,8 +359,7 @@ async def test_at_scale_span_filtered_totals_are_scaled_from_the_candidates(
     # messages, seconds): at scale they come from the page's candidates, scaled to the
     # range's traces, and say they are estimated. Every trace a candidate, or the filter's
     # traces few enough to group by id: exact.
-    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=built[0]), max_workers=2,
-                       exact_totals_max_traces=0)
+    store = at_scale_store(chdb_endpoint, built[0])
     store.FEW_SPAN_TRACES = 0
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     want = [t for t in built[1] if any(s.genai.get("GenAIRequestModel") == "gpt-4o" for s in t.specs)]
@@ -416,8 +418,7 @@ async def test_at_scale_a_page_sorted_by_a_value_is_whole_wherever_its_candidate
     # Candidates: the traces with a row whose own key reaches the cut, and every trace in
     # several rows (its late part has no root span, and may be what lifts it over the cut).
     database, traces = mostly_whole
-    store = TraceStore(QueryClickHouseConfig(endpoint=chdb_endpoint, database=database), max_workers=2,
-                       exact_totals_max_traces=0)
+    store = at_scale_store(chdb_endpoint, database)
     app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
@@ -461,12 +462,6 @@ def test_at_scale_a_value_sorted_page_reads_its_rows_by_the_projection_in_that_o
     at = plan.index(f"Name: by_{sort}")
     condition = next(line for line in plan[at:] if line.startswith("Condition:"))
     assert key_column in condition, f"the projection's index does not apply: {condition}"
-
-
-def at_scale_store(endpoint: str, database: str) -> TraceStore:
-    """A store that answers every range as one of millions of traces: estimated totals."""
-    return TraceStore(QueryClickHouseConfig(endpoint=endpoint, database=database), max_workers=2,
-                      exact_totals_max_traces=0)
 
 
 async def totals_of_both(endpoint: str, database: str, params: dict[str, Any]) -> tuple[dict[str, Any], ...]:
