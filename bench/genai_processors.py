@@ -304,7 +304,7 @@ def decode_otlp_json(body: bytes) -> TraceBatch:
 def read_attributes(batch: TraceBatch) -> int:
     """Every span's attributes as a dict, as genai_normalize starts; returns the attribute count."""
     n = 0
-    for rs in batch.request.resource_spans:
+    for rs in batch.resources():
         for ss in rs.scope_spans:
             for span in ss.spans:
                 attrs = {kv.key: kv.value for kv in span.attributes}
@@ -316,7 +316,7 @@ def read_keys(batch: TraceBatch) -> int:
     """Only every span's attribute *keys*, nothing else: the floor of any Python stage that
     looks at attributes at all (each key crosses from upb into a Python str)."""
     n = 0
-    for rs in batch.request.resource_spans:
+    for rs in batch.resources():
         for ss in rs.scope_spans:
             for span in ss.spans:
                 n += len([kv.key for kv in span.attributes])

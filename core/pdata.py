@@ -89,15 +89,21 @@ B = TypeVar("B", bound="OtlpBatch[Any]")
 class OtlpBatch(Generic[R]):
     """One or more OTLP export requests' worth of one signal, and what the pipeline knows of them.
 
-    `raw` is the serialized form while it is known to match `request`; a stage that
-    changes the request must call `mark_mutated()` so the bytes are rebuilt on demand.
+    `requests` are the export requests, in order: one as received, several after a merge.
+    A merge concatenates the list rather than copying spans into one message: copying
+    costs ~3.5 µs a span, and the copies are then ~9 µs a span slower to read than the
+    messages the processors have already read (measured on bench traffic). `request` is
+    the batch as one message, built from the parts on first use; stages on the hot path
+    walk `resources()` instead. `raw` is the serialized form while it is known to match;
+    a stage that changes a request must call `mark_mutated()` so the bytes are rebuilt on
+    demand.
     `item_count` counts spans, log records or data points. `origin` names the Kafka
     records the batch was read from. `deadline` (monotonic seconds) is when the earliest
     client waiting on these items stops waiting: exporters give up retrying before it.
     `tenant` owns every item of the batch: batches of different tenants are never merged.
     """
 
-    request: R
+    requests: list[R]
     item_count: int
     raw: bytes | None = None
     origin: RecordRange | None = None
@@ -122,11 +128,11 @@ class OtlpBatch(Generic[R]):
             request.ParseFromString(raw)
         except DecodeError as exc:
             raise BadRequestError(f"malformed OTLP protobuf: {exc}") from None
-        return cls(request=request, item_count=cls.count(request), raw=raw, deadline=deadline)
+        return cls(requests=[request], item_count=cls.count(request), raw=raw, deadline=deadline)
 
     @classmethod
     def from_request(cls: type[B], request: Any) -> B:
-        return cls(request=request, item_count=cls.count(request))
+        return cls(requests=[request], item_count=cls.count(request))
 
     @classmethod
     def merge(cls: type[B], batches: Iterable[B]) -> B:
@@ -141,16 +147,12 @@ class OtlpBatch(Generic[R]):
         tenants = {p.tenant for p in parts}
         if len(tenants) > 1:
             raise ValueError(f"cannot merge batches of different tenants: {sorted(tenants)}")
-        request = cls.request_type()
-        resources = getattr(request, cls.resources_field)
-        for part in parts:
-            resources.extend(getattr(part.request, cls.resources_field))
         raw: bytes | None = None
         if all(p.raw is not None for p in parts):
             raw = b"".join(p.raw for p in parts)  # type: ignore[misc]
         origins = {p.origin for p in parts}
         deadlines = [p.deadline for p in parts if p.deadline is not None]
-        merged = cls(request=request, item_count=sum(p.item_count for p in parts), raw=raw,
+        merged = cls(requests=[r for p in parts for r in p.requests], item_count=sum(p.item_count for p in parts), raw=raw,
                      origin=origins.pop() if len(origins) == 1 else None,
                      deadline=min(deadlines) if deadlines else None, tenant=parts[0].tenant)
         merged._merged_from(parts)
@@ -168,8 +170,8 @@ class OtlpBatch(Generic[R]):
         if self.raw is not None:
             request.ParseFromString(self.raw)  # faster than CopyFrom for upb messages
         else:
-            request.CopyFrom(self.request)
-        copy = type(self)(request=request, item_count=self.item_count, raw=self.raw, origin=self.origin,
+            request.ParseFromString(self._serialized())
+        copy = type(self)(requests=[request], item_count=self.item_count, raw=self.raw, origin=self.origin,
                           deadline=self.deadline, tenant=self.tenant)
         copy._cloned_from(self)
         return copy
@@ -185,7 +187,7 @@ class OtlpBatch(Generic[R]):
         What an exporter bisects with to find the item a destination refuses."""
         if self.item_count < 2:
             raise ValueError(f"a batch of fewer than two {self.signal.items} cannot be split")
-        resources = list(getattr(self.request, self.resources_field))
+        resources = list(self.resources())
         first, second = self.request_type(), self.request_type()
         if len(resources) > 1:
             half = len(resources) // 2
@@ -193,7 +195,7 @@ class OtlpBatch(Generic[R]):
             getattr(second, self.resources_field).extend(resources[half:])
         if not self.count(first) or not self.count(second):  # one resource, or all items on one side
             first, second = self._split_items(resources, self.item_count // 2)
-        halves = [type(self)(request=r, item_count=self.count(r), deadline=self.deadline, tenant=self.tenant)
+        halves = [type(self)(requests=[r], item_count=self.count(r), deadline=self.deadline, tenant=self.tenant)
                   for r in (first, second)]
         self._split_into(halves[0], halves[1])
         return halves[0], halves[1]
@@ -236,21 +238,38 @@ class OtlpBatch(Generic[R]):
         return max(0.0, min(default, self.deadline - time.monotonic()))
 
     @property
+    def request(self) -> R:
+        """The batch as one request. A merged batch's requests are copied into one here, on
+        first use, and the batch keeps that one from then on."""
+        requests = self.requests
+        if len(requests) != 1:
+            merged = self.request_type()
+            getattr(merged, self.resources_field).extend(self.resources())
+            self.requests = requests = [merged]
+        return requests[0]
+
+    @property
     def nbytes(self) -> int:
         """Wire size; what queues and memory limits are measured in."""
-        return len(self.raw) if self.raw is not None else self.request.ByteSize()
+        return len(self.raw) if self.raw is not None else sum(r.ByteSize() for r in self.requests)
 
     def to_bytes(self) -> bytes:
         if self.raw is None:
-            self.raw = self.request.SerializeToString()
+            self.raw = self._serialized()
         return self.raw
+
+    def _serialized(self) -> bytes:
+        # Serialized requests concatenate into the serialized merge of their resources.
+        return b"".join(r.SerializeToString() for r in self.requests)
 
     def mark_mutated(self) -> None:
         self.raw = None
 
-    def resources(self) -> Any:
-        """The request's resource_spans / resource_logs / resource_metrics."""
-        return getattr(self.request, self.resources_field)
+    def resources(self) -> Iterator[Any]:
+        """Every request's resource_spans / resource_logs / resource_metrics, in order."""
+        field = self.resources_field
+        for request in self.requests:
+            yield from getattr(request, field)
 
 
 @dataclass(slots=True)
@@ -299,7 +318,7 @@ class TraceBatch(OtlpBatch[ExportTraceServiceRequest]):
 
     def iter_spans(self) -> Iterator[tuple[ResourceSpans, Any, Span]]:
         """(resource_spans, scope_spans, span) in wire order."""
-        for rs in self.request.resource_spans:
+        for rs in self.resources():
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     yield rs, ss, span

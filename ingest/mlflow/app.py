@@ -251,7 +251,7 @@ def tag_experiment(scope: Scope, batch: TraceBatch) -> None:
         return
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-    for rs in batch.request.resource_spans:
+    for rs in batch.resources():
         attrs = rs.resource.attributes
         kept = [kv for kv in attrs if kv.key != EXPERIMENT_ATTRIBUTE]
         del attrs[:]

@@ -117,17 +117,17 @@ def _drop(container: Any, problem: Callable[[Any], str | None], name: Callable[[
 
 def _drop_spans(batch: Any, first: list[str]) -> int:
     return sum(_drop(ss.spans, _problem, lambda s: f"span {s.name!r}", first)
-               for rs in batch.request.resource_spans for ss in rs.scope_spans)
+               for rs in batch.resources() for ss in rs.scope_spans)
 
 
 def _drop_log_records(batch: Any, first: list[str]) -> int:
     return sum(_drop(sl.log_records, _log_problem, lambda r: "log record", first)
-               for rl in batch.request.resource_logs for sl in rl.scope_logs)
+               for rl in batch.resources() for sl in rl.scope_logs)
 
 
 def _drop_data_points(batch: Any, first: list[str]) -> int:
     rejected = 0
-    for rm in batch.request.resource_metrics:
+    for rm in batch.resources():
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 points = metric_points(metric)

@@ -351,7 +351,7 @@ class NormalizeProcessor:
         rendered = RenderedLinks()  # POML renderings and the LLM calls that may have sent them
         wrappers: list[int] = []
         unreported: list[int] = []  # MLflow model calls without usage, below another span
-        for rs in batch.request.resource_spans:
+        for rs in batch.resources():
             resource: dict[str, AnyValue] = (
                 {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
             origin = rs.resource.SerializeToString()  # the exporting process (as its resource says)

@@ -211,7 +211,7 @@ class RedactionProcessor:
         mutated = False
         cols = batch.genai
         i = 0
-        for rs in batch.request.resource_spans:
+        for rs in batch.resources():
             removed = self._outer(rs.resource.attributes, counts)
             resource_changed = removed is not None
             resource: dict[str, AnyValue] | None = None
@@ -263,7 +263,7 @@ class RedactionProcessor:
         tally_keys = 0
         changed_records = 0
         mutated = False
-        for rl in batch.request.resource_logs:
+        for rl in batch.resources():
             removed = self._outer(rl.resource.attributes, counts)
             if removed is not None:
                 tally_keys += removed

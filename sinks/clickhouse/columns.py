@@ -116,7 +116,7 @@ def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None,
     ln_attrs: list[list[dict[str, str]]] = []
     n_kinds, n_codes = len(SPAN_KIND), len(STATUS_CODE)
 
-    for rs in batch.request.resource_spans:
+    for rs in batch.resources():
         # Resource and scope values are shared by all their spans: convert once.
         resource = attrs_to_map(rs.resource.attributes)
         resource.pop(TENANT_ATTRIBUTE, None)  # carried through Kafka; stored as the Tenant column

@@ -39,7 +39,7 @@ def logs_to_columns(batch: LogBatch, scores: list[dict[str, Any]] | None = None
     columns: list[list[Any]] = [[] for _ in LOG_COLUMNS]
     (ts, trace_ids, span_ids, flags, sev_text, sev_num, services, bodies, res_urls, res_attrs, scope_urls,
      scope_names, scope_versions, scope_attrs, log_attrs, event_names) = columns
-    for rl in batch.request.resource_logs:
+    for rl in batch.resources():
         resource = attrs_to_map(rl.resource.attributes)
         resource.pop(TENANT_ATTRIBUTE, None)  # carried through Kafka; stored as the Tenant column
         service = resource.get("service.name", "")

@@ -89,7 +89,7 @@ _KIND_VALUES: dict[str, Callable[[Any, Any], tuple[Any, ...]]] = {
 def metrics_to_columns(batch: MetricBatch) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """Per metric kind with points in the batch: column names and column-oriented data."""
     tables: dict[str, list[list[Any]]] = {}
-    for rm in batch.request.resource_metrics:
+    for rm in batch.resources():
         resource = attrs_to_map(rm.resource.attributes)
         resource.pop(TENANT_ATTRIBUTE, None)  # carried through Kafka; stored as the Tenant column
         service = resource.get("service.name", "")

@@ -27,10 +27,10 @@ class DebugExporter:
     async def consume(self, batch: OtlpBatch[Any]) -> None:
         self.received[batch.signal] = self.received.get(batch.signal, 0) + batch.item_count
         if not isinstance(batch, TraceBatch):
-            self._log.info(batch.signal.value, items=batch.item_count, resources=len(batch.resources()))
+            self._log.info(batch.signal.value, items=batch.item_count, resources=sum(1 for _ in batch.resources()))
             return
         self.received_spans += batch.span_count
-        self._log.info("traces", spans=batch.span_count, resource_spans=len(batch.request.resource_spans))
+        self._log.info("traces", spans=batch.span_count, resource_spans=sum(1 for _ in batch.resources()))
         if self._config.verbosity == "detailed":
             for _, _, span in batch.iter_spans():
                 self._log.info("span", name=span.name, trace_id=span.trace_id.hex(), span_id=span.span_id.hex())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -91,12 +92,12 @@ def to_messages(batch: TraceBatch, *, by_trace_id: bool, max_bytes: int) -> list
         return []
     if not by_trace_id:
         # The wire bytes go out as they came in: nothing is re-serialized.
-        return _fit(None, batch.to_bytes(), batch.request, batch.span_count, max_bytes)
-    groups = _group_by_trace(batch.request)
+        return _fit(None, batch, max_bytes)
+    groups = _group_by_trace(batch.resources())
     if len(groups) == 1:
         # Already a single trace: send the received bytes as they are.
         trace_id = next(iter(groups))
-        return _fit(trace_key(trace_id), batch.to_bytes(), batch.request, batch.span_count, max_bytes)
+        return _fit(trace_key(trace_id), batch, max_bytes)
     messages: list[ProducedRecord] = []
     cache: dict[int, bytes] = {}
     for trace_id, parts in groups.items():
@@ -166,10 +167,10 @@ def _split_batch(batch: OtlpBatch[Any], key: bytes | None, max_bytes: int) -> li
 _Parts = list[tuple[ResourceSpans, ScopeSpans, list[Span]]]
 
 
-def _group_by_trace(request: ExportTraceServiceRequest) -> dict[bytes, _Parts]:
+def _group_by_trace(resources: Iterable[ResourceSpans]) -> dict[bytes, _Parts]:
     """One pass over the spans: for each trace, its spans under each (resource, scope)."""
     groups: dict[bytes, _Parts] = {}
-    for rs in request.resource_spans:
+    for rs in resources:
         for ss in rs.scope_spans:
             by_trace: dict[bytes, list[Span]] = {}
             for span in ss.spans:
@@ -241,11 +242,12 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _fit(key: bytes | None, value: bytes, request: ExportTraceServiceRequest, spans: int,
-         max_bytes: int) -> list[ProducedRecord]:
+def _fit(key: bytes | None, batch: TraceBatch, max_bytes: int) -> list[ProducedRecord]:
+    """The batch's bytes as they are when they fit; else split (the only use of the batch as one request)."""
+    value = batch.to_bytes()
     if message_size(key, value) <= max_bytes:
-        return [ProducedRecord(key, value, spans)]
-    return _split(request, key, max_bytes)
+        return [ProducedRecord(key, value, batch.span_count)]
+    return _split(batch.request, key, max_bytes)
 
 
 def _split(request: ExportTraceServiceRequest, key: bytes | None, max_bytes: int) -> list[ProducedRecord]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
+from otlp_fixtures import load_batch
 from signals_sdk import sdk_logs_request, sdk_metrics_request
 from test_exporterhelper import ScriptedSender, exporter, metric
 from tracehouse.core.component import ComponentID, Kind, Settings, Signal, SignalConsumers
@@ -25,6 +26,7 @@ from tracehouse.core.exporterhelper.codec import decode_batch, encode_batch
 from tracehouse.core.pdata import LogBatch, MetricBatch, OtlpBatch, RecordRange, TraceBatch, metric_points
 from tracehouse.core.service import Service
 from tracehouse.core.testing import Sink, TestHost
+from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.processors.batch.config import BatchConfig
 from tracehouse.processors.batch.processor import BatchProcessor
 from tracehouse.processors.memory_limiter.config import MemoryLimiterConfig
@@ -66,6 +68,27 @@ def test_merge_clone_and_split_work_on_every_signal() -> None:
 
     first, second = merged.split()  # two resources: split by resource
     assert (first.item_count, second.item_count) == (3, 2)
+
+
+def test_a_trace_merge_keeps_the_requests_it_was_given_instead_of_copying_their_spans() -> None:
+    parts = [load_batch("openinference/http-protobuf.pb"), load_batch("otel-genai-openai-v2/grpc.pb"),
+             load_batch("mlflow/http-protobuf.pb")]
+    parts[1].request.resource_spans[0].scope_spans[0].spans[0].name = "renamed"  # a processor changed it
+    parts[1].mark_mutated()
+    merged = TraceBatch.merge(parts)
+    # The same messages, walked in order: nothing copied, nothing re-serialized.
+    assert all(got is part.request for got, part in zip(merged.requests, parts, strict=True))
+    spans = [span for _, _, span in merged.iter_spans()]
+    assert spans == [span for p in parts for _, _, span in p.iter_spans()] and spans[0] is not None
+    assert len(spans) == merged.span_count
+    # The exporter's rows come from the parts as they are, equal to a one-request merge's.
+    names, columns = batch_to_columns(merged)
+    assert merged.raw is None and len(merged.requests) == 3
+    # Serialized requests concatenate: the bytes are the merge, with the change.
+    assert TraceBatch.from_bytes(merged.to_bytes()).request == merged.request
+    assert len(merged.requests) == 1  # `request` built the one message, once
+    assert batch_to_columns(TraceBatch.from_request(merged.request)) == (names, columns)
+    assert "renamed" in columns[names.index("SpanName")]
 
 
 def test_a_metric_split_shares_its_points_out_and_keeps_its_name_kind_and_temporality() -> None:
