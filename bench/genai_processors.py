@@ -17,6 +17,10 @@ on one thread, on the serialized request bodies the receiver gets:
   each on a freshly decoded batch that normalize and tokens have enriched, as the
   all-in-one places it (after `genai_tokens`: it re-reads the GenAI columns of the spans it
   changes). Not part of `genai_chain`, whose target predates it;
+- `batch_merge`, `exporter_columns`: the exporter's side. Requests that went through the
+  processors and redaction (untimed) are merged 8,192 spans at a time, as the batch
+  processor does (`TraceBatch.merge`), and the merged batch becomes the ClickHouse insert's
+  columns (`batch_to_columns`);
 - `read_keys`: reading only every span's attribute keys on a freshly decoded batch: the
   floor of any pure-Python stage that looks at attributes at all;
 - `read_attributes`: reading every span's attributes into a `{key: AnyValue}` dict on a
@@ -83,6 +87,7 @@ from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 from tracehouse.processors.genai_tokens.processor import TokensProcessor, is_llm_call
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.processor import RedactionProcessor
+from tracehouse.sinks.clickhouse.columns import batch_to_columns
 
 __all__ = [
     "STAGES",
@@ -99,7 +104,8 @@ NOW_NS = 1_795_392_000_000_000_000  # 2026-11-23T00:00:00Z
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "otlp"
 SHAPE_NAMES = ("bench", "bench_no_usage", "bench_secrets", "openinference", "fixtures")
 STAGES = ("decode_protobuf", "decode_json", "read_keys", "read_attributes", "normalize", "tokens", "cost",
-          "genai_chain", "redaction", "redaction_drop")
+          "genai_chain", "redaction", "redaction_drop", "batch_merge", "exporter_columns")
+BATCH_SPANS = 8192  # the batch processor's send_batch_size in the shipped configs
 PROCESSOR_STAGES = ("normalize", "tokens", "cost")
 USAGE_PREFIX = "gen_ai.usage."
 # Planted by `plant_secrets` (bench_secrets): what a user pastes into a chat, and a tool echoes.
@@ -372,6 +378,26 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
             add(stage, t0, t1)
         del batch
         gc.collect()
+    # The exporter's side, on what the batch processor hands it: requests that went through
+    # the processors (untimed), merged BATCH_SPANS at a time, then turned into the insert's
+    # columns (sinks/clickhouse/columns.py).
+    pending: list[TraceBatch] = []
+    for i, body in enumerate(shape.bodies):
+        batch = decode_protobuf(body)
+        procs.chain(batch)
+        procs.redaction.process(batch)
+        pending.append(batch)
+        if sum(b.span_count for b in pending) >= BATCH_SPANS or i == len(shape.bodies) - 1:
+            t0 = _now()
+            merged = TraceBatch.merge(pending)
+            t1 = _now()
+            batch_to_columns(merged, {}, [])
+            t2 = _now()
+            add("batch_merge", t0, t1)
+            add("exporter_columns", t1, t2)
+            pending = []
+    del batch, merged
+    gc.collect()
     for stage, reader in (("read_attributes", read_attributes), ("read_keys", read_keys)):
         for body in shape.bodies:
             batch = decode_protobuf(body)
@@ -518,6 +544,8 @@ _LABELS = {
     "genai_chain": "**GenAI processors, chained**",
     "redaction": "redaction (`content: mask`, the shipped setting)",
     "redaction_drop": "redaction (`content: drop`)",
+    "batch_merge": "batch processor: merging requests (after the processors)",
+    "exporter_columns": "ClickHouse exporter: spans → insert columns",
 }
 
 

@@ -114,6 +114,7 @@ API_CASES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("attr_exists_missing_key", "/api/v1/traces", {"attr.no.such.key": "exists"}),
     ("attr_contains", "/api/v1/traces", {"attr.gen_ai.data_source.id": "contains:catalog"}),
     ("attr_contains_messages", "/api/v1/traces", {"attr.gen_ai.output.messages": "contains:refund"}),
+    ("model_sorted_by_cost", "/api/v1/traces", {"model": "gpt-4o-mini", "sort": "cost"}),
     ("attr_gt_and_kind_sorted_asc", "/api/v1/traces",
      {"attr.gen_ai.usage.input_tokens": "gt:1800", "span_kind": "llm", "sort": "cost", "order": "asc"}),
     # metrics: the usage rollup, and the spans (by user)
@@ -143,12 +144,14 @@ def _matched(body: dict[str, Any]) -> int:
     return len(body.get("series", []))
 
 
-def measure_api(query_url: str, rounds: int) -> dict[str, Any]:
+def measure_api(query_url: str, rounds: int, cases: Sequence[str] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with httpx.Client(trust_env=False, timeout=120) as client:
         now = time.time()
         values = discover(client, query_url, now - 86400, now)
         for name, path, params in API_CASES:
+            if cases and name not in cases:
+                continue
             filled = {k: v.format(**values) for k, v in params.items()}
             samples = []
             body: dict[str, Any] = {}
@@ -247,7 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proc = _start(info, env, log_path, query_url)
         time.sleep(5)  # let the last inserts' merges settle, as a user's day would have
         load_loaded = _load_average()
-        figures = {**stored, **measure_api(query_url, args.rounds),
+        figures = {**stored, **measure_api(query_url, args.rounds, args.cases.split(",") if args.cases else ()),
                    **measure_page(query_url, args.rounds), "rounds": args.rounds,
                    "server_cores": server_cores, "cpu": cpu_model(),
                    "load_average": {"before": load_before, "after_loading": load_loaded, "after": _load_average()}}
@@ -275,8 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "every CPU shared")
     parser.add_argument("--store", help="keep the store in this directory; a later run with the same one "
                                         "measures it again without loading")
+    parser.add_argument("--cases", help="comma-separated names of the search cases to measure (default: all); "
+                                        "the names are the figures' without `api_`")
     parser.add_argument("--json-out")
     args = parser.parse_args(argv)
+    unknown = set(args.cases.split(",")) - {name for name, _, _ in API_CASES} if args.cases else set()
+    if unknown:
+        parser.error(f"unknown --cases {sorted(unknown)}; the cases are {[name for name, _, _ in API_CASES]}")
     figures = run(args)
     report(figures, args.json_out)
     return 0

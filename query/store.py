@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from string import Template
 from datetime import datetime
@@ -141,6 +141,16 @@ SPAN_FILTERS: dict[str, str] = {
     "span_kind": "(has({genai_kinds:Array(String)}, lower(toString(GenAISpanKind))) "
                  "OR has({otel_kinds:Array(String)}, toString(SpanKind)))",
 }
+# The span filters a rollup row can test on its own: it keeps its spans' services and models
+# (request and response, as the model filter reads them). The cut of a page sorted by value
+# (trace_search_top.sql) counts only the rows that pass them, so a cheap model's page, whose
+# traces are rare among the costliest, finds its candidates in one round instead of grouping
+# rows of other models in three. The cut's edge can only move outward, and the candidates are
+# still filtered exactly. (Not the time sort's cut: its row count scales the totals.)
+ROW_SPAN_FILTERS: dict[str, str] = {
+    "service": "has(ServiceNames, {service:String})",
+    "model": "hasAny(ModelNames, [{model:String}, {model_bare:String}])",
+}
 SORTS = ("time", "cost", "tokens", "duration")
 ORDERS = ("desc", "asc")
 # Per direction: the page order and the keyset condition "after the cursor's row" (the
@@ -155,7 +165,7 @@ _ORDER_SQL = {
 # they are loaded).
 SEARCH_SQL_SLOTS = ("span_traces", "span_filters", "order_by", "after_cursor", "totals", "row_traces", "candidates",
                     "rollup_rows", "direction", "edge", "labels", "row_key", "after", "key_order", "key_filter",
-                    "aggregates")
+                    "aggregates", "row_span_filters")
 INT64_MIN = -(2**63)
 # The exact totals of a search: window sums over its every trace, before the page is cut.
 EXACT_TOTALS = """,
@@ -335,7 +345,16 @@ class SearchQuery:
         between `floor_ns` and `ceiling_ns` (`parameters`). `span_ids`: the traces the span
         filters pick are known already (`span_trace_ids`)."""
         order_by, after_cursor = _ORDER_SQL[self.order]
-        span_traces = "AND TraceId IN {span_trace_ids:Array(String)}" if span_ids else self._span_traces(span_template)
+        by_value = candidates and self.sort != "time"
+        if span_ids:
+            span_traces = "AND TraceId IN {span_trace_ids:Array(String)}"
+        elif by_value and self.span_filtered:
+            # The candidates by value are spread over the whole range: the span filters test
+            # only their spans (~1,000 traces' rows, not every span of a day: BENCHMARKS.md).
+            span_traces = (f"AND TraceId IN (SELECT TraceId FROM ({self.span_sql(span_template)})\n"
+                           f"      WHERE TraceId IN (SELECT TraceId FROM {self._key_candidate_rows(rollup)}))")
+        else:
+            span_traces = self._span_traces(span_template)
         # Candidates are few already: finding the rows would cost a pass over every row.
         rows = [] if candidates else [
             _ROLLUP_TRACES.format(rollup=rollup, condition=f"{_IN_WINDOW} AND {_ROW_FILTERS[name]}")
@@ -350,7 +369,7 @@ class SearchQuery:
             candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(
                 rollup=rollup, split_traces=_TRACES_WITH_ROW.format(rollup=rollup, condition=_SPLIT_STARTING)))
             if candidates and self.sort == "time" else "",
-            rollup_rows=self._key_candidate_rows(rollup) if candidates and self.sort != "time" else rollup)
+            rollup_rows=self._key_candidate_rows(rollup) if by_value else rollup)
 
     def _key_candidate_rows(self, rollup: str) -> str:
         hint = _COST_HINT.format(bound=_COST_HINTS[self.order]) if self.sort == "cost" else ""
@@ -369,8 +388,15 @@ class SearchQuery:
         return _MINUTE_TOTALS[self.status]
 
     def totals_sql(self, template: str, span_template: str) -> str:
-        """trace_search_totals.sql (the estimated totals) with this query's span-level selection."""
-        return Template(template).substitute(span_traces=self._span_traces(span_template))
+        """trace_search_totals.sql (the estimated totals) with this query's span-level selection,
+        by the ids' 64-bit hashes (`TraceKey`, which the totals count already): a set of
+        hundreds of thousands of ids costs ~100 ms more to build and probe as strings
+        (BENCHMARKS.md). A hash shared by two ids would count a trace the filters leave out:
+        ~1e-8 for a day of 10M spans, inside the estimate's ~1%."""
+        if not self.span_filtered:
+            return Template(template).substitute(span_traces="")
+        return Template(template).substitute(
+            span_traces=f"AND TraceKey IN (SELECT sipHash64(TraceId) FROM ({self.span_sql(span_template)}))")
 
     def _span_traces(self, span_template: str) -> str:
         """The span_traces slot: the traces a span passing the span-level filters picks."""
@@ -385,9 +411,12 @@ class SearchQuery:
         if self.sort == "cost":  # the projection keeps the rows without a cost last (NULLS LAST)
             key_order = f"toFloat64(TotalCostUSD) {direction}{' NULLS FIRST' if desc else ''}"
             key_filter = "\n      AND TotalCostUSD IS NOT NULL"
+        row_span_filters = "".join(f"\n      AND {sql}" for name, sql in ROW_SPAN_FILTERS.items()
+                                   if getattr(self, name))
         return Template(template).substitute(direction=direction, edge="min" if desc else "max",
                                              row_key=_ROW_KEYS.get(self.sort, ""), after="<=" if desc else ">=",
-                                             key_order=key_order, key_filter=key_filter)
+                                             key_order=key_order, key_filter=key_filter,
+                                             row_span_filters=row_span_filters)
 
     def cursor_bounds(self) -> tuple[int, int]:
         """(floor_ns, ceiling_ns): the starts a trace after this page's cursor can have (any
@@ -532,6 +561,20 @@ class MetricsQuery:
         return params
 
 
+def _scaled_totals(row: Mapping[str, Any], in_range: int, sliced: int) -> dict[str, Any]:
+    """The totals a page's row carries, of candidates cut from `sliced` rollup rows, scaled to
+    the `in_range` rows of the whole range (0: every trace was a candidate, they are exact)."""
+    totals = {name: row[name] for name in ("matched_traces", "matched_input_tokens", "matched_output_tokens",
+                                           "matched_cost_usd")}
+    if not sliced:
+        return totals
+    scale = in_range / sliced
+    return {"matched_traces": round(totals["matched_traces"] * scale),
+            "matched_input_tokens": round(totals["matched_input_tokens"] * scale),
+            "matched_output_tokens": round(totals["matched_output_tokens"] * scale),
+            "matched_cost_usd": totals["matched_cost_usd"] * scale, "totals_estimated": True}
+
+
 class TraceStore:
     def __init__(self, config: QueryClickHouseConfig, max_workers: int = 4, max_query_memory_mib: int = 2048,
                  exact_totals_max_traces: int = 100_000, read_nice: int = 0):
@@ -668,15 +711,23 @@ class TraceStore:
             rows, sliced = await self._page_at_scale(query, params)
             if sliced is None:  # every trace grouped, without totals
                 totals = await self._estimated_totals(query, params)
-                for row in rows:
-                    row.update(totals)
-            elif sliced:
-                scale = size["in_range"] / sliced
-                for row in rows:
-                    row.update(matched_traces=round(row["matched_traces"] * scale),
-                               matched_input_tokens=round(row["matched_input_tokens"] * scale),
-                               matched_output_tokens=round(row["matched_output_tokens"] * scale),
-                               matched_cost_usd=row["matched_cost_usd"] * scale, totals_estimated=True)
+            else:
+                totals = _scaled_totals(rows[0], size["in_range"], sliced) if rows else {}
+            for row in rows:
+                row.update(totals)
+        elif with_totals and query.span_filtered:
+            # Sorted by a value, the page's candidates are no sample of the range: the totals
+            # are those a newest-first page of the same search estimates, read beside it.
+            async def page_by_value() -> list[dict[str, Any]]:
+                page, _ = await self._page_at_scale(query, params)
+                if page and with_labels:
+                    await self._label(page, query, tenant)
+                return page
+
+            rows, totals = await asyncio.gather(page_by_value(), self._newest_first_totals(query, params, size))
+            for row in rows:
+                row.update(totals)
+            return rows
         elif with_totals:
             # The page and its scores (its labels too, when it was grouped without candidates)
             # are read while the totals are estimated.
@@ -755,6 +806,16 @@ class TraceStore:
         probe = f"SELECT DISTINCT TraceId AS trace_id FROM ({span_sql}) LIMIT {{probe:UInt32}}"
         found = await self._query("trace_search_probe", {**params, "probe": self.FEW_SPAN_TRACES}, probe)
         return [r["trace_id"] for r in found] if len(found) < self.FEW_SPAN_TRACES else None
+
+    async def _newest_first_totals(self, query: SearchQuery, params: Mapping[str, Any],
+                                   size: Mapping[str, Any]) -> dict[str, Any]:
+        """A span-filtered search's totals at scale, as its newest-first page estimates them:
+        the traces that pass among that page's candidates, scaled to the range's traces."""
+        newest = replace(query, sort="time", order="desc", cursor=None)
+        rows, sliced = await self._page_at_scale(newest, {**params, **newest.parameters()})
+        if not rows or sliced is None:  # no candidate passed, or every trace grouped without totals
+            return await self._estimated_totals(query, params)
+        return _scaled_totals(rows[0], size["in_range"], sliced)
 
     async def _estimated_totals(self, query: SearchQuery, params: Mapping[str, Any]) -> dict[str, Any]:
         if aggregates := query.minute_totals():  # the whole minutes from the rollup's per-minute totals

@@ -34,7 +34,7 @@
 --    own key reaches a cut (trace_search_top.sql) and every trace in several rows, and the
 --    trace must reach it too (`key_floor`, `key_ceiling`): the `rollup_rows` slot reads
 --    those rows from the rollup's projection in that key's order (migration 013) instead
---    of the whole rollup.
+--    of the whole rollup, and the span filters test only the spans of those rows' traces.
 -- 4. Trace-level filters (status, session, user, the duration, token and cost bounds) on
 --    the merged rollup row; `totals` (window sums, computed before the page is cut; empty
 --    when the store estimates them, trace_search_totals.sql); then keyset pagination on

@@ -21,7 +21,7 @@ FROM (
       AND Start >= fromUnixTimestamp64Nano({start_ns:Int64}) - toIntervalNanosecond({window_ns:Int64})
       AND Start < fromUnixTimestamp64Nano({end_ns:Int64})
       AND LastSpanStart >= fromUnixTimestamp64Nano({start_ns:Int64})
-      AND ${row_filters}
+      AND ${row_filters}${row_span_filters}
       AND ({has_cursor:UInt8} = 0 OR row_key ${after} {cursor_key:Int64})${key_filter}
     ORDER BY ${key_order}
     LIMIT {candidates:UInt32}

@@ -353,6 +353,44 @@ async def test_at_scale_oldest_first_skips_what_ended_before_the_range_and_keeps
         await store.close()
 
 
+async def test_at_scale_a_cheap_models_page_by_cost_is_cut_among_that_models_traces(chdb_endpoint: str) -> None:
+    # Sorted by cost and narrowed to a model whose traces are all cheaper than another's: a
+    # cut among every trace would hold only the other model's, round after round. The rollup
+    # keeps each trace's models, so the cut counts that model's traces only: one round.
+    database = f"ts_{uuid.uuid4().hex[:12]}"
+    start = T0 + 3600 * NS
+
+    def chat(n: int, model: str, cost: str, response_model: str = "") -> SpanSpec:
+        return SpanSpec("svc", f"{0x30000 + n:032x}", f"{0x30000 + n:016x}", "", f"chat {n}", start + n * NS, NS,
+                        genai={"GenAIRequestModel": model, "GenAIResponseModel": response_model or model,
+                               "GenAITotalCostUSD": Decimal(cost)})
+
+    costly = [chat(n, "big", f"0.{n + 10:02d}") for n in range(60)]
+    cheap = [chat(100 + n, "small", f"0.00{n + 1}") for n in range(6)]
+    dated = chat(200, "tiny", "0.0095", response_model="small")  # the model it answered with
+    await seed(chdb_endpoint, database, [build_batch([*costly, *cheap, dated])])
+    store = at_scale_store(chdb_endpoint, database)
+    store.FEW_SPAN_TRACES = 2  # the model's 7 traces are "many"
+    store.CANDIDATE_ROUNDS = (4, 16, 64)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    reads: list[str] = []
+    run = store._run
+    store._run = lambda name, *args: reads.append(name) or run(name, *args)  # type: ignore[method-assign]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            window = {"start": str(start / NS), "end": str(start / NS + 3600)}
+            body = await search(api, {**window, "sort": "cost", "model": "small", "limit": 3})
+            assert ids(body) == [dated.trace_id, cheap[5].trace_id, cheap[4].trace_id]
+            assert reads.count("trace_search_top") == 1, reads
+            reads.clear()
+            body = await search(api, {**window, "sort": "cost", "order": "asc", "service": "svc", "limit": 2})
+            assert ids(body) == [cheap[0].trace_id, cheap[1].trace_id] and reads.count("trace_search_top") == 1
+            seen, _ = await walk(api, {**window, "sort": "cost", "model": "small"}, 3)
+            assert seen == [dated.trace_id, *[t.trace_id for t in reversed(cheap)]]
+    finally:
+        await store.close()
+
+
 async def test_at_scale_span_filtered_totals_are_scaled_from_the_candidates(
         built: tuple[str, list[Built]], chdb_endpoint: str) -> None:
     # A span filter's totals would read the whole range's spans (for a text search over
@@ -387,6 +425,38 @@ async def test_at_scale_span_filtered_totals_are_scaled_from_the_candidates(
             store.FEW_SPAN_TRACES = 1000
             few = await search(api, {"model": "gpt-4o", "limit": 2})
             assert ids(few) == ids(whole) and few["totals"] == whole["totals"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("sort", ["cost", "tokens", "duration"])
+async def test_at_scale_a_span_filtered_page_by_value_tests_its_candidates_spans_only(
+        built: tuple[str, list[Built]], chdb_endpoint: str, sort: str) -> None:
+    # Sorted by a value, a page's candidates are spread over the whole range: the span filters
+    # test the candidates' spans, not every span of the range (seconds over a day of 10M
+    # spans with a map filter), and the totals are the newest-first page's estimate (the
+    # value's candidates are no sample of the range), never a read of every span either.
+    store = at_scale_store(chdb_endpoint, built[0])
+    store.FEW_SPAN_TRACES = 0
+    store.CANDIDATE_ROUNDS = (3, 24)
+    app = create_app(store, FakeHost(), settings=QueryApiConfig(max_limit=100))  # type: ignore[arg-type]
+    want = [t for t in built[1] if any(s.genai.get("GenAIRequestModel") == "gpt-4o" for s in t.specs)]
+    reads: list[tuple[str, str]] = []
+    run = store._run
+    store._run = lambda name, params, sql=None: reads.append((name, sql or "")) or run(name, params, sql)  # type: ignore[method-assign]
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query") as api:
+            newest = await search(api, {"model": "gpt-4o", "limit": 2})
+            reads.clear()
+            body = await search(api, {"model": "gpt-4o", "sort": sort, "limit": 2})
+            assert ids(body) == expected_order(want, sort, "desc")[:2]
+            assert_summaries_whole(body, built[1])
+            assert body["totals"] == newest["totals"] and body["totals"]["estimated"] is True
+            assert "trace_search_totals" not in [name for name, _ in reads]
+            # The page reads its candidate rows (the rows reaching the cut UNION ALL the split
+            # traces' rows) twice: to group them, and to pick the spans the filters test.
+            (page,) = [sql for name, sql in reads if name == "trace_search" and "UNION ALL" in sql]
+            assert page.count("UNION ALL") == 2, page
     finally:
         await store.close()
 
