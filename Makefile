@@ -60,7 +60,7 @@ run: install
 	$(BIN)/tracehouse run --config $(CONFIG)
 
 test: install-test test-tools
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The seed flows against a live `mlflow server`, its snapshot written to
 # tests/fixtures/mlflow-server-snapshot.json (after an mlflow upgrade, the tests compare live until then).

@@ -26,6 +26,7 @@ def overrides(type_name: str, chdb_endpoint: str, database: str) -> dict[str, An
         "clickhouse": clickhouse,
         "query_api": {"endpoint": "127.0.0.1:0", "clickhouse": clickhouse},
         "health_check": {"endpoint": "127.0.0.1:0"},
+        "mlflow": {"endpoint": "127.0.0.1:0"},  # not MLflow's 5000, which `make run` may hold
         "clickhouse_http": {"endpoint": "127.0.0.1:0", "clickhouse": {"endpoint": chdb_endpoint}, "database": database},
         "bearertokenauth": {"filename": str(NO_KEYS)},
     }.get(type_name, {})

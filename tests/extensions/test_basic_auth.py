@@ -65,7 +65,7 @@ def _b64(raw: bytes) -> str:
     ("Basic " + _b64(b"\xff\xfe:\xff"), "not base64 of UTF-8"),
     ("Basic " + _b64(SHOP.encode()), "no ':'"),
     ("Basic " + _b64(f"{SHOP}:".encode()), "empty password: the API key goes in the password"),
-])
+], ids=["empty", "blank", "not base64", "bad padding", "not UTF-8", "no colon", "empty password"])  # no random key in an id
 async def test_malformed_basic_credentials_are_refused_saying_why(ext: BearerTokenAuthExtension, value: str,
                                                                   message: str) -> None:
     with pytest.raises(UnauthenticatedError, match=message) as info:

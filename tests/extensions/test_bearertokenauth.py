@@ -106,7 +106,8 @@ async def test_keys_from_an_environment_variable(monkeypatch: pytest.MonkeyPatch
      "the same key is listed twice"),
     ("keys: []\ntenants: {shop: {spans_per_second: -1}}", "tenants.shop.spans_per_second: must be a number"),
     ("keys: []\nusers: []", "unknown top-level keys \\['users'\\]"),
-])
+], ids=["not a mapping", "no sha256", "a key, not its digest", "bad tenant", "bad kind", "a key twice", "bad limit",
+        "unknown key"])  # the same ids in every process (pytest-xdist): no random key in them
 def test_a_bad_key_file_says_which_entry_and_what(text: str, message: str) -> None:
     with pytest.raises(KeyFileError, match=message):
         parse_key_file(text, "keys.yaml")

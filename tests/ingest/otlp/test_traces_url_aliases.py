@@ -72,7 +72,7 @@ async def test_langfuse_request_is_accepted_on_its_path_with_basic_credentials(
     ("Basic " + base64.b64encode(b"no-colon").decode(), "no ':'"),
     ("Basic " + base64.b64encode(f"{KEY}:".encode()).decode(), "empty password"),
     (basic("pk-lf-x", "sk-lf-wrong"), "invalid API key"),
-])
+], ids=["none", "not base64", "no colon", "empty password", "invalid key"])  # no random key in an id
 async def test_wrong_or_malformed_basic_credentials_get_401_saying_why(
         served: tuple[str, TracesSink], authorization: str | None, message: str) -> None:
     url, sink = served
