@@ -18,8 +18,10 @@ SELECT
     s.GenAIPromptName AS PromptName,
     s.GenAIPromptVersion AS PromptVersion,
     s.Tenant AS Tenant,
-    ifNull(t.UserId, '') AS UserId,
-    ifNull(t.SessionId, '') AS SessionId,
+    -- Only the key the metrics group by: a day's sessions are as many as its traces, and a
+    -- row per session, each with its quantile state, is gigabytes when grouping by user.
+    if({by_user:UInt8}, ifNull(t.TraceUserId, ''), '') AS UserId,
+    if({by_session:UInt8}, ifNull(t.TraceSessionId, ''), '') AS SessionId,
     count() AS Spans,
     countIf(IsCall) AS Requests,
     countIf(IsCall AND StatusCode = 'Error') AS Errors,
@@ -53,11 +55,14 @@ FROM
 ) AS s
 LEFT JOIN
 (
-    SELECT TraceId, max(SessionId) AS SessionId, max(UserId) AS UserId
+    SELECT TraceId, max(SessionId) AS TraceSessionId, max(UserId) AS TraceUserId
     FROM ${db}.${traces}_trace_rollup
     WHERE Tenant = {tenant:String}
       AND Start >= toDateTime64({start_s:UInt32}, 9) - toIntervalNanosecond({window_ns:Int64})
       AND Start < toDateTime64({end_s:UInt32}, 9) + toIntervalNanosecond({window_ns:Int64})
+      -- A trace without the key grouped by is the join's default (''): only the others are
+      -- held in the join's table.
+      AND (({by_user:UInt8} AND UserId != '') OR ({by_session:UInt8} AND SessionId != ''))
     GROUP BY TraceId
 ) AS t ON s.TraceId = t.TraceId
 GROUP BY Minute, ServiceName, Provider, RequestModel, ResponseModel, PromptName, PromptVersion, Tenant, UserId,

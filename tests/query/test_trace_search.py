@@ -25,7 +25,7 @@ from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
 from tracehouse.query.params import parse_time_ns
 from tracehouse.query.search import SearchLimits, parse_search
-from tracehouse.query.store import AttributeFilter, SearchQuery, TraceStore, load_sql
+from tracehouse.query.store import AttributeFilter, MetricsQuery, SearchQuery, TraceStore, load_sql
 from tracehouse.core.pdata import key_values
 from tracehouse.sinks.clickhouse.client import open_client
 from tracehouse.sinks.clickhouse.columns import attrs_to_map
@@ -957,6 +957,27 @@ async def test_metrics_group_by_the_trace_s_user_and_session(
     for name in ("spans", "requests", "errors", "input_tokens", "output_tokens", "total_tokens", "unpriced_requests"):
         assert totals[name] == rollup[name], name
     assert totals["cost_usd"] == pytest.approx(rollup["cost_usd"], rel=1e-12)
+
+
+@pytest.mark.parametrize(("dimension", "other"), [("user", "GenAISessionId"), ("session", "GenAIUserId")])
+def test_usage_from_spans_keeps_a_row_per_value_grouped_by_not_per_value_of_the_other(
+        built: tuple[str, list[Built]], chdb_endpoint: str, dimension: str, other: str) -> None:
+    # A day's sessions are as many as its traces: a usage row (and quantile state) per session
+    # when grouping by user was 2 GiB over 10M spans. Grouped by one, the other is not a key.
+    start_s = parse_time_ns(DAY["start"]) // NS
+    query = MetricsQuery(start_s=start_s, end_s=start_s + 86400, step_s=3600, group_by=(dimension,))
+    rows_sql = load_sql("genai_usage_spans", built[0], "otel_traces")
+    client = open_client(chdb_endpoint)
+    try:
+        result = client.query(f"SELECT UserId, SessionId FROM ({rows_sql})",
+                              parameters={**query.parameters(), "tenant": ""})
+    finally:
+        client.close()
+    column = 0 if dimension == "user" else 1
+    assert {row[1 - column] for row in result.result_rows} == {""}
+    values = {row[column] for row in result.result_rows}
+    others = {t.trace_value(other) for t in built[1]} - {""}
+    assert len(values) == 3 and len(others) >= 2  # "" and two values; the other key had two too
 
 
 async def test_metrics_by_user_with_another_dimension_and_a_filter(
