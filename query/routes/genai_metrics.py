@@ -6,7 +6,7 @@ import asyncio
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from tracehouse.core.auth import Principal
 from tracehouse.query.access import OPEN, Access
@@ -22,7 +22,7 @@ from tracehouse.query.params import (
     parse_step,
     parse_range,
 )
-from tracehouse.query.rows import format_ns, metrics_from_rows, score_metrics_from_rows
+from tracehouse.query.rows import format_ns, metrics_from_rows, metrics_json, score_metrics_from_rows
 from tracehouse.query.store import GROUP_DIMENSIONS, MetricsQuery, TraceStore
 
 MAX_METRIC_ROWS = 200_000  # points of every series together
@@ -65,7 +65,7 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
                         "min, max and the labels' distribution, exact under re-sent, updated and deleted "
                         "scores.")] = False,
         score_name: Annotated[str | None, Query(description="With `scores`: only scores of this name.")] = None,
-    ) -> GenAIMetricsResponse:
+    ) -> Response:
         """Requests, errors, tokens, cost and model-call latency over time, read from the
         per-minute usage rollup (from the spans when grouped by `user` or `session`, which the
         rollup does not hold). Only buckets with data are returned. With `scores=true`, the scores too."""
@@ -89,8 +89,9 @@ def genai_metrics_router(store: TraceStore, settings: QueryApiConfig, access: Ac
             raise ApiError(400, f"step: more than {MAX_METRIC_ROWS} points over all series; use a larger step, "
                                 f"fewer group_by dimensions or filters", "step")
         series, totals = metrics_from_rows(rows, dimensions)
-        return GenAIMetricsResponse(start=format_ns(start_s * NS), end=format_ns(end_s * NS), step_seconds=step_s,
-                                    group_by=dimensions, series=series, totals=totals,
-                                    scores=score_metrics_from_rows(score_rows, dimensions) if scores else None)
+        # Written as the response model would be (it stays the schema), without a model per point.
+        return Response(metrics_json(format_ns(start_s * NS), format_ns(end_s * NS), step_s, dimensions, series, totals,
+                                     score_metrics_from_rows(score_rows, dimensions) if scores else None),
+                        media_type="application/json")
 
     return router

@@ -25,6 +25,7 @@ from tracehouse.query.app import create_app
 from tracehouse.query.params import parse_time_ns
 from tracehouse.query.rows import format_ns
 from tracehouse.query.config import QueryApiConfig, QueryClickHouseConfig
+from tracehouse.query.models import GenAIMetricsResponse
 from tracehouse.query.store import TraceStore
 from tracehouse.sinks.clickhouse.client import open_client
 
@@ -177,8 +178,15 @@ def iso_s(seconds: int) -> str:
 async def metrics(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     resp = await api.get("/api/v1/metrics/genai", params=params)
     assert resp.status_code == 200, resp.text
+    assert_written_as_the_model(resp.content)
     body: dict[str, Any] = resp.json()
     return body
+
+
+def assert_written_as_the_model(content: bytes) -> None:
+    """The route writes its JSON from dicts (query/rows.py metrics_json): the same bytes the
+    response model writes, field order and number formatting included."""
+    assert content == GenAIMetricsResponse.model_validate_json(content).model_dump_json().encode()
 
 
 def check_body(body: dict[str, Any], seeded: Seeded, group_by: Sequence[str] = (), **filters: str) -> None:

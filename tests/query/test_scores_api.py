@@ -42,6 +42,7 @@ from tracehouse.core.testing import TestHost
 from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryClickHouseConfig
+from tracehouse.query.models import GenAIMetricsResponse
 from tracehouse.query.params import parse_time_ns
 from tracehouse.query.store import TraceStore
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
@@ -575,6 +576,8 @@ async def rollup(api: httpx.AsyncClient, **params: str) -> dict[str, Any]:
     resp = await api.get("/api/v1/metrics/genai", params={**RANGE, "scores": "true", **params},
                          headers={"authorization": "Bearer rollup-full"})
     assert resp.status_code == 200, resp.text
+    # Written from dicts (query/rows.py metrics_json), the bytes the response model writes.
+    assert resp.content == GenAIMetricsResponse.model_validate_json(resp.content).model_dump_json().encode()
     scores: dict[str, Any] = resp.json()["scores"]
     return scores
 
