@@ -59,8 +59,10 @@ test-tools:
 run: install
 	$(BIN)/tracehouse run --config $(CONFIG)
 
+# One test file per core, at most four: each worker runs its own chDB engine, Kafka broker,
+# servers and browser, so memory grows with the workers.
 test: install-test test-tools
-	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # The seed flows against a live `mlflow server`, its snapshot written to
 # tests/fixtures/mlflow-server-snapshot.json (after an mlflow upgrade, the tests compare live until then).
