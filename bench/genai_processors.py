@@ -382,12 +382,14 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
     # the processors (untimed), merged BATCH_SPANS at a time, then turned into the insert's
     # columns (sinks/clickhouse/columns.py).
     pending: list[TraceBatch] = []
+    pending_spans = 0
     for i, body in enumerate(shape.bodies):
         batch = decode_protobuf(body)
         procs.chain(batch)
         procs.redaction.process(batch)
         pending.append(batch)
-        if sum(b.span_count for b in pending) >= BATCH_SPANS or i == len(shape.bodies) - 1:
+        pending_spans += batch.span_count
+        if pending_spans >= BATCH_SPANS or i == len(shape.bodies) - 1:
             t0 = _now()
             merged = TraceBatch.merge(pending)
             t1 = _now()
@@ -395,7 +397,7 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
             t2 = _now()
             add("batch_merge", t0, t1)
             add("exporter_columns", t1, t2)
-            pending = []
+            pending, pending_spans = [], 0
     del batch, merged
     gc.collect()
     for stage, reader in (("read_attributes", read_attributes), ("read_keys", read_keys)):

@@ -90,9 +90,8 @@ class OtlpBatch(Generic[R]):
     """One or more OTLP export requests' worth of one signal, and what the pipeline knows of them.
 
     `requests` are the export requests, in order: one as received, several after a merge.
-    A merge concatenates the list rather than copying spans into one message: copying
-    costs ~3.5 µs a span, and the copies are then ~9 µs a span slower to read than the
-    messages the processors have already read (measured on bench traffic). `request` is
+    A merge concatenates the list rather than copying spans into one message, which cost
+    ~3.5 µs a span on bench traffic (BENCHMARKS.md). `request` is
     the batch as one message, built from the parts on first use; stages on the hot path
     walk `resources()` instead. `raw` is the serialized form while it is known to match;
     a stage that changes a request must call `mark_mutated()` so the bytes are rebuilt on
@@ -170,7 +169,8 @@ class OtlpBatch(Generic[R]):
         if self.raw is not None:
             request.ParseFromString(self.raw)  # faster than CopyFrom for upb messages
         else:
-            request.ParseFromString(self._serialized())
+            for part in self.requests:  # a merge of the parts' repeated fields, as the bytes are
+                request.MergeFrom(part)
         copy = type(self)(requests=[request], item_count=self.item_count, raw=self.raw, origin=self.origin,
                           deadline=self.deadline, tenant=self.tenant)
         copy._cloned_from(self)

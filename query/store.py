@@ -345,14 +345,14 @@ class SearchQuery:
         between `floor_ns` and `ceiling_ns` (`parameters`). `span_ids`: the traces the span
         filters pick are known already (`span_trace_ids`)."""
         order_by, after_cursor = _ORDER_SQL[self.order]
-        by_value = candidates and self.sort != "time"
+        key_rows = self._key_candidate_rows(rollup) if candidates and self.sort != "time" else ""
         if span_ids:
             span_traces = "AND TraceId IN {span_trace_ids:Array(String)}"
-        elif by_value and self.span_filtered:
+        elif key_rows and self.span_filtered:
             # The candidates by value are spread over the whole range: the span filters test
             # only their spans (~1,000 traces' rows, not every span of a day: BENCHMARKS.md).
             span_traces = (f"AND TraceId IN (SELECT TraceId FROM ({self.span_sql(span_template)})\n"
-                           f"      WHERE TraceId IN (SELECT TraceId FROM {self._key_candidate_rows(rollup)}))")
+                           f"      WHERE TraceId IN (SELECT TraceId FROM {key_rows}))")
         else:
             span_traces = self._span_traces(span_template)
         # Candidates are few already: finding the rows would cost a pass over every row.
@@ -369,7 +369,7 @@ class SearchQuery:
             candidates=_CANDIDATES.format(rollup=rollup, starting=_STARTING.format(
                 rollup=rollup, split_traces=_TRACES_WITH_ROW.format(rollup=rollup, condition=_SPLIT_STARTING)))
             if candidates and self.sort == "time" else "",
-            rollup_rows=self._key_candidate_rows(rollup) if by_value else rollup)
+            rollup_rows=key_rows or rollup)
 
     def _key_candidate_rows(self, rollup: str) -> str:
         hint = _COST_HINT.format(bound=_COST_HINTS[self.order]) if self.sort == "cost" else ""
@@ -709,12 +709,10 @@ class TraceStore:
             # Totals over the spans of the whole range cost what scanning them costs (seconds
             # for a text search over messages): scaled from the page's candidates instead.
             rows, sliced = await self._page_at_scale(query, params)
-            if sliced is None:  # every trace grouped, without totals
-                totals = await self._estimated_totals(query, params)
-            else:
-                totals = _scaled_totals(rows[0], size["in_range"], sliced) if rows else {}
-            for row in rows:
-                row.update(totals)
+            if rows:
+                totals = await self._page_totals(query, params, size, rows, sliced)
+                for row in rows:
+                    row.update(totals)
         elif with_totals and query.span_filtered:
             # Sorted by a value, the page's candidates are no sample of the range: the totals
             # are those a newest-first page of the same search estimates, read beside it.
@@ -813,7 +811,14 @@ class TraceStore:
         the traces that pass among that page's candidates, scaled to the range's traces."""
         newest = replace(query, sort="time", order="desc", cursor=None)
         rows, sliced = await self._page_at_scale(newest, {**params, **newest.parameters()})
-        if not rows or sliced is None:  # no candidate passed, or every trace grouped without totals
+        return await self._page_totals(query, params, size, rows, sliced)
+
+    async def _page_totals(self, query: SearchQuery, params: Mapping[str, Any], size: Mapping[str, Any],
+                           rows: list[dict[str, Any]], sliced: int | None) -> dict[str, Any]:
+        """The totals of a time-sorted page at scale (`_page_at_scale`): its candidates' that
+        pass, scaled to the range; estimated from the rows when no candidate passed, or when
+        every trace was grouped without totals."""
+        if not rows or sliced is None:
             return await self._estimated_totals(query, params)
         return _scaled_totals(rows[0], size["in_range"], sliced)
 

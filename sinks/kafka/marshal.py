@@ -18,8 +18,8 @@ then by log records or data points).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder

@@ -79,7 +79,7 @@ def test_a_trace_merge_keeps_the_requests_it_was_given_instead_of_copying_their_
     # The same messages, walked in order: nothing copied, nothing re-serialized.
     assert all(got is part.request for got, part in zip(merged.requests, parts, strict=True))
     spans = [span for _, _, span in merged.iter_spans()]
-    assert spans == [span for p in parts for _, _, span in p.iter_spans()] and spans[0] is not None
+    assert spans and spans == [span for p in parts for _, _, span in p.iter_spans()]
     assert len(spans) == merged.span_count
     # The exporter's rows come from the parts as they are, equal to a one-request merge's.
     names, columns = batch_to_columns(merged)

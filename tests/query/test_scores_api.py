@@ -34,6 +34,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from genai_helpers import enrich_all
 from genai_seed import Health
+from test_genai_metrics_api import assert_written_as_the_model
 from tracehouse.core.auth import KeyKind, Principal
 from tracehouse.core.component import ComponentID, Kind, Settings
 from tracehouse.core.errors import UnauthenticatedError
@@ -42,7 +43,6 @@ from tracehouse.core.testing import TestHost
 from tracehouse.query.access import Access
 from tracehouse.query.app import create_app
 from tracehouse.query.config import QueryClickHouseConfig
-from tracehouse.query.models import GenAIMetricsResponse
 from tracehouse.query.params import parse_time_ns
 from tracehouse.query.store import TraceStore
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
@@ -576,8 +576,7 @@ async def rollup(api: httpx.AsyncClient, **params: str) -> dict[str, Any]:
     resp = await api.get("/api/v1/metrics/genai", params={**RANGE, "scores": "true", **params},
                          headers={"authorization": "Bearer rollup-full"})
     assert resp.status_code == 200, resp.text
-    # Written from dicts (query/rows.py metrics_json), the bytes the response model writes.
-    assert resp.content == GenAIMetricsResponse.model_validate_json(resp.content).model_dump_json().encode()
+    assert_written_as_the_model(resp.content)
     scores: dict[str, Any] = resp.json()["scores"]
     return scores
 
