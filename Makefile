@@ -33,7 +33,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	@echo "make: installing tracehouse (editable) and its dependencies into $(VENV)"
 	$(EDITABLE) --progress-bar on -e .
 	@$(LINKED)
-	@touch $@
+	@touch $@ $(VENV)/.native
 
 $(VENV)/.deps-test: pyproject.toml $(VENV)/.deps
 	@echo "make: installing the test dependencies into $(VENV)"
@@ -41,7 +41,15 @@ $(VENV)/.deps-test: pyproject.toml $(VENV)/.deps
 	@$(LINKED)
 	@touch $@
 
-install: $(VENV)/.deps
+# The compiled module (setup.py) is rebuilt when its source changes.
+NATIVE_SOURCES := sinks/clickhouse/_spancolumns.c
+$(VENV)/.native: $(NATIVE_SOURCES) setup.py | $(VENV)/.deps
+	@echo "make: building the C module ($(NATIVE_SOURCES))"
+	$(EDITABLE) -q --no-deps --no-build-isolation -e .
+	@$(LINKED)
+	@touch $@
+
+install: $(VENV)/.deps $(VENV)/.native
 	@if [ "$$(cat $(VENV)/.linked 2>/dev/null)" != "$(PACKAGE_FILES)" ]; then \
 	echo "make: package files added or removed: relinking the editable install"; \
 	$(EDITABLE) -q --no-deps --no-build-isolation -e . && $(LINKED); \

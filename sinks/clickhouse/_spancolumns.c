@@ -1,0 +1,716 @@
+/* The spans table's base columns straight from serialized OTLP (ExportTraceServiceRequest).
+ *
+ * columns.py's `batch_to_columns` walks upb messages from Python: every attribute read
+ * creates wrapper objects, ~20 us a span on bench traffic (BENCHMARKS.md). Serializing
+ * the processed request (upb, in C) and reading the wire format here creates only the
+ * values the columns hold. The renderings are the Python walk's, exactly: strings and
+ * ints here; doubles through PyOS_double_to_string's repr; what is rare or subtle (doubles
+ * repr would write with an exponent, non-finite doubles, bytes, arrays and maps as JSON)
+ * through the Python functions `configure` hands over, so the two cannot drift.
+ * tests/sinks/test_span_columns_native.py checks both walks give the same columns.
+ *
+ * The input must be upb's own serialization (each singular field at most once): a
+ * repeated singular message is not merged here as a protobuf parser would merge it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Columns in batch_to_columns' order (BASE_COLUMNS). */
+enum {
+    C_TS, C_TRACE, C_SPAN, C_PARENT, C_STATE, C_NAME, C_KIND, C_SERVICE, C_RES_ATTRS,
+    C_SCOPE_NAME, C_SCOPE_VERSION, C_ATTRS, C_DURATION, C_STATUS_CODE, C_STATUS_MSG,
+    C_EV_TS, C_EV_NAME, C_EV_ATTRS, C_LN_TRACE, C_LN_SPAN, C_LN_STATE, C_LN_ATTRS, N_COLUMNS
+};
+
+static PyObject *json_encode;    /* list/dict -> compact JSON text */
+static PyObject *format_double;  /* float -> the Collector's text */
+static PyObject *finite_or_text; /* float -> the float, or its text when not finite */
+static PyObject *base64_text;    /* bytes -> base64 text */
+static PyObject *empty_tuple, *empty_str, *true_str, *false_str, *service_key;
+static PyObject *kind_names[6], *status_names[3];
+
+typedef struct {
+    const uint8_t *p, *end;
+} Buf;
+
+static int malformed(const char *what) {
+    PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf: %s", what);
+    return -1;
+}
+
+static int read_varint(Buf *b, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (b->p >= b->end) return malformed("truncated varint");
+        uint8_t byte = *b->p++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return malformed("varint too long");
+}
+
+static int read_fixed64(Buf *b, uint64_t *out) {
+    if (b->end - b->p < 8) return malformed("truncated fixed64");
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | b->p[i];
+    b->p += 8;
+    *out = v;
+    return 0;
+}
+
+static int read_bytes(Buf *b, Buf *out) {
+    uint64_t n;
+    if (read_varint(b, &n) < 0) return -1;
+    if (n > (uint64_t)(b->end - b->p)) return malformed("truncated length-delimited field");
+    out->p = b->p;
+    out->end = b->p + n;
+    b->p += n;
+    return 0;
+}
+
+/* One field's tag; 0 at the end of the buffer. */
+static int read_tag(Buf *b, uint32_t *field, int *wire_type) {
+    uint64_t tag;
+    if (read_varint(b, &tag) < 0) return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wire_type = (int)(tag & 7);
+    return 0;
+}
+
+static int skip_field(Buf *b, int wire_type) {
+    uint64_t ignored;
+    Buf sub;
+    switch (wire_type) {
+    case 0: return read_varint(b, &ignored);
+    case 1: return read_fixed64(b, &ignored);
+    case 2: return read_bytes(b, &sub);
+    case 5:
+        if (b->end - b->p < 4) return malformed("truncated fixed32");
+        b->p += 4;
+        return 0;
+    default: return malformed("unsupported wire type");
+    }
+}
+
+/* Length-delimited payloads are only read where the wire type says so: a field of the
+ * expected number with another type is skipped as a protobuf parser would keep it unknown. */
+#define EXPECT(wt, want) ((wt) == (want))
+
+static PyObject *text(Buf s) {
+    if (s.p == s.end) {
+        Py_INCREF(empty_str);
+        return empty_str;
+    }
+    return PyUnicode_DecodeUTF8((const char *)s.p, s.end - s.p, NULL);
+}
+
+/* Short strings repeat from span to span (attribute keys, models, systems, span names, token
+ * counts): one str each, kept in a small direct-mapped cache, saves the decode, the
+ * allocation and, as a dict key, the hashing, which Python caches in the str. ASCII only:
+ * its UTF-8 bytes are the str's own data, compared in place. */
+#define CACHE_SLOTS 4096
+#define CACHE_MAX_LEN 64
+
+static PyObject *cache[CACHE_SLOTS];
+
+static PyObject *cached_text(const uint8_t *p, Py_ssize_t n) {
+    if (n == 0) {
+        Py_INCREF(empty_str);
+        return empty_str;
+    }
+    if (n > CACHE_MAX_LEN) return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    /* Hashed on the length and the first and last eight bytes: keys of one family
+     * (gen_ai.usage.input_tokens, ...output_tokens) differ at their ends. */
+    uint64_t head = 0, tail = 0;
+    memcpy(&head, p, n < 8 ? n : 8);
+    memcpy(&tail, p + (n > 8 ? n - 8 : 0), n < 8 ? n : 8);
+    uint64_t mixed = (head * 0x9E3779B97F4A7C15ull) ^ (tail + (uint64_t)n) * 0xC2B2AE3D27D4EB4Full;
+    uint32_t h = (uint32_t)(mixed >> 32) ^ (uint32_t)mixed;
+    PyObject **slot = &cache[h & (CACHE_SLOTS - 1)];
+    PyObject *hit = *slot;
+    if (hit && PyUnicode_GET_LENGTH(hit) == n && memcmp(PyUnicode_1BYTE_DATA(hit), p, n) == 0) {
+        Py_INCREF(hit);
+        return hit;
+    }
+    PyObject *out = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (out && PyUnicode_IS_ASCII(out)) {
+        Py_INCREF(out);
+        Py_XSETREF(*slot, out);
+    }
+    return out;
+}
+
+static PyObject *short_text(Buf s) {
+    return cached_text(s.p, s.end - s.p);
+}
+
+static PyObject *hex(Buf s) {
+    static const char digits[] = "0123456789abcdef";
+    Py_ssize_t n = s.end - s.p;
+    if (n == 0) {
+        Py_INCREF(empty_str);
+        return empty_str;
+    }
+    PyObject *out = PyUnicode_New(2 * n, 127);
+    if (!out) return NULL;
+    Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[s.p[i] >> 4];
+        dst[2 * i + 1] = digits[s.p[i] & 15];
+    }
+    return out;
+}
+
+/* AnyValue's oneof, as read from the wire: the last field present wins. */
+enum { V_NONE, V_STRING, V_BOOL, V_INT, V_DOUBLE, V_ARRAY, V_KVLIST, V_BYTES };
+
+typedef struct {
+    int kind;
+    uint64_t scalar; /* bool, int (two's complement), double (bits) */
+    Buf bytes;       /* string, bytes, array, kvlist payloads */
+} AnyValue;
+
+static int read_any(Buf b, AnyValue *v) {
+    v->kind = V_NONE;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == 1 && EXPECT(wt, 2)) { v->kind = V_STRING; if (read_bytes(&b, &v->bytes) < 0) return -1; }
+        else if (field == 2 && EXPECT(wt, 0)) { v->kind = V_BOOL; if (read_varint(&b, &v->scalar) < 0) return -1; }
+        else if (field == 3 && EXPECT(wt, 0)) { v->kind = V_INT; if (read_varint(&b, &v->scalar) < 0) return -1; }
+        else if (field == 4 && EXPECT(wt, 1)) { v->kind = V_DOUBLE; if (read_fixed64(&b, &v->scalar) < 0) return -1; }
+        else if (field == 5 && EXPECT(wt, 2)) { v->kind = V_ARRAY; if (read_bytes(&b, &v->bytes) < 0) return -1; }
+        else if (field == 6 && EXPECT(wt, 2)) { v->kind = V_KVLIST; if (read_bytes(&b, &v->bytes) < 0) return -1; }
+        else if (field == 7 && EXPECT(wt, 2)) { v->kind = V_BYTES; if (read_bytes(&b, &v->bytes) < 0) return -1; }
+        else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+static double as_double(uint64_t bits) {
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+static PyObject *call1(PyObject *fn, PyObject *arg) {
+    if (!arg) return NULL;
+    PyObject *out = PyObject_CallOneArg(fn, arg);
+    Py_DECREF(arg);
+    return out;
+}
+
+static PyObject *bytes_object(Buf s) {
+    return PyBytes_FromStringAndSize((const char *)s.p, s.end - s.p);
+}
+
+/* KeyValue: key and the value's payload. */
+static int read_key_value(Buf b, Buf *key, Buf *value, int *has_value) {
+    key->p = key->end = b.p;
+    *has_value = 0;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == 1 && EXPECT(wt, 2)) { if (read_bytes(&b, key) < 0) return -1; }
+        else if (field == 2 && EXPECT(wt, 2)) { *has_value = 1; if (read_bytes(&b, value) < 0) return -1; }
+        else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *any_to_python(Buf b);
+
+/* ArrayValue / KeyValueList payload -> list / dict of plain values (anyvalue.to_python with
+ * the Collector's style). */
+static PyObject *array_to_python(Buf b) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf item;
+        if (read_tag(&b, &field, &wt) < 0) goto fail;
+        if (field == 1 && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &item) < 0) goto fail;
+            PyObject *value = any_to_python(item);
+            if (!value || PyList_Append(out, value) < 0) { Py_XDECREF(value); goto fail; }
+            Py_DECREF(value);
+        } else if (skip_field(&b, wt) < 0) goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *kvlist_to_python(Buf b) {
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf item, key, value = {NULL, NULL};
+        int has_value;
+        if (read_tag(&b, &field, &wt) < 0) goto fail;
+        if (field == 1 && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &item) < 0 || read_key_value(item, &key, &value, &has_value) < 0) goto fail;
+            PyObject *k = text(key);
+            if (!k) goto fail;
+            PyObject *v;
+            if (has_value) v = any_to_python(value);
+            else { v = Py_None; Py_INCREF(v); }
+            if (!v || PyDict_SetItem(out, k, v) < 0) { Py_DECREF(k); Py_XDECREF(v); goto fail; }
+            Py_DECREF(k);
+            Py_DECREF(v);
+        } else if (skip_field(&b, wt) < 0) goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *any_to_python(Buf b) {
+    AnyValue v;
+    if (read_any(b, &v) < 0) return NULL;
+    switch (v.kind) {
+    case V_STRING: return text(v.bytes);
+    case V_BOOL: return PyBool_FromLong(v.scalar != 0);
+    case V_INT: return PyLong_FromLongLong((long long)v.scalar);
+    case V_DOUBLE: return call1(finite_or_text, PyFloat_FromDouble(as_double(v.scalar)));
+    case V_ARRAY: return array_to_python(v.bytes);
+    case V_KVLIST: return kvlist_to_python(v.bytes);
+    case V_BYTES: return call1(base64_text, bytes_object(v.bytes));
+    default: Py_RETURN_NONE;
+    }
+}
+
+/* AnyValue payload -> its text (columns.any_to_str). */
+static PyObject *any_to_str(Buf b) {
+    AnyValue v;
+    if (read_any(b, &v) < 0) return NULL;
+    switch (v.kind) {
+    case V_STRING: return short_text(v.bytes);
+    case V_INT: {
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%lld", (long long)v.scalar);
+        return cached_text((const uint8_t *)buf, n);
+    }
+    case V_BOOL: {
+        PyObject *out = v.scalar ? true_str : false_str;
+        Py_INCREF(out);
+        return out;
+    }
+    case V_DOUBLE: {
+        double d = as_double(v.scalar);
+        if (isfinite(d)) {
+            /* repr without the ".0" of a whole number: the Collector's text unless repr
+             * would use an exponent, which format_double expands. */
+            char *repr = PyOS_double_to_string(d, 'r', 0, 0, NULL);
+            if (!repr) return NULL;
+            if (!strchr(repr, 'e')) {
+                PyObject *out = PyUnicode_FromString(repr);
+                PyMem_Free(repr);
+                return out;
+            }
+            PyMem_Free(repr);
+        }
+        return call1(format_double, PyFloat_FromDouble(d));
+    }
+    case V_ARRAY: return call1(json_encode, array_to_python(v.bytes));
+    case V_KVLIST: return call1(json_encode, kvlist_to_python(v.bytes));
+    case V_BYTES: return call1(base64_text, bytes_object(v.bytes));
+    default:
+        Py_INCREF(empty_str);
+        return empty_str;
+    }
+}
+
+/* A KeyValue into `map` (a repeated key keeps its last value, in its first place). */
+static int put_attribute(PyObject *map, Buf b) {
+    Buf key, value = {NULL, NULL};
+    int has_value;
+    if (read_key_value(b, &key, &value, &has_value) < 0) return -1;
+    PyObject *k = short_text(key);
+    if (!k) return -1;
+    PyObject *v;
+    if (has_value) v = any_to_str(value);
+    else { v = empty_str; Py_INCREF(v); }
+    int rc = v ? PyDict_SetItem(map, k, v) : -1;
+    Py_DECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* Appends `item` to `list`, stealing the reference. */
+static int append(PyObject *list, PyObject *item) {
+    if (!item) return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* Event (time 1, name 2, attributes 3) or Link (trace_id 1, span_id 2, trace_state 3,
+ * attributes 4) into the span's lists. */
+static int read_event(Buf b, PyObject *times, PyObject *names, PyObject *attrs) {
+    uint64_t time = 0;
+    Buf name = {b.p, b.p};
+    PyObject *map = PyDict_New();
+    if (!map) return -1;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) goto fail;
+        if (field == 1 && EXPECT(wt, 1)) { if (read_fixed64(&b, &time) < 0) goto fail; }
+        else if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, &name) < 0) goto fail; }
+        else if (field == 3 && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || put_attribute(map, sub) < 0) goto fail;
+        } else if (skip_field(&b, wt) < 0) goto fail;
+    }
+    if (append(times, PyLong_FromUnsignedLongLong(time)) < 0 || append(names, short_text(name)) < 0) goto fail;
+    return append(attrs, map);
+fail:
+    Py_DECREF(map);
+    return -1;
+}
+
+static int read_link(Buf b, PyObject *traces, PyObject *spans, PyObject *states, PyObject *attrs) {
+    Buf trace = {b.p, b.p}, span = {b.p, b.p}, state = {b.p, b.p};
+    PyObject *map = PyDict_New();
+    if (!map) return -1;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) goto fail;
+        if (field == 1 && EXPECT(wt, 2)) { if (read_bytes(&b, &trace) < 0) goto fail; }
+        else if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, &span) < 0) goto fail; }
+        else if (field == 3 && EXPECT(wt, 2)) { if (read_bytes(&b, &state) < 0) goto fail; }
+        else if (field == 4 && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || put_attribute(map, sub) < 0) goto fail;
+        } else if (skip_field(&b, wt) < 0) goto fail;
+    }
+    if (append(traces, hex(trace)) < 0 || append(spans, hex(span)) < 0 || append(states, text(state)) < 0) goto fail;
+    return append(attrs, map);
+fail:
+    Py_DECREF(map);
+    return -1;
+}
+
+typedef struct {
+    PyObject **cols;         /* N_COLUMNS lists */
+    PyObject *resource;      /* the resource's attribute map, shared by its spans */
+    PyObject *service;
+    PyObject *scope_name, *scope_version;
+} Context;
+
+static PyObject *enum_name(uint64_t value, PyObject **names, int n) {
+    int64_t v = (int64_t)value; /* enums are int32 on the wire, negative ones sign-extended */
+    PyObject *out = (v >= 0 && v < n) ? names[v] : names[0];
+    Py_INCREF(out);
+    return out;
+}
+
+/* Status: message 2, code 3. */
+static int read_status(Buf b, Buf *message, uint64_t *code) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, message) < 0) return -1; }
+        else if (field == 3 && EXPECT(wt, 0)) { if (read_varint(&b, code) < 0) return -1; }
+        else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+#define NEW_LIST(var) do { if (!(var) && !((var) = PyList_New(0))) goto fail; } while (0)
+
+static int read_span(Context *ctx, Buf b) {
+    Buf none = {b.p, b.p};
+    Buf trace = none, span = none, parent = none, state = none, name = none, status_msg = none;
+    uint64_t kind = 0, start = 0, end = 0, status_code = 0;
+    PyObject *attrs = PyDict_New();
+    PyObject *ev_ts = NULL, *ev_names = NULL, *ev_attrs = NULL;
+    PyObject *ln_trace = NULL, *ln_span = NULL, *ln_state = NULL, *ln_attrs = NULL;
+    PyObject **cols = ctx->cols;
+    if (!attrs) return -1;
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) goto fail;
+        switch (field) {
+        case 1: if (EXPECT(wt, 2)) { if (read_bytes(&b, &trace) < 0) goto fail; continue; } break;
+        case 2: if (EXPECT(wt, 2)) { if (read_bytes(&b, &span) < 0) goto fail; continue; } break;
+        case 3: if (EXPECT(wt, 2)) { if (read_bytes(&b, &state) < 0) goto fail; continue; } break;
+        case 4: if (EXPECT(wt, 2)) { if (read_bytes(&b, &parent) < 0) goto fail; continue; } break;
+        case 5: if (EXPECT(wt, 2)) { if (read_bytes(&b, &name) < 0) goto fail; continue; } break;
+        case 6: if (EXPECT(wt, 0)) { if (read_varint(&b, &kind) < 0) goto fail; continue; } break;
+        case 7: if (EXPECT(wt, 1)) { if (read_fixed64(&b, &start) < 0) goto fail; continue; } break;
+        case 8: if (EXPECT(wt, 1)) { if (read_fixed64(&b, &end) < 0) goto fail; continue; } break;
+        case 9:
+            if (EXPECT(wt, 2)) {
+                if (read_bytes(&b, &sub) < 0 || put_attribute(attrs, sub) < 0) goto fail;
+                continue;
+            }
+            break;
+        case 11:
+            if (EXPECT(wt, 2)) {
+                NEW_LIST(ev_ts); NEW_LIST(ev_names); NEW_LIST(ev_attrs);
+                if (read_bytes(&b, &sub) < 0 || read_event(sub, ev_ts, ev_names, ev_attrs) < 0) goto fail;
+                continue;
+            }
+            break;
+        case 13:
+            if (EXPECT(wt, 2)) {
+                NEW_LIST(ln_trace); NEW_LIST(ln_span); NEW_LIST(ln_state); NEW_LIST(ln_attrs);
+                if (read_bytes(&b, &sub) < 0 || read_link(sub, ln_trace, ln_span, ln_state, ln_attrs) < 0) goto fail;
+                continue;
+            }
+            break;
+        case 15:
+            if (EXPECT(wt, 2)) {
+                if (read_bytes(&b, &sub) < 0 || read_status(sub, &status_msg, &status_code) < 0) goto fail;
+                continue;
+            }
+            break;
+        }
+        if (skip_field(&b, wt) < 0) goto fail;
+    }
+    /* A span without events or links shares the empty tuple: no container to allocate,
+     * track for the garbage collector and free, seven times a span. */
+    if (!ev_ts) {
+        ev_ts = ev_names = ev_attrs = empty_tuple;
+        Py_INCREF(empty_tuple); Py_INCREF(empty_tuple); Py_INCREF(empty_tuple);
+    }
+    if (!ln_trace) {
+        ln_trace = ln_span = ln_state = ln_attrs = empty_tuple;
+        Py_INCREF(empty_tuple); Py_INCREF(empty_tuple); Py_INCREF(empty_tuple); Py_INCREF(empty_tuple);
+    }
+
+    /* The span's row: every column gets its value, or none do (the caller drops the call's
+     * partial rows on an error). */
+    if (append(cols[C_TS], PyLong_FromUnsignedLongLong(start)) < 0
+        || append(cols[C_TRACE], hex(trace)) < 0
+        || append(cols[C_SPAN], hex(span)) < 0
+        || append(cols[C_PARENT], hex(parent)) < 0
+        || append(cols[C_STATE], text(state)) < 0
+        || append(cols[C_NAME], short_text(name)) < 0
+        || append(cols[C_KIND], enum_name(kind, kind_names, 6)) < 0
+        || PyList_Append(cols[C_SERVICE], ctx->service) < 0
+        || PyList_Append(cols[C_RES_ATTRS], ctx->resource) < 0
+        || PyList_Append(cols[C_SCOPE_NAME], ctx->scope_name) < 0
+        || PyList_Append(cols[C_SCOPE_VERSION], ctx->scope_version) < 0
+        || PyList_Append(cols[C_ATTRS], attrs) < 0
+        || append(cols[C_DURATION], PyLong_FromUnsignedLongLong(end > start ? end - start : 0)) < 0
+        || append(cols[C_STATUS_CODE], enum_name(status_code, status_names, 3)) < 0
+        || append(cols[C_STATUS_MSG], short_text(status_msg)) < 0
+        || PyList_Append(cols[C_EV_TS], ev_ts) < 0
+        || PyList_Append(cols[C_EV_NAME], ev_names) < 0
+        || PyList_Append(cols[C_EV_ATTRS], ev_attrs) < 0
+        || PyList_Append(cols[C_LN_TRACE], ln_trace) < 0
+        || PyList_Append(cols[C_LN_SPAN], ln_span) < 0
+        || PyList_Append(cols[C_LN_STATE], ln_state) < 0
+        || PyList_Append(cols[C_LN_ATTRS], ln_attrs) < 0)
+        goto fail;
+    Py_DECREF(attrs);
+    Py_DECREF(ev_ts); Py_DECREF(ev_names); Py_DECREF(ev_attrs);
+    Py_DECREF(ln_trace); Py_DECREF(ln_span); Py_DECREF(ln_state); Py_DECREF(ln_attrs);
+    return 0;
+fail:
+    Py_DECREF(attrs);
+    Py_XDECREF(ev_ts); Py_XDECREF(ev_names); Py_XDECREF(ev_attrs);
+    Py_XDECREF(ln_trace); Py_XDECREF(ln_span); Py_XDECREF(ln_state); Py_XDECREF(ln_attrs);
+    return -1;
+}
+
+/* ScopeSpans: scope 1 (name 1, version 2), spans 2. The scope is read first wherever it sits. */
+static int read_scope_spans(Context *ctx, Buf b) {
+    Buf scan = b, name = {b.p, b.p}, version = {b.p, b.p};
+    while (scan.p < scan.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&scan, &field, &wt) < 0) return -1;
+        if (field == 1 && EXPECT(wt, 2)) {
+            if (read_bytes(&scan, &sub) < 0) return -1;
+            while (sub.p < sub.end) {
+                uint32_t f;
+                int w;
+                if (read_tag(&sub, &f, &w) < 0) return -1;
+                if (f == 1 && EXPECT(w, 2)) { if (read_bytes(&sub, &name) < 0) return -1; }
+                else if (f == 2 && EXPECT(w, 2)) { if (read_bytes(&sub, &version) < 0) return -1; }
+                else if (skip_field(&sub, w) < 0) return -1;
+            }
+        } else if (skip_field(&scan, wt) < 0) return -1;
+    }
+    ctx->scope_name = text(name);
+    ctx->scope_version = ctx->scope_name ? text(version) : NULL;
+    int rc = ctx->scope_version ? 0 : -1;
+    while (rc == 0 && b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) rc = -1;
+        else if (field == 2 && EXPECT(wt, 2)) rc = (read_bytes(&b, &sub) < 0 || read_span(ctx, sub) < 0) ? -1 : 0;
+        else rc = skip_field(&b, wt);
+    }
+    Py_CLEAR(ctx->scope_name);
+    Py_CLEAR(ctx->scope_version);
+    return rc;
+}
+
+/* ResourceSpans: resource 1 (attributes 1), scope_spans 2. */
+static int read_resource_spans(Context *ctx, Buf b, PyObject *drop_key) {
+    Buf scan = b;
+    PyObject *resource = PyDict_New();
+    if (!resource) return -1;
+    int rc = 0;
+    while (rc == 0 && scan.p < scan.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&scan, &field, &wt) < 0) rc = -1;
+        else if (field == 1 && EXPECT(wt, 2)) {
+            if (read_bytes(&scan, &sub) < 0) { rc = -1; break; }
+            while (rc == 0 && sub.p < sub.end) {
+                uint32_t f;
+                int w;
+                Buf kv;
+                if (read_tag(&sub, &f, &w) < 0) rc = -1;
+                else if (f == 1 && EXPECT(w, 2)) rc = (read_bytes(&sub, &kv) < 0 || put_attribute(resource, kv) < 0) ? -1 : 0;
+                else rc = skip_field(&sub, w);
+            }
+        } else rc = skip_field(&scan, wt);
+    }
+    if (rc == 0) {
+        int present = PyDict_Contains(resource, drop_key);
+        if (present < 0 || (present && PyDict_DelItem(resource, drop_key) < 0)) rc = -1;
+    }
+    if (rc < 0) {
+        Py_DECREF(resource);
+        return -1;
+    }
+    PyObject *service = PyDict_GetItemWithError(resource, service_key);
+    if (!service) {
+        if (PyErr_Occurred()) { Py_DECREF(resource); return -1; }
+        service = empty_str;
+    }
+    Py_INCREF(service);
+    ctx->resource = resource;
+    ctx->service = service;
+    while (rc == 0 && b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) rc = -1;
+        else if (field == 2 && EXPECT(wt, 2)) rc = (read_bytes(&b, &sub) < 0 || read_scope_spans(ctx, sub) < 0) ? -1 : 0;
+        else rc = skip_field(&b, wt);
+    }
+    Py_CLEAR(ctx->resource);
+    Py_CLEAR(ctx->service);
+    return rc;
+}
+
+static PyObject *append_spans(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    PyObject *columns, *drop_key;
+    if (!json_encode) {
+        PyErr_SetString(PyExc_RuntimeError, "_spancolumns.configure() was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*O!U:append_spans", &body, &PyList_Type, &columns, &drop_key)) return NULL;
+    PyObject *cols[N_COLUMNS];
+    Py_ssize_t before = 0;
+    if (PyList_GET_SIZE(columns) != N_COLUMNS) {
+        PyErr_Format(PyExc_ValueError, "append_spans needs %d column lists", N_COLUMNS);
+        goto fail;
+    }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        cols[i] = PyList_GET_ITEM(columns, i);
+        if (!PyList_Check(cols[i])) {
+            PyErr_SetString(PyExc_TypeError, "append_spans: columns must be lists");
+            goto fail;
+        }
+    }
+    before = PyList_GET_SIZE(cols[C_TS]);
+    Context ctx = {cols, NULL, NULL, NULL, NULL};
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) goto undo;
+        if (field == 1 && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || read_resource_spans(&ctx, sub, drop_key) < 0) goto undo;
+        } else if (skip_field(&b, wt) < 0) goto undo;
+    }
+    PyBuffer_Release(&body);
+    return PyLong_FromSsize_t(PyList_GET_SIZE(cols[C_TS]) - before);
+undo:
+    /* No partial row survives an error: every column back to its length before the call. */
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        for (int i = 0; i < N_COLUMNS; i++) PyList_SetSlice(cols[i], before, PY_SSIZE_T_MAX, NULL);
+        PyErr_Restore(type, value, tb);
+    }
+fail:
+    PyBuffer_Release(&body);
+    return NULL;
+}
+
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *enc, *fmt, *finite, *b64;
+    if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
+    PyObject *old[4] = {json_encode, format_double, finite_or_text, base64_text};
+    Py_INCREF(enc); json_encode = enc;
+    Py_INCREF(fmt); format_double = fmt;
+    Py_INCREF(finite); finite_or_text = finite;
+    Py_INCREF(b64); base64_text = b64;
+    for (int i = 0; i < 4; i++) Py_XDECREF(old[i]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"append_spans", append_spans, METH_VARARGS,
+     "append_spans(body, columns, drop_resource_key) -> int\n\n"
+     "Append a row for every span of a serialized ExportTraceServiceRequest to the 22 base column\n"
+     "lists, without the resource attribute `drop_resource_key`; returns the number of spans. On an\n"
+     "error no row is appended."},
+    {"configure", configure, METH_VARARGS,
+     "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spancolumns", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__spancolumns(void) {
+    static const char *kinds[6] = {"Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"};
+    static const char *codes[3] = {"Unset", "Ok", "Error"};
+    empty_tuple = PyTuple_New(0);
+    empty_str = PyUnicode_InternFromString("");
+    true_str = PyUnicode_InternFromString("true");
+    false_str = PyUnicode_InternFromString("false");
+    service_key = PyUnicode_InternFromString("service.name");
+    if (!empty_tuple || !empty_str || !true_str || !false_str || !service_key) return NULL;
+    for (int i = 0; i < 6; i++)
+        if (!(kind_names[i] = PyUnicode_InternFromString(kinds[i]))) return NULL;
+    for (int i = 0; i < 3; i++)
+        if (!(status_names[i] = PyUnicode_InternFromString(codes[i]))) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m && (PyModule_AddIntConstant(m, "N_COLUMNS", N_COLUMNS) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
