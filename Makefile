@@ -42,7 +42,7 @@ $(VENV)/.deps-test: pyproject.toml $(VENV)/.deps
 	@touch $@
 
 # The compiled module (setup.py) is rebuilt when its source changes.
-NATIVE_SOURCES := sinks/clickhouse/_spancolumns.c
+NATIVE_SOURCES := core/_otlpwire.c
 $(VENV)/.native: $(NATIVE_SOURCES) setup.py | $(VENV)/.deps
 	@echo "make: building the C module ($(NATIVE_SOURCES))"
 	$(EDITABLE) -q --no-deps --no-build-isolation -e .

@@ -1,6 +1,6 @@
 """The one compiled module; everything else about the package is in pyproject.toml.
 
-sinks/clickhouse/_spancolumns.c reads the spans table's columns from serialized OTLP (see
+core/_otlpwire.c reads the spans table's columns from serialized OTLP (see
 sinks/clickhouse/columns.py). It needs gcc and the Python headers; where they are missing
 the install still succeeds and the exporter takes its Python walk (optional=True), which
 tests/sinks/test_span_columns_native.py reports as a failure.
@@ -9,5 +9,5 @@ tests/sinks/test_span_columns_native.py reports as a failure.
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("tracehouse.sinks.clickhouse._spancolumns", ["sinks/clickhouse/_spancolumns.c"], optional=True),
+    Extension("tracehouse.core._otlpwire", ["core/_otlpwire.c"], optional=True),
 ])

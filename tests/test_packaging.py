@@ -116,7 +116,7 @@ def test_the_wheel_ships_the_config_ui_sql_and_migrations_and_no_tests(dists: tu
         _checkout_files("sinks/clickhouse/migrations", "*.sql")
     assert "tracehouse/core/py.typed" in names
     # The C module the exporter reads span columns with is compiled into the wheel.
-    assert [n for n in names if n.startswith("tracehouse/sinks/clickhouse/_spancolumns.") and n.endswith(".so")]
+    assert [n for n in names if n.startswith("tracehouse/core/_otlpwire.") and n.endswith(".so")]
     # Prices come from the genai-prices dependency's own wheel; the BPE data from bpe-openai's.
     assert "Requires-Dist: genai-prices" in metadata_text and "Requires-Dist: bpe-openai" in metadata_text
     assert "tracehouse = tracehouse.core.cli:main" in entry_points
@@ -129,7 +129,7 @@ def test_the_sdist_carries_the_same_data(dists: tuple[Path, Path]) -> None:
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     assert {"pyproject.toml", "README.md", "deploy/config/all-in-one.yaml", "query/ui/index.html",
-            "query/sql/trace_search.sql", "setup.py", "sinks/clickhouse/_spancolumns.c"} <= names
+            "query/sql/trace_search.sql", "setup.py", "core/_otlpwire.c"} <= names
     assert not [n for n in names if n.startswith("tests/")]
 
 

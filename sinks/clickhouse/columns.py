@@ -2,7 +2,7 @@
 
 This is the exporter's hot path: one pass over the spans, appending straight into
 per-column lists (no per-span row objects, no transpose). It runs in C where the package
-was built with a compiler (_spancolumns.c reads each request's serialization: ~3× less
+was built with a compiler (_otlpwire.c reads each request's serialization: ~3× less
 CPU than walking the upb messages from Python, BENCHMARKS.md); the Python walk below is
 the reference the C one is tested against, and the fallback. Attribute values become
 strings the way the Collector's clickhouseexporter writes them (pcommon AsString):
@@ -95,13 +95,13 @@ def attrs_to_map(attrs: Any) -> dict[str, str]:
 
 
 def _load_native() -> ModuleType | None:
-    """The same walk in C, over the serialized requests (_spancolumns.c, built by setup.py)."""
+    """The same walk in C, over the serialized requests (_otlpwire.c, built by setup.py)."""
     try:
-        from tracehouse.sinks.clickhouse import _spancolumns
+        from tracehouse.core import _otlpwire
     except ImportError:  # pragma: no cover - built without a C compiler: the Python walk
         return None
-    _spancolumns.configure(_compact_json, _format_double, _finite_or_text, _base64)
-    return _spancolumns
+    _otlpwire.configure(_compact_json, _format_double, _finite_or_text, _base64)
+    return _otlpwire
 
 
 native = _load_native()

@@ -1,4 +1,4 @@
-"""The spans table's columns read in C from serialized OTLP (_spancolumns.c) are exactly the
+"""The spans table's columns read in C from serialized OTLP (_otlpwire.c) are exactly the
 columns the Python walk over the upb messages builds: same values, same text renderings,
 same map order, same score rows. Captured payloads, the seed flows and the bench traffic
 after the GenAI processors, and generated edge cases (every AnyValue kind, non-finite and
@@ -33,7 +33,7 @@ native = columns.native
 def test_the_extension_is_built() -> None:
     # Without it the exporter silently takes the Python walk, ~20 µs a span slower: an install
     # that lost it (no compiler, a packaging slip) must fail here, not only in the bench.
-    assert native is not None, "tracehouse.sinks.clickhouse._spancolumns was not built (gcc and Python headers?)"
+    assert native is not None, "tracehouse.core._otlpwire was not built (gcc and Python headers?)"
     assert native.N_COLUMNS == len(BASE_COLUMNS)
 
 

@@ -1,4 +1,9 @@
-/* The spans table's base columns straight from serialized OTLP (ExportTraceServiceRequest).
+/* Serialized OTLP traces (ExportTraceServiceRequest) read in C, for the two stages that
+ * would otherwise walk every attribute of every span through upb's Python wrappers:
+ *
+ * - `append_spans`: the spans table's base columns (sinks/clickhouse/columns.py);
+ * - `scan_texts`: the strings the redaction processor scans, joined per resource, scope and
+ *   span, so the detectors' gate can clear each without a walk (processors/redaction/).
  *
  * columns.py's `batch_to_columns` walks upb messages from Python: every attribute read
  * creates wrapper objects, ~20 us a span on bench traffic (BENCHMARKS.md). Serializing
@@ -625,7 +630,7 @@ static PyObject *append_spans(PyObject *self, PyObject *args) {
     Py_buffer body;
     PyObject *columns, *drop_key;
     if (!json_encode) {
-        PyErr_SetString(PyExc_RuntimeError, "_spancolumns.configure() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "_otlpwire.configure() was not called");
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "y*O!U:append_spans", &body, &PyList_Type, &columns, &drop_key)) return NULL;
@@ -669,6 +674,146 @@ fail:
     return NULL;
 }
 
+/* ---- scan_texts: the strings redaction reads, joined by NUL ------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Text;
+
+static int text_add(Text *t, Buf s) {
+    Py_ssize_t n = s.end - s.p;
+    if (n == 0) return 0;
+    if (t->len + n + 1 > t->cap) {
+        Py_ssize_t cap = (t->cap ? t->cap : 4096);
+        while (cap < t->len + n + 1) cap *= 2;
+        char *grown = PyMem_Realloc(t->data, cap);
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->data = grown;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, s.p, n);
+    t->len += n;
+    t->data[t->len++] = '\0';
+    return 0;
+}
+
+static int text_of_value(Text *t, Buf b, int depth);
+
+/* The strings of an attribute list (KeyValue repeated at `field`) of message `b`. */
+static int text_of_attributes(Text *t, Buf b, uint32_t attributes_field, int depth) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf kv, key, value;
+        int has_value;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == attributes_field && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &kv) < 0 || read_key_value(kv, &key, &value, &has_value) < 0) return -1;
+            if (depth > 0 && text_add(t, key) < 0) return -1; /* a map value's keys, as its wire form holds them */
+            if (has_value && text_of_value(t, value, depth) < 0) return -1;
+        } else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+static int text_of_value(Text *t, Buf b, int depth) {
+    AnyValue v;
+    if (depth > 64) return malformed("values nested too deep");
+    if (read_any(b, &v) < 0) return -1;
+    switch (v.kind) {
+    case V_STRING: return text_add(t, v.bytes);
+    case V_ARRAY: {
+        Buf items = v.bytes;
+        while (items.p < items.end) {
+            uint32_t field;
+            int wt;
+            Buf item;
+            if (read_tag(&items, &field, &wt) < 0) return -1;
+            if (field == 1 && EXPECT(wt, 2)) {
+                if (read_bytes(&items, &item) < 0 || text_of_value(t, item, depth + 1) < 0) return -1;
+            } else if (skip_field(&items, wt) < 0) return -1;
+        }
+        return 0;
+    }
+    case V_KVLIST: return text_of_attributes(t, v.bytes, 1, depth + 1);
+    default: return 0; /* numbers, bools, bytes: never scanned */
+    }
+}
+
+/* Calls `fn(t, payload)` for every length-delimited `field` of `b`. */
+typedef int (*Visit)(Text *t, Buf b);
+
+static int each(Text *t, Buf b, uint32_t wanted, Visit fn) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == wanted && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || fn(t, sub) < 0) return -1;
+        } else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+static int attrs_1(Text *t, Buf b) { return text_of_attributes(t, b, 1, 0); }
+static int attrs_3(Text *t, Buf b) { return text_of_attributes(t, b, 3, 0); }
+static int status_text(Text *t, Buf b) {
+    Buf message = {b.p, b.p};
+    uint64_t code;
+    return read_status(b, &message, &code) < 0 ? -1 : text_add(t, message);
+}
+
+static int span_text(Text *t, Buf b) {
+    if (text_of_attributes(t, b, 9, 0) < 0) return -1; /* attributes */
+    if (each(t, b, 11, attrs_3) < 0) return -1;        /* events' attributes */
+    return each(t, b, 15, status_text);                 /* status message */
+}
+
+/* The text so far becomes the next unit of `out`; the buffer is reused. */
+static int emit(Text *t, PyObject *out) {
+    PyObject *unit = PyUnicode_DecodeUTF8(t->data ? t->data : "", t->len, NULL);
+    t->len = 0;
+    return append(out, unit);
+}
+
+typedef struct {
+    Text text;
+    PyObject *out;
+} Units;
+
+static int span_unit(Text *t, Buf b) {
+    Units *u = (Units *)t;
+    return span_text(t, b) < 0 ? -1 : emit(t, u->out);
+}
+
+static int scope_spans_units(Text *t, Buf b) {
+    Units *u = (Units *)t;
+    if (each(t, b, 1, attrs_3) < 0 || emit(t, u->out) < 0) return -1; /* the scope, wherever it sits */
+    return each(t, b, 2, span_unit);
+}
+
+static int resource_spans_units(Text *t, Buf b) {
+    Units *u = (Units *)t;
+    if (each(t, b, 1, attrs_1) < 0 || emit(t, u->out) < 0) return -1; /* the resource, wherever it sits */
+    return each(t, b, 2, scope_spans_units);
+}
+
+static PyObject *scan_texts(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*:scan_texts", &body)) return NULL;
+    Units u = {{NULL, 0, 0}, PyList_New(0)};
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    if (u.out && each(&u.text, b, 1, resource_spans_units) < 0) Py_CLEAR(u.out);
+    PyMem_Free(u.text.data);
+    PyBuffer_Release(&body);
+    return u.out;
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *enc, *fmt, *finite, *b64;
     if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
@@ -687,14 +832,21 @@ static PyMethodDef methods[] = {
      "Append a row for every span of a serialized ExportTraceServiceRequest to the 22 base column\n"
      "lists, without the resource attribute `drop_resource_key`; returns the number of spans. On an\n"
      "error no row is appended."},
+    {"scan_texts", scan_texts, METH_VARARGS,
+     "scan_texts(body) -> list[str]\n\n"
+     "The strings the redaction processor scans in a serialized ExportTraceServiceRequest, one text\n"
+     "per attribute map owner in walk order: each resource, then each of its scopes followed by\n"
+     "that scope's spans. A resource's or scope's text holds its attribute values; a span's its\n"
+     "attribute values, its events' and its status message. Nested values count, with their map\n"
+     "keys; each string is followed by NUL."},
     {"configure", configure, METH_VARARGS,
      "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spancolumns", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_otlpwire", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__spancolumns(void) {
+PyMODINIT_FUNC PyInit__otlpwire(void) {
     static const char *kinds[6] = {"Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"};
     static const char *codes[3] = {"Unset", "Ok", "Error"};
     empty_tuple = PyTuple_New(0);
