@@ -106,6 +106,55 @@ static int skip_field(Buf *b, int wire_type) {
  * expected number with another type is skipped as a protobuf parser would keep it unknown. */
 #define EXPECT(wt, want) ((wt) == (want))
 
+/* Calls `fn(ctx, payload)` for every length-delimited field numbered `wanted` of message `b`,
+ * in wire order; other fields are skipped. */
+typedef int (*Visit)(void *ctx, Buf b);
+
+static int each(void *ctx, Buf b, uint32_t wanted, Visit fn) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == wanted && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || fn(ctx, sub) < 0) return -1;
+        } else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+/* The scalar and bytes fields a caller wants from message `b` (the last occurrence wins, as
+ * in protobuf); `map`, when given, gets the KeyValue fields numbered `attributes`. */
+typedef struct {
+    uint32_t field;
+    int wire_type; /* 0 varint, 1 fixed64: into `number`; 2: into `bytes` */
+    uint64_t *number;
+    Buf *bytes;
+} Want;
+
+static int put_attribute(PyObject *map, Buf b);
+
+static int read_fields(Buf b, const Want *wants, int n, uint32_t attributes, PyObject *map) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt, rc = 1;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        for (int i = 0; i < n && rc == 1; i++) {
+            if (wants[i].field != field || wants[i].wire_type != wt) continue;
+            rc = wt == 0 ? read_varint(&b, wants[i].number)
+               : wt == 1 ? read_fixed64(&b, wants[i].number)
+               : read_bytes(&b, wants[i].bytes);
+        }
+        if (rc == 1 && map && field == attributes && wt == 2) {
+            Buf kv;
+            rc = (read_bytes(&b, &kv) < 0 || put_attribute(map, kv) < 0) ? -1 : 0;
+        }
+        if (rc == 1) rc = skip_field(&b, wt);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
 static PyObject *text(Buf s) {
     if (s.p == s.end) {
         Py_INCREF(empty_str);
@@ -217,16 +266,13 @@ static PyObject *bytes_object(Buf s) {
 
 /* KeyValue: key and the value's payload. */
 static int read_key_value(Buf b, Buf *key, Buf *value, int *has_value) {
-    key->p = key->end = b.p;
-    *has_value = 0;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        if (read_tag(&b, &field, &wt) < 0) return -1;
-        if (field == 1 && EXPECT(wt, 2)) { if (read_bytes(&b, key) < 0) return -1; }
-        else if (field == 2 && EXPECT(wt, 2)) { *has_value = 1; if (read_bytes(&b, value) < 0) return -1; }
-        else if (skip_field(&b, wt) < 0) return -1;
-    }
+    Buf none = {b.p, b.p};
+    *key = none;
+    *value = none;
+    value->p = NULL;
+    const Want wants[] = {{1, 2, NULL, key}, {2, 2, NULL, value}};
+    if (read_fields(b, wants, 2, 0, NULL) < 0) return -1;
+    *has_value = value->p != NULL;
     return 0;
 }
 
@@ -234,52 +280,33 @@ static PyObject *any_to_python(Buf b);
 
 /* ArrayValue / KeyValueList payload -> list / dict of plain values (anyvalue.to_python with
  * the Collector's style). */
+static int append(PyObject *list, PyObject *item);
+
+static int append_python(void *list, Buf item) { return append(list, any_to_python(item)); }
+
+static int put_python(void *map, Buf kv) {
+    Buf key, value = {NULL, NULL};
+    int has_value;
+    if (read_key_value(kv, &key, &value, &has_value) < 0) return -1;
+    PyObject *k = text(key);
+    if (!k) return -1;
+    PyObject *v = has_value ? any_to_python(value) : Py_NewRef(Py_None);
+    int rc = v ? PyDict_SetItem(map, k, v) : -1;
+    Py_DECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
 static PyObject *array_to_python(Buf b) {
     PyObject *out = PyList_New(0);
-    if (!out) return NULL;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf item;
-        if (read_tag(&b, &field, &wt) < 0) goto fail;
-        if (field == 1 && EXPECT(wt, 2)) {
-            if (read_bytes(&b, &item) < 0) goto fail;
-            PyObject *value = any_to_python(item);
-            if (!value || PyList_Append(out, value) < 0) { Py_XDECREF(value); goto fail; }
-            Py_DECREF(value);
-        } else if (skip_field(&b, wt) < 0) goto fail;
-    }
+    if (out && each(out, b, 1, append_python) < 0) Py_CLEAR(out);
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 static PyObject *kvlist_to_python(Buf b) {
     PyObject *out = PyDict_New();
-    if (!out) return NULL;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf item, key, value = {NULL, NULL};
-        int has_value;
-        if (read_tag(&b, &field, &wt) < 0) goto fail;
-        if (field == 1 && EXPECT(wt, 2)) {
-            if (read_bytes(&b, &item) < 0 || read_key_value(item, &key, &value, &has_value) < 0) goto fail;
-            PyObject *k = text(key);
-            if (!k) goto fail;
-            PyObject *v;
-            if (has_value) v = any_to_python(value);
-            else { v = Py_None; Py_INCREF(v); }
-            if (!v || PyDict_SetItem(out, k, v) < 0) { Py_DECREF(k); Py_XDECREF(v); goto fail; }
-            Py_DECREF(k);
-            Py_DECREF(v);
-        } else if (skip_field(&b, wt) < 0) goto fail;
-    }
+    if (out && each(out, b, 1, put_python) < 0) Py_CLEAR(out);
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 static PyObject *any_to_python(Buf b) {
@@ -367,47 +394,26 @@ static int append(PyObject *list, PyObject *item) {
 static int read_event(Buf b, PyObject *times, PyObject *names, PyObject *attrs) {
     uint64_t time = 0;
     Buf name = {b.p, b.p};
+    const Want wants[] = {{1, 1, &time, NULL}, {2, 2, NULL, &name}};
     PyObject *map = PyDict_New();
-    if (!map) return -1;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&b, &field, &wt) < 0) goto fail;
-        if (field == 1 && EXPECT(wt, 1)) { if (read_fixed64(&b, &time) < 0) goto fail; }
-        else if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, &name) < 0) goto fail; }
-        else if (field == 3 && EXPECT(wt, 2)) {
-            if (read_bytes(&b, &sub) < 0 || put_attribute(map, sub) < 0) goto fail;
-        } else if (skip_field(&b, wt) < 0) goto fail;
+    if (!map || read_fields(b, wants, 2, 3, map) < 0
+        || append(times, PyLong_FromUnsignedLongLong(time)) < 0 || append(names, short_text(name)) < 0) {
+        Py_XDECREF(map);
+        return -1;
     }
-    if (append(times, PyLong_FromUnsignedLongLong(time)) < 0 || append(names, short_text(name)) < 0) goto fail;
     return append(attrs, map);
-fail:
-    Py_DECREF(map);
-    return -1;
 }
 
 static int read_link(Buf b, PyObject *traces, PyObject *spans, PyObject *states, PyObject *attrs) {
     Buf trace = {b.p, b.p}, span = {b.p, b.p}, state = {b.p, b.p};
+    const Want wants[] = {{1, 2, NULL, &trace}, {2, 2, NULL, &span}, {3, 2, NULL, &state}};
     PyObject *map = PyDict_New();
-    if (!map) return -1;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&b, &field, &wt) < 0) goto fail;
-        if (field == 1 && EXPECT(wt, 2)) { if (read_bytes(&b, &trace) < 0) goto fail; }
-        else if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, &span) < 0) goto fail; }
-        else if (field == 3 && EXPECT(wt, 2)) { if (read_bytes(&b, &state) < 0) goto fail; }
-        else if (field == 4 && EXPECT(wt, 2)) {
-            if (read_bytes(&b, &sub) < 0 || put_attribute(map, sub) < 0) goto fail;
-        } else if (skip_field(&b, wt) < 0) goto fail;
+    if (!map || read_fields(b, wants, 3, 4, map) < 0
+        || append(traces, hex(trace)) < 0 || append(spans, hex(span)) < 0 || append(states, text(state)) < 0) {
+        Py_XDECREF(map);
+        return -1;
     }
-    if (append(traces, hex(trace)) < 0 || append(spans, hex(span)) < 0 || append(states, text(state)) < 0) goto fail;
     return append(attrs, map);
-fail:
-    Py_DECREF(map);
-    return -1;
 }
 
 typedef struct {
@@ -426,15 +432,8 @@ static PyObject *enum_name(uint64_t value, PyObject **names, int n) {
 
 /* Status: message 2, code 3. */
 static int read_status(Buf b, Buf *message, uint64_t *code) {
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        if (read_tag(&b, &field, &wt) < 0) return -1;
-        if (field == 2 && EXPECT(wt, 2)) { if (read_bytes(&b, message) < 0) return -1; }
-        else if (field == 3 && EXPECT(wt, 0)) { if (read_varint(&b, code) < 0) return -1; }
-        else if (skip_field(&b, wt) < 0) return -1;
-    }
-    return 0;
+    const Want wants[] = {{2, 2, NULL, message}, {3, 0, code, NULL}};
+    return read_fields(b, wants, 2, 0, NULL);
 }
 
 #define NEW_LIST(var) do { if (!(var) && !((var) = PyList_New(0))) goto fail; } while (0)
@@ -538,65 +537,41 @@ fail:
     return -1;
 }
 
+static int span_row(void *ctx, Buf b) { return read_span((Context *)ctx, b); }
+
 /* ScopeSpans: scope 1 (name 1, version 2), spans 2. The scope is read first wherever it sits. */
+typedef struct {
+    Buf name, version;
+} Scope;
+
+static int read_scope(void *scope, Buf b) {
+    Scope *sc = scope;
+    const Want wants[] = {{1, 2, NULL, &sc->name}, {2, 2, NULL, &sc->version}};
+    return read_fields(b, wants, 2, 0, NULL);
+}
+
 static int read_scope_spans(Context *ctx, Buf b) {
-    Buf scan = b, name = {b.p, b.p}, version = {b.p, b.p};
-    while (scan.p < scan.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&scan, &field, &wt) < 0) return -1;
-        if (field == 1 && EXPECT(wt, 2)) {
-            if (read_bytes(&scan, &sub) < 0) return -1;
-            while (sub.p < sub.end) {
-                uint32_t f;
-                int w;
-                if (read_tag(&sub, &f, &w) < 0) return -1;
-                if (f == 1 && EXPECT(w, 2)) { if (read_bytes(&sub, &name) < 0) return -1; }
-                else if (f == 2 && EXPECT(w, 2)) { if (read_bytes(&sub, &version) < 0) return -1; }
-                else if (skip_field(&sub, w) < 0) return -1;
-            }
-        } else if (skip_field(&scan, wt) < 0) return -1;
-    }
+    Scope scope = {{b.p, b.p}, {b.p, b.p}};
+    if (each(&scope, b, 1, read_scope) < 0) return -1;
+    Buf name = scope.name, version = scope.version;
     ctx->scope_name = text(name);
     ctx->scope_version = ctx->scope_name ? text(version) : NULL;
-    int rc = ctx->scope_version ? 0 : -1;
-    while (rc == 0 && b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&b, &field, &wt) < 0) rc = -1;
-        else if (field == 2 && EXPECT(wt, 2)) rc = (read_bytes(&b, &sub) < 0 || read_span(ctx, sub) < 0) ? -1 : 0;
-        else rc = skip_field(&b, wt);
-    }
+    int rc = ctx->scope_version ? each(ctx, b, 2, span_row) : -1;
     Py_CLEAR(ctx->scope_name);
     Py_CLEAR(ctx->scope_version);
     return rc;
 }
 
-/* ResourceSpans: resource 1 (attributes 1), scope_spans 2. */
+static int attribute_into(void *map, Buf kv) { return put_attribute((PyObject *)map, kv); }
+static int attributes_into(void *map, Buf resource) { return each(map, resource, 1, attribute_into); }
+static int scope_rows(void *ctx, Buf b) { return read_scope_spans((Context *)ctx, b); }
+
+/* ResourceSpans: resource 1 (attributes 1), scope_spans 2. The resource is read first
+ * wherever it sits. */
 static int read_resource_spans(Context *ctx, Buf b, PyObject *drop_key) {
-    Buf scan = b;
     PyObject *resource = PyDict_New();
     if (!resource) return -1;
-    int rc = 0;
-    while (rc == 0 && scan.p < scan.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&scan, &field, &wt) < 0) rc = -1;
-        else if (field == 1 && EXPECT(wt, 2)) {
-            if (read_bytes(&scan, &sub) < 0) { rc = -1; break; }
-            while (rc == 0 && sub.p < sub.end) {
-                uint32_t f;
-                int w;
-                Buf kv;
-                if (read_tag(&sub, &f, &w) < 0) rc = -1;
-                else if (f == 1 && EXPECT(w, 2)) rc = (read_bytes(&sub, &kv) < 0 || put_attribute(resource, kv) < 0) ? -1 : 0;
-                else rc = skip_field(&sub, w);
-            }
-        } else rc = skip_field(&scan, wt);
-    }
+    int rc = each(resource, b, 1, attributes_into);
     if (rc == 0) {
         int present = PyDict_Contains(resource, drop_key);
         if (present < 0 || (present && PyDict_DelItem(resource, drop_key) < 0)) rc = -1;
@@ -613,14 +588,7 @@ static int read_resource_spans(Context *ctx, Buf b, PyObject *drop_key) {
     Py_INCREF(service);
     ctx->resource = resource;
     ctx->service = service;
-    while (rc == 0 && b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&b, &field, &wt) < 0) rc = -1;
-        else if (field == 2 && EXPECT(wt, 2)) rc = (read_bytes(&b, &sub) < 0 || read_scope_spans(ctx, sub) < 0) ? -1 : 0;
-        else rc = skip_field(&b, wt);
-    }
+    rc = each(ctx, b, 2, scope_rows);
     Py_CLEAR(ctx->resource);
     Py_CLEAR(ctx->service);
     return rc;
@@ -744,25 +712,9 @@ static int text_of_value(Text *t, Buf b, int depth) {
     }
 }
 
-/* Calls `fn(t, payload)` for every length-delimited `field` of `b`. */
-typedef int (*Visit)(Text *t, Buf b);
-
-static int each(Text *t, Buf b, uint32_t wanted, Visit fn) {
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (read_tag(&b, &field, &wt) < 0) return -1;
-        if (field == wanted && EXPECT(wt, 2)) {
-            if (read_bytes(&b, &sub) < 0 || fn(t, sub) < 0) return -1;
-        } else if (skip_field(&b, wt) < 0) return -1;
-    }
-    return 0;
-}
-
-static int attrs_1(Text *t, Buf b) { return text_of_attributes(t, b, 1, 0); }
-static int attrs_3(Text *t, Buf b) { return text_of_attributes(t, b, 3, 0); }
-static int status_text(Text *t, Buf b) {
+static int attrs_1(void *t, Buf b) { return text_of_attributes(t, b, 1, 0); }
+static int attrs_3(void *t, Buf b) { return text_of_attributes(t, b, 3, 0); }
+static int status_text(void *t, Buf b) {
     Buf message = {b.p, b.p};
     uint64_t code;
     return read_status(b, &message, &code) < 0 ? -1 : text_add(t, message);
@@ -786,20 +738,20 @@ typedef struct {
     PyObject *out;
 } Units;
 
-static int span_unit(Text *t, Buf b) {
-    Units *u = (Units *)t;
-    return span_text(t, b) < 0 ? -1 : emit(t, u->out);
+static int span_unit(void *t, Buf b) {
+    Units *u = t;
+    return span_text(&u->text, b) < 0 ? -1 : emit(&u->text, u->out);
 }
 
-static int scope_spans_units(Text *t, Buf b) {
-    Units *u = (Units *)t;
-    if (each(t, b, 1, attrs_3) < 0 || emit(t, u->out) < 0) return -1; /* the scope, wherever it sits */
+static int scope_spans_units(void *t, Buf b) {
+    Units *u = t;
+    if (each(t, b, 1, attrs_3) < 0 || emit(&u->text, u->out) < 0) return -1; /* the scope, wherever it sits */
     return each(t, b, 2, span_unit);
 }
 
-static int resource_spans_units(Text *t, Buf b) {
-    Units *u = (Units *)t;
-    if (each(t, b, 1, attrs_1) < 0 || emit(t, u->out) < 0) return -1; /* the resource, wherever it sits */
+static int resource_spans_units(void *t, Buf b) {
+    Units *u = t;
+    if (each(t, b, 1, attrs_1) < 0 || emit(&u->text, u->out) < 0) return -1; /* the resource, wherever it sits */
     return each(t, b, 2, scope_spans_units);
 }
 
