@@ -2,6 +2,8 @@
  * would otherwise walk every attribute of every span through upb's Python wrappers:
  *
  * - `append_spans`: the spans table's base columns (sinks/clickhouse/columns.py);
+ * - `attribute_values`: each span's attributes as plain Python values, for the GenAI
+ *   normalizer (processors/genai_normalize/processor.py);
  * - `scan_texts`: the strings the redaction processor scans, joined per resource, scope and
  *   span, so the detectors' gate can clear each without a walk (processors/redaction/).
  *
@@ -276,50 +278,67 @@ static int read_key_value(Buf b, Buf *key, Buf *value, int *has_value) {
     return 0;
 }
 
-static PyObject *any_to_python(Buf b);
+/* How plain values render what Python has more than one answer for (anyvalue.AnyValueStyle):
+ * PLAIN keeps bytes and doubles; COLLECTOR gives bytes as base64 and non-finite doubles as
+ * text, as the spans table stores them. */
+typedef enum { PLAIN, COLLECTOR } Style;
 
-/* ArrayValue / KeyValueList payload -> list / dict of plain values (anyvalue.to_python with
- * the Collector's style). */
+typedef struct {
+    PyObject *out; /* the list or dict being filled */
+    Style style;
+} Into;
+
+static PyObject *any_to_python(Buf b, Style style);
 static int append(PyObject *list, PyObject *item);
 
-static int append_python(void *list, Buf item) { return append(list, any_to_python(item)); }
+static int append_python(void *into, Buf item) {
+    Into *i = into;
+    return append(i->out, any_to_python(item, i->style));
+}
 
-static int put_python(void *map, Buf kv) {
+static int put_python(void *into, Buf kv) {
+    Into *i = into;
     Buf key, value = {NULL, NULL};
     int has_value;
     if (read_key_value(kv, &key, &value, &has_value) < 0) return -1;
-    PyObject *k = text(key);
+    PyObject *k = short_text(key);
     if (!k) return -1;
-    PyObject *v = has_value ? any_to_python(value) : Py_NewRef(Py_None);
-    int rc = v ? PyDict_SetItem(map, k, v) : -1;
+    PyObject *v = has_value ? any_to_python(value, i->style) : Py_NewRef(Py_None);
+    int rc = v ? PyDict_SetItem(i->out, k, v) : -1;
     Py_DECREF(k);
     Py_XDECREF(v);
     return rc;
 }
 
-static PyObject *array_to_python(Buf b) {
-    PyObject *out = PyList_New(0);
-    if (out && each(out, b, 1, append_python) < 0) Py_CLEAR(out);
-    return out;
+/* ArrayValue / KeyValueList payload -> list / dict of plain values (anyvalue.to_python).
+ * A kvlist's repeated key keeps its last value. */
+static PyObject *array_to_python(Buf b, Style style) {
+    Into into = {PyList_New(0), style};
+    if (into.out && each(&into, b, 1, append_python) < 0) Py_CLEAR(into.out);
+    return into.out;
 }
 
-static PyObject *kvlist_to_python(Buf b) {
-    PyObject *out = PyDict_New();
-    if (out && each(out, b, 1, put_python) < 0) Py_CLEAR(out);
-    return out;
+static PyObject *kvlist_to_python(Buf b, Style style) {
+    Into into = {PyDict_New(), style};
+    if (into.out && each(&into, b, 1, put_python) < 0) Py_CLEAR(into.out);
+    return into.out;
 }
 
-static PyObject *any_to_python(Buf b) {
+static PyObject *any_to_python(Buf b, Style style) {
     AnyValue v;
     if (read_any(b, &v) < 0) return NULL;
     switch (v.kind) {
-    case V_STRING: return text(v.bytes);
+    case V_STRING: return short_text(v.bytes);
     case V_BOOL: return PyBool_FromLong(v.scalar != 0);
     case V_INT: return PyLong_FromLongLong((long long)v.scalar);
-    case V_DOUBLE: return call1(finite_or_text, PyFloat_FromDouble(as_double(v.scalar)));
-    case V_ARRAY: return array_to_python(v.bytes);
-    case V_KVLIST: return kvlist_to_python(v.bytes);
-    case V_BYTES: return call1(base64_text, bytes_object(v.bytes));
+    case V_DOUBLE:
+        if (style == PLAIN) return PyFloat_FromDouble(as_double(v.scalar));
+        return call1(finite_or_text, PyFloat_FromDouble(as_double(v.scalar)));
+    case V_ARRAY: return array_to_python(v.bytes, style);
+    case V_KVLIST: return kvlist_to_python(v.bytes, style);
+    case V_BYTES:
+        if (style == PLAIN) return bytes_object(v.bytes);
+        return call1(base64_text, bytes_object(v.bytes));
     default: Py_RETURN_NONE;
     }
 }
@@ -356,8 +375,8 @@ static PyObject *any_to_str(Buf b) {
         }
         return call1(format_double, PyFloat_FromDouble(d));
     }
-    case V_ARRAY: return call1(json_encode, array_to_python(v.bytes));
-    case V_KVLIST: return call1(json_encode, kvlist_to_python(v.bytes));
+    case V_ARRAY: return call1(json_encode, array_to_python(v.bytes, COLLECTOR));
+    case V_KVLIST: return call1(json_encode, kvlist_to_python(v.bytes, COLLECTOR));
     case V_BYTES: return call1(base64_text, bytes_object(v.bytes));
     default:
         Py_INCREF(empty_str);
@@ -766,6 +785,31 @@ static PyObject *scan_texts(PyObject *self, PyObject *args) {
     return u.out;
 }
 
+/* ---- attribute_values: each span's attributes as plain values -------------------------- */
+
+static int span_values(void *list, Buf span) {
+    Into into = {PyDict_New(), PLAIN};
+    if (!into.out) return -1;
+    if (each(&into, span, 9, put_python) < 0) {
+        Py_DECREF(into.out);
+        return -1;
+    }
+    return append(list, into.out);
+}
+
+static int scope_values(void *list, Buf scope_spans) { return each(list, scope_spans, 2, span_values); }
+static int resource_values(void *list, Buf resource_spans) { return each(list, resource_spans, 2, scope_values); }
+
+static PyObject *attribute_values(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*:attribute_values", &body)) return NULL;
+    PyObject *out = PyList_New(0);
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    if (out && each(out, b, 1, resource_values) < 0) Py_CLEAR(out);
+    PyBuffer_Release(&body);
+    return out;
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *enc, *fmt, *finite, *b64;
     if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
@@ -791,6 +835,10 @@ static PyMethodDef methods[] = {
      "that scope's spans. A resource's or scope's text holds its attribute values; a span's its\n"
      "attribute values, its events' and its status message. Nested values count, with their map\n"
      "keys; each string is followed by NUL."},
+    {"attribute_values", attribute_values, METH_VARARGS,
+     "attribute_values(body) -> list[dict]\n\n"
+     "Every span's attributes in a serialized ExportTraceServiceRequest, in walk order, as\n"
+     "{key: value} with anyvalue.to_python's plain values (a repeated key keeps its last value)."},
     {"configure", configure, METH_VARARGS,
      "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
     {NULL, NULL, 0, NULL},

@@ -1,7 +1,10 @@
 """The `genai_normalize` processor: one canonical GenAI view of every span.
 
 Each span's attributes are read once into a dict, then every canonical field is looked
-up through the declarative table in `mapping.py` (first source present wins). Results
+up through the declarative table in `mapping.py` (first source present wins). The dicts
+are read in C from the request's wire form (core/_otlpwire.c `attribute_values`, plain
+values) where the package was built with it, else from the upb messages (AnyValues);
+`values.raw` takes either. Results
 go into `GenAIColumns` on the batch; the span's own attributes are never changed, so the
 original data is always kept. A span that speaks no known convention gets empty fields:
 nothing is invented.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -35,7 +38,13 @@ from tracehouse.processors.genai_normalize.langfuse import langfuse_usage
 from tracehouse.processors.genai_normalize.values import (count, json_text, loads, path, python_literal, raw, text,
                                                           usd)
 
-Attrs = Mapping[str, AnyValue]
+Attrs = Mapping[str, Any]  # AnyValues, or plain values read in C: read them through values.raw
+
+attribute_values: Callable[[bytes], list[dict[str, Any]]] | None
+try:
+    from tracehouse.core._otlpwire import attribute_values
+except ImportError:  # pragma: no cover - built without a C compiler: read through upb
+    attribute_values = None
 
 # The largest token count kept; see the module doc.
 MAX_TOKEN_COUNT = 2**63 - 1
@@ -85,6 +94,18 @@ def plan_for(keys: tuple[str, ...]) -> Plan:
             _PLANS.clear()
         _PLANS[keys] = plan
     return plan
+
+
+def span_attributes(batch: TraceBatch, request: Any) -> Iterator[dict[str, Any]]:
+    """Each span's attributes of `request` in walk order, read in C from its wire form; empty
+    (the caller reads them through upb) without the C module or for bytes it does not take."""
+    if attribute_values is None:
+        return iter(())
+    body = batch.raw if len(batch.requests) == 1 and batch.raw is not None else request.SerializeToString()
+    try:
+        return iter(attribute_values(body))
+    except ValueError:
+        return iter(())
 
 
 def lookup(attrs: Attrs) -> dict[str, Any]:
@@ -351,20 +372,24 @@ class NormalizeProcessor:
         rendered = RenderedLinks()  # POML renderings and the LLM calls that may have sent them
         wrappers: list[int] = []
         unreported: list[int] = []  # MLflow model calls without usage, below another span
-        for rs in batch.resources():
-            resource: dict[str, AnyValue] = (
-                {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
-            origin = rs.resource.SerializeToString()  # the exporting process (as its resource says)
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    attrs = {kv.key: kv.value for kv in span.attributes}
-                    if self._normalize(attrs, resource, span, cols, i, dropped, wrappers, unreported):
-                        normalized += 1
-                    if cols.prompt_source[i] == m.POML:
-                        rendered.add_rendering(origin, i, attrs, span)
-                    elif cols.span_kind[i] == m.LLM and not cols.prompt_name[i]:
-                        rendered.add_call(origin, i, attrs, span)
-                    i += 1
+        for request in batch.requests:
+            read = span_attributes(batch, request)
+            for rs in request.resource_spans:
+                resource: dict[str, AnyValue] = (
+                    {kv.key: kv.value for kv in rs.resource.attributes} if self._config.resource_fallback else {})
+                origin = rs.resource.SerializeToString()  # the exporting process (as its resource says)
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        attrs = next(read, None)
+                        if attrs is None:
+                            attrs = {kv.key: kv.value for kv in span.attributes}
+                        if self._normalize(attrs, resource, span, cols, i, dropped, wrappers, unreported):
+                            normalized += 1
+                        if cols.prompt_source[i] == m.POML:
+                            rendered.add_rendering(origin, i, attrs, span)
+                        elif cols.span_kind[i] == m.LLM and not cols.prompt_name[i]:
+                            rendered.add_call(origin, i, attrs, span)
+                        i += 1
         linked = rendered.link(cols)
         linkers = [j for j, name in enumerate(cols.prompt_name) if name]
         # Only where a span that is not a call links a prompt (MLflow's traced function).

@@ -14,11 +14,16 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
 from tracehouse.core.anyvalue import to_python
 
 
-# AnyValue -> plain Python (str, int, float, bool, bytes, list, dict, None): the shared walk.
-raw = to_python
+def raw(value: Any) -> Any:
+    """An attribute value as plain Python (str, int, float, bool, bytes, list, dict, None): an
+    AnyValue through the shared walk; a value already plain (span attributes read in C,
+    core/_otlpwire.c) as it is."""
+    return to_python(value) if isinstance(value, AnyValue) else value
 
 
 def loads(value: Any) -> Any:
