@@ -4,6 +4,8 @@
  * - `append_spans`: the spans table's base columns (sinks/clickhouse/columns.py);
  * - `attribute_values`: each span's attributes as plain Python values, for the GenAI
  *   normalizer (processors/genai_normalize/processor.py);
+ * - `native_block`: the spans table's insert as one ClickHouse Native block, instead of
+ *   clickhouse-connect's serialization value by value (sinks/clickhouse/exporter.py);
  * - `scan_texts`: the strings the redaction processor scans, joined per resource, scope and
  *   span, so the detectors' gate can clear each without a walk (processors/redaction/).
  *
@@ -810,6 +812,230 @@ static PyObject *attribute_values(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- native_block: columns -> one ClickHouse Native block --------------------------- */
+
+/* ClickHouse's Native format, what clickhouse-connect writes per value in Python: a block is
+ * varint(columns) varint(rows), then per column its name, its type and its data. Strings are
+ * varint(length) bytes; numbers little-endian; Array(T) is the running end offsets (UInt64)
+ * then the elements' data; Map(K, V) is Array(Tuple(K, V)): offsets, all keys, all values;
+ * Nullable(T) is a null map (UInt8 per row) then T's data with zeros in the null rows. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Out;
+
+static int out_reserve(Out *o, size_t n) {
+    if (o->len + n <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 1 << 16;
+    while (cap < o->len + n) cap *= 2;
+    char *grown = PyMem_Realloc(o->data, cap);
+    if (!grown) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->data = grown;
+    o->cap = cap;
+    return 0;
+}
+
+static int out_bytes(Out *o, const void *p, size_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->data + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+static int out_varint(Out *o, uint64_t v) {
+    uint8_t buf[10];
+    int n = 0;
+    do {
+        buf[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) buf[n] |= 0x80;
+        n++;
+    } while (v);
+    return out_bytes(o, buf, n);
+}
+
+static int out_u64(Out *o, uint64_t v) {
+    uint8_t buf[8];
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(v >> (8 * i));
+    return out_bytes(o, buf, 8);
+}
+
+static int out_str(Out *o, PyObject *s) {
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    if (!p) return -1;
+    return out_varint(o, (uint64_t)n) < 0 ? -1 : out_bytes(o, p, n);
+}
+
+/* An int as 8 bytes: signed (DateTime64, Decimal64) or unsigned (UInt64). */
+static int out_int(Out *o, PyObject *v, int is_signed) {
+    uint64_t bits;
+    if (is_signed) {
+        long long x = PyLong_AsLongLong(v);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        bits = (uint64_t)x;
+    } else {
+        bits = PyLong_AsUnsignedLongLong(v);
+        if (bits == (uint64_t)-1 && PyErr_Occurred()) return -1;
+    }
+    return out_u64(o, bits);
+}
+
+/* `value`'s items as a borrowed array (a list or a tuple). */
+static PyObject **items_of(PyObject *value, Py_ssize_t *n, const char *what) {
+    if (PyList_Check(value)) {
+        *n = PyList_GET_SIZE(value);
+        return ((PyListObject *)value)->ob_item;
+    }
+    if (PyTuple_Check(value)) {
+        *n = PyTuple_GET_SIZE(value);
+        return ((PyTupleObject *)value)->ob_item;
+    }
+    PyErr_Format(PyExc_TypeError, "native_block: %s values must be lists or tuples", what);
+    return NULL;
+}
+
+/* Offsets of `n` containers whose sizes `size_of` gives. */
+static int out_offsets(Out *o, PyObject **rows, Py_ssize_t n, Py_ssize_t (*size_of)(PyObject *)) {
+    uint64_t end = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size = size_of(rows[i]);
+        if (size < 0) return -1;
+        end += (uint64_t)size;
+        if (out_u64(o, end) < 0) return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t dict_size(PyObject *d) {
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "native_block: map values must be dicts");
+        return -1;
+    }
+    return PyDict_GET_SIZE(d);
+}
+
+static Py_ssize_t seq_size(PyObject *s) {
+    Py_ssize_t n;
+    return items_of(s, &n, "array") ? n : -1;
+}
+
+/* Map(String, String) rows: offsets, keys, values. */
+static int out_maps(Out *o, PyObject **maps, Py_ssize_t n) {
+    if (out_offsets(o, maps, n, dict_size) < 0) return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            while (PyDict_Next(maps[i], &pos, &k, &v))
+                if (out_str(o, pass ? v : k) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* The elements of `n` array rows, flattened into a new list. */
+static PyObject *flatten(PyObject **rows, Py_ssize_t n) {
+    PyObject *flat = PyList_New(0);
+    for (Py_ssize_t i = 0; flat && i < n; i++) {
+        Py_ssize_t m;
+        PyObject **items = items_of(rows[i], &m, "array");
+        for (Py_ssize_t j = 0; items && j < m; j++)
+            if (PyList_Append(flat, items[j]) < 0) items = NULL;
+        if (!items) Py_CLEAR(flat);
+    }
+    return flat;
+}
+
+static int out_column(Out *o, char code, PyObject **rows, Py_ssize_t n) {
+    switch (code) {
+    case 's':
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (out_str(o, rows[i]) < 0) return -1;
+        return 0;
+    case 'i':
+    case 'u':
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (out_int(o, rows[i], code == 'i') < 0) return -1;
+        return 0;
+    case 'b':
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int truth = PyObject_IsTrue(rows[i]);
+            uint8_t byte = (uint8_t)truth;
+            if (truth < 0 || out_bytes(o, &byte, 1) < 0) return -1;
+        }
+        return 0;
+    case 'n': /* Nullable(UInt64) */
+    case 'd': /* Nullable(Decimal64): the scaled ints */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint8_t null = rows[i] == Py_None;
+            if (out_bytes(o, &null, 1) < 0) return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int rc = rows[i] == Py_None ? out_u64(o, 0) : out_int(o, rows[i], code == 'd');
+            if (rc < 0) return -1;
+        }
+        return 0;
+    case 'm': return out_maps(o, rows, n);
+    case 'S':
+    case 'T':
+    case 'M': {
+        if (out_offsets(o, rows, n, seq_size) < 0) return -1;
+        PyObject *flat = flatten(rows, n);
+        if (!flat) return -1;
+        int rc = out_column(o, code == 'S' ? 's' : code == 'T' ? 'i' : 'm',
+                            ((PyListObject *)flat)->ob_item, PyList_GET_SIZE(flat));
+        Py_DECREF(flat);
+        return rc;
+    }
+    default:
+        PyErr_Format(PyExc_ValueError, "native_block: unknown column code %c", code);
+        return -1;
+    }
+}
+
+static PyObject *native_block(PyObject *self, PyObject *args) {
+    PyObject *names, *types, *columns;
+    const char *codes;
+    Py_ssize_t ncodes;
+    if (!PyArg_ParseTuple(args, "O!O!s#O!:native_block", &PyList_Type, &names, &PyList_Type, &types, &codes,
+                          &ncodes, &PyList_Type, &columns))
+        return NULL;
+    Py_ssize_t ncols = PyList_GET_SIZE(columns);
+    if (PyList_GET_SIZE(names) != ncols || PyList_GET_SIZE(types) != ncols || ncodes != ncols) {
+        PyErr_SetString(PyExc_ValueError, "native_block: names, types, codes and columns differ in length");
+        return NULL;
+    }
+    Py_ssize_t rows = ncols ? -1 : 0;
+    Out o = {NULL, 0, 0};
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        Py_ssize_t n;
+        if (!items_of(PyList_GET_ITEM(columns, c), &n, "column")) return NULL;
+        if (rows >= 0 && n != rows) {
+            PyErr_Format(PyExc_ValueError, "native_block: column %zd has %zd rows, not %zd", c, n, rows);
+            return NULL;
+        }
+        rows = n;
+    }
+    if (out_varint(&o, (uint64_t)ncols) < 0 || out_varint(&o, (uint64_t)rows) < 0) goto fail;
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        Py_ssize_t n;
+        PyObject **items = items_of(PyList_GET_ITEM(columns, c), &n, "column");
+        if (out_str(&o, PyList_GET_ITEM(names, c)) < 0 || out_str(&o, PyList_GET_ITEM(types, c)) < 0
+            || out_column(&o, codes[c], items, n) < 0)
+            goto fail;
+    }
+    PyObject *block = PyBytes_FromStringAndSize(o.data, (Py_ssize_t)o.len);
+    PyMem_Free(o.data);
+    return block;
+fail:
+    PyMem_Free(o.data);
+    return NULL;
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *enc, *fmt, *finite, *b64;
     if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
@@ -839,6 +1065,12 @@ static PyMethodDef methods[] = {
      "attribute_values(body) -> list[dict]\n\n"
      "Every span's attributes in a serialized ExportTraceServiceRequest, in walk order, as\n"
      "{key: value} with anyvalue.to_python's plain values (a repeated key keeps its last value)."},
+    {"native_block", native_block, METH_VARARGS,
+     "native_block(names, types, codes, columns) -> bytes\n\n"
+     "One ClickHouse Native block of these columns (lists or tuples of equal length), each named,\n"
+     "typed and encoded by its one-letter code: s String, i Int64 (DateTime64), u UInt64, b Bool,\n"
+     "n Nullable(UInt64), d Nullable(Decimal64) as scaled ints, m Map(String, String) from dicts,\n"
+     "S / T / M arrays of s / i / m."},
     {"configure", configure, METH_VARARGS,
      "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
     {NULL, NULL, 0, NULL},

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from decimal import Decimal
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -24,7 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.anyvalue import AnyValueStyle, to_python
 from tracehouse.core.pdata import TraceBatch
-from tracehouse.sinks.clickhouse.genai import GENAI_COLUMN_NAMES, clickhouse_columns
+from tracehouse.sinks.clickhouse.genai import COST_SCALE, GENAI_COLUMN_NAMES, GENAI_COLUMNS, clickhouse_columns
 from tracehouse.sinks.clickhouse.scores import EVALUATION_EVENT, evaluation_score
 
 SPAN_KIND = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -105,6 +106,42 @@ def _load_native() -> ModuleType | None:
 
 
 native = _load_native()
+
+
+# Each column of the spans insert as the C encoder writes it (_otlpwire.c `native_block`):
+# (type in the block, one-letter code). The block says String where the table has
+# LowCardinality(String): ClickHouse converts on insert (input_format_native_allow_types_conversion),
+# and building the dictionaries is its work either way.
+_BASE_TYPES: dict[str, tuple[str, str]] = {
+    "Timestamp": ("DateTime64(9)", "i"), "Duration": ("UInt64", "u"),
+    "ResourceAttributes": ("Map(String, String)", "m"), "SpanAttributes": ("Map(String, String)", "m"),
+    "Events.Timestamp": ("Array(DateTime64(9))", "T"), "Events.Name": ("Array(String)", "S"),
+    "Events.Attributes": ("Array(Map(String, String))", "M"), "Links.TraceId": ("Array(String)", "S"),
+    "Links.SpanId": ("Array(String)", "S"), "Links.TraceState": ("Array(String)", "S"),
+    "Links.Attributes": ("Array(Map(String, String))", "M"),
+}
+_KIND_TYPES: dict[type, tuple[str, str]] = {
+    str: ("String", "s"), int: ("Nullable(UInt64)", "n"), bool: ("Bool", "b"),
+    Decimal: ("Nullable(Decimal(18, 12))", "d"),
+}
+NATIVE_TYPES: dict[str, tuple[str, str]] = {
+    **{name: _BASE_TYPES.get(name, ("String", "s")) for name in BASE_COLUMNS},
+    **{column: _KIND_TYPES[field.kind] for field, column in GENAI_COLUMNS},
+    "Tenant": ("String", "s"),
+}
+
+
+def native_block(names: list[str], data: list[list[Any]]) -> bytes:
+    """The insert of these span columns as one Native block, encoded in C."""
+    assert native is not None
+    types, codes = zip(*(NATIVE_TYPES[name] for name in names), strict=True)
+    values = [_decimal_as_scaled_ints(column) if code == "d" else column for code, column in zip(codes, data)]
+    return native.native_block(names, list(types), "".join(codes), values)
+
+
+def _decimal_as_scaled_ints(column: list[Decimal | None]) -> list[int | None]:
+    # Decimal(18, 12) is an Int64 of 1e-12 units; the values are already quantized to them.
+    return [None if v is None else int(v.scaleb(COST_SCALE)) for v in column]
 
 
 def batch_to_columns(batch: TraceBatch, dropped: dict[str, int] | None = None,

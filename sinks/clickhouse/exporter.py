@@ -24,7 +24,8 @@ from tracehouse.core.errors import PermanentError, RetryableError
 from tracehouse.core.exporterhelper import Exporter, ExportRequest, Health
 from tracehouse.core.logs import LogThrottle
 from tracehouse.core.pdata import LogBatch, MetricBatch, OtlpBatch, TraceBatch
-from tracehouse.sinks.clickhouse.client import open_client
+from tracehouse.sinks.clickhouse import columns
+from tracehouse.sinks.clickhouse.client import is_embedded, open_client
 from tracehouse.sinks.clickhouse.columns import batch_to_columns
 from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
 from tracehouse.sinks.clickhouse.errors import is_data_error, public_reason
@@ -84,6 +85,10 @@ class ClickHouseSender:
         self.executor: ThreadPoolExecutor | None = None
         self._client: Client | None = None
         self._contexts: dict[tuple[str, ...], Any] = {}
+        # Span inserts into the embedded engine as one Native block encoded in C (columns.py
+        # `native_block`). A server keeps clickhouse-connect's insert, which also compresses
+        # what it sends.
+        self._native_blocks = columns.native is not None and is_embedded(config.endpoint)
         self._prompts = PromptRegistry(config.database, config.traces_table_name)
         self._stored_keys_query = stored_keys_query(config.database, config.traces_table_name)
         self._logs_gate = RowGate(config.database, config.logs_table_name, "Timestamp", ("ServiceName",))
@@ -187,7 +192,12 @@ class ClickHouseSender:
             if not keep:
                 return
             data = take_rows(data, keep)
-        self._insert(client, self._config.traces_table_name, names, data, token, keep)
+        if self._native_blocks:
+            settings = token_settings(token, keep)
+            client.raw_insert(f"{self._config.database}.{self._config.traces_table_name}", column_names=names,
+                              insert_block=columns.native_block(names, data), settings=settings or None, fmt="Native")
+        else:
+            self._insert(client, self._config.traces_table_name, names, data, token, keep)
 
     def _insert_gated(self, client: Client, gate: RowGate, names: list[str], data: list[list[Any]], tenant: str,
                       token: str | None, signal: Signal) -> None:

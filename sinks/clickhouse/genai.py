@@ -15,7 +15,8 @@ from tracehouse.core.genai import STORED_FIELDS, GenAIColumns, GenAIField
 _RENAMED = {"price_version": "GenAICostPriceVersion"}
 _WORDS = {"usd": "USD"}
 # The columns are Decimal(18, 12); computed costs may carry more digits.
-_COST_QUANTUM = Decimal("1e-12")
+COST_SCALE = 12
+_COST_QUANTUM = Decimal(f"1e-{COST_SCALE}")
 # What the columns hold: Nullable(UInt64) counts, Decimal(18, 12) costs (six integer digits).
 MAX_COUNT = 2**64 - 1
 MAX_COST = Decimal("999999.999999999999")

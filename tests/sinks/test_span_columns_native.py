@@ -118,3 +118,52 @@ def test_doubles_render_as_the_collector_does() -> None:
     texts = list(data[BASE_COLUMNS.index("SpanAttributes")][0].values())
     assert texts == [columns._format_double(v) for v in values]
     assert "e" not in "".join(texts)  # no exponent, as Go's FormatFloat(v, 'f', -1, 64)
+
+
+def test_a_native_block_stores_what_clickhouse_connect_stores(chdb_endpoint: str) -> None:
+    """The same processed batch, inserted once through clickhouse-connect's insert and once as
+    the C module's Native block, gives the same rows in every column."""
+    from tracehouse.sinks.clickhouse.client import open_client
+    from tracehouse.sinks.clickhouse.schema import migrate, schema_params
+
+    procs = Processors()
+    procs.start()
+    batches = [load_batch(str(p.relative_to(FIXTURES))) for p in fixture_payloads()]
+    batches += [TraceBatch.from_bytes(p.body)
+                for p in traffic.pregenerate(seed=3, total_spans=600, spans_per_request=200, now_ns=NOW_NS)]
+    for batch in batches:
+        procs.chain(batch)
+        procs.redaction.process(batch)
+    names, data = batch_to_columns(TraceBatch.merge(batches), {}, [])
+    names.append("Tenant")
+    data.append(["acme"] * len(data[0]))
+    client = open_client(chdb_endpoint)
+    try:
+        for database in ("via_connect", "via_native"):
+            migrate(client, schema_params(database, "otel_traces", 0, 1000))
+        client.insert("otel_traces", data, column_names=names, database="via_connect", column_oriented=True)
+        client.raw_insert("via_native.otel_traces", column_names=names, insert_block=columns.native_block(names, data),
+                          fmt="Native")
+
+        def stored(database: str) -> list[tuple[Any, ...]]:
+            listed = ", ".join(f"`{name}`" for name in names)
+            return client.query(f"SELECT {listed} FROM {database}.otel_traces ORDER BY TraceId, SpanId").result_rows
+
+        rows = stored("via_connect")
+        assert len(rows) == len(data[0])
+        assert any(r[names.index("GenAIInputCostUSD")] for r in rows) and any(r[names.index("Events.Name")] for r in rows)
+        assert stored("via_native") == rows
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("endpoint", "native_blocks"), [("chdb:///tmp/x", True), ("http://clickhouse:8123", False)])
+def test_span_inserts_use_native_blocks_only_on_the_embedded_engine(endpoint: str, native_blocks: bool) -> None:
+    # A server gets clickhouse-connect's insert, which compresses what goes over the network.
+    from tracehouse.core.component import ComponentID, Kind, Settings
+    from tracehouse.sinks.clickhouse.config import ClickHouseExporterConfig
+    from tracehouse.sinks.clickhouse.exporter import ClickHouseSender
+
+    sender = ClickHouseSender(Settings(ComponentID("clickhouse"), Kind.EXPORTER, "traces"),
+                              ClickHouseExporterConfig(endpoint=endpoint))
+    assert sender._native_blocks is native_blocks
