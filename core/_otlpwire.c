@@ -6,6 +6,8 @@
  *   normalizer (processors/genai_normalize/processor.py);
  * - `native_block`: the spans table's insert as one ClickHouse Native block, instead of
  *   clickhouse-connect's serialization value by value (sinks/clickhouse/exporter.py);
+ * - `spans_valid`: the receivers' id and time checks over every span, so a valid request
+ *   (nearly all) is not walked from Python (ingest/otlp/validate.py);
  * - `scan_texts`: the strings the redaction processor scans, joined per resource, scope and
  *   span, so the detectors' gate can clear each without a walk (processors/redaction/).
  *
@@ -122,6 +124,21 @@ static int each(void *ctx, Buf b, uint32_t wanted, Visit fn) {
         if (read_tag(&b, &field, &wt) < 0) return -1;
         if (field == wanted && EXPECT(wt, 2)) {
             if (read_bytes(&b, &sub) < 0 || fn(ctx, sub) < 0) return -1;
+        } else if (skip_field(&b, wt) < 0) return -1;
+    }
+    return 0;
+}
+
+/* `each`, stopping at the first field `fn` answers positively (that answer is returned). */
+static int each_until(void *ctx, Buf b, uint32_t wanted, Visit fn) {
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt, rc;
+        Buf sub;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == wanted && EXPECT(wt, 2)) {
+            if (read_bytes(&b, &sub) < 0 || (rc = fn(ctx, sub)) < 0) return -1;
+            if (rc > 0) return rc;
         } else if (skip_field(&b, wt) < 0) return -1;
     }
     return 0;
@@ -1036,6 +1053,51 @@ fail:
     return NULL;
 }
 
+/* ---- spans_valid: the receivers' id and time checks, before any walk ------------------- */
+
+#define MAX_TIME_NS 0x7fffffffffffffffull /* DateTime64(9) is an Int64 (ingest/otlp/validate.py) */
+
+static int all_zero(Buf s) {
+    for (const uint8_t *p = s.p; p < s.end; p++)
+        if (*p) return 0;
+    return 1;
+}
+
+static int event_time_ok(void *unused, Buf event) {
+    uint64_t time = 0;
+    const Want wants[] = {{1, 1, &time, NULL}};
+    (void)unused;
+    if (read_fields(event, wants, 1, 0, NULL) < 0) return -1;
+    return time <= MAX_TIME_NS ? 0 : 1; /* 1 stops `each` short of an error: see span_ok */
+}
+
+/* 0 when the span passes validate.py's checks, 1 when it does not, -1 on an error. */
+static int span_ok(void *unused, Buf span) {
+    Buf none = {span.p, span.p}, trace = none, id = none, parent = none;
+    uint64_t start = 0, end = 0;
+    const Want wants[] = {{1, 2, NULL, &trace}, {2, 2, NULL, &id}, {4, 2, NULL, &parent},
+                          {7, 1, &start, NULL}, {8, 1, &end, NULL}};
+    (void)unused;
+    if (read_fields(span, wants, 5, 0, NULL) < 0) return -1;
+    if (trace.end - trace.p != 16 || all_zero(trace) || id.end - id.p != 8 || all_zero(id)) return 1;
+    if (parent.end != parent.p && parent.end - parent.p != 8) return 1;
+    if (start > MAX_TIME_NS || end > MAX_TIME_NS) return 1;
+    return each_until(NULL, span, 11, event_time_ok);
+}
+
+static int scope_spans_ok(void *unused, Buf b) { return each_until(unused, b, 2, span_ok); }
+static int resource_spans_ok(void *unused, Buf b) { return each_until(unused, b, 2, scope_spans_ok); }
+
+static PyObject *spans_valid(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*:spans_valid", &body)) return NULL;
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    int rc = each_until(NULL, b, 1, resource_spans_ok);
+    PyBuffer_Release(&body);
+    if (rc < 0) return NULL;
+    return PyBool_FromLong(rc == 0);
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *enc, *fmt, *finite, *b64;
     if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
@@ -1071,6 +1133,12 @@ static PyMethodDef methods[] = {
      "typed and encoded by its one-letter code: s String, i Int64 (DateTime64), u UInt64, b Bool,\n"
      "n Nullable(UInt64), d Nullable(Decimal64) as scaled ints, m Map(String, String) from dicts,\n"
      "S / T / M arrays of s / i / m."},
+    {"spans_valid", spans_valid, METH_VARARGS,
+     "spans_valid(body) -> bool\n\n"
+     "Whether every span of a serialized ExportTraceServiceRequest passes the receivers' checks\n"
+     "(ingest/otlp/validate.py): 16-byte non-zero trace id, 8-byte non-zero span id, parent empty or\n"
+     "8 bytes, start, end and event times that fit an Int64. False sends the caller to the walk\n"
+     "that finds and describes the spans to drop."},
     {"configure", configure, METH_VARARGS,
      "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
     {NULL, NULL, 0, NULL},

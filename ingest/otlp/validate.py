@@ -32,6 +32,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from tracehouse.core.component import Signal
 from tracehouse.core.pdata import SPAN_ID_LEN, TRACE_ID_LEN, OtlpBatch, TraceBatch, metric_points
 
+spans_valid: Callable[[bytes], bool] | None
+try:
+    from tracehouse.core._otlpwire import spans_valid
+except ImportError:  # pragma: no cover - built without a C compiler: every request is walked
+    spans_valid = None
+
 _ZERO_TRACE = bytes(TRACE_ID_LEN)
 _ZERO_SPAN = bytes(SPAN_ID_LEN)
 # The latest time DateTime64(9) stores: 2**63 - 1 ns after the epoch (2262-04-11).
@@ -145,6 +151,12 @@ _NOUN = {Signal.TRACES: "span(s)", Signal.LOGS: "log record(s)", Signal.METRICS:
 def drop_invalid(batch: OtlpBatch[Any]) -> tuple[int, str]:
     """Remove the items of any signal that can never be stored, in place. Returns
     (rejected count, message for partial_success)."""
+    if batch.signal is Signal.TRACES and spans_valid is not None and batch.raw is not None:
+        try:
+            if spans_valid(batch.raw):  # the same checks in C on the wire form: no walk for a valid request
+                return 0, ""
+        except ValueError:  # bytes upb took and the C reader does not: the walk decides
+            pass
     first: list[str] = []
     rejected = _DROPPERS[batch.signal](batch, first)
     if not rejected:
