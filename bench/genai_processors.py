@@ -17,10 +17,12 @@ on one thread, on the serialized request bodies the receiver gets:
   each on a freshly decoded batch that normalize and tokens have enriched, as the
   all-in-one places it (after `genai_tokens`: it re-reads the GenAI columns of the spans it
   changes). Not part of `genai_chain`, whose target predates it;
-- `batch_merge`, `exporter_columns`: the exporter's side. Requests that went through the
-  processors and redaction (untimed) are merged 8,192 spans at a time, as the batch
-  processor does (`TraceBatch.merge`), and the merged batch becomes the ClickHouse insert's
-  columns (`batch_to_columns`);
+- `batch_merge`, `exporter_columns`, `insert_block`: the exporter's side. Requests that
+  went through the processors and redaction (untimed) are merged 8,192 spans at a time, as
+  the batch processor does (`TraceBatch.merge`), the merged batch becomes the ClickHouse
+  insert's columns (`batch_to_columns`), and the columns the bytes of the insert into the
+  embedded engine (`native_block`, in C; without the C module, clickhouse-connect's
+  serialization, which the exporter then uses);
 - `read_keys`: reading only every span's attribute keys on a freshly decoded batch: the
   floor of any pure-Python stage that looks at attributes at all;
 - `read_attributes`: reading every span's attributes into a `{key: AnyValue}` dict on a
@@ -68,6 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clickhouse_connect.driver.transform import NativeTransform
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracehouse.bench.run_all_in_one import cpu_model
@@ -87,7 +90,8 @@ from tracehouse.processors.genai_tokens.config import GenAITokensConfig
 from tracehouse.processors.genai_tokens.processor import TokensProcessor, is_llm_call
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.processor import RedactionProcessor
-from tracehouse.sinks.clickhouse.columns import batch_to_columns
+from tracehouse.sinks.clickhouse import columns
+from tracehouse.sinks.clickhouse.columns import NATIVE_TYPES, batch_to_columns
 
 __all__ = [
     "STAGES",
@@ -104,7 +108,7 @@ NOW_NS = 1_795_392_000_000_000_000  # 2026-11-23T00:00:00Z
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "otlp"
 SHAPE_NAMES = ("bench", "bench_no_usage", "bench_secrets", "openinference", "fixtures")
 STAGES = ("decode_protobuf", "decode_json", "read_keys", "read_attributes", "normalize", "tokens", "cost",
-          "genai_chain", "redaction", "redaction_drop", "batch_merge", "exporter_columns")
+          "genai_chain", "redaction", "redaction_drop", "batch_merge", "exporter_columns", "insert_block")
 BATCH_SPANS = 8192  # the batch processor's send_batch_size in the shipped configs
 PROCESSOR_STAGES = ("normalize", "tokens", "cost")
 USAGE_PREFIX = "gen_ai.usage."
@@ -293,6 +297,19 @@ class Processors:
         self.run_cost(batch)
 
 
+def insert_bytes(names: list[str], data: list[list[Any]]) -> bytes:
+    """What the exporter sends the embedded engine for these columns (sinks/clickhouse/exporter.py)."""
+    if columns.native is not None:
+        return columns.native_block(names, data)
+    # Without the C module: clickhouse-connect's Native serialization, as its insert runs it.
+    from clickhouse_connect.datatypes.registry import get_from_name
+    from clickhouse_connect.driver.insert import InsertContext
+
+    types = [get_from_name(NATIVE_TYPES[name][0]) for name in names]
+    context = InsertContext("spans", names, types, data, column_oriented=True)
+    return b"".join(NativeTransform().build_insert(context))
+
+
 def decode_protobuf(body: bytes) -> TraceBatch:
     """The receivers' per-request work before `consume()`: parse, count, validate ids."""
     batch = TraceBatch.from_bytes(body)
@@ -393,10 +410,13 @@ def _round(shape: Shape, procs: Processors) -> dict[str, _Clock]:
             t0 = _now()
             merged = TraceBatch.merge(pending)
             t1 = _now()
-            batch_to_columns(merged, {}, [])
+            names, data = batch_to_columns(merged, {}, [])
             t2 = _now()
+            insert_bytes(names, data)
+            t3 = _now()
             add("batch_merge", t0, t1)
             add("exporter_columns", t1, t2)
+            add("insert_block", t2, t3)
             pending, pending_spans = [], 0
     del batch, merged
     gc.collect()
@@ -548,6 +568,7 @@ _LABELS = {
     "redaction_drop": "redaction (`content: drop`)",
     "batch_merge": "batch processor: merging requests (after the processors)",
     "exporter_columns": "ClickHouse exporter: spans → insert columns",
+    "insert_block": "ClickHouse exporter: columns → the insert's bytes (Native)",
 }
 
 
