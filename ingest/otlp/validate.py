@@ -30,13 +30,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tracehouse.core.component import Signal
+from tracehouse.core.native import otlpwire
 from tracehouse.core.pdata import SPAN_ID_LEN, TRACE_ID_LEN, OtlpBatch, TraceBatch, metric_points
 
-spans_valid: Callable[[bytes], bool] | None
-try:
-    from tracehouse.core._otlpwire import spans_valid
-except ImportError:  # pragma: no cover - built without a C compiler: every request is walked
-    spans_valid = None
+# The same checks in C (core/native.py); without it every request is walked.
+spans_valid: Callable[[bytes], bool] | None = otlpwire.spans_valid if otlpwire else None
 
 _ZERO_TRACE = bytes(TRACE_ID_LEN)
 _ZERO_SPAN = bytes(SPAN_ID_LEN)

@@ -29,6 +29,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tracehouse.core.component import Host, Settings, TracesConsumer
 from tracehouse.core.genai import GenAIColumns
 from tracehouse.core.logs import LogThrottle
+from tracehouse.core.native import otlpwire
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.processors.genai_normalize import mapping as m
 from tracehouse.processors.genai_normalize import messages
@@ -40,11 +41,8 @@ from tracehouse.processors.genai_normalize.values import (count, json_text, load
 
 Attrs = Mapping[str, Any]  # AnyValues, or plain values read in C: read them through values.raw
 
-attribute_values: Callable[[bytes], list[dict[str, Any]]] | None
-try:
-    from tracehouse.core._otlpwire import attribute_values
-except ImportError:  # pragma: no cover - built without a C compiler: read through upb
-    attribute_values = None
+# Without the C module (core/native.py) attributes are read through upb.
+attribute_values: Callable[[bytes], list[dict[str, Any]]] | None = otlpwire.attribute_values if otlpwire else None
 
 # The largest token count kept; see the module doc.
 MAX_TOKEN_COUNT = 2**63 - 1

@@ -58,16 +58,14 @@ from tracehouse.core.anyvalue import to_python
 from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.genai import ChatMessage, GenAIColumns
+from tracehouse.core.native import otlpwire
 from tracehouse.core.pdata import LogBatch, TraceBatch, any_value, log_event_name
 from tracehouse.processors.redaction import content as c
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.detectors import MIN_LENGTH, Scanner
 
-scan_texts: Callable[[bytes], list[str]] | None
-try:
-    from tracehouse.core._otlpwire import scan_texts
-except ImportError:  # pragma: no cover - built without a C compiler: every request is walked
-    scan_texts = None
+# Without the C module (core/native.py) every request is walked.
+scan_texts: Callable[[bytes], list[str]] | None = otlpwire.scan_texts if otlpwire else None
 
 # Batches up to this many wire bytes are redacted on the event loop.
 _INLINE_BYTES = 1 << 20

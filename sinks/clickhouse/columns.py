@@ -23,6 +23,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracehouse.core.auth import TENANT_ATTRIBUTE
+from tracehouse.core.native import otlpwire
 from tracehouse.core.anyvalue import AnyValueStyle, to_python
 from tracehouse.core.pdata import TraceBatch
 from tracehouse.sinks.clickhouse.genai import COST_SCALE, GENAI_COLUMN_NAMES, GENAI_COLUMNS, clickhouse_columns
@@ -95,17 +96,10 @@ def attrs_to_map(attrs: Any) -> dict[str, str]:
     return {kv.key: any_to_str(kv.value) for kv in attrs}
 
 
-def _load_native() -> ModuleType | None:
-    """The same walk in C, over the serialized requests (_otlpwire.c, built by setup.py)."""
-    try:
-        from tracehouse.core import _otlpwire
-    except ImportError:  # pragma: no cover - built without a C compiler: the Python walk
-        return None
-    _otlpwire.configure(_compact_json, _format_double, _finite_or_text, _base64)
-    return _otlpwire
-
-
-native = _load_native()
+# The same walk in C, over the serialized requests (core/native.py); None: the Python walk.
+native: ModuleType | None = otlpwire
+if native is not None:
+    native.configure(_compact_json, _format_double, _finite_or_text, _base64)
 
 
 # Each column of the spans insert as the C encoder writes it (_otlpwire.c `native_block`):

@@ -167,3 +167,18 @@ def test_span_inserts_use_native_blocks_only_on_the_embedded_engine(endpoint: st
     sender = ClickHouseSender(Settings(ComponentID("clickhouse"), Kind.EXPORTER, "traces"),
                               ClickHouseExporterConfig(endpoint=endpoint))
     assert sender._native_blocks is native_blocks
+
+
+def test_tracehouse_no_extensions_turns_the_c_module_off() -> None:
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from tracehouse.sinks.clickhouse import columns; from tracehouse.processors.redaction import processor "
+             "as r; from tracehouse.processors.genai_normalize import processor as n; from tracehouse.ingest.otlp "
+             "import validate as v; print([x is None for x in (columns.native, r.scan_texts, n.attribute_values, "
+             "v.spans_valid)])")
+    for value, off in (("1", True), ("0", False)):
+        env = {**os.environ, "TRACEHOUSE_NO_EXTENSIONS": value}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+        assert out.strip() == str([off] * 4)
