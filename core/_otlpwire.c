@@ -1041,9 +1041,19 @@ static PyObject *native_block(PyObject *self, PyObject *args) {
     for (Py_ssize_t c = 0; c < ncols; c++) {
         Py_ssize_t n;
         PyObject **items = items_of(PyList_GET_ITEM(columns, c), &n, "column");
-        if (out_str(&o, PyList_GET_ITEM(names, c)) < 0 || out_str(&o, PyList_GET_ITEM(types, c)) < 0
-            || out_column(&o, codes[c], items, n) < 0)
+        if (out_str(&o, PyList_GET_ITEM(names, c)) < 0 || out_str(&o, PyList_GET_ITEM(types, c)) < 0)
             goto fail;
+        if (out_column(&o, codes[c], items, n) < 0) {
+            /* Name the column: a value out of its range (a time past 2262) is the data's fault. */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyErr_Format(type, "column %U: %S", PyList_GET_ITEM(names, c), value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            goto fail;
+        }
     }
     PyObject *block = PyBytes_FromStringAndSize(o.data, (Py_ssize_t)o.len);
     PyMem_Free(o.data);

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import DataError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracehouse.core.auth import TENANT_ATTRIBUTE
@@ -126,11 +127,16 @@ NATIVE_TYPES: dict[str, tuple[str, str]] = {
 
 
 def native_block(names: list[str], data: list[list[Any]]) -> bytes:
-    """The insert of these span columns as one Native block, encoded in C."""
+    """The insert of these span columns as one Native block, encoded in C. A value its column
+    cannot hold (a time past 2262) raises clickhouse-connect's DataError, as its own
+    serialization would: the rows can never be stored, and are not retried."""
     assert native is not None
     types, codes = zip(*(NATIVE_TYPES[name] for name in names), strict=True)
     values = [_decimal_as_scaled_ints(column) if code == "d" else column for code, column in zip(codes, data)]
-    return native.native_block(names, list(types), "".join(codes), values)
+    try:
+        return native.native_block(names, list(types), "".join(codes), values)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise DataError(f"a value cannot be written to its column: {exc}") from exc
 
 
 def _decimal_as_scaled_ints(column: list[Decimal | None]) -> list[int | None]:

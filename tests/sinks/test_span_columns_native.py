@@ -182,3 +182,12 @@ def test_tracehouse_no_extensions_turns_the_c_module_off() -> None:
         env = {**os.environ, "TRACEHOUSE_NO_EXTENSIONS": value}
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
         assert out.strip() == str([off] * 4)
+
+
+def test_a_value_out_of_its_columns_range_is_a_data_error_naming_the_column() -> None:
+    from clickhouse_connect.driver.exceptions import DataError
+
+    names, data = batch_to_columns(load_batch("mlflow/http-protobuf.pb"))
+    data[names.index("Timestamp")][0] = 2**63  # past 2262: DateTime64(9) is an Int64
+    with pytest.raises(DataError, match="column Timestamp"):
+        columns.native_block(names, data)
