@@ -680,31 +680,43 @@ fail:
     return NULL;
 }
 
-/* ---- scan_texts: the strings redaction reads, joined by NUL ------------------------- */
+/* ---- a growable byte buffer: scan_texts' joined texts, native_block's block ---------- */
 
 typedef struct {
     char *data;
-    Py_ssize_t len, cap;
-} Text;
+    size_t len, cap;
+} Out;
+
+static int out_reserve(Out *o, size_t n) {
+    if (o->len + n <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 1 << 16;
+    while (cap < o->len + n) cap *= 2;
+    char *grown = PyMem_Realloc(o->data, cap);
+    if (!grown) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->data = grown;
+    o->cap = cap;
+    return 0;
+}
+
+static int out_bytes(Out *o, const void *p, size_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->data + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+/* ---- scan_texts: the strings redaction reads, joined by NUL ------------------------- */
+
+typedef Out Text;
 
 static int text_add(Text *t, Buf s) {
-    Py_ssize_t n = s.end - s.p;
+    static const char nul = '\0';
+    size_t n = (size_t)(s.end - s.p);
     if (n == 0) return 0;
-    if (t->len + n + 1 > t->cap) {
-        Py_ssize_t cap = (t->cap ? t->cap : 4096);
-        while (cap < t->len + n + 1) cap *= 2;
-        char *grown = PyMem_Realloc(t->data, cap);
-        if (!grown) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        t->data = grown;
-        t->cap = cap;
-    }
-    memcpy(t->data + t->len, s.p, n);
-    t->len += n;
-    t->data[t->len++] = '\0';
-    return 0;
+    return out_bytes(t, s.p, n) < 0 ? -1 : out_bytes(t, &nul, 1);
 }
 
 static int text_of_value(Text *t, Buf b, int depth);
@@ -836,32 +848,6 @@ static PyObject *attribute_values(PyObject *self, PyObject *args) {
  * varint(length) bytes; numbers little-endian; Array(T) is the running end offsets (UInt64)
  * then the elements' data; Map(K, V) is Array(Tuple(K, V)): offsets, all keys, all values;
  * Nullable(T) is a null map (UInt8 per row) then T's data with zeros in the null rows. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} Out;
-
-static int out_reserve(Out *o, size_t n) {
-    if (o->len + n <= o->cap) return 0;
-    size_t cap = o->cap ? o->cap : 1 << 16;
-    while (cap < o->len + n) cap *= 2;
-    char *grown = PyMem_Realloc(o->data, cap);
-    if (!grown) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    o->data = grown;
-    o->cap = cap;
-    return 0;
-}
-
-static int out_bytes(Out *o, const void *p, size_t n) {
-    if (out_reserve(o, n) < 0) return -1;
-    memcpy(o->data + o->len, p, n);
-    o->len += n;
-    return 0;
-}
-
 static int out_varint(Out *o, uint64_t v) {
     uint8_t buf[10];
     int n = 0;
