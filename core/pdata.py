@@ -253,6 +253,14 @@ class OtlpBatch(Generic[R]):
         """Wire size; what queues and memory limits are measured in."""
         return len(self.raw) if self.raw is not None else sum(r.ByteSize() for r in self.requests)
 
+    def request_bytes(self, request: R) -> bytes:
+        """One of the batch's requests on the wire: the bytes received when the batch is that
+        one request unchanged, else serialized now. Received bytes may repeat a singular
+        field (a reader must take the last one, as protobuf does)."""
+        if self.raw is not None and len(self.requests) == 1:
+            return self.raw
+        return request.SerializeToString()
+
     def to_bytes(self) -> bytes:
         if self.raw is None:
             self.raw = self._serialized()

@@ -99,9 +99,8 @@ def span_attributes(batch: TraceBatch, request: Any) -> Iterator[dict[str, Any]]
     (the caller reads them through upb) without the C module or for bytes it does not take."""
     if attribute_values is None:
         return iter(())
-    body = batch.raw if len(batch.requests) == 1 and batch.raw is not None else request.SerializeToString()
     try:
-        return iter(attribute_values(body))
+        return iter(attribute_values(batch.request_bytes(request)))
     except ValueError:
         return iter(())
 

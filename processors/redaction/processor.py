@@ -290,7 +290,7 @@ class RedactionProcessor:
         """Whether the gate cleared each resource, scope and span of `request`, in walk
         order (see the module doc); all False when the gate does not apply."""
         if self._gate_requests:
-            body = batch.raw if len(batch.requests) == 1 and batch.raw is not None else request.SerializeToString()
+            body = batch.request_bytes(request)
             try:
                 texts = scan_texts(body)  # type: ignore[misc]  # _gate_requests: not None
             except ValueError:  # a wire form the C reader does not take: walk it all
