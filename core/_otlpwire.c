@@ -816,6 +816,152 @@ static PyObject *scan_texts(PyObject *self, PyObject *args) {
     return u.out;
 }
 
+/* ---- gate_units: the redaction gate over scan_texts' units, without Python strings ----- */
+
+/* The detectors' gate of processors/redaction/detectors.py (Scanner.may_match), on a unit's
+ * UTF-8 text: a literal a key detector's every match contains; an `@` and a domain after it;
+ * a digit shape. It may say "may match" where the Python gate would not (a non-ASCII byte
+ * counts as a word character for the domain), never the reverse: a unit it clears is one
+ * the walk would leave unchanged. */
+#define MAX_LITERALS 64
+
+typedef struct {
+    Buf literal[MAX_LITERALS];
+    uint8_t anchor_at[MAX_LITERALS]; /* the offset of the literal's anchor byte */
+    uint8_t anchored[256];           /* byte -> 1 + index of its first literal, 0 = none */
+    uint8_t next[MAX_LITERALS];      /* the next literal with the same anchor, 0 = none */
+    int n, email, digits;
+} Gate;
+
+static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+static int is_alpha(uint8_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static int is_domain_char(uint8_t c) { return is_alpha(c) || is_digit(c) || c == '_' || c == '-' || c >= 0x80; }
+
+/* The byte of `lit` a scan stops at: the first that is neither a lowercase letter nor a digit
+ * ("-" of "sk-", "K" of "AKIA"), which ordinary text holds fewer of; else the first. */
+static int anchor_of(Buf lit) {
+    for (const uint8_t *p = lit.p; p < lit.end; p++)
+        if (!(*p >= 'a' && *p <= 'z') && !is_digit(*p)) return (int)(p - lit.p);
+    return 0;
+}
+
+/* `@(?:[\w-]+\.)+[A-Za-z]{2,}` at `at` (the `@`). */
+static int domain_after(const uint8_t *t, size_t at, size_t n) {
+    size_t j = at + 1;
+    for (;;) {
+        size_t start = j;
+        while (j < n && is_domain_char(t[j])) j++;
+        if (j == start || j >= n || t[j] != '.') return 0;
+        j++;
+        if (j + 1 < n && is_alpha(t[j]) && is_alpha(t[j + 1])) return 1;
+    }
+}
+
+static int digits_at(const uint8_t *t, size_t n, size_t at, size_t count) {
+    if (at + count > n) return 0;
+    for (size_t k = 0; k < count; k++)
+        if (!is_digit(t[at + k])) return 0;
+    return 1;
+}
+
+static int one_of(const uint8_t *t, size_t n, size_t at, const char *set) {
+    return at < n && t[at] && strchr(set, t[at]) != NULL;
+}
+
+/* A digit detector's shape starting at `i`, digits as 0: 000-0000 (and . or space), 13 zeros,
+ * 0000 0000 0000 0000 (or -), 0000 000000 0000 (or -), 000-00-0000 (detectors.py _DIGIT_SHAPES). */
+static int digit_shape_at(const uint8_t *t, size_t n, size_t i) {
+    if (!digits_at(t, n, i, 3)) return 0;
+    size_t p = i + 3;
+    if (one_of(t, n, p, "-. ") && digits_at(t, n, p + 1, 4)) return 1;
+    if (digits_at(t, n, p, 10)) return 1;
+    if (digits_at(t, n, p, 1) && one_of(t, n, p + 1, " -")) {
+        if (digits_at(t, n, p + 2, 4) && one_of(t, n, p + 6, " -") && digits_at(t, n, p + 7, 4)) return 1;
+        if (digits_at(t, n, p + 2, 6) && one_of(t, n, p + 8, " -") && digits_at(t, n, p + 9, 4)) return 1;
+    }
+    return one_of(t, n, p, "-") && digits_at(t, n, p + 1, 2) && one_of(t, n, p + 3, "-") && digits_at(t, n, p + 4, 4);
+}
+
+static int gate_hits(const Gate *g, const uint8_t *t, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = t[i];
+        for (int k = g->anchored[c]; k; k = g->next[k - 1]) {
+            const Buf *lit = &g->literal[k - 1];
+            size_t len = (size_t)(lit->end - lit->p), off = g->anchor_at[k - 1];
+            if (i >= off && i - off + len <= n && memcmp(t + i - off, lit->p, len) == 0) return 1;
+        }
+        if (g->email && c == '@' && domain_after(t, i, n)) return 1;
+        if (g->digits && ((c == '+' && i + 1 < n && is_digit(t[i + 1])) || digit_shape_at(t, n, i))) return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    Text text;
+    const Gate *gate;
+    Out flags;
+} GateUnits;
+
+static int gate_emit(GateUnits *u) {
+    uint8_t hit = (uint8_t)gate_hits(u->gate, (const uint8_t *)u->text.data, u->text.len);
+    u->text.len = 0;
+    return out_bytes(&u->flags, &hit, 1);
+}
+
+static int gate_span(void *ctx, Buf b) {
+    GateUnits *u = ctx;
+    return span_text(&u->text, b) < 0 ? -1 : gate_emit(u);
+}
+
+static int gate_scope_spans(void *ctx, Buf b) {
+    GateUnits *u = ctx;
+    if (each(&u->text, b, 1, attrs_3) < 0 || gate_emit(u) < 0) return -1;
+    return each(ctx, b, 2, gate_span);
+}
+
+static int gate_resource_spans(void *ctx, Buf b) {
+    GateUnits *u = ctx;
+    if (each(&u->text, b, 1, attrs_1) < 0 || gate_emit(u) < 0) return -1;
+    return each(ctx, b, 2, gate_scope_spans);
+}
+
+static PyObject *gate_units(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    PyObject *literals;
+    Gate g;
+    memset(&g, 0, sizeof g);
+    if (!PyArg_ParseTuple(args, "y*O!pp:gate_units", &body, &PyTuple_Type, &literals, &g.email, &g.digits))
+        return NULL;
+    PyObject *out = NULL;
+    GateUnits u = {{NULL, 0, 0}, &g, {NULL, 0, 0}};
+    g.n = (int)PyTuple_GET_SIZE(literals);
+    if (g.n > MAX_LITERALS) {
+        PyErr_Format(PyExc_ValueError, "at most %d gate literals", MAX_LITERALS);
+        goto done;
+    }
+    for (int k = g.n - 1; k >= 0; k--) { /* chains in declaration order */
+        PyObject *lit = PyTuple_GET_ITEM(literals, k);
+        if (!PyBytes_Check(lit) || PyBytes_GET_SIZE(lit) == 0 || PyBytes_GET_SIZE(lit) > 255) {
+            PyErr_SetString(PyExc_TypeError, "gate literals must be non-empty bytes of at most 255");
+            goto done;
+        }
+        g.literal[k].p = (const uint8_t *)PyBytes_AS_STRING(lit);
+        g.literal[k].end = g.literal[k].p + PyBytes_GET_SIZE(lit);
+        g.anchor_at[k] = (uint8_t)anchor_of(g.literal[k]);
+        uint8_t c = g.literal[k].p[g.anchor_at[k]];
+        g.next[k] = g.anchored[c];
+        g.anchored[c] = (uint8_t)(k + 1);
+    }
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    if (each(&u, b, 1, gate_resource_spans) == 0)
+        out = PyBytes_FromStringAndSize(u.flags.data ? u.flags.data : "", (Py_ssize_t)u.flags.len);
+done:
+    PyMem_Free(u.text.data);
+    PyMem_Free(u.flags.data);
+    PyBuffer_Release(&body);
+    return out;
+}
+
 /* ---- attribute_values: each span's attributes as plain values -------------------------- */
 
 static int span_values(void *list, Buf span) {
@@ -1025,7 +1171,7 @@ static PyObject *native_block(PyObject *self, PyObject *args) {
     }
     if (out_varint(&o, (uint64_t)ncols) < 0 || out_varint(&o, (uint64_t)rows) < 0) goto fail;
     for (Py_ssize_t c = 0; c < ncols; c++) {
-        Py_ssize_t n;
+        Py_ssize_t n = 0;
         PyObject **items = items_of(PyList_GET_ITEM(columns, c), &n, "column");
         if (out_str(&o, PyList_GET_ITEM(names, c)) < 0 || out_str(&o, PyList_GET_ITEM(types, c)) < 0)
             goto fail;
@@ -1094,6 +1240,282 @@ static PyObject *spans_valid(PyObject *self, PyObject *args) {
     return PyBool_FromLong(rc == 0);
 }
 
+/* ---- split_by_trace: a request as one request per trace, from its bytes -------------- */
+
+/* Every field but the repeated child (field 2) of a ResourceSpans or ScopeSpans is its
+ * "head" (resource or scope, schema_url, unknown fields), copied as it came; a trace's
+ * request repeats the heads of the resources and scopes its spans sit under. */
+typedef struct { size_t off, len; } Head;
+typedef struct { Buf body; uint32_t scope, next; } SpanRef;
+typedef struct { Head head; uint32_t resource; } ScopeRef;
+typedef struct { Buf id; uint32_t first, last, count; } Group;
+
+#define NONE UINT32_MAX
+
+typedef struct {
+    Out heads;
+    Head *resources;
+    ScopeRef *scopes;
+    SpanRef *spans;
+    Group *groups;
+    uint32_t *table; /* open addressing: group index + 1, 0 = empty */
+    size_t n_resources, n_scopes, n_spans, n_groups, table_size;
+    size_t cap_resources, cap_scopes, cap_spans, cap_groups;
+} Split;
+
+static int grow(void **items, size_t *cap, size_t n, size_t size) {
+    if (n < *cap) return 0;
+    size_t want = *cap ? *cap * 2 : 64;
+    void *grown = PyMem_Realloc(*items, want * size);
+    if (!grown) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = grown;
+    *cap = want;
+    return 0;
+}
+
+#define GROW(s, name) grow((void **)&(s)->name, &(s)->cap_##name, (s)->n_##name, sizeof(*(s)->name))
+
+static void split_free(Split *s) {
+    PyMem_Free(s->heads.data);
+    PyMem_Free(s->resources);
+    PyMem_Free(s->scopes);
+    PyMem_Free(s->spans);
+    PyMem_Free(s->groups);
+    PyMem_Free(s->table);
+}
+
+/* Copies every field of `msg` but field 2 into s->heads. */
+static int copy_head(Split *s, Buf msg, Head *head) {
+    head->off = s->heads.len;
+    while (msg.p < msg.end) {
+        const uint8_t *start = msg.p;
+        uint32_t field;
+        int wt;
+        if (read_tag(&msg, &field, &wt) < 0 || skip_field(&msg, wt) < 0) return -1;
+        if (!(field == 2 && wt == 2) && out_bytes(&s->heads, start, (size_t)(msg.p - start)) < 0) return -1;
+    }
+    head->len = s->heads.len - head->off;
+    return 0;
+}
+
+static uint64_t id_hash(Buf id) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const uint8_t *p = id.p; p < id.end; p++) h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+static int same_id(Buf a, Buf b) {
+    return (a.end - a.p) == (b.end - b.p) && memcmp(a.p, b.p, (size_t)(a.end - a.p)) == 0;
+}
+
+static int rehash(Split *s) {
+    size_t size = s->table_size ? s->table_size * 2 : 1024;
+    uint32_t *table = PyMem_Calloc(size, sizeof(uint32_t));
+    if (!table) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t g = 0; g < s->n_groups; g++) {
+        size_t i = (size_t)id_hash(s->groups[g].id) & (size - 1);
+        while (table[i]) i = (i + 1) & (size - 1);
+        table[i] = (uint32_t)g + 1;
+    }
+    PyMem_Free(s->table);
+    s->table = table;
+    s->table_size = size;
+    return 0;
+}
+
+/* The group of trace `id`, created at its first span. */
+static int group_of(Split *s, Buf id, uint32_t *out) {
+    if ((s->n_groups + 1) * 2 > s->table_size && rehash(s) < 0) return -1;
+    size_t mask = s->table_size - 1, i = (size_t)id_hash(id) & mask;
+    while (s->table[i]) {
+        uint32_t g = s->table[i] - 1;
+        if (same_id(s->groups[g].id, id)) {
+            *out = g;
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    if (GROW(s, groups) < 0) return -1;
+    s->groups[s->n_groups] = (Group){id, NONE, NONE, 0};
+    s->table[i] = (uint32_t)s->n_groups + 1;
+    *out = (uint32_t)s->n_groups++;
+    return 0;
+}
+
+static int split_span(void *ctx, Buf span) {
+    Split *s = ctx;
+    Buf id = {span.p, span.p}, b = span; /* no trace_id: the empty id, as protobuf reads it */
+    while (b.p < b.end) {
+        uint32_t field;
+        int wt;
+        if (read_tag(&b, &field, &wt) < 0) return -1;
+        if (field == 1 && wt == 2) {
+            if (read_bytes(&b, &id) < 0) return -1; /* a repeated field: the last one counts */
+        } else if (skip_field(&b, wt) < 0) return -1;
+    }
+    uint32_t g;
+    if (group_of(s, id, &g) < 0 || GROW(s, spans) < 0) return -1;
+    uint32_t i = (uint32_t)s->n_spans++;
+    s->spans[i] = (SpanRef){span, (uint32_t)s->n_scopes - 1, NONE};
+    Group *group = &s->groups[g];
+    if (group->last == NONE) group->first = i;
+    else s->spans[group->last].next = i;
+    group->last = i;
+    group->count++;
+    return 0;
+}
+
+static int split_scope(void *ctx, Buf scope_spans) {
+    Split *s = ctx;
+    if (GROW(s, scopes) < 0) return -1;
+    ScopeRef *scope = &s->scopes[s->n_scopes];
+    scope->resource = (uint32_t)s->n_resources - 1;
+    if (copy_head(s, scope_spans, &scope->head) < 0) return -1;
+    s->n_scopes++;
+    return each(s, scope_spans, 2, split_span);
+}
+
+static int split_resource(void *ctx, Buf resource_spans) {
+    Split *s = ctx;
+    if (GROW(s, resources) < 0 || copy_head(s, resource_spans, &s->resources[s->n_resources]) < 0) return -1;
+    s->n_resources++;
+    return each(s, resource_spans, 2, split_scope);
+}
+
+static size_t varint_size(uint64_t n) {
+    size_t k = 1;
+    while (n >= 0x80) {
+        n >>= 7;
+        k++;
+    }
+    return k;
+}
+
+static uint8_t *put_varint(uint8_t *w, uint64_t n) {
+    while (n >= 0x80) {
+        *w++ = (uint8_t)(n | 0x80);
+        n >>= 7;
+    }
+    *w++ = (uint8_t)n;
+    return w;
+}
+
+static size_t field_size(size_t body) { return 1 + varint_size(body) + body; }
+
+/* One trace's request. Its spans are in walk order, so its scopes (and resources) come in
+ * runs: one ScopeSpans per run of a scope, one ResourceSpans per run of a resource. The
+ * runs' body sizes are measured first (into `sizes`, in write order), then written. */
+static PyObject *group_request(Split *s, const Group *g, size_t *sizes) {
+    size_t total = 0, n = 0;
+    for (uint32_t i = g->first; i != NONE;) {
+        uint32_t r = s->scopes[s->spans[i].scope].resource;
+        size_t at = n++, body = s->resources[r].len;
+        while (i != NONE && s->scopes[s->spans[i].scope].resource == r) {
+            uint32_t sc = s->spans[i].scope;
+            size_t sat = n++, sbody = s->scopes[sc].head.len;
+            for (; i != NONE && s->spans[i].scope == sc; i = s->spans[i].next)
+                sbody += field_size((size_t)(s->spans[i].body.end - s->spans[i].body.p));
+            sizes[sat] = sbody;
+            body += field_size(sbody);
+        }
+        sizes[at] = body;
+        total += field_size(body);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) return NULL;
+    uint8_t *w = (uint8_t *)PyBytes_AS_STRING(out);
+    n = 0;
+    for (uint32_t i = g->first; i != NONE;) {
+        uint32_t r = s->scopes[s->spans[i].scope].resource;
+        *w++ = 0x0a;
+        w = put_varint(w, sizes[n++]);
+        memcpy(w, s->heads.data + s->resources[r].off, s->resources[r].len);
+        w += s->resources[r].len;
+        while (i != NONE && s->scopes[s->spans[i].scope].resource == r) {
+            uint32_t sc = s->spans[i].scope;
+            *w++ = 0x12;
+            w = put_varint(w, sizes[n++]);
+            memcpy(w, s->heads.data + s->scopes[sc].head.off, s->scopes[sc].head.len);
+            w += s->scopes[sc].head.len;
+            for (; i != NONE && s->spans[i].scope == sc; i = s->spans[i].next) {
+                size_t len = (size_t)(s->spans[i].body.end - s->spans[i].body.p);
+                *w++ = 0x12;
+                w = put_varint(w, len);
+                memcpy(w, s->spans[i].body.p, len);
+                w += len;
+            }
+        }
+    }
+    return out;
+}
+
+static PyObject *split_by_trace(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*:split_by_trace", &body)) return NULL;
+    Split s = {0};
+    PyObject *out = NULL;
+    size_t *sizes = NULL;
+    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    if (each(&s, b, 1, split_resource) < 0) goto done;
+    if (!(sizes = PyMem_Malloc((2 * s.n_spans + 1) * sizeof(size_t)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!(out = PyList_New((Py_ssize_t)s.n_groups))) goto done;
+    for (size_t g = 0; g < s.n_groups; g++) {
+        Group *group = &s.groups[g];
+        PyObject *item = Py_BuildValue("(y#NI)", (const char *)group->id.p, (Py_ssize_t)(group->id.end - group->id.p),
+                                       group_request(&s, group, sizes), (unsigned int)group->count);
+        if (!item) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)g, item);
+    }
+done:
+    PyMem_Free(sizes);
+    split_free(&s);
+    PyBuffer_Release(&body);
+    return out;
+}
+
+/* ---- murmur2: Kafka's key hash (the Java client's Utils.murmur2), for the partitioner ---- */
+
+static PyObject *murmur2(PyObject *self, PyObject *args) {
+    Py_buffer key;
+    if (!PyArg_ParseTuple(args, "y*:murmur2", &key)) return NULL;
+    const uint8_t *d = key.buf;
+    size_t n = (size_t)key.len;
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)n;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 | (uint32_t)d[i + 2] << 16 | (uint32_t)d[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h = h * m ^ k;
+    }
+    size_t tail = n & ~(size_t)3;
+    switch (n & 3) {
+    case 3: h ^= (uint32_t)d[tail + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[tail + 1] << 8;  /* fall through */
+    case 1:
+        h ^= d[tail];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    PyBuffer_Release(&key);
+    return PyLong_FromUnsignedLong(h);
+}
+
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *enc, *fmt, *finite, *b64;
     if (!PyArg_ParseTuple(args, "OOOO:configure", &enc, &fmt, &finite, &b64)) return NULL;
@@ -1119,6 +1541,12 @@ static PyMethodDef methods[] = {
      "that scope's spans. A resource's or scope's text holds its attribute values; a span's its\n"
      "attribute values, its events' and its status message. Nested values count, with their map\n"
      "keys; each string is followed by NUL."},
+    {"gate_units", gate_units, METH_VARARGS,
+     "gate_units(body, literals, email, digits) -> bytes\n\n"
+     "For each of scan_texts' units of a serialized ExportTraceServiceRequest, 1 when the redaction\n"
+     "gate says a detector may match its text, else 0: a text holding one of `literals` (bytes), with\n"
+     "`email`, an @ followed by a domain, with `digits`, a digit detector's shape. Never 0 where\n"
+     "detectors.Scanner.may_match is true."},
     {"attribute_values", attribute_values, METH_VARARGS,
      "attribute_values(body) -> list[dict]\n\n"
      "Every span's attributes in a serialized ExportTraceServiceRequest, in walk order, as\n"
@@ -1135,6 +1563,16 @@ static PyMethodDef methods[] = {
      "(ingest/otlp/validate.py): 16-byte non-zero trace id, 8-byte non-zero span id, parent empty or\n"
      "8 bytes, start, end and event times that fit an Int64. False sends the caller to the walk\n"
      "that finds and describes the spans to drop."},
+    {"split_by_trace", split_by_trace, METH_VARARGS,
+     "split_by_trace(body) -> list[tuple[bytes, bytes, int]]\n\n"
+     "A serialized ExportTraceServiceRequest as one request per trace: (trace_id, serialized request,\n"
+     "span count) in the order of each trace's first span. Each span keeps its bytes and its resource\n"
+     "and scope (their other fields as they came); a trace's spans keep their order, one\n"
+     "ResourceSpans per run of a resource and one ScopeSpans per run of a scope."},
+    {"murmur2", murmur2, METH_VARARGS,
+     "murmur2(key) -> int\n\n"
+     "Kafka's murmur2 hash of a record key (unsigned 32 bits), as the Java client and\n"
+     "aiokafka.partitioner.murmur2 compute it: what the default partitioner maps keys with."},
     {"configure", configure, METH_VARARGS,
      "configure(json_encode, format_double, finite_or_text, base64_text): the Python renderings."},
     {NULL, NULL, 0, NULL},

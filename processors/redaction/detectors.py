@@ -74,8 +74,8 @@ def _phone_ok(text: str) -> bool:
 class Detector:
     """One kind of secret or PII.
 
-    `gate`: (character, pattern): every match contains the character (a memchr test) and
-    the pattern, which starts with a literal so `re` searches it quickly. `strict` /
+    `gate`: (character, substrings): every match contains the character (a memchr test)
+    and one of the substrings (email: the domain's pattern instead). `strict` /
     `loose` are the patterns with and without left-boundary checks. `digits`: gated by
     `digits_gate` and run in the digit windows instead.
     """
@@ -84,14 +84,14 @@ class Detector:
     description: str
     strict: re.Pattern[str]
     loose: re.Pattern[str]
-    gate: tuple[str, str] = ("", "")
+    gate: tuple[str, tuple[str, ...]] = ("", ())
     valid: Callable[[str], bool] | None = None
     digits: bool = False
     email: bool = False
 
 
 def _keyed(kind: str, description: str, variants: Sequence[tuple[str, str]], guard: str, after: str = "",
-           gate: tuple[str, str] = ("", "")) -> Detector:
+           gate: tuple[str, tuple[str, ...]] = ("", ())) -> Detector:
     """A token that starts with a fixed-width prefix. The left-boundary check comes after
     the prefix (`sk-(?<![A-Za-z0-9_-]sk-)...`), so the pattern still starts with a literal
     and `re` finds candidates with its fast prefix search."""
@@ -119,7 +119,7 @@ DETECTORS: tuple[Detector, ...] = (
         # costs no parse of the value it is in.
         re.compile(r"@(?:[\w-]+\.)+[A-Za-z]{2,}(?![\w-])"),
         re.compile(r"@(?:[\w-]+\.)+[A-Za-z]{2,}(?![\w-])"),
-        gate=("@", r"@(?:[\w-]+\.)+[A-Za-z]{2,}"), email=True),
+        gate=("@", ()), email=True),
     _numeric(
         "phone", "phone numbers: +country code (8-15 digits), or North American (555) 123-4567 / 555-123-4567",
         r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}"
@@ -134,34 +134,36 @@ DETECTORS: tuple[Detector, ...] = (
         r"(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}",
         "(?<![0-9A-Za-z_-])", "(?![0-9A-Za-z_-])"),
     _keyed("anthropic_api_key", "Anthropic API keys (sk-ant-...)", [("sk-ant-", f"{_KEY_CHARS}{{20,}}")],
-           _KEY_CHARS, gate=("-", "sk-")),
+           _KEY_CHARS, gate=("-", ("sk-",))),
     _keyed("openai_api_key", "OpenAI API keys (sk-..., sk-proj-..., sk-svcacct-...) and other sk- keys",
-           [("sk-", f"(?!ant-){_KEY_CHARS}{{20,}}")], _KEY_CHARS, gate=("-", "sk-")),
+           [("sk-", f"(?!ant-){_KEY_CHARS}{{20,}}")], _KEY_CHARS, gate=("-", ("sk-",))),
     _keyed("stripe_key", "Stripe secret and restricted keys (sk_live_, rk_live_, sk_test_...)",
-           [("[rs]k_(?:live|test)_", "[A-Za-z0-9]{16,}")], "[A-Za-z0-9_]", gate=("_", "k_(?:live|test)_")),
+           [("[rs]k_(?:live|test)_", "[A-Za-z0-9]{16,}")], "[A-Za-z0-9_]", gate=("_", ("k_live_", "k_test_"))),
     _keyed("aws_access_key", "AWS access key ids (AKIA..., ASIA...)",
            [("A(?:KIA|SIA|BIA|CCA)", "[A-Z0-9]{16}")], "[A-Za-z0-9]", "(?![A-Za-z0-9])",
-           gate=("A", "A(?:KIA|SIA|BIA|CCA)")),
+           gate=("A", ("AKIA", "ASIA", "ABIA", "ACCA"))),
     _keyed("google_api_key", "Google API keys (AIza...)", [("AIza", f"{_KEY_CHARS}{{35}}")], _KEY_CHARS,
-           f"(?!{_KEY_CHARS})", gate=("A", "AIza")),
+           f"(?!{_KEY_CHARS})", gate=("A", ("AIza",))),
     _keyed("github_token", "GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_)",
            [("gh[pousr]_", "[A-Za-z0-9]{36,}"), ("github_pat_", "[A-Za-z0-9_]{22,}")], "[A-Za-z0-9_]",
-           gate=("_", "g(?:h[pousr]_|ithub_pat_)")),
+           gate=("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"))),
     _keyed("slack_token", "Slack tokens (xoxb-, xoxp-, xoxa-...)", [("xox[abposr]-", "[A-Za-z0-9-]{10,}")],
-           "[A-Za-z0-9_-]", gate=("-", "xox[abposr]-")),
+           "[A-Za-z0-9_-]", gate=("-", ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-"))),
     _keyed("jwt", "JSON Web Tokens (eyJ... three base64url parts)",
            [("eyJ", f"{_KEY_CHARS}{{10,}}\\.{_KEY_CHARS}{{10,}}\\.{_KEY_CHARS}*")], _KEY_CHARS,
-           gate=("J", "eyJ")),
+           gate=("J", ("eyJ",))),
     _keyed("private_key", "PEM private keys (-----BEGIN ... PRIVATE KEY----- to its END line, or to the end "
            "of a truncated value)",
            [("-----BEGIN ", r"(?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END "
              r"(?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\]*)")], "-",
-           gate=("-", "-----BEGIN ")),
+           gate=("-", ("-----BEGIN ",))),
 )
 
 DETECTOR_KINDS: tuple[str, ...] = tuple(d.kind for d in DETECTORS)
 _BY_KIND = {d.kind: d for d in DETECTORS}
 
+# The email gate: an `@` and a domain after it (an `@` alone is a handle, a decorator...).
+_EMAIL_GATE = re.compile(r"@(?:[\w-]+\.)+[A-Za-z]{2,}")
 _LOCAL_PART = re.compile(r"[\w.%+-]{1,64}")  # matched on the reversed text before the `@`; \w: Unicode letters
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _DIGITS_TO_ZERO_STR = str.maketrans("123456789", "000000000")
@@ -180,6 +182,13 @@ _BEFORE_PAIR, _AFTER_RUN = 8, 40
 _DIGIT_SHAPES = "000(?:[-. ]0000|0{10}|0[ -]0000[ -]0000|0[ -]000000[ -]0000|-00-0000)"
 _DIGIT_SHAPES_BYTES = re.compile(_DIGIT_SHAPES.encode())
 _DIGIT_SHAPES_STR = re.compile(_DIGIT_SHAPES)
+
+
+def _contains_any(substrings: tuple[str, ...]) -> Callable[[str], bool]:
+    if len(substrings) == 1:
+        [only] = substrings
+        return lambda s: only in s
+    return lambda s: any(sub in s for sub in substrings)
 
 
 def digits_gate(s: str) -> bool:
@@ -220,13 +229,16 @@ class Scanner:
         chosen = [_BY_KIND[k] for k in kinds]
         self.kinds = tuple(d.kind for d in chosen)
         self._digit = tuple(d for d in chosen if d.digits)
-        # character -> [(gate pattern, detector)], in declaration order.
-        gates: dict[str, list[tuple[re.Pattern[str], Detector]]] = {}
+        # character -> [(gate test, detector)], in declaration order.
+        gates: dict[str, list[tuple[Callable[[str], object], Detector]]] = {}
         for d in chosen:
             if not d.digits:
-                ch, pattern = d.gate
-                gates.setdefault(ch, []).append((re.compile(pattern), d))
+                ch, substrings = d.gate
+                gates.setdefault(ch, []).append((_EMAIL_GATE.search if d.email else _contains_any(substrings), d))
         self._gates = tuple((ch, tuple(entries)) for ch, entries in gates.items())
+        # The same gate for the C module's gate_units: (substrings, email, digits).
+        self.wire_gate = (tuple(sub.encode() for d in chosen for sub in d.gate[1]),
+                          any(d.email for d in chosen), bool(self._digit))
 
     @property
     def enabled(self) -> bool:
@@ -237,7 +249,7 @@ class Scanner:
         for ch, entries in self._gates:
             if ch in s:
                 for gate, _ in entries:
-                    if gate.search(s):
+                    if gate(s):
                         return True
         return bool(self._digit) and digits_gate(s)
 
@@ -248,7 +260,7 @@ class Scanner:
             if ch not in s:
                 continue
             for gate, d in entries:
-                if not gate.search(s):
+                if not gate(s):
                     continue
                 if d.email:
                     found.extend(_emails(s, d))

@@ -26,11 +26,11 @@ name, version, template and its hash, variables, session and user ids), and its 
 columns masked or cleared, so nothing downstream (the prompt registry, the disk queue,
 the spans table) sees what was redacted.
 
-A request of traces is first read whole, in C (core/_otlpwire.c `scan_texts`): the
-strings of each resource, scope and span, joined. When no rule looks at keys
-(allow_all_keys, no ignored or blocked keys, no blocked_values) and content is not dropped,
-only the detectors can change a value, so a resource, scope or span whose joined text the
-detectors' gate clears is not walked. The gate only ever tests for what a match must
+A request of traces is first read whole, in C (core/_otlpwire.c `gate_units`): the
+strings of each resource, scope and span, joined, through the detectors' gate. When no rule
+looks at keys (allow_all_keys, no ignored or blocked keys, no blocked_values) and content is
+not dropped, only the detectors can change a value, so a resource, scope or span whose
+joined text the gate clears is not walked. The gate only ever tests for what a match must
 contain, and each value's text lies whole in its owner's: this skips only what the walk
 would leave as it is, without reading attributes through upb.
 
@@ -65,7 +65,7 @@ from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.detectors import MIN_LENGTH, Scanner
 
 # Without the C module (core/native.py) every request is walked.
-scan_texts: Callable[[bytes], list[str]] | None = otlpwire.scan_texts if otlpwire else None
+gate_units: Callable[[bytes, tuple[bytes, ...], bool, bool], bytes] | None = otlpwire.gate_units if otlpwire else None
 
 # Batches up to this many wire bytes are redacted on the event loop.
 _INLINE_BYTES = 1 << 20
@@ -178,7 +178,7 @@ class RedactionProcessor:
         self._content = genai.content
         self._scan_plain = genai.mask_attributes and self._scanner.enabled
         # Only the detectors can change a value: what their gate clears is left as it is.
-        self._gate_requests = (scan_texts is not None and config.allow_all_keys and not self._ignored
+        self._gate_requests = (gate_units is not None and config.allow_all_keys and not self._ignored
                                and not self._blocked_keys and not self._blocked_values and self._content != "drop")
         self.spans_cleared = 0  # spans the gate let through without a walk (tests, bench)
         self._plans: dict[str, _Plan] = {}
@@ -291,14 +291,14 @@ class RedactionProcessor:
         order (see the module doc); all False when the gate does not apply."""
         if self._gate_requests:
             body = batch.request_bytes(request)
+            literals, email, digits = self._scanner.wire_gate
             try:
-                texts = scan_texts(body)  # type: ignore[misc]  # _gate_requests: not None
+                hits = gate_units(body, literals, email, digits)  # type: ignore[misc]  # _gate_requests: not None
             except ValueError:  # a wire form the C reader does not take: walk it all
-                texts = []
-            may_match = self._scanner.may_match
-            for text in texts:
-                yield not may_match(text)
-        while True:  # no gate, or more than the texts (never on upb's own bytes): walk
+                hits = b""
+            for hit in hits:
+                yield not hit
+        while True:  # no gate, or more than the units (never on upb's own bytes): walk
             yield False
 
     def process_logs(self, batch: LogBatch) -> int:

@@ -82,8 +82,10 @@ def test_defaults_follow_the_collector_with_our_delivery_guarantees() -> None:
     assert (q.enabled, q.queue_size, q.storage, q.max_storage_mib) == (True, 100_000, "", 1024)
     kwargs = producer_kwargs(cfg)
     assert {k: kwargs[k] for k in ("acks", "enable_idempotence", "compression_type", "max_request_size",
-                                   "linger_ms", "request_timeout_ms", "bootstrap_servers")} == {
+                                   "max_batch_size", "linger_ms", "request_timeout_ms", "bootstrap_servers")} == {
         "acks": "all", "enable_idempotence": True, "compression_type": "zstd", "max_request_size": 1_000_000,
+        # A partition's records share a record batch up to the message limit, not aiokafka's 16 KB.
+        "max_batch_size": 1_000_000,
         "linger_ms": 5, "request_timeout_ms": 5000, "bootstrap_servers": ["localhost:9092"]}
     plain = KafkaExporterConfig.model_validate(
         {"producer": {"compression": "none", "required_acks": 1, "enable_idempotence": False}})

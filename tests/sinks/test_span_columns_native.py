@@ -176,12 +176,12 @@ def test_tracehouse_no_extensions_turns_the_c_module_off() -> None:
 
     probe = ("from tracehouse.sinks.clickhouse import columns; from tracehouse.processors.redaction import processor "
              "as r; from tracehouse.processors.genai_normalize import processor as n; from tracehouse.ingest.otlp "
-             "import validate as v; print([x is None for x in (columns.native, r.scan_texts, n.attribute_values, "
-             "v.spans_valid)])")
+             "import validate as v; from tracehouse.sinks.kafka import marshal as k; print([x is None for x in "
+             "(columns.native, r.gate_units, n.attribute_values, v.spans_valid, k.otlpwire)])")
     for value, off in (("1", True), ("0", False)):
         env = {**os.environ, "TRACEHOUSE_NO_EXTENSIONS": value}
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
-        assert out.strip() == str([off] * 4)
+        assert out.strip() == str([off] * 5)
 
 
 def test_a_value_out_of_its_columns_range_is_a_data_error_naming_the_column() -> None:
