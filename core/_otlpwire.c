@@ -830,6 +830,7 @@ typedef struct {
     uint8_t anchor_at[MAX_LITERALS]; /* the offset of the literal's anchor byte */
     uint8_t anchored[256];           /* byte -> 1 + index of its first literal, 0 = none */
     uint8_t next[MAX_LITERALS];      /* the next literal with the same anchor, 0 = none */
+    uint8_t stops[256];              /* bytes a match can start a test at: anchors, @, +, digits */
     int n, email, digits;
 } Gate;
 
@@ -885,6 +886,7 @@ static int digit_shape_at(const uint8_t *t, size_t n, size_t i) {
 static int gate_hits(const Gate *g, const uint8_t *t, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = t[i];
+        if (!g->stops[c]) continue; /* most bytes: one table lookup */
         for (int k = g->anchored[c]; k; k = g->next[k - 1]) {
             const Buf *lit = &g->literal[k - 1];
             size_t len = (size_t)(lit->end - lit->p), off = g->anchor_at[k - 1];
@@ -951,7 +953,11 @@ static PyObject *gate_units(PyObject *self, PyObject *args) {
         uint8_t c = g.literal[k].p[g.anchor_at[k]];
         g.next[k] = g.anchored[c];
         g.anchored[c] = (uint8_t)(k + 1);
+        g.stops[c] = 1;
     }
+    g.stops['@'] |= (uint8_t)g.email;
+    g.stops['+'] |= (uint8_t)g.digits;
+    for (int c = '0'; c <= '9'; c++) g.stops[c] |= (uint8_t)g.digits;
     Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
     if (each(&u, b, 1, gate_resource_spans) == 0)
         out = PyBytes_FromStringAndSize(u.flags.data ? u.flags.data : "", (Py_ssize_t)u.flags.len);
