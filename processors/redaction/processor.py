@@ -44,10 +44,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from functools import partial
 from typing import Any
@@ -59,7 +60,7 @@ from tracehouse.core.auth import TENANT_ATTRIBUTE
 from tracehouse.core.component import Consumer, Host, Settings
 from tracehouse.core.genai import ChatMessage, GenAIColumns
 from tracehouse.core.native import otlpwire
-from tracehouse.core.pdata import LogBatch, TraceBatch, any_value, log_event_name
+from tracehouse.core.pdata import LogBatch, TraceBatch, any_value, count_spans, log_event_name
 from tracehouse.processors.redaction import content as c
 from tracehouse.processors.redaction.config import RedactionConfig
 from tracehouse.processors.redaction.detectors import MIN_LENGTH, Scanner
@@ -228,8 +229,15 @@ class RedactionProcessor:
         cols = batch.genai
         i = skipped = 0
         for request in batch.requests:
-            # Per resource, scope and span in walk order: True when the gate cleared it.
-            cleared = self._cleared(batch, request)
+            hits = self._gate_hits(batch, request)
+            if hits is not None and 1 not in hits:  # the gate cleared all of it: nothing to walk
+                n = batch.item_count if len(batch.requests) == 1 else count_spans(request)
+                i += n
+                skipped += n
+                continue
+            # Per resource, scope and span in walk order: True when the gate cleared it; past
+            # the units (no gate, or more than the units: never on upb's own bytes), walk.
+            cleared = itertools.chain((not hit for hit in hits or b""), itertools.repeat(False))
             for rs in request.resource_spans:
                 removed = None if next(cleared) else self._outer(rs.resource.attributes, counts)
                 resource_changed = removed is not None
@@ -286,20 +294,16 @@ class RedactionProcessor:
                 changed = touched = True
         return changed, touched, content_gone, keys
 
-    def _cleared(self, batch: TraceBatch, request: Any) -> Iterator[bool]:
-        """Whether the gate cleared each resource, scope and span of `request`, in walk
-        order (see the module doc); all False when the gate does not apply."""
-        if self._gate_requests:
-            body = batch.request_bytes(request)
-            literals, email, digits = self._scanner.wire_gate
-            try:
-                hits = gate_units(body, literals, email, digits)  # type: ignore[misc]  # _gate_requests: not None
-            except ValueError:  # a wire form the C reader does not take: walk it all
-                hits = b""
-            for hit in hits:
-                yield not hit
-        while True:  # no gate, or more than the units (never on upb's own bytes): walk
-            yield False
+    def _gate_hits(self, batch: TraceBatch, request: Any) -> bytes | None:
+        """Per resource, scope and span of `request` in walk order, 1 where the gate says a
+        detector may match (see the module doc); None when the gate does not apply."""
+        if not self._gate_requests:
+            return None
+        literals, email, digits = self._scanner.wire_gate
+        try:
+            return gate_units(batch.request_bytes(request), literals, email, digits)  # type: ignore[misc]
+        except ValueError:  # a wire form the C reader does not take: walk it all
+            return None
 
     def process_logs(self, batch: LogBatch) -> int:
         """Redact `batch` in place; returns the number of log records whose values changed.
