@@ -12,7 +12,12 @@ while background merges settle is the merge cost.
 
 The process pins itself to one core (`--core`), as `run_all_in_one` pins the server.
 
+`--without views|indexes|projections` (repeatable) measures the same inserts with the spans
+table's materialized views, its data-skipping indexes or the trace rollup's projections
+dropped: where the floor's CPU goes, not a configuration tracehouse runs.
+
     python -m tracehouse.bench.run_clickhouse_floor --spans 100000
+    python -m tracehouse.bench.run_clickhouse_floor --spans 100000 --without views --without indexes
 """
 
 from __future__ import annotations
@@ -106,7 +111,41 @@ def settle(client: Any, proc: psutil.Process, quiet_s: float = 2.0, limit_s: flo
     return time.perf_counter() - t0 - quiet_s, _cpu(proc) - c0
 
 
-def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, core: int | None) -> dict[str, Any]:
+STRIPPABLE = ("views", "indexes", "projections")
+
+
+def strip(client: Any, parts: Sequence[str]) -> None:
+    """Drop the named parts of the schema the spans' inserts feed (see the module doc)."""
+    if "views" in parts:
+        views = client.query("SELECT dependencies_table FROM system.tables WHERE database = {d:String} "
+                             "AND name = {t:String}", parameters={"d": DATABASE, "t": TABLE}).result_rows[0][0]
+        for view in views:
+            client.command(f"DROP VIEW {DATABASE}.{view}")
+    if "indexes" in parts:
+        for (name,) in client.query("SELECT name FROM system.data_skipping_indices WHERE database = {d:String} "
+                                    "AND table = {t:String}", parameters={"d": DATABASE, "t": TABLE}).result_rows:
+            client.command(f"ALTER TABLE {DATABASE}.{TABLE} DROP INDEX {name}")
+    if "projections" in parts:
+        for table, name in client.query("SELECT table, name FROM system.projections WHERE database = {d:String}",
+                                        parameters={"d": DATABASE}).result_rows:
+            client.command(f"ALTER TABLE {DATABASE}.{table} DROP PROJECTION {name}")
+
+
+def schema_parts(client: Any) -> dict[str, int]:
+    """How many views, indexes and projections the inserts feed (the spans table's views and
+    indexes; the projections of every table)."""
+    params = {"d": DATABASE, "t": TABLE}
+    views = client.query("SELECT length(dependencies_table) FROM system.tables WHERE database = {d:String} "
+                         "AND name = {t:String}", parameters=params).result_rows[0][0]
+    indexes = client.query("SELECT count() FROM system.data_skipping_indices WHERE database = {d:String} "
+                           "AND table = {t:String}", parameters=params).result_rows[0][0]
+    projections = client.query("SELECT count() FROM system.projections WHERE database = {d:String}",
+                               parameters=params).result_rows[0][0]
+    return {"views": int(views), "indexes": int(indexes), "projections": int(projections)}
+
+
+def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, core: int | None,
+            without: Sequence[str] = ()) -> dict[str, Any]:
     if core is not None:
         os.sched_setaffinity(0, {core})
     proc = psutil.Process()
@@ -115,6 +154,8 @@ def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, cor
         client = open_client(f"chdb://{data_dir}")
         try:
             migrate(client, schema_params(DATABASE, TABLE, 0, 1000))
+            strip(client, without)
+            schema = schema_parts(client)
             payloads = native_blocks(client, names, blocks)
             # What is left of the Python work is one call per block; the spans go as bytes.
             t0, c0 = time.perf_counter(), _cpu(proc)
@@ -126,7 +167,7 @@ def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, cor
             rolled = client.query(f"SELECT sum(Spans) FROM {DATABASE}.{TABLE}_trace_rollup").result_rows[0][0]
         finally:
             client.close()
-    if stored != total or rolled != total:
+    if stored != total or (rolled != total and "views" not in without):
         raise SystemExit(f"stored {stored} spans and rolled up {rolled}, expected {total}")
     return {
         "spans": total,
@@ -138,6 +179,8 @@ def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, cor
         "merge_s": round(settle_s, 2),
         "merge_cpu_us_per_span": round(merge_cpu / total * 1e6, 1),
         "core": core,
+        "without": list(without),
+        **schema,
     }
 
 
@@ -148,10 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-spans", type=int, default=8192, help="spans per insert (the batch processor's size)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--core", type=int, default=1, help="CPU to pin to (-1: no pinning)")
+    p.add_argument("--without", action="append", choices=STRIPPABLE, default=[],
+                   help="drop this part of the schema first, to see its share of the cost (repeatable)")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     core = None if args.core < 0 else args.core
-    result = measure(args.spans, args.spans_per_request, args.batch_spans, args.seed, core)
+    result = measure(args.spans, args.spans_per_request, args.batch_spans, args.seed, core, args.without)
     print("| spans | inserts | MB per block | spans/s (1 core) | insert CPU µs/span | merges settle s | merge CPU µs/span |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {result['spans']:,} | {result['blocks']} | {result['block_mb']} | {result['spans_per_s']:,} | "
