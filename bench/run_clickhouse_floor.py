@@ -114,34 +114,28 @@ def settle(client: Any, proc: psutil.Process, quiet_s: float = 2.0, limit_s: flo
 STRIPPABLE = ("views", "indexes", "projections")
 
 
+def schema_parts(client: Any) -> dict[str, list[tuple[str, str]]]:
+    """What the spans' inserts feed, as (table, name): the spans table's views and indexes,
+    and the projections of every table."""
+    params = {"d": DATABASE, "t": TABLE}
+    [(views,)] = client.query("SELECT dependencies_table FROM system.tables WHERE database = {d:String} "
+                              "AND name = {t:String}", parameters=params).result_rows
+    indexes = client.query("SELECT table, name FROM system.data_skipping_indices WHERE database = {d:String} "
+                           "AND table = {t:String}", parameters=params).result_rows
+    projections = client.query("SELECT table, name FROM system.projections WHERE database = {d:String}",
+                               parameters=params).result_rows
+    return {"views": [(TABLE, view) for view in views], "indexes": [tuple(r) for r in indexes],
+            "projections": [tuple(r) for r in projections]}
+
+
 def strip(client: Any, parts: Sequence[str]) -> None:
     """Drop the named parts of the schema the spans' inserts feed (see the module doc)."""
-    if "views" in parts:
-        views = client.query("SELECT dependencies_table FROM system.tables WHERE database = {d:String} "
-                             "AND name = {t:String}", parameters={"d": DATABASE, "t": TABLE}).result_rows[0][0]
-        for view in views:
-            client.command(f"DROP VIEW {DATABASE}.{view}")
-    if "indexes" in parts:
-        for (name,) in client.query("SELECT name FROM system.data_skipping_indices WHERE database = {d:String} "
-                                    "AND table = {t:String}", parameters={"d": DATABASE, "t": TABLE}).result_rows:
-            client.command(f"ALTER TABLE {DATABASE}.{TABLE} DROP INDEX {name}")
-    if "projections" in parts:
-        for table, name in client.query("SELECT table, name FROM system.projections WHERE database = {d:String}",
-                                        parameters={"d": DATABASE}).result_rows:
-            client.command(f"ALTER TABLE {DATABASE}.{table} DROP PROJECTION {name}")
-
-
-def schema_parts(client: Any) -> dict[str, int]:
-    """How many views, indexes and projections the inserts feed (the spans table's views and
-    indexes; the projections of every table)."""
-    params = {"d": DATABASE, "t": TABLE}
-    views = client.query("SELECT length(dependencies_table) FROM system.tables WHERE database = {d:String} "
-                         "AND name = {t:String}", parameters=params).result_rows[0][0]
-    indexes = client.query("SELECT count() FROM system.data_skipping_indices WHERE database = {d:String} "
-                           "AND table = {t:String}", parameters=params).result_rows[0][0]
-    projections = client.query("SELECT count() FROM system.projections WHERE database = {d:String}",
-                               parameters=params).result_rows[0][0]
-    return {"views": int(views), "indexes": int(indexes), "projections": int(projections)}
+    drop = {"views": "DROP VIEW {db}.{name}", "indexes": "ALTER TABLE {db}.{table} DROP INDEX {name}",
+            "projections": "ALTER TABLE {db}.{table} DROP PROJECTION {name}"}
+    for part, found in schema_parts(client).items():
+        if part in parts:
+            for table, name in found:
+                client.command(drop[part].format(db=DATABASE, table=table, name=name))
 
 
 def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, core: int | None,
@@ -155,7 +149,7 @@ def measure(spans: int, spans_per_request: int, batch_spans: int, seed: int, cor
         try:
             migrate(client, schema_params(DATABASE, TABLE, 0, 1000))
             strip(client, without)
-            schema = schema_parts(client)
+            schema = {part: len(found) for part, found in schema_parts(client).items()}
             payloads = native_blocks(client, names, blocks)
             # What is left of the Python work is one call per block; the spans go as bytes.
             t0, c0 = time.perf_counter(), _cpu(proc)

@@ -680,7 +680,7 @@ fail:
     return NULL;
 }
 
-/* ---- a growable byte buffer: scan_texts' joined texts, native_block's block ---------- */
+/* ---- a growable byte buffer (texts, flags, blocks, heads), varints ------------------- */
 
 typedef struct {
     char *data;
@@ -706,6 +706,25 @@ static int out_bytes(Out *o, const void *p, size_t n) {
     memcpy(o->data + o->len, p, n);
     o->len += n;
     return 0;
+}
+
+/* Protobuf's (and ClickHouse's) unsigned LEB128. */
+static size_t varint_size(uint64_t n) {
+    size_t k = 1;
+    while (n >= 0x80) {
+        n >>= 7;
+        k++;
+    }
+    return k;
+}
+
+static uint8_t *put_varint(uint8_t *w, uint64_t n) {
+    while (n >= 0x80) {
+        *w++ = (uint8_t)(n | 0x80);
+        n >>= 7;
+    }
+    *w++ = (uint8_t)n;
+    return w;
 }
 
 /* ---- scan_texts: the strings redaction reads, joined by NUL ------------------------- */
@@ -776,44 +795,54 @@ static int span_text(Text *t, Buf b) {
     return each(t, b, 15, status_text);                 /* status message */
 }
 
-/* The text so far becomes the next unit of `out`; the buffer is reused. */
-static int emit(Text *t, PyObject *out) {
-    PyObject *unit = PyUnicode_DecodeUTF8(t->data ? t->data : "", t->len, NULL);
-    t->len = 0;
-    return append(out, unit);
-}
-
-typedef struct {
+/* A request's units, in walk order: each resource, then each of its scopes followed by that
+ * scope's spans. `emit` takes the text gathered so far as the next unit and empties the
+ * buffer: scan_texts makes it a Python string, gate_units runs the redaction gate on it. */
+typedef struct Units Units;
+struct Units {
     Text text;
-    PyObject *out;
-} Units;
+    int (*emit)(Units *u);
+    PyObject *texts;         /* scan_texts */
+    const struct Gate *gate; /* gate_units, and its answer per unit */
+    Out flags;
+};
 
-static int span_unit(void *t, Buf b) {
-    Units *u = t;
-    return span_text(&u->text, b) < 0 ? -1 : emit(&u->text, u->out);
+static int span_unit(void *ctx, Buf b) {
+    Units *u = ctx;
+    return span_text(&u->text, b) < 0 ? -1 : u->emit(u);
 }
 
-static int scope_spans_units(void *t, Buf b) {
-    Units *u = t;
-    if (each(t, b, 1, attrs_3) < 0 || emit(&u->text, u->out) < 0) return -1; /* the scope, wherever it sits */
-    return each(t, b, 2, span_unit);
+static int scope_spans_units(void *ctx, Buf b) {
+    Units *u = ctx;
+    if (each(&u->text, b, 1, attrs_3) < 0 || u->emit(u) < 0) return -1; /* the scope, wherever it sits */
+    return each(ctx, b, 2, span_unit);
 }
 
-static int resource_spans_units(void *t, Buf b) {
-    Units *u = t;
-    if (each(t, b, 1, attrs_1) < 0 || emit(&u->text, u->out) < 0) return -1; /* the resource, wherever it sits */
-    return each(t, b, 2, scope_spans_units);
+static int resource_spans_units(void *ctx, Buf b) {
+    Units *u = ctx;
+    if (each(&u->text, b, 1, attrs_1) < 0 || u->emit(u) < 0) return -1; /* the resource, wherever it sits */
+    return each(ctx, b, 2, scope_spans_units);
+}
+
+static int each_unit(Units *u, const Py_buffer *body) {
+    Buf b = {(const uint8_t *)body->buf, (const uint8_t *)body->buf + body->len};
+    return each(u, b, 1, resource_spans_units);
+}
+
+static int text_unit(Units *u) {
+    PyObject *unit = PyUnicode_DecodeUTF8(u->text.data ? u->text.data : "", (Py_ssize_t)u->text.len, NULL);
+    u->text.len = 0;
+    return append(u->texts, unit);
 }
 
 static PyObject *scan_texts(PyObject *self, PyObject *args) {
     Py_buffer body;
     if (!PyArg_ParseTuple(args, "y*:scan_texts", &body)) return NULL;
-    Units u = {{NULL, 0, 0}, PyList_New(0)};
-    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
-    if (u.out && each(&u.text, b, 1, resource_spans_units) < 0) Py_CLEAR(u.out);
+    Units u = {{NULL, 0, 0}, text_unit, PyList_New(0), NULL, {NULL, 0, 0}};
+    if (u.texts && each_unit(&u, &body) < 0) Py_CLEAR(u.texts);
     PyMem_Free(u.text.data);
     PyBuffer_Release(&body);
-    return u.out;
+    return u.texts;
 }
 
 /* ---- gate_units: the redaction gate over scan_texts' units, without Python strings ----- */
@@ -825,7 +854,7 @@ static PyObject *scan_texts(PyObject *self, PyObject *args) {
  * the walk would leave unchanged. */
 #define MAX_LITERALS 64
 
-typedef struct {
+typedef struct Gate {
     Buf literal[MAX_LITERALS];
     uint8_t anchor_at[MAX_LITERALS]; /* the offset of the literal's anchor byte */
     uint8_t anchored[256];           /* byte -> 1 + index of its first literal, 0 = none */
@@ -898,33 +927,10 @@ static int gate_hits(const Gate *g, const uint8_t *t, size_t n) {
     return 0;
 }
 
-typedef struct {
-    Text text;
-    const Gate *gate;
-    Out flags;
-} GateUnits;
-
-static int gate_emit(GateUnits *u) {
+static int flag_unit(Units *u) {
     uint8_t hit = (uint8_t)gate_hits(u->gate, (const uint8_t *)u->text.data, u->text.len);
     u->text.len = 0;
     return out_bytes(&u->flags, &hit, 1);
-}
-
-static int gate_span(void *ctx, Buf b) {
-    GateUnits *u = ctx;
-    return span_text(&u->text, b) < 0 ? -1 : gate_emit(u);
-}
-
-static int gate_scope_spans(void *ctx, Buf b) {
-    GateUnits *u = ctx;
-    if (each(&u->text, b, 1, attrs_3) < 0 || gate_emit(u) < 0) return -1;
-    return each(ctx, b, 2, gate_span);
-}
-
-static int gate_resource_spans(void *ctx, Buf b) {
-    GateUnits *u = ctx;
-    if (each(&u->text, b, 1, attrs_1) < 0 || gate_emit(u) < 0) return -1;
-    return each(ctx, b, 2, gate_scope_spans);
 }
 
 static PyObject *gate_units(PyObject *self, PyObject *args) {
@@ -935,7 +941,7 @@ static PyObject *gate_units(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*O!pp:gate_units", &body, &PyTuple_Type, &literals, &g.email, &g.digits))
         return NULL;
     PyObject *out = NULL;
-    GateUnits u = {{NULL, 0, 0}, &g, {NULL, 0, 0}};
+    Units u = {{NULL, 0, 0}, flag_unit, NULL, &g, {NULL, 0, 0}};
     g.n = (int)PyTuple_GET_SIZE(literals);
     if (g.n > MAX_LITERALS) {
         PyErr_Format(PyExc_ValueError, "at most %d gate literals", MAX_LITERALS);
@@ -958,8 +964,7 @@ static PyObject *gate_units(PyObject *self, PyObject *args) {
     g.stops['@'] |= (uint8_t)g.email;
     g.stops['+'] |= (uint8_t)g.digits;
     for (int c = '0'; c <= '9'; c++) g.stops[c] |= (uint8_t)g.digits;
-    Buf b = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
-    if (each(&u, b, 1, gate_resource_spans) == 0)
+    if (each_unit(&u, &body) == 0)
         out = PyBytes_FromStringAndSize(u.flags.data ? u.flags.data : "", (Py_ssize_t)u.flags.len);
 done:
     PyMem_Free(u.text.data);
@@ -1002,14 +1007,7 @@ static PyObject *attribute_values(PyObject *self, PyObject *args) {
  * Nullable(T) is a null map (UInt8 per row) then T's data with zeros in the null rows. */
 static int out_varint(Out *o, uint64_t v) {
     uint8_t buf[10];
-    int n = 0;
-    do {
-        buf[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) buf[n] |= 0x80;
-        n++;
-    } while (v);
-    return out_bytes(o, buf, n);
+    return out_bytes(o, buf, (size_t)(put_varint(buf, v) - buf));
 }
 
 static int out_u64(Out *o, uint64_t v) {
@@ -1392,24 +1390,6 @@ static int split_resource(void *ctx, Buf resource_spans) {
     if (GROW(s, resources) < 0 || copy_head(s, resource_spans, &s->resources[s->n_resources]) < 0) return -1;
     s->n_resources++;
     return each(s, resource_spans, 2, split_scope);
-}
-
-static size_t varint_size(uint64_t n) {
-    size_t k = 1;
-    while (n >= 0x80) {
-        n >>= 7;
-        k++;
-    }
-    return k;
-}
-
-static uint8_t *put_varint(uint8_t *w, uint64_t n) {
-    while (n >= 0x80) {
-        *w++ = (uint8_t)(n | 0x80);
-        n >>= 7;
-    }
-    *w++ = (uint8_t)n;
-    return w;
 }
 
 static size_t field_size(size_t body) { return 1 + varint_size(body) + body; }
