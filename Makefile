@@ -1,7 +1,7 @@
 # tracehouse — every target sets itself up from a fresh clone (creates .venv, installs).
 #   make run    all-in-one on embedded defaults: OTLP :4317/:4318, query API :8080, ClickHouse HTTP :8123
 #   make test   the test suite (what CI runs), after `make test-tools` (Debian's prometheus and chromium)
-#   make bench  the benchmarks: all-in-one, GenAI processors, the stages with and without the C module, Kafka sidecar and writer, the trace list over 1M and 10M spans, big trace reads, reads against ingestion, scores (figures go to BENCHMARKS.md)
+#   make bench  the benchmarks: all-in-one, GenAI processors, the stages with and without the C module, Kafka sidecar and writer, against MLflow, the trace list over 1M and 10M spans, big trace reads, reads against ingestion, scores (figures go to BENCHMARKS.md)
 #   make dashboards  regenerate the Grafana dashboards (deploy/grafana) from their code
 #   make mlflow-snapshot  rerecord what MLflow's own server holds after the seed flows (tests compare with it)
 
@@ -103,6 +103,7 @@ bench: install-test
 	$(BIN)/python -m tracehouse.bench.genai_processors --json-out bench-results-genai-processors.json
 	$(BIN)/python -m tracehouse.bench.native_stages --json-out bench-results-native-stages.json
 	$(BIN)/python -m tracehouse.bench.run_kafka --concurrency 32 --json-out bench-results-kafka.json
+	$(BIN)/python -m tracehouse.bench.run_mlflow_side_by_side --server-cores 0 --json-out bench-results-vs-mlflow.json
 	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --json-out bench-results-trace-list.json
 	$(BIN)/python -m tracehouse.bench.run_trace_list --spans 1000000 --copies 9 --server-cores 0 --rounds 20 --json-out bench-results-trace-list-10m.json
 	$(BIN)/python -m tracehouse.bench.run_trace_reads --spans 100000 --readers 4 --json-out bench-results-trace-reads.json

@@ -6,7 +6,9 @@ OTLP/HTTP (`POST /v1/traces`, protobuf, HTTP/1.1 keep-alive) or OTLP/gRPC (raw b
 calls retryable (HTTP 429/503 + Retry-After, gRPC UNAVAILABLE, RESOURCE_EXHAUSTED with
 RetryInfo) are retried with backoff and counted. Afterwards it polls the query API until a
 sample of the sent traces is complete, and with `--server-pid` it reports the server's
-peak RSS and CPU seconds per 10k spans.
+peak RSS and CPU seconds per 10k spans. `--header` adds request headers (an API key, or
+MLflow's experiment header), and `run_load` takes another "stored" check in place of
+tracehouse's query API: `run_mlflow_side_by_side` counts a peer's stored spans that way.
 
 Everything is bounded: attempts per request, total send time, query wait, and the target
 host, which must be loopback.
@@ -14,9 +16,7 @@ host, which must be loopback.
     python -m tracehouse.bench.loadgen --protocol grpc --spans 100000 --json-out out.json
 
 One module on purpose (over 400 lines): it is one tool read top to bottom (config, senders,
-send loop, queryability wait, figures, CLI), each part used only by `run_load`, and the
-peer-benchmark wrapper in bench/peers.md swaps `HttpSender.__init__`, `query_sample` and
-`_wait_queryable` on this module to reproduce the published figures.
+send loop, queryability wait, figures, CLI), each part used only by `run_load`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -89,6 +89,7 @@ class LoadConfig:
     max_duration_s: float = 600.0
     request_timeout_s: float = 30.0
     max_attempts: int = 20
+    headers: tuple[tuple[str, str], ...] = ()  # added to every OTLP/HTTP request
 
     def resolved_endpoint(self) -> str:
         if self.endpoint:
@@ -223,7 +224,9 @@ class HttpSender:
     fewer requests/s than over 32 private clients), which would make the generator the bottleneck.
     """
 
-    def __init__(self, endpoint: str, concurrency: int, timeout_s: float) -> None:
+    def __init__(
+        self, endpoint: str, concurrency: int, timeout_s: float, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.url = http_traces_url(endpoint)
         self.clients = [
             httpx.AsyncClient(
@@ -232,7 +235,7 @@ class HttpSender:
                 trust_env=False,  # ignore *_PROXY env: traffic stays on loopback
                 timeout=timeout_s,
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                headers={"Content-Type": "application/x-protobuf"},
+                headers={"Content-Type": "application/x-protobuf", **dict(headers)},
             )
             for _ in range(concurrency)
         ]
@@ -339,7 +342,7 @@ class GrpcSender:
 
 def make_sender(cfg: LoadConfig) -> Sender:
     if cfg.protocol == "http":
-        return HttpSender(cfg.resolved_endpoint(), cfg.concurrency, cfg.request_timeout_s)
+        return HttpSender(cfg.resolved_endpoint(), cfg.concurrency, cfg.request_timeout_s, cfg.headers)
     return GrpcSender(cfg.resolved_endpoint(), cfg.request_timeout_s)
 
 
@@ -506,7 +509,7 @@ async def _send_all(sender: Sender, payloads: Sequence[Payload], cfg: LoadConfig
 
 
 @dataclass
-class _QueryStats:
+class QueryStats:
     queryable_after_s: float | None = None
     verify_s: float | None = None
     checked: int = 0
@@ -514,6 +517,11 @@ class _QueryStats:
     duplicates: int = 0
     errors: int = 0
     refused: int = 0  # 429/503 from the query API's read budget, retried
+
+
+# Another server's "stored" check: given every acked trace and when the last ack came, wait
+# until they are stored and say when (run_mlflow_side_by_side reads MLflow's database).
+StoredCheck = Callable[[Sequence[TraceRef], float], Awaitable[QueryStats]]
 
 
 def query_sample(acked: Sequence[TraceRef], seed: int) -> list[TraceRef]:
@@ -524,7 +532,7 @@ def query_sample(acked: Sequence[TraceRef], seed: int) -> list[TraceRef]:
     return last + picked
 
 
-async def _trace_complete(client: httpx.AsyncClient, base: str, ref: TraceRef, qs: _QueryStats) -> bool:
+async def _trace_complete(client: httpx.AsyncClient, base: str, ref: TraceRef, qs: QueryStats) -> bool:
     while True:
         try:
             resp = await client.get(f"{base}/api/v1/traces/{ref.trace_id}")
@@ -549,7 +557,7 @@ async def _trace_complete(client: httpx.AsyncClient, base: str, ref: TraceRef, q
     return n >= ref.span_count
 
 
-async def _wait_queryable(cfg: LoadConfig, sample: list[TraceRef], last_ack: float) -> _QueryStats:
+async def _wait_queryable(cfg: LoadConfig, sample: list[TraceRef], last_ack: float) -> QueryStats:
     """Poll until every sampled trace is complete.
 
     While data is still landing only the front pending trace (the newest acked, normally the
@@ -558,7 +566,7 @@ async def _wait_queryable(cfg: LoadConfig, sample: list[TraceRef], last_ack: flo
     figure is the moment that last successful probe returned; the verification round that
     follows (`verify_s`) bounds how much later the slowest sampled trace can have landed.
     """
-    qs = _QueryStats(checked=len(sample))
+    qs = QueryStats(checked=len(sample))
     base = query_base_url(cfg.query_url)
     pending = list(sample)
     deadline = time.perf_counter() + cfg.query_timeout_s
@@ -607,8 +615,9 @@ def _round(v: float | None, nd: int = 3) -> float | None:
     return None if v is None else round(v, nd)
 
 
-async def run_load(cfg: LoadConfig, payloads: Sequence[Payload]) -> LoadResult:
-    """Send `payloads`, wait until they are queryable, and collect the figures."""
+async def run_load(cfg: LoadConfig, payloads: Sequence[Payload], stored: StoredCheck | None = None) -> LoadResult:
+    """Send `payloads`, wait until they are queryable (by tracehouse's query API, or by
+    `stored` over every acked trace), and collect the figures."""
     validate(cfg)  # fail on a non-loopback target before sending anything
     monitor = ServerMonitor(cfg.server_pid) if cfg.server_pid else None
     sender = make_sender(cfg)
@@ -624,10 +633,13 @@ async def run_load(cfg: LoadConfig, payloads: Sequence[Payload]) -> LoadResult:
         cpu_s = monitor.cpu_seconds() - cpu0 if monitor else None
     finally:
         await sender.close()
-    qs = _QueryStats()
+    qs = QueryStats()
     # After an abort the server is gone or refuses everything: waiting for queries would only burn time.
     if not cfg.skip_query and not stats.aborted and stats.last_ack is not None:
-        qs = await _wait_queryable(cfg, query_sample(stats.acked_traces, cfg.seed), stats.last_ack)
+        if stored is not None:
+            qs = await stored(stats.acked_traces, stats.last_ack)
+        else:
+            qs = await _wait_queryable(cfg, query_sample(stats.acked_traces, cfg.seed), stats.last_ack)
     peak: float | None = None
     if monitor:
         monitor.sample()
@@ -641,7 +653,7 @@ def _result(
     cfg: LoadConfig,
     payloads: Sequence[Payload],
     stats: _SendStats,
-    qs: _QueryStats,
+    qs: QueryStats,
     cpu_s: float | None,
     peak_rss_mb: float | None,
     own_cpu_s: float,
@@ -764,8 +776,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="traffic seed (default: random, printed); ids depend on it"
     )
     p.add_argument("--server-pid", type=int, default=None, help="sample this process's RSS and CPU")
+    p.add_argument(
+        "--header", action="append", default=[], metavar="NAME=VALUE", help="add to every OTLP/HTTP request"
+    )
     p.add_argument("--json-out", default=None, help="write the figures as JSON here")
     return p
+
+
+def parse_headers(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`NAME=VALUE` strings as header pairs."""
+    out = []
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--header {v!r}: expected NAME=VALUE")
+        out.append((name.strip(), value))
+    return tuple(out)
 
 
 def config_from_args(a: argparse.Namespace) -> LoadConfig:
@@ -789,6 +815,7 @@ def config_from_args(a: argparse.Namespace) -> LoadConfig:
         max_duration_s=a.max_duration,
         request_timeout_s=a.request_timeout,
         max_attempts=a.max_attempts,
+        headers=parse_headers(a.header),
     )
 
 

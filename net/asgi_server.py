@@ -184,6 +184,9 @@ class AsgiServer:
             self._app, lifespan="off", log_config=None, access_log=False, server_header=False,
             timeout_graceful_shutdown=math.ceil(self._grace), timeout_keep_alive=30, ssl_context=context,
             http=self._protocol,
+            # No route speaks WebSocket: "auto" would import the websockets package into
+            # every process (the sidecar's idle RSS included) to answer upgrades nobody sends.
+            ws="none",
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=sockets), name=f"asgi-{self._name}")
