@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -157,7 +160,10 @@ def run_mlflow(args: argparse.Namespace, workdir: Path, cores: list[int], load_c
            "--default-artifact-root", str(workdir / "artifacts")]
     info = ServerInfo(cmd=cmd, config="", data_dir=str(workdir), cores=cores, loadgen_cores=load_cores)
     log_path = workdir / "mlflow.log"
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYDANTIC_DISABLE_PLUGINS="__all__")
+    # No telemetry, no pydantic plugins (see the docstring), and where MLflow imports LiteLLM,
+    # its price map from the package instead of a fetch that retries for seconds offline.
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYDANTIC_DISABLE_PLUGINS="__all__",
+               LITELLM_LOCAL_MODEL_COST_MAP="True")
     proc = start_server(info, env, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -172,7 +178,20 @@ def run_mlflow(args: argparse.Namespace, workdir: Path, cores: list[int], load_c
         return [Run("mlflow", _measure(replace(target, seed=10 + i, concurrency=c, spans=args.spans), check))
                 for i, c in enumerate(args.concurrency)]
     finally:
-        stop_server(proc, info, 30)
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM to MLflow's whole process group (the CLI, uvicorn's workers, its job runner
+    and consumers) at once: the CLI alone passes it on only after ~10 s of its own shutdown."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def run_tracehouse(args: argparse.Namespace, workdir: Path, cores: list[int], load_cores: list[int]) -> list[Run]:

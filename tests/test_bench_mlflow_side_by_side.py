@@ -55,7 +55,7 @@ def test_the_benchmark_stores_the_same_traffic_in_both_and_reports_the_ratio(tmp
     if not mlflow.exists() and not shutil.which("mlflow"):
         pytest.skip("mlflow is not installed (pip install -e '.[test]')")
     out = tmp_path / "sbs.json"
-    code = sbs.main(["--server-cores", "0", "--mlflow-workers", "1", "--concurrency", "2", "--spans", "600",
+    code = sbs.main(["--server-cores", "0", "--mlflow-workers", "1", "--concurrency", "1", "--spans", "100",
                      "--spans-per-request", "100", "--warmup-spans", "0", "--repeats", "1",
                      "--json-out", str(out)])
     assert code == 0
