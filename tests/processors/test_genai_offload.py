@@ -83,7 +83,9 @@ async def test_tokenizing_huge_messages_does_not_stall_the_event_loop() -> None:
     batch = batch_of(huge_request_spans())
     stall, elapsed = await largest_loop_stall(normalize.consume(batch))
     assert elapsed > 0.2, "the work must take long enough for the check to mean something"
-    assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
+    # Done on the loop, the stall would be the whole work; the bound grows with the work so a
+    # loaded machine (a parallel suite) that slows both does not fail it.
+    assert stall < max(0.1, elapsed / 4), f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
     assert tokens.offloaded_batches == 1
     cols = sink.batches[0].genai
     assert cols is not None and all(t is not None and t > CHARS // 3 for t in cols.input_tokens)
@@ -183,7 +185,7 @@ async def test_redacting_huge_messages_does_not_stall_the_event_loop() -> None:
     await redaction.start(TestHost())
     stall, elapsed = await largest_loop_stall(normalize.consume(batch))
     assert elapsed > 0.2, "the work must take long enough for the check to mean something"
-    assert stall < 0.2, f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
+    assert stall < max(0.2, elapsed / 4), f"the event loop stalled for {stall * 1000:.0f} ms of {elapsed * 1000:.0f} ms"
     [out] = sink.batches
     assert "bob@example.com" not in out.to_bytes().decode("utf-8", "replace")
     assert redaction.masked_values["email"] > 0
