@@ -3,6 +3,9 @@ tracehouse, Prometheus): wait until one answers, stop it politely, then firmly."
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,16 +27,37 @@ def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, time
     raise RuntimeError(f"{what} not ready after {timeout}s:\n{log_tail()}")
 
 
-def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; a no-op for a process that already ended."""
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0, *, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; a no-op for a process that already ended.
+
+    `group`: signal the process group the process leads (started with `start_new_session`)
+    rather than the process alone, for a server whose own shutdown hands the signal on to
+    its workers slowly (MLflow's CLI takes ~10 s)."""
     if proc is None or proc.poll() is not None:
         return
-    proc.terminate()
+
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+
+    send(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        send(signal.SIGKILL)
         proc.wait(timeout)
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a child's log, for an error message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(the log is empty)"
 
 
 def http_ok(url: str) -> bool:

@@ -42,12 +42,11 @@ from tracehouse.bench.loadgen import (
     validate,
     write_json,
 )
-from tracehouse.bench.processes import rss_mb
+from tracehouse.bench.processes import log_tail, rss_mb
 
 __all__ = ["main", "markdown_table"]
 
 READY_POLL_S = 0.2
-LOG_TAIL_LINES = 40
 
 
 class BenchError(RuntimeError):
@@ -124,14 +123,6 @@ def start_server(info: ServerInfo, env: dict[str, str], log_path: Path) -> subpr
         )
 
 
-def _log_tail(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no server log)"
-    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(server log is empty)"
-
-
 def wait_ready(proc: subprocess.Popen[bytes], query_url: str, timeout_s: float, log_path: Path) -> float:
     """Poll GET /readyz until 200; seconds it took. Raises BenchError on exit or timeout."""
     url = f"{query_url.rstrip('/')}/readyz"
@@ -142,7 +133,7 @@ def wait_ready(proc: subprocess.Popen[bytes], query_url: str, timeout_s: float, 
             if proc.poll() is not None:
                 raise BenchError(
                     f"server exited with code {proc.returncode} before {url} was ready; "
-                    f"log tail:\n{_log_tail(log_path)}"
+                    f"log tail:\n{log_tail(log_path)}"
                 )
             try:
                 resp = client.get(url)
@@ -154,7 +145,7 @@ def wait_ready(proc: subprocess.Popen[bytes], query_url: str, timeout_s: float, 
             time.sleep(READY_POLL_S)
     raise BenchError(
         f"server not ready: GET {url} did not return 200 within {timeout_s:.0f} s (last: {last}); "
-        f"log tail:\n{_log_tail(log_path)}"
+        f"log tail:\n{log_tail(log_path)}"
     )
 
 
@@ -362,7 +353,7 @@ def run(args: argparse.Namespace) -> tuple[list[LoadResult], ServerInfo]:
         results = run_protocols(replace(base, server_pid=proc.pid), protocols, endpoints, info)
         if proc.poll() is not None:
             raise BenchError(
-                f"server died during the benchmark (code {proc.returncode}); log tail:\n{_log_tail(log_path)}"
+                f"server died during the benchmark (code {proc.returncode}); log tail:\n{log_tail(log_path)}"
             )
     finally:
         stop_server(proc, info, args.shutdown_timeout)

@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,8 +47,8 @@ from tracehouse.bench.loadgen import (
     run_load,
     write_json,
 )
-from tracehouse.bench.processes import http_ok
-from tracehouse.bench.processes import wait_ready as wait_until
+from tracehouse.bench.processes import http_ok, log_tail, terminate
+from tracehouse.bench.processes import wait_ready as wait_until  # run_all_in_one's wait_ready polls /readyz
 from tracehouse.bench.run_all_in_one import (
     BenchError,
     ServerInfo,
@@ -168,7 +165,7 @@ def run_mlflow(args: argparse.Namespace, workdir: Path, cores: list[int], load_c
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(proc, lambda: http_ok(f"{url}/health"), timeout=args.ready_timeout, what="mlflow server",
-                   log_tail=lambda: log_path.read_text(errors="replace")[-3000:], poll_s=0.5)
+                   log_tail=lambda: log_tail(log_path), poll_s=0.5)
         resp = httpx.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "side-by-side"}, timeout=30)
         resp.raise_for_status()
         target = replace(_base(args), protocol="http", endpoint=url, server_pid=proc.pid,
@@ -178,20 +175,8 @@ def run_mlflow(args: argparse.Namespace, workdir: Path, cores: list[int], load_c
         return [Run("mlflow", _measure(replace(target, seed=10 + i, concurrency=c, spans=args.spans), check))
                 for i, c in enumerate(args.concurrency)]
     finally:
-        _stop_group(proc)
-
-
-def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    """SIGTERM to MLflow's whole process group (the CLI, uvicorn's workers, its job runner
-    and consumers) at once: the CLI alone passes it on only after ~10 s of its own shutdown."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        # The whole group (the CLI, uvicorn's workers, its job runner and consumers) at once.
+        terminate(proc, 30, group=True)
 
 
 def run_tracehouse(args: argparse.Namespace, workdir: Path, cores: list[int], load_cores: list[int]) -> list[Run]:

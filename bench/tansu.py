@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracehouse.bench.processes import terminate, wait_ready
+from tracehouse.bench.processes import log_tail, terminate, wait_ready
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -73,7 +73,7 @@ class TansuBroker:
              advertised, "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT)
         wait_ready(self.proc, self._listening, timeout=timeout, what=f"tansu on 127.0.0.1:{self.port}",
-                   log_tail=lambda: self.log_path.read_text(errors="replace")[-2000:], poll_s=0.05)
+                   log_tail=lambda: log_tail(self.log_path), poll_s=0.05)
         return self
 
     def _listening(self) -> bool:
